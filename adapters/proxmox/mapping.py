@@ -1,0 +1,198 @@
+"""Pure translations between Proxmox's JSON and the core's value objects. No I/O here."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from adapters.proxmox.props import parse_props, with_props
+from core.errors import ConfigurationError, InvalidArguments
+from core.model import Backup, Guest, GuestRef, Snapshot
+
+# From pve-common (via the shipped formats): UPID, pve-configid.
+UPID_RE = re.compile(
+    r"^UPID:([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?):([0-9A-Fa-f]{8}):([0-9A-Fa-f]{8,9}):([0-9A-Fa-f]{8}):"
+    r"([^:\s/]+):([^:\s/]*):([^:\s/]+):$"
+)
+CONFIGID_RE = re.compile(r"^(?i:[a-z][a-z0-9_-]+)$")
+SIZE_RE = re.compile(r"^\+?\d+(\.\d+)?[KMGT]?$")
+TOKEN_ID_RE = re.compile(r"^(?P<user>[^\s!@]+@[^\s!@]+)!(?P<name>[A-Za-z][A-Za-z0-9._-]*)$")
+
+POWER_ACTIONS = ("start", "shutdown", "stop", "reboot", "reset", "suspend", "resume")
+KINDS = ("qemu", "lxc")
+
+# Where Proxmox logs progress: qemu-img/drive-mirror clones, vzdump of VMs, qmrestore.
+_PERCENT_PATTERNS = (
+    re.compile(r"^transferred .* \((\d+(?:\.\d+)?)%\)$"),
+    re.compile(r"^INFO:\s+(\d+(?:\.\d+)?)% \("),
+    re.compile(r"^progress (\d+(?:\.\d+)?)% \("),
+    re.compile(r"drive-\S+: transferred .* \((\d+(?:\.\d+)?)%\)"),
+)
+
+
+def split_token_id(token_id: str, *, cluster: str) -> tuple[str, str]:
+    """``user@realm!name`` -> (``user@realm``, ``name``)."""
+    m = TOKEN_ID_RE.match(token_id)
+    if not m:
+        raise ConfigurationError(f"cluster {cluster}: the token id must look like user@realm!tokenname")
+    return m.group("user"), m.group("name")
+
+
+def is_upid(value: object) -> bool:
+    return isinstance(value, str) and UPID_RE.match(value) is not None
+
+
+def _tags(raw: object) -> tuple[str, ...]:
+    return tuple(t for t in re.split(r"[;,\s]+", str(raw or "")) if t)
+
+
+def guest_from_resource(cluster: str, row: dict[str, Any]) -> Guest:
+    """One ``/cluster/resources?type=vm`` row."""
+    return Guest(
+        cluster=cluster,
+        vmid=int(row["vmid"]),
+        name=str(row.get("name") or f"{row['type']}-{row['vmid']}"),
+        kind=str(row["type"]),
+        node=str(row["node"]),
+        status=str(row.get("status", "unknown")),
+        pool=row.get("pool") or None,
+        template=bool(int(row.get("template") or 0)),
+        maxcpu=int(row.get("maxcpu") or 0),
+        cpu=float(row.get("cpu") or 0.0),
+        maxmem=int(row.get("maxmem") or 0),
+        mem=int(row.get("mem") or 0),
+        maxdisk=int(row.get("maxdisk") or 0),
+        disk=int(row.get("disk") or 0),
+        uptime=int(row.get("uptime") or 0),
+        tags=_tags(row.get("tags")),
+        lock=row.get("lock") or None,
+    )
+
+
+def guest_from_status(ref: GuestRef, data: dict[str, Any], *, pool: str | None) -> Guest:
+    """``status/current`` of one guest; the pool comes from the inventory (status does not carry it)."""
+    return Guest(
+        cluster=ref.cluster,
+        vmid=ref.vmid,
+        name=str(data.get("name") or f"{ref.kind}-{ref.vmid}"),
+        kind=ref.kind,
+        node=ref.node,
+        status=str(data.get("status", "unknown")),
+        pool=pool,
+        template=bool(int(data.get("template") or 0)),
+        maxcpu=int(data.get("cpus") or 0),
+        cpu=float(data.get("cpu") or 0.0),
+        maxmem=int(data.get("maxmem") or 0),
+        mem=int(data.get("mem") or 0),
+        maxdisk=int(data.get("maxdisk") or 0),
+        disk=int(data.get("disk") or 0),
+        uptime=int(data.get("uptime") or 0),
+        tags=_tags(data.get("tags")),
+        lock=data.get("lock") or None,
+    )
+
+
+def config_strings(config: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in config.items() if k != "digest"}
+
+
+def pending_changes(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """Only the keys with a pending value or a pending deletion."""
+    pending: dict[str, str] = {}
+    for row in rows:
+        if "pending" in row:
+            pending[str(row["key"])] = str(row["pending"])
+        elif row.get("delete"):
+            pending[str(row["key"])] = "(delete)"
+    return pending
+
+
+def ips_from_interfaces(interfaces: Iterable[dict[str, Any]]) -> tuple[str, ...]:
+    """Guest IPs from the qemu agent or lxc ``interfaces``, without loopback and link-local."""
+    ips: list[str] = []
+    for iface in interfaces:
+        if iface.get("name") == "lo":
+            continue
+        for addr in iface.get("ip-addresses") or []:
+            ip = str(addr.get("ip-address", ""))
+            if ip and not ip.startswith(("127.", "fe80:", "::1")) and ip not in ips:
+                ips.append(ip)
+    return tuple(ips)
+
+
+def snapshots_from_rows(rows: Iterable[dict[str, Any]]) -> list[Snapshot]:
+    snaps = [
+        Snapshot(
+            name=str(r["name"]),
+            description=str(r.get("description") or ""),
+            parent=r.get("parent") or None,
+            snaptime=int(r["snaptime"]) if r.get("snaptime") is not None else None,
+            vmstate=bool(int(r.get("vmstate") or 0)),
+        )
+        for r in rows
+        if r.get("name") != "current"
+    ]
+    return sorted(snaps, key=lambda s: (s.snaptime or 0, s.name))
+
+
+def backups_from_rows(rows: Iterable[dict[str, Any]], *, storage: str) -> list[Backup]:
+    backups = [
+        Backup(
+            volid=str(r["volid"]),
+            storage=storage,
+            vmid=int(r.get("vmid") or 0),
+            size=int(r.get("size") or 0),
+            ctime=int(r.get("ctime") or 0),
+            format=str(r.get("format") or ""),
+            notes=str(r.get("notes") or ""),
+        )
+        for r in rows
+        if r.get("content", "backup") == "backup"
+    ]
+    return sorted(backups, key=lambda b: (b.ctime, b.volid))
+
+
+def percent_in(line: str) -> float | None:
+    for pattern in _PERCENT_PATTERNS:
+        m = pattern.search(line)
+        if m:
+            return float(m.group(1))
+    return None
+
+
+def check_snapshot_name(name: str) -> None:
+    if len(name) > 40 or not CONFIGID_RE.match(name):
+        raise InvalidArguments(
+            "a snapshot name starts with a letter, then letters, digits, '-' or '_' (2 to 40 characters)"
+        )
+
+
+def check_disk_size(size: str) -> None:
+    if not SIZE_RE.match(size):
+        raise InvalidArguments("a disk size looks like +10G (grow by) or 64G (grow to)")
+
+
+def net_with_vlan(net: str, tag: int | None) -> str:
+    if tag is not None and not 1 <= tag <= 4094:
+        raise InvalidArguments("a VLAN tag is between 1 and 4094")
+    return with_props(net, tag=None if tag is None else str(tag))
+
+
+def lxc_net_with_ipconfig(net: str, ipconfig: str) -> str:
+    """Containers carry their address in ``netN`` itself (``ip=``, ``gw=``), not in cloud-init ``ipconfigN``."""
+    allowed = {"ip", "gw", "ip6", "gw6"}
+    changes: dict[str, str | None] = {}
+    for key, val in parse_props(ipconfig):
+        if key not in allowed:
+            raise InvalidArguments("an IP setting looks like ip=10.0.0.5/24,gw=10.0.0.1 (or ip=dhcp)")
+        changes[key] = val
+    if "ip" in changes and "gw" not in changes:
+        changes["gw"] = None  # a new address without gateway must not keep the old one
+    return with_props(net, **changes)
+
+
+def check_ipconfig(ipconfig: str) -> None:
+    for key, _ in parse_props(ipconfig):
+        if key not in {"ip", "gw", "ip6", "gw6"}:
+            raise InvalidArguments("an IP setting looks like ip=10.0.0.5/24,gw=10.0.0.1 (or ip=dhcp)")

@@ -1,0 +1,321 @@
+"""What the simulated cluster holds: nodes, storages, pools, guests, snapshots and backups.
+
+Plain data plus the answers Proxmox derives from it (``/cluster/resources`` rows, ``status/current``,
+config with its ``digest``). Callers hold ``SimState.lock``: the server loop thread and the test
+thread (``add_*``, faults) both touch this state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.proxmox.props import parse_props
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+class ApiError(Exception):
+    """An answer other than 200: PVE puts the message in the HTTP reason phrase."""
+
+    def __init__(self, status: int, message: str, *, errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors
+
+
+def conf_error(kind: str, node: str, vmid: int) -> ApiError:
+    folder = "qemu-server" if kind == "qemu" else "lxc"
+    return ApiError(500, f"Configuration file 'nodes/{node}/{folder}/{vmid}.conf' does not exist")
+
+
+def size_to_bytes(text: str) -> int:
+    units = {"K": 1024, "M": MiB, "G": GiB, "T": 1024 * GiB}
+    text = text.strip()
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(float(text))
+
+
+def bytes_to_size(n: int) -> str:
+    for unit, scale in (("T", 1024 * GiB), ("G", GiB), ("M", MiB), ("K", 1024)):
+        if n % scale == 0:
+            return f"{n // scale}{unit}"
+    return str(n)
+
+
+@dataclass
+class SimNode:
+    name: str
+    online: bool = True
+
+
+@dataclass
+class SimStorage:
+    name: str
+    nodes: tuple[str, ...] | None  # None: on every node
+    content: frozenset[str]
+    shared: bool = False
+
+    def on(self, node: str) -> bool:
+        return self.nodes is None or node in self.nodes
+
+
+@dataclass
+class SimSnapshot:
+    name: str
+    description: str
+    snaptime: int
+    parent: str | None
+    vmstate: bool
+    config: dict[str, str]
+
+
+@dataclass
+class SimBackup:
+    volid: str
+    storage: str
+    node: str
+    vmid: int
+    kind: str
+    ctime: int
+    size: int
+    notes: str
+    config: dict[str, str]
+    name: str
+
+
+@dataclass
+class SimGuest:
+    vmid: int
+    kind: str
+    node: str
+    pool: str | None
+    status: str  # running | stopped
+    config: dict[str, str]
+    qmpstatus: str | None = None  # qemu: running | paused | stopped
+    pending: dict[str, str] = field(default_factory=dict)
+    snapshots: dict[str, SimSnapshot] = field(default_factory=dict)
+    parent: str | None = None
+    lock: str | None = None  # the config "lock:" property (backup, snapshot, clone, ...)
+    busy_upid: str | None = None  # a running task holds the guest's lock file
+    ip: str | None = None
+    started_at: float | None = None
+
+    @property
+    def type_label(self) -> str:
+        return "VM" if self.kind == "qemu" else "CT"
+
+    @property
+    def name(self) -> str:
+        return self.config.get("name" if self.kind == "qemu" else "hostname", f"{self.kind}-{self.vmid}")
+
+    @property
+    def template(self) -> bool:
+        return self.config.get("template") == "1"
+
+    @property
+    def disk_key(self) -> str:
+        return "scsi0" if self.kind == "qemu" else "rootfs"
+
+    @property
+    def disk_bytes(self) -> int:
+        for key, val in parse_props(self.config.get(self.disk_key, "")):
+            if key == "size":
+                return size_to_bytes(val)
+        return 0
+
+    @property
+    def lock_file(self) -> str:
+        if self.kind == "qemu":
+            return f"/var/lock/qemu-server/lock-{self.vmid}.conf"
+        return f"/run/lock/lxc/pve-config-{self.vmid}.lock"
+
+    def digest(self) -> str:
+        text = "\n".join(f"{k}: {v}" for k, v in sorted(self.config.items()))
+        return hashlib.sha1(text.encode()).hexdigest()
+
+    def set_running(self, running: bool) -> None:
+        self.status = "running" if running else "stopped"
+        self.started_at = time.time() if running else None
+        if self.kind == "qemu":
+            self.qmpstatus = self.status
+        if not running:
+            # pending changes apply at the next start, as in qemu-server
+            self.config.update(self.pending)
+            self.pending.clear()
+
+    def uptime(self) -> int:
+        return int(time.time() - self.started_at) if self.started_at else 0
+
+    def tags(self) -> str | None:
+        return self.config.get("tags")
+
+    def memory_bytes(self) -> int:
+        return int(self.config.get("memory", "512").split(",")[0].removeprefix("current=")) * MiB
+
+    def resource_row(self, *, node_online: bool) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "id": f"{self.kind}/{self.vmid}",
+            "type": self.kind,
+            "vmid": self.vmid,
+            "name": self.name,
+            "node": self.node,
+            "template": 1 if self.template else 0,
+        }
+        if self.pool:
+            row["pool"] = self.pool
+        if self.tags():
+            row["tags"] = self.tags()
+        if not node_online:
+            row["status"] = "unknown"
+            return row
+        running = self.status == "running"
+        row.update(
+            status=self.status,
+            maxcpu=int(self.config.get("cores", "1")),
+            cpu=0.013 if running else 0,
+            maxmem=self.memory_bytes(),
+            mem=self.memory_bytes() // 3 if running else 0,
+            maxdisk=self.disk_bytes,
+            # qemu reports 0 used disk without the guest agent; lxc knows its rootfs usage
+            disk=self.disk_bytes // 4 if self.kind == "lxc" and running else 0,
+            uptime=self.uptime(),
+            netin=0,
+            netout=0,
+            diskread=0,
+            diskwrite=0,
+        )
+        if self.lock:
+            row["lock"] = self.lock
+        return row
+
+    def current_status(self) -> dict[str, Any]:
+        running = self.status == "running"
+        data: dict[str, Any] = {
+            "vmid": self.vmid,
+            "name": self.name,
+            "status": self.status,
+            "cpus": int(self.config.get("cores", "1")),
+            "cpu": 0.013 if running else 0,
+            "maxmem": self.memory_bytes(),
+            "mem": self.memory_bytes() // 3 if running else 0,
+            "maxdisk": self.disk_bytes,
+            "disk": 0,
+            "uptime": self.uptime(),
+            "netin": 0,
+            "netout": 0,
+            "diskread": 0,
+            "diskwrite": 0,
+            "ha": {"managed": 0},
+        }
+        if self.kind == "qemu":
+            data["qmpstatus"] = self.qmpstatus or self.status
+            if self.config.get("agent", "0").split(",")[0] in ("1", "enabled=1"):
+                data["agent"] = 1
+            if running:
+                data["pid"] = 10000 + self.vmid
+        else:
+            data["type"] = "lxc"
+            data["maxswap"] = int(self.config.get("swap", "512")) * MiB
+            data["swap"] = 0
+        if self.template:
+            data["template"] = 1
+        if self.lock:
+            data["lock"] = self.lock
+        if self.tags():
+            data["tags"] = self.tags()
+        return data
+
+
+def mac_for(vmid: int, index: int = 0) -> str:
+    return f"BC:24:11:{(vmid >> 8) & 0xFF:02X}:{vmid & 0xFF:02X}:{index:02X}"
+
+
+def default_config(
+    *, vmid: int, kind: str, name: str, cores: int, memory_mb: int, disk_gb: int, tags: tuple[str, ...],
+    ip: str | None, template: bool,
+) -> dict[str, str]:
+    disk_prefix = "base" if template else "vm"
+    disk = f"local-lvm:{disk_prefix}-{vmid}-disk-0,size={disk_gb}G"
+    if kind == "qemu":
+        config = {
+            "name": name,
+            "cores": str(cores),
+            "sockets": "1",
+            "memory": str(memory_mb),
+            "ostype": "l26",
+            "agent": "1",
+            "scsihw": "virtio-scsi-single",
+            "scsi0": f"{disk},iothread=1",
+            "boot": "order=scsi0",
+            "net0": f"virtio={mac_for(vmid)},bridge=vmbr0,firewall=1",
+            "smbios1": f"uuid=00000000-0000-4000-8000-{vmid:012d}",
+        }
+        if ip:
+            config["ipconfig0"] = f"ip={ip}/24,gw={ip.rsplit('.', 1)[0]}.1"
+    else:
+        net = f"name=eth0,bridge=vmbr0,hwaddr={mac_for(vmid)},type=veth"
+        net += f",ip={ip}/24,gw={ip.rsplit('.', 1)[0]}.1" if ip else ",ip=dhcp"
+        config = {
+            "hostname": name,
+            "cores": str(cores),
+            "memory": str(memory_mb),
+            "swap": "512",
+            "ostype": "debian",
+            "arch": "amd64",
+            "unprivileged": "1",
+            "rootfs": disk,
+            "net0": net,
+        }
+    if tags:
+        config["tags"] = ";".join(tags)
+    if template:
+        config["template"] = "1"
+    return config
+
+
+class SimState:
+    """The whole simulated cluster. Hold ``lock`` while reading or changing anything."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.nodes: dict[str, SimNode] = {}
+        self.storages: dict[str, SimStorage] = {}
+        self.pools: set[str] = set()
+        self.guests: dict[int, SimGuest] = {}
+        self.backups: dict[str, SimBackup] = {}
+        self.tokens: dict[str, tuple[str, frozenset[str] | None]] = {}
+
+    def node(self, name: str) -> SimNode:
+        found = self.nodes.get(name)
+        if found is None:
+            raise ApiError(500, f"hostname lookup '{name}' failed - failed to get address info for: {name}")
+        if not found.online:
+            raise ApiError(595, "No route to host")
+        return found
+
+    def guest(self, *, node: str, kind: str, vmid: int) -> SimGuest:
+        """The guest at this path, as Proxmox finds it: by its config file on that node."""
+        self.node(node)
+        found = self.guests.get(vmid)
+        if found is None or found.node != node or found.kind != kind:
+            raise conf_error(kind, node, vmid)
+        return found
+
+    def storage(self, name: str, *, node: str) -> SimStorage:
+        found = self.storages.get(name)
+        if found is None or not found.on(node):
+            raise ApiError(500, f"storage '{name}' does not exist")
+        return found
+
+    def next_vmid(self) -> int:
+        vmid = 100
+        while vmid in self.guests:
+            vmid += 1
+        return vmid

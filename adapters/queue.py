@@ -1,0 +1,103 @@
+"""The job queue: RQ on Redis in production, RQ's own worker over in-process Redis when embedded.
+
+Both run the same RQ code path: jobs are enqueued by dotted path with primitive kwargs and
+executed by an RQ ``SimpleWorker``. Embedded, the Redis is ``fakeredis`` in this process and
+the workers are threads, so a newcomer needs no server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import Any
+
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.timeouts import TimerDeathPenalty
+
+log = logging.getLogger(__name__)
+
+
+def rq_job_id(job_id: str) -> str:
+    return f"pvebot-{job_id}"
+
+
+class RqJobQueue:
+    """:class:`core.ports.JobQueue` over an RQ queue."""
+
+    def __init__(self, connection: Redis, *, name: str = "pvebot") -> None:
+        self.connection = connection
+        self.queue = Queue(name, connection=connection)
+
+    def enqueue(self, function: str, *, job_id: str, kwargs: dict[str, Any], timeout: int) -> None:
+        self.queue.enqueue(
+            function,
+            kwargs=kwargs,
+            job_id=rq_job_id(job_id),
+            job_timeout=timeout,
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            description=f"{function} {job_id}",
+        )
+
+    def cancel(self, job_id: str) -> bool:
+        try:
+            job = Job.fetch(rq_job_id(job_id), connection=self.connection)
+        except NoSuchJobError:
+            return False
+        if job.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+            job.cancel()
+            return True
+        return False
+
+
+class ThreadWorker(SimpleWorker):
+    """An RQ worker that can live in a thread: no signal handlers, timeouts by timer."""
+
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self) -> None:
+        # signal.signal only works in the main thread; the embedding process handles signals
+        pass
+
+
+class EmbeddedQueue(RqJobQueue):
+    """RQ with an in-process Redis and worker threads that wake when a job is enqueued."""
+
+    def __init__(self, *, name: str = "pvebot", workers: int = 2) -> None:
+        import fakeredis
+
+        super().__init__(fakeredis.FakeStrictRedis(server=fakeredis.FakeServer()), name=name)
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"pvebot-worker-{i}", daemon=True) for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def enqueue(self, function: str, *, job_id: str, kwargs: dict[str, Any], timeout: int) -> None:
+        super().enqueue(function, job_id=job_id, kwargs=kwargs, timeout=timeout)
+        self._wake.set()
+
+    def _work(self) -> None:
+        worker = ThreadWorker([self.queue], connection=self.connection, name=f"embedded-{uuid.uuid4().hex[:8]}")
+        while not self._stopped.is_set():
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            try:
+                worker.work(burst=True, logging_level="WARNING")
+            except Exception:  # a broken job must not end the worker thread
+                log.exception("embedded worker error")
+
+    def pending(self) -> int:
+        return self.queue.count
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=5)

@@ -1,0 +1,262 @@
+"""Repositories over one SQLAlchemy session, every query filtered by the caller's scope.
+
+A repository is built with a :class:`core.principal.Scope`; there is no method that
+forgets it. Rows of other companies are simply not there, so services answer "not found".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, false, select, true, update
+from sqlalchemy.orm import Session
+
+from adapters.sql import tables as t
+from core.errors import NotFound
+from core.model import (
+    ApprovalRequest,
+    ApprovalState,
+    AuditEvent,
+    ChatIdentity,
+    Cluster,
+    Company,
+    Job,
+    JobState,
+    PoolBinding,
+    User,
+)
+from core.principal import Scope
+
+
+def _in_scope(column: Any, scope: Scope) -> ColumnElement[bool]:
+    if scope.company_ids is None:
+        return true()
+    if not scope.company_ids:
+        return false()
+    return column.in_(sorted(scope.company_ids))  # type: ignore[no-any-return]
+
+
+def _check_scope(scope: Scope, company_id: int | None, what: str) -> None:
+    if not scope.contains(company_id):
+        raise NotFound(f"{what} not found")
+
+
+class _Scoped:
+    def __init__(self, session: Session, scope: Scope) -> None:
+        self._session = session
+        self._scope = scope
+
+
+class SqlCompanyRepository(_Scoped):
+    def _select(self) -> Any:
+        return select(Company).where(_in_scope(t.companies.c.id, self._scope))
+
+    def get(self, company_id: int) -> Company | None:
+        return self._session.scalars(self._select().where(t.companies.c.id == company_id)).first()
+
+    def by_slug(self, slug: str) -> Company | None:
+        return self._session.scalars(self._select().where(t.companies.c.slug == slug)).first()
+
+    def list(self) -> list[Company]:
+        return list(self._session.scalars(self._select().order_by(t.companies.c.slug)))
+
+    def add(self, company: Company) -> None:
+        if not self._scope.unrestricted:
+            raise NotFound("company not found")
+        self._session.add(company)
+        self._session.flush()
+
+
+class SqlUserRepository(_Scoped):
+    def _select(self) -> Any:
+        return select(User).where(_in_scope(t.users.c.company_id, self._scope))
+
+    def get(self, user_id: int) -> User | None:
+        return self._session.scalars(self._select().where(t.users.c.id == user_id)).first()
+
+    def by_email(self, email: str) -> User | None:
+        return self._session.scalars(self._select().where(t.users.c.email == email.lower())).first()
+
+    def list(self) -> list[User]:
+        return list(self._session.scalars(self._select().order_by(t.users.c.email)))
+
+    def add(self, user: User) -> None:
+        _check_scope(self._scope, user.company_id, "company")
+        self._session.add(user)
+        self._session.flush()
+
+
+class SqlIdentityRepository(_Scoped):
+    """Identity lookups are not scoped: they are how a principal (and so a scope) is found."""
+
+    def find(self, *, platform: str, workspace_id: str, platform_user_id: str) -> ChatIdentity | None:
+        c = t.chat_identities.c
+        stmt = select(ChatIdentity).where(
+            c.platform == platform, c.workspace_id == workspace_id, c.platform_user_id == platform_user_id
+        )
+        return self._session.scalars(stmt).first()
+
+    def for_user(self, user_id: int) -> list[ChatIdentity]:
+        c = t.chat_identities.c
+        stmt = select(ChatIdentity).where(c.user_id == user_id).order_by(c.platform, c.workspace_id)
+        return list(self._session.scalars(stmt))
+
+    def add(self, identity: ChatIdentity) -> None:
+        self._session.add(identity)
+        self._session.flush()
+
+    def remove(self, identity: ChatIdentity) -> None:
+        self._session.delete(identity)
+        self._session.flush()
+
+
+class SqlClusterRepository(_Scoped):
+    """A scoped caller sees the clusters that hold a pool of one of its companies."""
+
+    def _select(self) -> Any:
+        stmt = select(Cluster)
+        if not self._scope.unrestricted:
+            bound = select(t.pool_bindings.c.cluster_id).where(_in_scope(t.pool_bindings.c.company_id, self._scope))
+            stmt = stmt.where(t.clusters.c.id.in_(bound))
+        return stmt
+
+    def get(self, cluster_id: int) -> Cluster | None:
+        return self._session.scalars(self._select().where(t.clusters.c.id == cluster_id)).first()
+
+    def by_name(self, name: str) -> Cluster | None:
+        return self._session.scalars(self._select().where(t.clusters.c.name == name)).first()
+
+    def list(self) -> list[Cluster]:
+        return list(self._session.scalars(self._select().order_by(t.clusters.c.name)))
+
+    def add(self, cluster: Cluster) -> None:
+        if not self._scope.unrestricted:
+            raise NotFound("cluster not found")
+        self._session.add(cluster)
+        self._session.flush()
+
+
+class SqlPoolBindingRepository(_Scoped):
+    def list(self) -> list[PoolBinding]:
+        c = t.pool_bindings.c
+        stmt = select(PoolBinding).where(_in_scope(c.company_id, self._scope)).order_by(c.cluster_id, c.pool)
+        return list(self._session.scalars(stmt))
+
+    def add(self, binding: PoolBinding) -> None:
+        _check_scope(self._scope, binding.company_id, "company")
+        self._session.add(binding)
+        self._session.flush()
+
+    def remove(self, binding: PoolBinding) -> None:
+        _check_scope(self._scope, binding.company_id, "company")
+        self._session.delete(binding)
+        self._session.flush()
+
+
+class SqlAuditLog(_Scoped):
+    """Append-only: there is no update or delete here."""
+
+    def append(self, event: AuditEvent) -> None:
+        self._session.add(event)
+        self._session.flush()
+
+    def query(
+        self,
+        *,
+        since: datetime | None = None,
+        company_id: int | None = None,
+        actor: str | None = None,
+        limit: int = 500,
+    ) -> list[AuditEvent]:
+        c = t.audit_events.c
+        stmt = select(AuditEvent).where(_in_scope(c.company_id, self._scope))
+        if since is not None:
+            stmt = stmt.where(c.at >= since)
+        if company_id is not None:
+            stmt = stmt.where(c.company_id == company_id)
+        if actor is not None:
+            stmt = stmt.where(c.actor == actor)
+        stmt = stmt.order_by(c.at.desc(), c.id.desc()).limit(limit)
+        return list(reversed(list(self._session.scalars(stmt))))
+
+
+class SqlJobRepository(_Scoped):
+    def _select(self) -> Any:
+        return select(Job).where(_in_scope(t.jobs.c.company_id, self._scope))
+
+    def add(self, job: Job) -> None:
+        _check_scope(self._scope, job.company_id, "company")
+        self._session.add(job)
+        self._session.flush()
+
+    def get(self, job_id: str) -> Job | None:
+        return self._session.scalars(self._select().where(t.jobs.c.id == job_id)).first()
+
+    def by_request(self, request_id: str) -> Job | None:
+        return self._session.scalars(self._select().where(t.jobs.c.request_id == request_id)).first()
+
+    def list(self, *, states: Iterable[JobState] | None = None, limit: int = 50) -> list[Job]:
+        stmt = self._select()
+        if states is not None:
+            stmt = stmt.where(t.jobs.c.state.in_(list(states)))
+        return list(self._session.scalars(stmt.order_by(t.jobs.c.created_at.desc(), t.jobs.c.id).limit(limit)))
+
+    def claim(self, job_id: str, *, now: datetime) -> bool:
+        c = t.jobs.c
+        result = self._session.execute(
+            update(t.jobs)
+            .where(c.id == job_id, c.state == JobState.QUEUED, _in_scope(c.company_id, self._scope))
+            .values(state=JobState.RUNNING, started_at=now, heartbeat_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        claimed = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        if claimed:
+            self._session.expire_all()
+        return claimed
+
+    def stale(self, *, heartbeat_before: datetime) -> list[Job]:
+        c = t.jobs.c
+        return list(
+            self._session.scalars(
+                self._select().where(c.state == JobState.RUNNING, c.heartbeat_at < heartbeat_before).order_by(c.id)
+            )
+        )
+
+
+class SqlApprovalRepository(_Scoped):
+    def _select(self) -> Any:
+        return select(ApprovalRequest).where(_in_scope(t.approval_requests.c.company_id, self._scope))
+
+    def add(self, request: ApprovalRequest) -> None:
+        _check_scope(self._scope, request.company_id, "company")
+        self._session.add(request)
+        self._session.flush()
+
+    def get(self, approval_id: str) -> ApprovalRequest | None:
+        return self._session.scalars(self._select().where(t.approval_requests.c.id == approval_id)).first()
+
+    def by_request(self, request_id: str) -> ApprovalRequest | None:
+        stmt = self._select().where(t.approval_requests.c.request_id == request_id)
+        return self._session.scalars(stmt).first()
+
+    def list(self, *, states: Iterable[ApprovalState] | None = None, limit: int = 50) -> list[ApprovalRequest]:
+        c = t.approval_requests.c
+        stmt = self._select()
+        if states is not None:
+            stmt = stmt.where(c.state.in_(list(states)))
+        return list(self._session.scalars(stmt.order_by(c.created_at.desc(), c.id).limit(limit)))
+
+    def decide(self, approval_id: str, *, to: ApprovalState, by_user_id: int, at: datetime, note: str = "") -> bool:
+        # one conditional UPDATE: of any number of concurrent deciders exactly one sees rowcount 1
+        c = t.approval_requests.c
+        result = self._session.execute(
+            update(t.approval_requests)
+            .where(c.id == approval_id, c.state == ApprovalState.PENDING, _in_scope(c.company_id, self._scope))
+            .values(state=to, decided_by_user_id=by_user_id, decided_at=at, decision_note=note)
+            .execution_options(synchronize_session=False)
+        )
+        decided = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        self._session.expire_all()
+        return decided

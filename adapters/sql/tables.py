@@ -1,0 +1,234 @@
+"""Tables and the imperative mapping of core dataclasses onto them (SQLAlchemy 2).
+
+The same schema runs on SQLite (embedded default) and MySQL/MariaDB through pymysql;
+Alembic's migrations in ``migrations/`` create it, and a test checks they agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import registry, relationship
+from sqlalchemy.types import TypeDecorator
+
+from core import model
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out; stored naive, with microseconds on MySQL."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _enum(enum_cls: type[Any], name: str) -> Enum:
+    # store the values ("company_admin"), not the Python names, and no native ENUM type
+    return Enum(enum_cls, name=name, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+
+
+# Index names are explicit so that migrations compare equal on every backend.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+companies = Table(
+    "companies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("slug", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("email_domains", JSON, nullable=False),
+    Column("quotas", JSON, nullable=False),
+    Column("approval_policy", JSON, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("role", _enum(model.Role, "role"), nullable=False),
+    Column("company_id", Integer, ForeignKey("companies.id"), nullable=True, index=True),
+    Column("active", Boolean, nullable=False, default=True),
+)
+
+user_company_assignments = Table(
+    "user_company_assignments",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("company_id", Integer, ForeignKey("companies.id", ondelete="CASCADE"), primary_key=True),
+)
+
+chat_identities = Table(
+    "chat_identities",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("platform", String(16), nullable=False),
+    Column("workspace_id", String(128), nullable=False),
+    Column("platform_user_id", String(128), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    UniqueConstraint("platform", "workspace_id", "platform_user_id", name="uq_chat_identities_key"),
+)
+
+clusters = Table(
+    "clusters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("api_urls", JSON, nullable=False),
+    Column("token_id", String(200), nullable=False),
+    Column("token_secret_encrypted", Text, nullable=False),
+    Column("tls_mode", _enum(model.TlsMode, "tls_mode"), nullable=False),
+    Column("tls_value", String(500), nullable=True),
+    Column("token_secret_env", String(200), nullable=True),
+    Column("shared_templates", JSON, nullable=False),
+)
+
+pool_bindings = Table(
+    "pool_bindings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("company_id", Integer, ForeignKey("companies.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("cluster_id", Integer, ForeignKey("clusters.id", ondelete="CASCADE"), nullable=False),
+    Column("pool", String(64), nullable=False),
+    # a pool belongs to one company only: two owners would break tenant isolation
+    UniqueConstraint("cluster_id", "pool", name="uq_pool_bindings_cluster_pool"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False, index=True),
+    Column("actor", String(254), nullable=False, index=True),
+    Column("company_id", Integer, nullable=True, index=True),
+    Column("action", String(64), nullable=False),
+    Column("target", String(300), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("request_id", String(191), nullable=False, unique=True),
+    Column("company_id", Integer, nullable=False, index=True),
+    Column("actor_user_id", Integer, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", JSON, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("state", _enum(model.JobState, "job_state"), nullable=False, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("conversation", JSON, nullable=False),
+    Column("summary", String(300), nullable=False),
+    Column("started_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("heartbeat_at", UtcDateTime, nullable=True),
+    Column("upid", String(300), nullable=True),
+    Column("progress", Text, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("approval_id", String(32), nullable=True),
+    Column("message_ref", JSON, nullable=False),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+)
+
+approval_requests = Table(
+    "approval_requests",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("company_id", Integer, nullable=False, index=True),
+    Column("requester_user_id", Integer, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", JSON, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("preview", JSON, nullable=False),
+    Column("state", _enum(model.ApprovalState, "approval_state"), nullable=False, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("conversation", JSON, nullable=False),
+    Column("decided_by_user_id", Integer, nullable=True),
+    Column("decided_at", UtcDateTime, nullable=True),
+    Column("decision_note", Text, nullable=False),
+    Column("job_id", String(32), nullable=True),
+    Column("request_id", String(191), nullable=False, unique=True),
+    Column("message_ref", JSON, nullable=False),
+)
+
+# Messages for terminal sessions: workers anywhere append, the shell that owns the
+# conversation reads them in order. Append-only; an edit is a new row for the same message.
+shell_outbox = Table(
+    "shell_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation", String(128), nullable=False, index=True),
+    Column("message_id", String(64), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+mapper_registry = registry(metadata=metadata)
+_mapped = False
+
+
+def start_mappers() -> None:
+    """Map the core dataclasses onto the tables, once per process."""
+    global _mapped
+    if _mapped:
+        return
+    mapper_registry.map_imperatively(model.Company, companies)
+    mapper_registry.map_imperatively(
+        model.User,
+        users,
+        properties={
+            "assigned_companies": relationship(
+                model.Company, secondary=user_company_assignments, lazy="selectin", order_by=companies.c.slug
+            )
+        },
+    )
+    mapper_registry.map_imperatively(model.ChatIdentity, chat_identities)
+    mapper_registry.map_imperatively(model.Cluster, clusters)
+    mapper_registry.map_imperatively(model.PoolBinding, pool_bindings)
+    mapper_registry.map_imperatively(model.AuditEvent, audit_events)
+    mapper_registry.map_imperatively(model.Job, jobs)
+    mapper_registry.map_imperatively(model.ApprovalRequest, approval_requests)
+    _mapped = True

@@ -1,0 +1,75 @@
+"""The SQL unit of work and engine set-up for SQLite and MySQL/MariaDB."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.sql import repositories as r
+from adapters.sql.tables import start_mappers
+from core.principal import Scope
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine tuned per backend: SQLite with WAL and foreign keys, MySQL with pre-ping."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cur = dbapi_connection.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_recycle", 3600)
+    return create_engine(url, **kwargs)
+
+
+class SqlUnitOfWork:
+    """:class:`core.ports.UnitOfWork` over one session; rolled back unless committed."""
+
+    def __init__(self, session_factory: sessionmaker[Session], scope: Scope) -> None:
+        self._session_factory = session_factory
+        self.scope = scope
+
+    def __enter__(self) -> SqlUnitOfWork:
+        self.session = self._session_factory()
+        s, scope = self.session, self.scope
+        self.companies = r.SqlCompanyRepository(s, scope)
+        self.users = r.SqlUserRepository(s, scope)
+        self.identities = r.SqlIdentityRepository(s, scope)
+        self.clusters = r.SqlClusterRepository(s, scope)
+        self.pool_bindings = r.SqlPoolBindingRepository(s, scope)
+        self.audit = r.SqlAuditLog(s, scope)
+        self.jobs = r.SqlJobRepository(s, scope)
+        self.approvals = r.SqlApprovalRepository(s, scope)
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        # close() rolls back what was not committed but, unlike rollback(), leaves loaded
+        # objects readable after the unit of work ends
+        self.session.close()
+
+    def commit(self) -> None:
+        self.session.commit()
+
+    def rollback(self) -> None:
+        self.session.rollback()
+
+
+class SqlUnitOfWorkFactory:
+    """Builds scoped units of work on one engine; ``expire_on_commit=False`` so results outlive them."""
+
+    def __init__(self, engine: Engine) -> None:
+        start_mappers()
+        self.engine = engine
+        self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
+
+    def __call__(self, scope: Scope) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self._sessions, scope)

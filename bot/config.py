@@ -1,0 +1,142 @@
+"""Settings from environment variables and an optional ``.env`` file.
+
+A bad or missing setting raises :class:`SettingsError` naming the variable; the CLI prints
+that one line and exits, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+
+class SettingsError(Exception):
+    def __init__(self, variable: str, message: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable}: {message}")
+
+
+def _default_data_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pvebot"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    redis_url: str | None
+    secret_keys: tuple[str, ...] = field(repr=False)
+    log_level: str = "INFO"
+    http_host: str = "127.0.0.1"
+    http_port: int = 3000
+    queue_name: str = "pvebot"
+    job_timeout: int = 1800
+    embedded_workers: int = 2
+    # Slack
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
+    slack_api_url: str | None = None
+    # Teams
+    microsoft_app_id: str | None = None
+    microsoft_app_password: str | None = field(default=None, repr=False)
+    microsoft_app_tenant_id: str | None = None
+    teams_openid_metadata_url: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def embedded_queue(self) -> bool:
+        return self.redis_url is None
+
+    def require_secret_keys(self) -> tuple[str, ...]:
+        if not self.secret_keys:
+            raise SettingsError("PVEBOT_SECRET_KEY", "is not set; create one with 'pvebot admin gen-key'")
+        return self.secret_keys
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")) -> Settings:
+        """Read settings; real environment variables win over the ``.env`` file."""
+        env: dict[str, str] = {}
+        if dotenv is not None and dotenv.is_file():
+            env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+        env.update(os.environ if environ is None else environ)
+        return cls.from_mapping(env)
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> Settings:
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value.strip() if value and value.strip() else None
+
+        def integer(name: str, default: int, low: int, high: int) -> int:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(name, f"must be a whole number, got '{raw[:20]}'") from None
+            if not low <= value <= high:
+                raise SettingsError(name, f"must be between {low} and {high}")
+            return value
+
+        data_dir = Path(get("PVEBOT_DATA_DIR") or _default_data_dir(env)).expanduser()
+        database_url = get("PVEBOT_DATABASE_URL") or f"sqlite:///{data_dir / 'pvebot.db'}"
+        if not database_url.startswith(("sqlite:", "mysql+pymysql:", "mariadb+pymysql:")):
+            raise SettingsError("PVEBOT_DATABASE_URL", "use sqlite:///PATH or mysql+pymysql://USER:PASS@HOST/DB")
+        redis_url = get("PVEBOT_REDIS_URL")
+        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError("PVEBOT_REDIS_URL", "use redis://HOST:PORT/DB")
+        keys = tuple(k.strip() for k in (get("PVEBOT_SECRET_KEY") or "").split(",") if k.strip())
+        level = (get("PVEBOT_LOG_LEVEL") or "INFO").upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError("PVEBOT_LOG_LEVEL", "use DEBUG, INFO, WARNING or ERROR")
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            redis_url=redis_url,
+            secret_keys=keys,
+            log_level=level,
+            http_host=get("PVEBOT_HTTP_HOST") or "127.0.0.1",
+            http_port=integer("PVEBOT_HTTP_PORT", 3000, 1, 65535),
+            queue_name=get("PVEBOT_QUEUE") or "pvebot",
+            job_timeout=integer("PVEBOT_JOB_TIMEOUT", 1800, 10, 86400),
+            embedded_workers=integer("PVEBOT_EMBEDDED_WORKERS", 2, 1, 32),
+            slack_bot_token=get("SLACK_BOT_TOKEN"),
+            slack_signing_secret=get("SLACK_SIGNING_SECRET"),
+            slack_app_token=get("SLACK_APP_TOKEN"),
+            slack_api_url=get("PVEBOT_SLACK_API_URL"),
+            microsoft_app_id=get("MICROSOFT_APP_ID"),
+            microsoft_app_password=get("MICROSOFT_APP_PASSWORD"),
+            microsoft_app_tenant_id=get("MICROSOFT_APP_TENANT_ID"),
+            teams_openid_metadata_url=get("PVEBOT_TEAMS_OPENID_METADATA_URL"),
+            env=dict(env),
+        )
+
+
+# (variable, default, meaning) — the README's configuration table is generated from this list
+DOCUMENTED: tuple[tuple[str, str, str], ...] = (
+    ("PVEBOT_DATA_DIR", "~/.local/share/pvebot", "where the embedded SQLite database lives; created on first use"),
+    ("PVEBOT_DATABASE_URL", "sqlite:///$PVEBOT_DATA_DIR/pvebot.db", "`mysql+pymysql://user:pw@host/db` for production"),
+    ("PVEBOT_REDIS_URL", "(unset)", "unset: jobs run on in-process RQ workers; set: on Redis and `pvebot worker`"),
+    ("PVEBOT_SECRET_KEY", "(required)", "Fernet key(s) for secrets at rest, comma-separated, first encrypts"),
+    ("PVEBOT_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    ("PVEBOT_HTTP_HOST", "127.0.0.1", "address `pvebot serve` listens on"),
+    ("PVEBOT_HTTP_PORT", "3000", "port `pvebot serve` listens on"),
+    ("PVEBOT_QUEUE", "pvebot", "RQ queue name"),
+    ("PVEBOT_JOB_TIMEOUT", "1800", "seconds before a job is given up and reported failed"),
+    ("PVEBOT_EMBEDDED_WORKERS", "2", "worker threads of the embedded queue"),
+    ("SLACK_BOT_TOKEN", "(unset)", "Slack bot token `xoxb-…`"),
+    ("SLACK_SIGNING_SECRET", "(unset)", "Slack signing secret (HTTP mode)"),
+    ("SLACK_APP_TOKEN", "(unset)", "Slack app-level token `xapp-…`: Socket Mode"),
+    ("PVEBOT_SLACK_API_URL", "https://slack.com/api/", "Slack Web API base URL (proxies, tests)"),
+    ("MICROSOFT_APP_ID", "(unset)", "Bot Framework app id; unset turns Teams auth off (emulator only)"),
+    ("MICROSOFT_APP_PASSWORD", "(unset)", "Bot Framework app secret"),
+    ("MICROSOFT_APP_TENANT_ID", "(unset)", "Azure AD tenant of a single-tenant app registration"),
+    ("PVEBOT_TEAMS_OPENID_METADATA_URL", "Bot Framework's", "OpenID metadata URL (sovereign clouds, tests)"),
+)

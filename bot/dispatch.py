@@ -1,0 +1,176 @@
+"""The dispatcher: every adapter's one entry into the bot.
+
+A :class:`CommandRequest` goes through a middleware chain (resolve the principal, rate
+limit, audit) to its command; whatever happens, the adapter gets a :class:`Reply` back,
+never an exception. Services are synchronous; async adapters call :meth:`handle_async`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from commands.grammar import parse
+from commands.registry import CommandContext, CommandRegistry
+from core.chat import CommandRequest, IdentityKey, MessageRef, Reply
+from core.errors import BotError, PermissionDenied, RateLimited
+from core.ids import new_id
+from core.ports import Directory
+from core.principal import Principal
+from core.rbac import allows
+from core.services import approvals, audit, identity, jobs
+from core.services.deps import Deps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Call:
+    """One request on its way through the chain."""
+
+    request: CommandRequest
+    principal: Principal | None = None
+    newly_linked: bool = False
+
+
+Next = Callable[[Call], Reply]
+Middleware = Callable[[Call, Next], Reply]
+
+
+class RateLimiter:
+    """At most ``limit`` commands per identity in a sliding ``window`` of seconds."""
+
+    def __init__(self, *, limit: int = 30, window: float = 10.0) -> None:
+        self.limit, self.window = limit, window
+        self._seen: dict[IdentityKey, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def check(self, key: IdentityKey) -> None:
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen[key]
+            while seen and now - seen[0] > self.window:
+                seen.popleft()
+            if len(seen) >= self.limit:
+                raise RateLimited()
+            seen.append(now)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        registry: CommandRegistry,
+        deps: Deps,
+        directory: Directory | None = None,
+        rate_limiter: RateLimiter | None = None,
+    ) -> None:
+        self.registry = registry
+        self.deps = deps
+        self.directory = directory
+        self.rate_limiter = rate_limiter or RateLimiter()
+        self._chain: list[Middleware] = [self._resolve_principal, self._rate_limit, self._audit]
+
+    # ---- public API for adapters ----
+
+    def handle(self, request: CommandRequest) -> Reply:
+        """Run one command; always answers, errors included (``Reply.error``)."""
+        call = Call(request)
+        try:
+            reply = self._run_chain(call, 0)
+        except BotError as e:
+            reply = Reply.error(e.user_message)
+        except Exception:
+            ref = new_id(6)
+            log.exception("command failed, ref %s", ref)
+            reply = Reply.error(f"internal error, ref {ref}")
+        if call.newly_linked and call.principal is not None:
+            note = f"👋 linked your account to pvebot as {call.principal.email}"
+            reply = replace(reply, footer=f"{note}\n{reply.footer}" if reply.footer else note)
+        return reply
+
+    async def handle_async(self, request: CommandRequest) -> Reply:
+        return await asyncio.to_thread(self.handle, request)
+
+    def reply_posted(self, reply: Reply, posted: MessageRef | None) -> None:
+        """Tell the bot where its reply landed: jobs start and thread under it, approval cards are tracked."""
+        try:
+            if reply.approval_id is not None and posted is not None:
+                approvals.card_posted(self.deps, reply.approval_id, posted)
+            if reply.job_id is not None:
+                jobs.start(self.deps, reply.job_id, posted=posted)
+        except Exception:
+            log.exception("could not start the work announced by a reply")
+
+    async def reply_posted_async(self, reply: Reply, posted: MessageRef | None) -> None:
+        await asyncio.to_thread(self.reply_posted, reply, posted)
+
+    # ---- the chain ----
+
+    def _run_chain(self, call: Call, index: int) -> Reply:
+        if index == len(self._chain):
+            return self._run_command(call)
+        return self._chain[index](call, lambda c: self._run_chain(c, index + 1))
+
+    def _resolve_principal(self, call: Call, next_: Next) -> Reply:
+        resolved = identity.resolve(
+            self.deps.uow_factory, call.request.identity, clock=self.deps.clock, directory=self.directory
+        )
+        call.principal, call.newly_linked = resolved.principal, resolved.newly_linked
+        return next_(call)
+
+    def _rate_limit(self, call: Call, next_: Next) -> Reply:
+        self.rate_limiter.check(call.request.identity)
+        return next_(call)
+
+    def _audit(self, call: Call, next_: Next) -> Reply:
+        assert call.principal is not None
+        outcome = "ok"
+        try:
+            reply = next_(call)
+            if reply.severity.value == "error":
+                outcome = "error"
+            return reply
+        except BotError as e:
+            outcome = "denied" if isinstance(e, PermissionDenied) else "error"
+            raise
+        finally:
+            self._record_command(call, outcome)
+
+    def _record_command(self, call: Call, outcome: str) -> None:
+        assert call.principal is not None
+        try:
+            with self.deps.uow_factory(call.principal.scope) as uow:
+                audit.record(
+                    uow,
+                    clock=self.deps.clock,
+                    actor=call.principal.actor,
+                    action="command",
+                    company_id=call.principal.company_id,
+                    target=call.request.text[:200],
+                    outcome=outcome,
+                    detail={"platform": call.request.identity.platform},
+                )
+                uow.commit()
+        except Exception:
+            log.exception("could not audit a command")
+
+    def _run_command(self, call: Call) -> Reply:
+        assert call.principal is not None
+        parsed = parse(call.request.text, self.registry)
+        permission = parsed.spec.permission
+        if permission is not None and not allows(call.principal.role, permission):
+            raise PermissionDenied(f"your role ({call.principal.role.value}) cannot use '{parsed.spec.name}'")
+        ctx = CommandContext(
+            principal=call.principal,
+            deps=self.deps,
+            conversation=call.request.conversation,
+            request_id=call.request.request_id,
+            registry=self.registry,
+        )
+        return parsed.spec.handler(parsed.args, ctx)

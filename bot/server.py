@@ -1,0 +1,34 @@
+"""``pvebot serve``: the aiohttp application that Slack and Teams post to."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from bot.bootstrap import App
+
+log = logging.getLogger(__name__)
+APP_KEY = web.AppKey("pvebot", App)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def create_app(app: App) -> web.Application:
+    """The HTTP face of ``app``: ``/healthz``, and each chat platform that is configured."""
+    web_app = web.Application()
+    web_app[APP_KEY] = app
+    web_app.router.add_get("/healthz", healthz)
+    _mount_slack(web_app, app)
+    _mount_teams(web_app, app)
+    return web_app
+
+
+def _mount_slack(web_app: web.Application, app: App) -> None:
+    """``POST /slack/events`` when Slack is configured for HTTP mode."""
+
+
+def _mount_teams(web_app: web.Application, app: App) -> None:
+    """``POST /api/messages`` for Teams."""

@@ -1,0 +1,15 @@
+"""The chat command language: one module per command group, registered explicitly."""
+
+from __future__ import annotations
+
+from commands.registry import CommandRegistry
+
+
+def build_registry() -> CommandRegistry:
+    """A registry with every command group; each module registers into it explicitly."""
+    from commands import approval, audit, help, job, snapshot, vm
+
+    registry = CommandRegistry()
+    for module in (help, vm, snapshot, job, approval, audit):
+        module.register(registry)
+    return registry

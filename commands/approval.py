@@ -1,0 +1,41 @@
+"""``approve``, ``deny`` and ``approval list``."""
+
+from __future__ import annotations
+
+from commands.registry import Args, CommandContext, CommandRegistry, Param
+from core.chat import Reply, Table
+from core.ids import parse_approval_id, show_approval, show_job
+from core.rbac import Perm
+from core.services import approvals
+
+
+def register(registry: CommandRegistry) -> None:
+    @registry.command("approve", permission=Perm.APPROVAL_DECIDE, args=(Param("request"),))
+    def approve(args: Args, ctx: CommandContext) -> Reply:
+        """Approve a pending request; it then runs once."""
+        decided = approvals.decide(ctx.deps, ctx.principal, parse_approval_id(args["request"]), approve=True)
+        job = f"; {show_job(decided.job_id)} queued" if decided.job_id else ""
+        return Reply.ok(f"approved {show_approval(decided.id)} ({decided.action}){job}")
+
+    @registry.command("deny", permission=Perm.APPROVAL_DECIDE,
+                      args=(Param("request"), Param("reason", required=False, rest=True)))
+    def deny(args: Args, ctx: CommandContext) -> Reply:
+        """Deny a pending request, optionally saying why."""
+        note = approvals.parse_decision_note(args["reason"])
+        decided = approvals.decide(ctx.deps, ctx.principal, parse_approval_id(args["request"]), approve=False,
+                                   note=note)
+        return Reply.ok(f"denied {show_approval(decided.id)} ({decided.action})" + (f": {note}" if note else ""))
+
+    @registry.command("approval list", permission=Perm.VM_READ, flags=(Param("all", bool),))
+    def approval_list(args: Args, ctx: CommandContext) -> Reply:
+        """Pending approval requests of your companies (--all: decided ones too)."""
+        found = approvals.list_requests(ctx.deps, ctx.principal, include_decided=bool(args["all"]))
+        if not found:
+            return Reply(text="no approval requests" + ("" if args["all"] else " pending"))
+        rows = tuple(
+            (show_approval(a.id), a.state.value, a.action, f"{a.target.get('name')} ({a.target['cluster']}/"
+             f"{a.target['vmid']})", f"{a.expires_at:%m-%d %H:%M}")
+            for a in found
+        )
+        return Reply(title="Approval requests",
+                     table=Table(columns=("request", "state", "action", "target", "expires (UTC)"), rows=rows))

@@ -1,0 +1,46 @@
+"""Formatting shared by the command groups: sizes, durations, and the replies of queued work."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from commands.registry import CommandContext
+from core.chat import Reply, Severity
+from core.ids import show_approval, show_job
+from core.services import approvals
+from core.services.vms import Outcome
+
+
+def human_bytes(n: int | float) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit in ("B", "KiB") else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def human_duration(seconds: int) -> str:
+    if seconds <= 0:
+        return "—"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m" if minutes else f"{seconds}s"
+
+
+def outcome_reply(ctx: CommandContext, outcome: Outcome, what: str) -> Reply:
+    """The answer to an operation: "queued job-…", or the approval card."""
+    if outcome.approval is not None:
+        card = approvals.card(ctx.deps, outcome.approval)
+        note = f"{what} needs approval: {show_approval(outcome.approval.id)}"
+        return replace(card, text=f"{note}. {card.text}")
+    assert outcome.job is not None
+    job = outcome.job
+    if not outcome.created:
+        return Reply(text=f"already received: {show_job(job.id)} ({job.state.value})", severity=Severity.INFO)
+    return Reply(text=f"⏳ queued {show_job(job.id)}: {job.summary}", job_id=job.id)

@@ -1,0 +1,114 @@
+"""The command language shared by every adapter: ``<group> <verb> [args] [--flag value]``.
+
+Quoting follows the shell (``vm create "web 01"``). Slack's ``/pve`` and Teams' ``pve`` or
+@mention prefixes are stripped by the adapters before the text gets here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+from dataclasses import dataclass
+
+from commands.registry import Args, CommandRegistry, CommandSpec, convert
+from core.errors import InvalidArguments, NotFound
+
+
+@dataclass(frozen=True)
+class Parsed:
+    spec: CommandSpec
+    args: Args
+
+
+class UnknownCommand(NotFound):
+    """No command matches; the message offers the closest ones."""
+
+
+def tokenize(text: str) -> list[str]:
+    # chat clients turn quotes into typographic ones; people mean plain quotes
+    text = text.replace("“", '"').replace("”", '"').replace("‘", "'").replace("’", "'")
+    try:
+        return shlex.split(text)
+    except ValueError:
+        raise InvalidArguments("unbalanced quotes in the command") from None
+
+
+def parse(text: str, registry: CommandRegistry) -> Parsed:
+    """Find the command (longest name first) and parse its arguments.
+
+    Raises:
+        UnknownCommand: nothing matches; the message names the closest commands.
+        InvalidArguments: missing, surplus or malformed arguments; the message shows the usage.
+    """
+    tokens = tokenize(text)
+    if not tokens:
+        tokens = ["help"]
+    spec = None
+    for width in (2, 1):
+        candidate = " ".join(t.lower() for t in tokens[:width])
+        spec = registry.get(candidate) if len(tokens) >= width else None
+        if spec is not None:
+            tokens = tokens[width:]
+            break
+    if spec is None:
+        raise UnknownCommand(_unknown_message(tokens, registry))
+    return Parsed(spec=spec, args=_bind(spec, tokens))
+
+
+def _unknown_message(tokens: list[str], registry: CommandRegistry) -> str:
+    typed = " ".join(tokens[:2]).lower()
+    names = registry.names
+    close = difflib.get_close_matches(typed, names, n=3, cutoff=0.5)
+    if not close and tokens and tokens[0].lower() in registry.groups:
+        close = [n for n in names if n.startswith(tokens[0].lower() + " ")][:6]
+    if not close:
+        close = difflib.get_close_matches(tokens[0].lower(), names, n=3, cutoff=0.4)
+    shown = typed[:40]
+    if close:
+        return f"unknown command '{shown}'. Did you mean: {', '.join(close)}?"
+    return f"unknown command '{shown}'. Type 'help' for the list."
+
+
+def _bind(spec: CommandSpec, tokens: list[str]) -> Args:
+    flags = {f.name: f for f in spec.flags}
+    values: dict[str, object] = {}
+    positional: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.startswith("--") and len(token) > 2:
+            name, eq, inline = token[2:].partition("=")
+            flag = flags.get(name)
+            if flag is None:
+                known = ", ".join(f"--{f}" for f in flags) or "none"
+                raise InvalidArguments(f"unknown option --{name[:30]} (options: {known}). Usage: {spec.usage}")
+            if flag.kind is bool:
+                values[name] = True
+            else:
+                if eq:
+                    raw = inline
+                elif i + 1 < len(tokens):
+                    i += 1
+                    raw = tokens[i]
+                else:
+                    raise InvalidArguments(f"--{name} needs a value. Usage: {spec.usage}")
+                values[name] = convert(flag, raw)
+        else:
+            positional.append(token)
+        i += 1
+    params = spec.positionals
+    for index, param in enumerate(params):
+        if param.rest:
+            rest = positional[index:]
+            positional = positional[:index]
+            if rest:
+                values[param.name] = " ".join(rest)
+            break
+        if index < len(positional):
+            values[param.name] = convert(param, positional[index])
+    if len(positional) > len(params):
+        raise InvalidArguments(f"too many arguments. Usage: {spec.usage}")
+    missing = [p.name for p in params if p.required and values.get(p.name) is None]
+    if missing:
+        raise InvalidArguments(f"missing {', '.join(missing)}. Usage: {spec.usage}")
+    return Args(values=values)

@@ -1,0 +1,47 @@
+"""``job …``: status, list and cancel."""
+
+from __future__ import annotations
+
+from commands.registry import Args, CommandContext, CommandRegistry, Param
+from core.chat import Field, Reply, Table
+from core.ids import parse_job_id, show_job
+from core.rbac import Perm
+from core.services import jobs
+
+
+def register(registry: CommandRegistry) -> None:
+    @registry.command("job status", permission=Perm.JOB_READ, args=(Param("job"),))
+    def job_status(args: Args, ctx: CommandContext) -> Reply:
+        """Where a job is: state, progress, result, Proxmox task."""
+        job = jobs.get(ctx.deps, ctx.principal, parse_job_id(args["job"]))
+        now = ctx.deps.clock.now()
+        live = jobs.render(job, now=now)
+        fields = [
+            Field("State", job.state.value),
+            Field("Queued", f"{job.created_at:%Y-%m-%d %H:%M:%S} UTC"),
+            Field("Took" if job.state.finished else "Running for", jobs.elapsed(job, now=now)),
+        ]
+        if job.progress:
+            fields.append(Field("Progress", job.progress))
+        if job.result:
+            fields.append(Field("Result", job.result))
+        if job.upid:
+            fields.append(Field("Proxmox task", job.upid))
+        return Reply(title=live.title, text=live.text, severity=live.severity, fields=tuple(fields))
+
+    @registry.command("job list", permission=Perm.JOB_READ, flags=(Param("active", bool),))
+    def job_list(args: Args, ctx: CommandContext) -> Reply:
+        """Recent jobs of your companies (--active: only queued and running)."""
+        found = jobs.list_jobs(ctx.deps, ctx.principal, active_only=bool(args["active"]))
+        if not found:
+            return Reply(text="no jobs" + (" running" if args["active"] else " yet"))
+        rows = tuple((show_job(j.id), j.state.value, j.summary[:60], f"{j.created_at:%m-%d %H:%M}") for j in found)
+        return Reply(title="Jobs", table=Table(columns=("job", "state", "what", "queued (UTC)"), rows=rows))
+
+    @registry.command("job cancel", permission=Perm.JOB_CANCEL, args=(Param("job"),))
+    def job_cancel(args: Args, ctx: CommandContext) -> Reply:
+        """Cancel a queued job, or stop a running one's Proxmox task."""
+        job = jobs.cancel(ctx.deps, ctx.principal, parse_job_id(args["job"]))
+        if job.state.finished:
+            return Reply.ok(f"{show_job(job.id)} cancelled")
+        return Reply(text=f"asked {show_job(job.id)} to stop; its message will say when it has")

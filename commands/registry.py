@@ -1,0 +1,145 @@
+"""The command registry and the ``@command`` decorator.
+
+Each command group module registers its commands into an explicit :class:`CommandRegistry`
+(never by scanning attributes). A command declares its arguments; the grammar parses the
+typed line into :class:`Args` before the handler runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.chat import ConversationRef, Reply
+from core.errors import InvalidArguments
+from core.principal import Principal
+from core.rbac import Perm, allows
+from core.services.deps import Deps
+
+
+@dataclass(frozen=True)
+class Param:
+    """A positional argument or a ``--flag``. ``kind`` converts the text (int, str, bool for switches)."""
+
+    name: str
+    kind: type = str
+    required: bool = True
+    help: str = ""
+    # a positional that takes the rest of the line ("deny apr-x because it is prod")
+    rest: bool = False
+
+
+@dataclass(frozen=True)
+class Args:
+    values: dict[str, Any]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values.get(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = self.values.get(name)
+        return default if value is None else value
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """What a handler gets besides its arguments."""
+
+    principal: Principal
+    deps: Deps
+    conversation: ConversationRef
+    request_id: str
+    registry: CommandRegistry
+
+
+Handler = Callable[[Args, CommandContext], Reply]
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    handler: Handler
+    summary: str
+    usage: str
+    permission: Perm | None
+    positionals: tuple[Param, ...] = ()
+    flags: tuple[Param, ...] = ()
+
+    @property
+    def group(self) -> str:
+        return self.name.split(" ", 1)[0]
+
+    def visible_to(self, principal: Principal) -> bool:
+        return self.permission is None or allows(principal.role, self.permission)
+
+
+@dataclass
+class CommandRegistry:
+    _commands: dict[str, CommandSpec] = field(default_factory=dict)
+
+    def command(
+        self,
+        name: str,
+        *,
+        permission: Perm | None,
+        args: tuple[Param, ...] = (),
+        flags: tuple[Param, ...] = (),
+        usage: str | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Register a handler; its docstring's first line is the one-line help."""
+
+        def register(handler: Handler) -> Handler:
+            if name in self._commands:
+                raise ValueError(f"command {name!r} registered twice")
+            doc = (handler.__doc__ or "").strip().splitlines()
+            if not doc:
+                raise ValueError(f"command {name!r} has no help text")
+            self._commands[name] = CommandSpec(
+                name=name,
+                handler=handler,
+                summary=doc[0].strip(),
+                usage=usage or _usage(name, args, flags),
+                permission=permission,
+                positionals=args,
+                flags=flags,
+            )
+            return handler
+
+        return register
+
+    def get(self, name: str) -> CommandSpec | None:
+        return self._commands.get(name)
+
+    def __iter__(self) -> Iterator[CommandSpec]:
+        return iter(sorted(self._commands.values(), key=lambda c: c.name))
+
+    def __len__(self) -> int:
+        return len(self._commands)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._commands)
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted({c.group for c in self._commands.values()})
+
+
+def _usage(name: str, args: tuple[Param, ...], flags: tuple[Param, ...]) -> str:
+    parts = [name]
+    for a in args:
+        label = f"<{a.name}>" + ("…" if a.rest else "")
+        parts.append(label if a.required else f"[{label}]")
+    for f in flags:
+        parts.append(f"[--{f.name}]" if f.kind is bool else f"[--{f.name} {f.name.upper()}]")
+    return " ".join(parts)
+
+
+def convert(param: Param, raw: str) -> Any:
+    if param.kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise InvalidArguments(f"{param.name} must be a whole number, got '{raw[:30]}'") from None
+    return raw

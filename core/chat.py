@@ -1,0 +1,228 @@
+"""Platform-neutral chat messages: what adapters translate to and from.
+
+No SDK object crosses into the core: a Slack payload or a Teams Activity becomes a
+:class:`CommandRequest`; a command answers with a :class:`Reply` that each adapter renders
+(Block Kit, Adaptive Card, plain text) on its own.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class IdentityKey:
+    """Who typed: a platform, the workspace (Slack team / Teams AAD tenant) and the platform user id."""
+
+    platform: str
+    workspace_id: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class ConversationRef:
+    """Where to answer: enough for a worker on another machine to post and edit messages.
+
+    ``channel`` is the Slack channel / Teams conversation id / shell session; ``thread`` the
+    message to thread under. ``extra`` holds platform details (Teams serviceUrl, bot id, …)
+    as a sorted tuple of string pairs so the ref stays hashable and serialisable.
+    """
+
+    platform: str
+    channel: str
+    thread: str | None = None
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return dict(self.extra).get(key, default)
+
+    def with_thread(self, thread: str | None) -> ConversationRef:
+        return ConversationRef(platform=self.platform, channel=self.channel, thread=thread, extra=self.extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"platform": self.platform, "channel": self.channel, "thread": self.thread, "extra": dict(self.extra)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConversationRef:
+        return cls(
+            platform=str(data["platform"]),
+            channel=str(data["channel"]),
+            thread=data.get("thread"),
+            extra=tuple(sorted((str(k), str(v)) for k, v in (data.get("extra") or {}).items())),
+        )
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """A posted message that can be edited later (Slack ts, Teams activity id, shell line id)."""
+
+    conversation: ConversationRef
+    message_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"conversation": self.conversation.to_dict(), "message_id": self.message_id}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MessageRef:
+        return cls(conversation=ConversationRef.from_dict(data["conversation"]), message_id=str(data["message_id"]))
+
+
+@dataclass(frozen=True)
+class CommandRequest:
+    """One command line typed (or one button pressed) by someone in some conversation.
+
+    ``request_id`` is stable across re-deliveries of the same event (Slack retries, a
+    double-clicked button): it is what makes a job run once.
+    """
+
+    identity: IdentityKey
+    text: str
+    conversation: ConversationRef
+    request_id: str
+    # a display name or email the platform told us, for automatic linking; never trusted for auth
+    claimed_email: str | None = None
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    SUCCESS = "success"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class ActionStyle(enum.StrEnum):
+    DEFAULT = "default"
+    PRIMARY = "primary"
+    DANGER = "danger"
+
+
+@dataclass(frozen=True)
+class Field:
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Action:
+    """A button. Pressing it runs ``command`` as if its presser had typed it.
+
+    ``only_for`` lists pvebot user ids allowed to see the button where the platform can hide
+    it (Teams ``refresh.userIds``); the service re-checks whoever presses it anyway.
+    """
+
+    label: str
+    command: str
+    style: ActionStyle = ActionStyle.DEFAULT
+    only_for: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a command answers, before any platform renders it."""
+
+    text: str = ""
+    title: str | None = None
+    severity: Severity = Severity.INFO
+    fields: tuple[Field, ...] = ()
+    table: Table | None = None
+    actions: tuple[Action, ...] = ()
+    footer: str | None = None
+    # only the caller should see it (Slack ephemeral); errors are
+    private: bool = False
+    # jobs and approvals the reply is about, for adapters that thread progress under it
+    job_id: str | None = None
+    approval_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def error(cls, message: str) -> Reply:
+        return cls(text=message, severity=Severity.ERROR, private=True)
+
+    @classmethod
+    def ok(cls, message: str, **kwargs: Any) -> Reply:
+        return cls(text=message, severity=Severity.SUCCESS, **kwargs)
+
+    def plain_text(self) -> str:
+        """The reply as plain text: the shell's output and every platform's fallback."""
+        return render_plain(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "title": self.title,
+            "severity": self.severity.value,
+            "fields": [[f.label, f.value] for f in self.fields],
+            "table": None if self.table is None else {"columns": list(self.table.columns),
+                                                      "rows": [list(r) for r in self.table.rows]},
+            "actions": [[a.label, a.command, a.style.value, list(a.only_for)] for a in self.actions],
+            "footer": self.footer,
+            "private": self.private,
+            "job_id": self.job_id,
+            "approval_id": self.approval_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reply:
+        table = data.get("table")
+        return cls(
+            text=data.get("text", ""),
+            title=data.get("title"),
+            severity=Severity(data.get("severity", "info")),
+            fields=tuple(Field(label, value) for label, value in data.get("fields", [])),
+            table=None if not table else Table(tuple(table["columns"]), tuple(tuple(r) for r in table["rows"])),
+            actions=tuple(
+                Action(label, command, ActionStyle(style), tuple(only_for))
+                for label, command, style, only_for in data.get("actions", [])
+            ),
+            footer=data.get("footer"),
+            private=bool(data.get("private", False)),
+            job_id=data.get("job_id"),
+            approval_id=data.get("approval_id"),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+_SEVERITY_MARK = {Severity.INFO: "", Severity.SUCCESS: "✅ ", Severity.WARNING: "⚠️ ", Severity.ERROR: "❌ "}
+
+
+def render_table(table: Table) -> str:
+    """Columns padded to their widest cell, as monospace text."""
+    widths = [len(c) for c in table.columns]
+    for row in table.rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)).rstrip()
+    return "\n".join([line(table.columns), *(line(r) for r in table.rows)])
+
+
+def render_plain(reply: Reply) -> str:
+    parts: list[str] = []
+    mark = _SEVERITY_MARK[reply.severity]
+    if reply.title:
+        parts.append(mark + reply.title)
+        if reply.text:
+            parts.append(reply.text)
+    elif reply.text:
+        parts.append(mark + reply.text)
+    if reply.fields:
+        width = max(len(f.label) for f in reply.fields)
+        parts.append("\n".join(f"{f.label.ljust(width)}  {f.value}" for f in reply.fields))
+    if reply.table is not None:
+        parts.append(render_table(reply.table))
+    if reply.actions:
+        parts.append("  ".join(f"[{a.label}: {a.command}]" for a in reply.actions))
+    if reply.footer:
+        parts.append(reply.footer)
+    return "\n".join(parts)

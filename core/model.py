@@ -1,0 +1,293 @@
+"""Domain entities.
+
+Plain dataclasses: the SQL adapter maps them imperatively, the fakes keep them in dicts.
+Entities that live in Proxmox (guests, tasks, snapshots, backups) are frozen value objects:
+pvebot never stores them, it asks the hypervisor.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Role(enum.StrEnum):
+    SUPER_ADMIN = "super_admin"
+    COMPANY_ADMIN = "company_admin"
+    SALESPERSON = "salesperson"
+    USER = "user"
+
+
+class Platform(enum.StrEnum):
+    SLACK = "slack"
+    TEAMS = "teams"
+    SHELL = "shell"
+
+
+class TlsMode(enum.StrEnum):
+    CA_FILE = "ca_file"
+    FINGERPRINT = "fingerprint"
+    INSECURE = "insecure"
+
+
+# Actions that always need a second person, whatever a company's policy says.
+DEFAULT_APPROVAL_ACTIONS: tuple[str, ...] = (
+    "vm.stop",
+    "vm.reset",
+    "vm.delete",
+    "snapshot.rollback",
+    "snapshot.delete",
+    "backup.restore",
+    "ip.release",
+)
+
+
+@dataclass(eq=False)
+class Company:
+    slug: str
+    name: str
+    email_domains: list[str] = field(default_factory=list)
+    quotas: dict[str, int] = field(default_factory=dict)
+    # {"required_for": [...], "expires_minutes": int, "approvers_channel": str | None}
+    approval_policy: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+    @property
+    def approval_actions(self) -> frozenset[str]:
+        """The actions that need a second person; vm.delete always does."""
+        listed = self.approval_policy.get("required_for")
+        actions = frozenset(DEFAULT_APPROVAL_ACTIONS) if listed is None else frozenset(listed)
+        return actions | {"vm.delete"}
+
+    @property
+    def approval_expiry_minutes(self) -> int:
+        return int(self.approval_policy.get("expires_minutes", 30))
+
+
+@dataclass(eq=False)
+class User:
+    email: str
+    name: str
+    role: Role
+    company_id: int | None = None
+    active: bool = True
+    # Companies a salesperson may read, besides the home company.
+    assigned_companies: list[Company] = field(default_factory=list)
+    id: int | None = None
+
+    @property
+    def assigned_company_ids(self) -> frozenset[int]:
+        return frozenset(c.id for c in self.assigned_companies if c.id is not None)
+
+
+@dataclass(eq=False)
+class ChatIdentity:
+    platform: str
+    workspace_id: str
+    platform_user_id: str
+    user_id: int
+    id: int | None = None
+
+
+@dataclass(eq=False)
+class Cluster:
+    name: str
+    api_urls: list[str]
+    token_id: str
+    token_secret_encrypted: str
+    tls_mode: TlsMode = TlsMode.FINGERPRINT
+    # the CA file path or the SHA-256 fingerprint, depending on tls_mode
+    tls_value: str | None = None
+    # the environment variable the secret was read from at provisioning, for export
+    token_secret_env: str | None = None
+    shared_templates: list[int] = field(default_factory=list)
+    id: int | None = None
+
+    def __repr__(self) -> str:  # never show the (encrypted) secret
+        return f"Cluster(name={self.name!r}, api_urls={self.api_urls!r}, token_id={self.token_id!r})"
+
+
+@dataclass(eq=False)
+class PoolBinding:
+    company_id: int
+    cluster_id: int
+    pool: str
+    id: int | None = None
+
+
+@dataclass(eq=False)
+class AuditEvent:
+    at: datetime
+    action: str
+    actor: str
+    company_id: int | None = None
+    target: str = ""
+    outcome: str = "ok"
+    detail: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(eq=False)
+class Job:
+    """A Proxmox operation requested from chat; its record outlives workers and restarts."""
+
+    id: str
+    request_id: str
+    company_id: int
+    actor_user_id: int
+    action: str
+    # what the job acts on, as primitives: {"cluster": ..., "vmid": ..., "node": ..., "kind": ...}
+    target: dict[str, Any]
+    params: dict[str, Any]
+    state: JobState
+    created_at: datetime
+    conversation: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    upid: str | None = None
+    progress: str = ""
+    result: str = ""
+    approval_id: str | None = None
+    # where the live progress message is, once posted (a MessageRef as a dict)
+    message_ref: dict[str, Any] = field(default_factory=dict)
+    # set by "job cancel" while the job runs; the runner stops the Proxmox task
+    cancel_requested: bool = False
+
+
+class ApprovalState(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    EXECUTED = "executed"
+    FAILED = "failed"
+
+
+@dataclass(eq=False)
+class ApprovalRequest:
+    id: str
+    company_id: int
+    requester_user_id: int
+    action: str
+    target: dict[str, Any]
+    params: dict[str, Any]
+    preview: dict[str, Any]
+    state: ApprovalState
+    created_at: datetime
+    expires_at: datetime
+    reason: str = ""
+    conversation: dict[str, Any] = field(default_factory=dict)
+    decided_by_user_id: int | None = None
+    decided_at: datetime | None = None
+    decision_note: str = ""
+    job_id: str | None = None
+    # the chat delivery that asked: a re-delivery finds this request instead of making another
+    request_id: str = ""
+    # the approval card as posted, so that the decision can replace its buttons
+    message_ref: dict[str, Any] = field(default_factory=dict)
+
+
+# ---- Things that live in Proxmox -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GuestRef:
+    """Enough to address one guest: the cluster, its node, qemu|lxc and the VMID."""
+
+    cluster: str
+    node: str
+    kind: str
+    vmid: int
+
+
+@dataclass(frozen=True)
+class Guest:
+    """One row of ``/cluster/resources?type=vm``."""
+
+    cluster: str
+    vmid: int
+    name: str
+    kind: str  # "qemu" | "lxc"
+    node: str
+    status: str  # "running" | "stopped" | "paused" | "suspended" | ...
+    pool: str | None = None
+    template: bool = False
+    maxcpu: int = 0
+    cpu: float = 0.0
+    maxmem: int = 0
+    mem: int = 0
+    maxdisk: int = 0
+    disk: int = 0
+    uptime: int = 0
+    tags: tuple[str, ...] = ()
+    lock: str | None = None
+
+    @property
+    def ref(self) -> GuestRef:
+        return GuestRef(cluster=self.cluster, node=self.node, kind=self.kind, vmid=self.vmid)
+
+
+@dataclass(frozen=True)
+class GuestStatus:
+    guest: Guest
+    ips: tuple[str, ...] = ()
+    qmp_status: str | None = None
+    config: dict[str, str] = field(default_factory=dict)
+    pending: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    name: str
+    description: str = ""
+    parent: str | None = None
+    snaptime: int | None = None
+    vmstate: bool = False
+
+
+@dataclass(frozen=True)
+class Backup:
+    volid: str
+    storage: str
+    vmid: int
+    size: int
+    ctime: int
+    format: str = ""
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """A Proxmox task: the node it runs on and its UPID. ``upid`` is None for synchronous work."""
+
+    cluster: str
+    node: str
+    upid: str | None
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    running: bool
+    exitstatus: str | None = None
+    percent: float | None = None
+    log_tail: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.running and self.exitstatus == "OK"

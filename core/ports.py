@@ -1,0 +1,261 @@
+"""The outside world as the core sees it: Protocols that adapters implement.
+
+Services receive these (never concrete adapters); the composition root in ``bot/`` builds
+the real ones, and the tests pass fakes from ``tests/fakes.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from core.chat import ConversationRef, MessageRef, Reply
+from core.model import (
+    ApprovalRequest,
+    ApprovalState,
+    AuditEvent,
+    Backup,
+    ChatIdentity,
+    Cluster,
+    Company,
+    Guest,
+    GuestRef,
+    GuestStatus,
+    Job,
+    JobState,
+    PoolBinding,
+    Snapshot,
+    TaskRef,
+    TaskStatus,
+    User,
+)
+from core.principal import Scope
+
+# ---- Hypervisor ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    """Changes to a guest's configuration; None leaves a setting as it is."""
+
+    cores: int | None = None
+    memory_mb: int | None = None
+    # (NIC index, VLAN tag or None to remove the tag)
+    vlan: tuple[int, int | None] | None = None
+    # (ipconfig index, cloud-init value such as "ip=10.0.0.5/24,gw=10.0.0.1")
+    ipconfig: tuple[int, str] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.cores is None and self.memory_mb is None and self.vlan is None and self.ipconfig is None
+
+
+class Hypervisor(Protocol):
+    """One Proxmox VE cluster, reached through any of its API URLs.
+
+    Every method raises :class:`core.errors.ExternalSystemError` (or ``NotFound`` /
+    ``Conflict`` / ``PermissionDenied`` where Proxmox says so) with a message safe for chat.
+    """
+
+    cluster_name: str
+
+    def inventory(self, *, refresh: bool = False) -> list[Guest]:
+        """Every guest of the cluster from one ``GET /cluster/resources?type=vm`` (cached briefly)."""
+        ...
+
+    def status(self, ref: GuestRef) -> GuestStatus:
+        """Current state, config, pending changes and guest-agent IPs when known."""
+        ...
+
+    def power(self, ref: GuestRef, action: str) -> TaskRef:
+        """start | shutdown | stop | reboot | reset | suspend | resume."""
+        ...
+
+    def next_vmid(self) -> int: ...
+
+    def clone(
+        self, template: GuestRef, *, newid: int, name: str, pool: str, full: bool = True, target_node: str | None = None
+    ) -> TaskRef: ...
+
+    def configure(self, ref: GuestRef, change: ConfigChange) -> TaskRef: ...
+
+    def resize_disk(self, ref: GuestRef, *, disk: str, size: str) -> TaskRef:
+        """``size`` as Proxmox takes it: ``+10G`` grows by, ``32G`` grows to."""
+        ...
+
+    def delete(self, ref: GuestRef) -> TaskRef:
+        """Destroy with purge (removes it from jobs, HA, pools) and unreferenced disks."""
+        ...
+
+    def snapshots(self, ref: GuestRef) -> list[Snapshot]:
+        """Snapshots, oldest first, without the pseudo-entry ``current``."""
+        ...
+
+    def create_snapshot(self, ref: GuestRef, name: str, *, description: str = "", vmstate: bool = False) -> TaskRef: ...
+
+    def rollback_snapshot(self, ref: GuestRef, name: str) -> TaskRef: ...
+
+    def delete_snapshot(self, ref: GuestRef, name: str) -> TaskRef: ...
+
+    def backup(self, ref: GuestRef, *, storage: str, mode: str = "snapshot") -> TaskRef: ...
+
+    def backups(self, *, node: str, storage: str, vmid: int | None = None) -> list[Backup]: ...
+
+    def restore(
+        self, *, node: str, kind: str, vmid: int, archive: str, storage: str | None = None, force: bool = False
+    ) -> TaskRef: ...
+
+    def task_status(self, task: TaskRef) -> TaskStatus:
+        """Where a task is: running or its exit status, percent done where logged, last log lines."""
+        ...
+
+    def cancel_task(self, task: TaskRef) -> None: ...
+
+
+class Hypervisors(Protocol):
+    """Gives the :class:`Hypervisor` of a configured cluster."""
+
+    def for_cluster(self, cluster: Cluster) -> Hypervisor: ...
+
+
+# ---- Secrets ---------------------------------------------------------------------------
+
+
+class SecretCipher(Protocol):
+    """Encrypts secrets at rest. ``decrypt`` raises ``ConfigurationError`` on a wrong key."""
+
+    def encrypt(self, plaintext: str) -> str: ...
+
+    def decrypt(self, token: str) -> str: ...
+
+
+# ---- Persistence -----------------------------------------------------------------------
+
+
+class CompanyRepository(Protocol):
+    def get(self, company_id: int) -> Company | None: ...
+    def by_slug(self, slug: str) -> Company | None: ...
+    def list(self) -> list[Company]: ...
+    def add(self, company: Company) -> None: ...
+
+
+class UserRepository(Protocol):
+    def get(self, user_id: int) -> User | None: ...
+    def by_email(self, email: str) -> User | None: ...
+    def list(self) -> list[User]: ...
+    def add(self, user: User) -> None: ...
+
+
+class IdentityRepository(Protocol):
+    def find(self, *, platform: str, workspace_id: str, platform_user_id: str) -> ChatIdentity | None: ...
+    def for_user(self, user_id: int) -> list[ChatIdentity]: ...
+    def add(self, identity: ChatIdentity) -> None: ...
+    def remove(self, identity: ChatIdentity) -> None: ...
+
+
+class ClusterRepository(Protocol):
+    def get(self, cluster_id: int) -> Cluster | None: ...
+    def by_name(self, name: str) -> Cluster | None: ...
+    def list(self) -> list[Cluster]: ...
+    def add(self, cluster: Cluster) -> None: ...
+
+
+class PoolBindingRepository(Protocol):
+    def list(self) -> list[PoolBinding]: ...
+    def add(self, binding: PoolBinding) -> None: ...
+    def remove(self, binding: PoolBinding) -> None: ...
+
+
+class AuditLog(Protocol):
+    def append(self, event: AuditEvent) -> None: ...
+    def query(
+        self,
+        *,
+        since: datetime | None = None,
+        company_id: int | None = None,
+        actor: str | None = None,
+        limit: int = 500,
+    ) -> list[AuditEvent]: ...
+
+
+class JobRepository(Protocol):
+    def add(self, job: Job) -> None: ...
+    def get(self, job_id: str) -> Job | None: ...
+    def by_request(self, request_id: str) -> Job | None: ...
+    def list(self, *, states: Iterable[JobState] | None = None, limit: int = 50) -> list[Job]: ...
+    def claim(self, job_id: str, *, now: datetime) -> bool:
+        """Move a queued job to running atomically; False when another delivery got there first."""
+        ...
+
+    def stale(self, *, heartbeat_before: datetime) -> list[Job]: ...
+
+
+class ApprovalRepository(Protocol):
+    def add(self, request: ApprovalRequest) -> None: ...
+    def get(self, approval_id: str) -> ApprovalRequest | None: ...
+    def by_request(self, request_id: str) -> ApprovalRequest | None: ...
+    def list(self, *, states: Iterable[ApprovalState] | None = None, limit: int = 50) -> list[ApprovalRequest]: ...
+    def decide(self, approval_id: str, *, to: ApprovalState, by_user_id: int, at: datetime, note: str = "") -> bool:
+        """Move a pending request to ``to`` atomically; False when someone else decided first."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """A transaction over repositories that all see only ``scope``'s companies.
+
+    Use as a context manager; nothing is saved unless :meth:`commit` is called.
+    """
+
+    scope: Scope
+    companies: CompanyRepository
+    users: UserRepository
+    identities: IdentityRepository
+    clusters: ClusterRepository
+    pool_bindings: PoolBindingRepository
+    audit: AuditLog
+    jobs: JobRepository
+    approvals: ApprovalRepository
+
+    def __enter__(self) -> UnitOfWork: ...
+    def __exit__(self, *args: object) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, scope: Scope) -> UnitOfWork: ...
+
+
+# ---- Work and conversation -------------------------------------------------------------
+
+
+class JobQueue(Protocol):
+    """Runs job functions elsewhere (RQ workers), found by dotted path, with primitive kwargs."""
+
+    def enqueue(self, function: str, *, job_id: str, kwargs: dict[str, Any], timeout: int) -> None: ...
+
+    def cancel(self, job_id: str) -> bool:
+        """Drop a job that has not started; False if it already runs or ran."""
+        ...
+
+
+class Notifier(Protocol):
+    """Posts and edits messages in a conversation, from any process."""
+
+    def post(self, conversation: ConversationRef, reply: Reply) -> MessageRef: ...
+
+    def update(self, message: MessageRef, reply: Reply) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Timezone-aware UTC now."""
+        ...
+
+
+class Directory(Protocol):
+    """Platform lookups for automatic linking (Slack users.info, Teams member info)."""
+
+    def email_of(self, platform: str, workspace_id: str, user_id: str) -> str | None: ...

@@ -1,0 +1,97 @@
+"""Role-based access control: the permission matrix is data, checked by one function.
+
+The chat layer's ``permission=`` on a command is only an early hint for help and error
+text; every service calls :func:`require` itself before it acts.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from core.errors import NotFound, PermissionDenied
+from core.model import Role
+from core.principal import Principal
+
+
+class Perm(enum.StrEnum):
+    VM_READ = "vm.read"
+    VM_OPERATE = "vm.operate"  # start, shutdown, reboot, suspend, resume
+    VM_CREATE = "vm.create"
+    VM_DESTROY = "vm.destroy"  # stop, reset, delete: always through an approval request
+    SNAPSHOT_READ = "snapshot.read"
+    SNAPSHOT_CREATE = "snapshot.create"
+    SNAPSHOT_DESTROY = "snapshot.destroy"  # rollback, delete: through an approval request
+    JOB_READ = "job.read"
+    JOB_CANCEL = "job.cancel"
+    APPROVAL_REQUEST = "approval.request"
+    APPROVAL_DECIDE = "approval.decide"
+    AUDIT_READ = "audit.read"
+    USER_MANAGE = "user.manage"
+    COMPANY_MANAGE = "company.manage"
+    CLUSTER_MANAGE = "cluster.manage"
+
+
+_READ = frozenset({Perm.VM_READ, Perm.SNAPSHOT_READ, Perm.JOB_READ})
+_OPERATE = _READ | {
+    Perm.VM_OPERATE,
+    Perm.VM_CREATE,
+    Perm.VM_DESTROY,
+    Perm.SNAPSHOT_CREATE,
+    Perm.SNAPSHOT_DESTROY,
+    Perm.JOB_CANCEL,
+    Perm.APPROVAL_REQUEST,
+}
+_ADMIN = _OPERATE | {Perm.APPROVAL_DECIDE, Perm.AUDIT_READ, Perm.USER_MANAGE}
+
+# The one place that says who may do what. The README prints it (``pvebot admin matrix``).
+MATRIX: dict[Role, frozenset[Perm]] = {
+    Role.SUPER_ADMIN: frozenset(Perm),
+    Role.COMPANY_ADMIN: frozenset(_ADMIN),
+    Role.USER: frozenset(_OPERATE),
+    Role.SALESPERSON: _READ,
+}
+
+# Permissions whose use is confined to the principal's scope; the others are global.
+GLOBAL_PERMS = frozenset({Perm.COMPANY_MANAGE, Perm.CLUSTER_MANAGE})
+
+
+def allows(role: Role, perm: Perm) -> bool:
+    return perm in MATRIX[role]
+
+
+def can(principal: Principal, perm: Perm, company_id: int | None = None) -> bool:
+    """Whether ``principal`` may use ``perm`` on something of ``company_id`` (None: nothing specific)."""
+    if not allows(principal.role, perm):
+        return False
+    return company_id is None or principal.scope.contains(company_id)
+
+
+def require(principal: Principal, perm: Perm, company_id: int | None = None, *, what: str = "that") -> None:
+    """Raise unless ``principal`` may use ``perm`` on a resource of ``company_id``.
+
+    Args:
+        principal: who acts.
+        perm: what they want to do.
+        company_id: the company owning the resource, or None for an action on no resource.
+        what: how to name the resource if it must answer "not found".
+
+    Raises:
+        NotFound: the resource is outside the principal's scope; it answers exactly like a
+            missing one, so that nobody learns what other companies have.
+        PermissionDenied: the role does not allow ``perm``.
+    """
+    if company_id is not None and not principal.scope.contains(company_id):
+        raise NotFound(f"{what} not found")
+    if not allows(principal.role, perm):
+        raise PermissionDenied(f"your role ({principal.role.value}) does not allow {perm.value}")
+
+
+def matrix_markdown() -> str:
+    """The permission matrix as a Markdown table, as the README shows it."""
+    roles = [Role.SUPER_ADMIN, Role.COMPANY_ADMIN, Role.USER, Role.SALESPERSON]
+    head = "| permission | " + " | ".join(r.value for r in roles) + " |"
+    sep = "|---|" + "---|" * len(roles)
+    rows = [
+        f"| `{p.value}` | " + " | ".join("yes" if allows(r, p) else "—" for r in roles) + " |" for p in Perm
+    ]
+    return "\n".join([head, sep, *rows])

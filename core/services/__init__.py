@@ -1,0 +1,1 @@
+"""Use cases: functions that take a principal, a unit of work and ports, check RBAC, then act."""

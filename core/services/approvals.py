@@ -1,0 +1,357 @@
+"""Four eyes for destructive actions: request, decide (exactly once), execute, expire.
+
+A destructive command becomes an :class:`ApprovalRequest` with a preview of what it will
+affect. Only a company_admin of that company or a super_admin, never the requester, may
+decide. Deciding is one conditional UPDATE (pending → approved/denied), so of any number of
+simultaneous clicks exactly one wins; the winner enqueues exactly one job.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from core import rbac
+from core.chat import Action, ActionStyle, ConversationRef, Field, MessageRef, Reply, Severity
+from core.errors import Conflict, InvalidArguments, NotFound, PermissionDenied
+from core.ids import new_id, show_approval, show_job
+from core.model import ApprovalRequest, ApprovalState, Company, Role, User
+from core.principal import Principal, Scope
+from core.services import audit, inventory, jobs
+from core.services import operations as ops
+from core.services.deps import Deps
+
+log = logging.getLogger(__name__)
+
+
+def needs_approval(company: Company | None, action: str) -> bool:
+    return company is None or action in company.approval_actions
+
+
+def request(
+    deps: Deps,
+    principal: Principal,
+    *,
+    action: str,
+    owned: inventory.OwnedGuest,
+    params: dict[str, Any],
+    reason: str,
+    conversation: ConversationRef,
+    request_id: str,
+) -> ApprovalRequest:
+    """Record a request for ``action`` on ``owned`` with a preview of its effect; re-deliveries get the same one.
+
+    Raises:
+        PermissionDenied / NotFound: the principal could not run ``action`` even with approval.
+    """
+    op = ops.get(action)
+    company_id = owned.company_id
+    if company_id is None:
+        raise NotFound("VM not found")
+    rbac.require(principal, op.perm, company_id, what="VM")
+    rbac.require(principal, rbac.Perm.APPROVAL_REQUEST, company_id, what="VM")
+    with deps.uow_factory(principal.scope) as uow:
+        existing = uow.approvals.by_request(request_id)
+        if existing is not None:
+            return existing
+    preview = _preview(deps, action=action, owned=owned, params=params)
+    now = deps.clock.now()
+    company = owned.company
+    minutes = company.approval_expiry_minutes if company else 30
+    approval = ApprovalRequest(
+        id=new_id(),
+        company_id=company_id,
+        requester_user_id=principal.user_id,
+        action=action,
+        target=jobs.target_of(owned),
+        params=params,
+        preview=preview,
+        state=ApprovalState.PENDING,
+        created_at=now,
+        expires_at=now + timedelta(minutes=minutes),
+        reason=reason[:500],
+        conversation=conversation.to_dict(),
+        request_id=request_id,
+    )
+    with deps.uow_factory(principal.scope) as uow:
+        uow.approvals.add(approval)
+        audit.record(uow, clock=deps.clock, actor=principal.actor, action="approval.requested",
+                     company_id=company_id, target=f"{show_approval(approval.id)} {action} {owned.label}",
+                     detail={"reason": reason[:200]} if reason else {})
+        uow.commit()
+    channel = (company.approval_policy.get("approvers_channel") if company else None) or ""
+    if channel and ":" in channel:
+        platform, _, channel_id = channel.partition(":")
+        try:
+            deps.notifier.post(ConversationRef(platform=platform, channel=channel_id), card(deps, approval))
+        except Exception:
+            log.warning("could not post %s to the approvers channel", show_approval(approval.id), exc_info=True)
+    return approval
+
+
+def _preview(deps: Deps, *, action: str, owned: inventory.OwnedGuest, params: dict[str, Any]) -> dict[str, Any]:
+    """What the action would touch, computed now so the approver sees what the requester saw."""
+    hv = deps.hypervisors.for_cluster(owned.cluster)
+    g = owned.guest
+    preview: dict[str, Any] = {"status": g.status, "node": g.node}
+    if action == "vm.delete":
+        status = hv.status(g.ref)
+        preview["disks"] = sorted(
+            f"{key}: {value.split(',')[0]} ({_size(value)})"
+            for key, value in status.config.items()
+            if _is_disk(key, value)
+        )
+        preview["snapshots"] = [s.name for s in hv.snapshots(g.ref)]
+    elif action in ("snapshot.rollback", "snapshot.delete"):
+        snaps = hv.snapshots(g.ref)
+        names = [s.name for s in snaps]
+        name = params.get("name")
+        if name not in names:
+            raise NotFound(f"snapshot '{str(name)[:40]}' not found on {owned.label}")
+        if action == "snapshot.rollback":
+            preview["returns_to"] = name
+            preview["newer"] = names[names.index(name) + 1 :]
+    return preview
+
+
+def _is_disk(key: str, value: str) -> bool:
+    prefixes = ("scsi", "virtio", "sata", "ide", "efidisk", "tpmstate", "rootfs", "mp")
+    return key.startswith(prefixes) and "media=cdrom" not in value and ":" in value
+
+
+def _size(value: str) -> str:
+    for part in value.split(","):
+        if part.startswith("size="):
+            return part[5:]
+    return "size unknown"
+
+
+def card_posted(deps: Deps, approval_id: str, posted: MessageRef) -> None:
+    """Remember where the request's card is: the decision edits it and the job threads under it."""
+    with deps.uow_factory(Scope.everything()) as uow:
+        approval = uow.approvals.get(approval_id)
+        if approval is not None and not approval.message_ref:
+            approval.message_ref = posted.to_dict()
+            uow.commit()
+
+
+def get(deps: Deps, principal: Principal, approval_id: str) -> ApprovalRequest:
+    with deps.uow_factory(principal.scope) as uow:
+        approval = uow.approvals.get(approval_id)
+    if approval is None:
+        raise NotFound(f"{show_approval(approval_id)} not found")
+    return approval
+
+
+def list_requests(deps: Deps, principal: Principal, *, include_decided: bool = False) -> list[ApprovalRequest]:
+    rbac.require(principal, rbac.Perm.VM_READ)
+    expire_due(deps)
+    states = None if include_decided else [ApprovalState.PENDING]
+    with deps.uow_factory(principal.scope) as uow:
+        return uow.approvals.list(states=states, limit=50)
+
+
+def decide(deps: Deps, principal: Principal, approval_id: str, *, approve: bool, note: str = "") -> ApprovalRequest:
+    """Approve or deny; exactly one decision wins, every other attempt is told who decided and when.
+
+    Raises:
+        NotFound: no such request in the principal's scope (another company's answers alike).
+        PermissionDenied: not an approver, or the requester themselves.
+        Conflict: already decided, expired, or the target changed so that it cannot run.
+    """
+    approval = get(deps, principal, approval_id)
+    rbac.require(principal, rbac.Perm.APPROVAL_DECIDE, approval.company_id, what=show_approval(approval_id))
+    if approval.requester_user_id == principal.user_id:
+        raise PermissionDenied("you cannot decide your own request: four eyes, another approver must")
+    now = deps.clock.now()
+    if approval.state is ApprovalState.PENDING and now >= approval.expires_at:
+        _expire(deps, approval, now)
+    if approval.state is not ApprovalState.PENDING:
+        raise Conflict(_already(deps, approval))
+    if approve:
+        failure = _still_valid(deps, approval)
+        if failure is not None:
+            if _transition(deps, approval, ApprovalState.FAILED, principal, now, failure):
+                raise Conflict(f"{show_approval(approval.id)} cannot run: {failure}. Nothing was done.")
+            raise Conflict(_already(deps, get(deps, principal, approval_id)))
+    to = ApprovalState.APPROVED if approve else ApprovalState.DENIED
+    if not _transition(deps, approval, to, principal, now, note):
+        raise Conflict(_already(deps, get(deps, principal, approval_id)))
+    approval = get(deps, principal, approval_id)
+    if approve:
+        _execute(deps, approval)
+        approval = get(deps, principal, approval_id)
+    _update_card(deps, approval)
+    return approval
+
+
+def _transition(
+    deps: Deps, approval: ApprovalRequest, to: ApprovalState, principal: Principal, now: datetime, note: str
+) -> bool:
+    with deps.uow_factory(principal.scope) as uow:
+        won = uow.approvals.decide(approval.id, to=to, by_user_id=principal.user_id, at=now, note=note[:500])
+        if won:
+            audit.record(uow, clock=deps.clock, actor=principal.actor, action=f"approval.{to.value}",
+                         company_id=approval.company_id, target=f"{show_approval(approval.id)} {approval.action}",
+                         detail={"note": note[:200]} if note else {})
+        uow.commit()
+        return won
+
+
+def _still_valid(deps: Deps, approval: ApprovalRequest) -> str | None:
+    """Why the approved action can no longer run, or None when it still can."""
+    with deps.uow_factory(Scope.everything()) as uow:
+        requester = uow.users.get(approval.requester_user_id)
+    if requester is None or not requester.active:
+        return "the requester is no longer active"
+    principal = Principal.of(requester)
+    if not rbac.can(principal, ops.get(approval.action).perm, approval.company_id):
+        return "the requester may no longer do this"
+    try:
+        view = inventory.view(deps, principal, refresh=True, cluster=approval.target["cluster"])
+    except NotFound:
+        return "the cluster is no longer theirs"
+    match = [o for o in view.guests if o.guest.vmid == int(approval.target["vmid"])
+             and o.company_id == approval.company_id]
+    if not match:
+        return f"VM {approval.target.get('name') or approval.target['vmid']} no longer exists"
+    return None
+
+
+def _execute(deps: Deps, approval: ApprovalRequest) -> None:
+    with deps.uow_factory(Scope.everything()) as uow:
+        requester = uow.users.get(approval.requester_user_id)
+    assert requester is not None
+    principal = Principal.of(requester)
+    view = inventory.view(deps, principal, cluster=approval.target["cluster"])
+    owned = next(o for o in view.guests if o.guest.vmid == int(approval.target["vmid"]))
+    conversation = ConversationRef.from_dict(approval.conversation)
+    job, _ = jobs.submit(
+        deps, principal, action=approval.action, owned=owned, company_id=approval.company_id,
+        params=dict(approval.params), conversation=conversation,
+        # one approval, one job: a second execution of this line finds the same job
+        request_id=f"approval:{approval.id}", approval_id=approval.id,
+    )
+    with deps.uow_factory(Scope.everything()) as uow:
+        stored = uow.approvals.get(approval.id)
+        assert stored is not None
+        stored.job_id = job.id
+        uow.commit()
+    posted = MessageRef.from_dict(approval.message_ref) if approval.message_ref else None
+    jobs.start(deps, job.id, posted=posted)
+
+
+def _expire(deps: Deps, approval: ApprovalRequest, now: datetime) -> None:
+    with deps.uow_factory(Scope.everything()) as uow:
+        if uow.approvals.decide(approval.id, to=ApprovalState.EXPIRED, by_user_id=0, at=now, note="expired"):
+            audit.record(uow, clock=deps.clock, actor="system", action="approval.expired",
+                         company_id=approval.company_id, target=f"{show_approval(approval.id)} {approval.action}")
+        uow.commit()
+        fresh = uow.approvals.get(approval.id)
+    if fresh is not None:
+        approval.state, approval.decided_at, approval.decided_by_user_id = (
+            fresh.state, fresh.decided_at, fresh.decided_by_user_id)
+        _update_card(deps, fresh)
+
+
+def expire_due(deps: Deps) -> int:
+    """Expire every pending request past its time; returns how many."""
+    now = deps.clock.now()
+    with deps.uow_factory(Scope.everything()) as uow:
+        due = [a for a in uow.approvals.list(states=[ApprovalState.PENDING], limit=1000) if a.expires_at <= now]
+    for approval in due:
+        _expire(deps, approval, now)
+    return len(due)
+
+
+def _name(deps: Deps, user_id: int | None) -> str:
+    if not user_id:
+        return "pvebot"
+    with deps.uow_factory(Scope.everything()) as uow:
+        user = uow.users.get(user_id)
+    return user.name if user else "a former user"
+
+
+def _already(deps: Deps, approval: ApprovalRequest) -> str:
+    who = _name(deps, approval.decided_by_user_id)
+    when = f"{approval.decided_at:%Y-%m-%d %H:%M} UTC" if approval.decided_at else "earlier"
+    label = show_approval(approval.id)
+    state = approval.state
+    if state is ApprovalState.EXPIRED:
+        return f"{label} expired at {approval.expires_at:%Y-%m-%d %H:%M} UTC; ask again if it is still needed"
+    if state in (ApprovalState.APPROVED, ApprovalState.EXECUTED, ApprovalState.FAILED) and approval.job_id:
+        return f"{label} was already approved by {who} at {when} ({show_job(approval.job_id)}, {state.value})"
+    if state is ApprovalState.FAILED:
+        return f"{label} was closed at {when}: {approval.decision_note or 'it could not run'}"
+    return f"{label} was already {state.value} by {who} at {when}"
+
+
+def approvers(deps: Deps, company_id: int) -> tuple[int, ...]:
+    """Who may decide requests of ``company_id``: its company_admins and every super_admin."""
+    with deps.uow_factory(Scope.everything()) as uow:
+        users: list[User] = uow.users.list()
+    return tuple(
+        u.id for u in users
+        if u.id is not None and u.active and (
+            u.role is Role.SUPER_ADMIN or (u.role is Role.COMPANY_ADMIN and u.company_id == company_id))
+    )
+
+
+def card(deps: Deps, approval: ApprovalRequest) -> Reply:
+    """The approval card: what, where, preview, who and why, and the buttons while it is pending."""
+    target = approval.target
+    label = show_approval(approval.id)
+    fields = [
+        Field("Action", approval.action),
+        Field("Target", f"{target.get('name') or '(no name)'} — VMID {target['vmid']} on {target['cluster']}"
+                        f"/{target['node']}"),
+        Field("Requested by", _name(deps, approval.requester_user_id)),
+    ]
+    if approval.reason:
+        fields.append(Field("Reason", approval.reason))
+    p = approval.preview
+    if approval.params.get("name") and approval.action.startswith("snapshot."):
+        fields.append(Field("Snapshot", str(approval.params["name"])))
+    if p.get("disks") is not None:
+        fields.append(Field("Disks deleted", ", ".join(p["disks"]) or "none"))
+    if p.get("snapshots") is not None:
+        fields.append(Field("Snapshots deleted", ", ".join(p["snapshots"]) or "none"))
+    if p.get("returns_to"):
+        fields.append(Field("Returns to", p["returns_to"]))
+        fields.append(Field("Newer snapshots", ", ".join(p.get("newer") or []) or "none"))
+    if p.get("status"):
+        fields.append(Field("Current state", str(p["status"])))
+    actions: tuple[Action, ...] = ()
+    if approval.state is ApprovalState.PENDING:
+        fields.append(Field("Expires", f"{approval.expires_at:%Y-%m-%d %H:%M} UTC"))
+        allowed = tuple(u for u in approvers(deps, approval.company_id) if u != approval.requester_user_id)
+        actions = (
+            Action("Approve", f"approve {label}", ActionStyle.PRIMARY, allowed),
+            Action("Deny", f"deny {label}", ActionStyle.DANGER, allowed),
+        )
+        text, severity = "Waiting for an approver (company admin, not the requester).", Severity.WARNING
+    else:
+        text = _already(deps, approval).replace(" already", "")
+        severity = Severity.SUCCESS if approval.state in (ApprovalState.APPROVED, ApprovalState.EXECUTED) \
+            else Severity.ERROR if approval.state is ApprovalState.FAILED else Severity.INFO
+    return Reply(title=f"{label}: approval needed for {approval.action}", text=text, severity=severity,
+                 fields=tuple(fields), actions=actions, approval_id=approval.id)
+
+
+def _update_card(deps: Deps, approval: ApprovalRequest) -> None:
+    if not approval.message_ref:
+        return
+    try:
+        reply = replace(card(deps, approval), approval_id=None)
+        deps.notifier.update(MessageRef.from_dict(approval.message_ref), reply)
+    except Exception:
+        log.warning("could not update the card of %s", show_approval(approval.id), exc_info=True)
+
+
+def parse_decision_note(text: str | None) -> str:
+    note = (text or "").strip()
+    if len(note) > 500:
+        raise InvalidArguments("keep the reason under 500 characters")
+    return note

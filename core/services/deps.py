@@ -1,0 +1,21 @@
+"""The ports a service needs, bundled so that commands and jobs pass one object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.ports import Clock, Hypervisors, JobQueue, Notifier, UnitOfWorkFactory
+
+
+@dataclass(frozen=True)
+class Deps:
+    uow_factory: UnitOfWorkFactory
+    hypervisors: Hypervisors
+    queue: JobQueue
+    notifier: Notifier
+    clock: Clock
+    job_timeout: int = 1800
+    # at most one edit of a progress message per this many seconds
+    progress_interval: float = 1.0
+    # how often a running job looks at its Proxmox task
+    poll_interval: float = 0.5

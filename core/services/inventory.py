@@ -1,0 +1,111 @@
+"""Which guests a principal may see: Proxmox inventory filtered through pool bindings.
+
+A guest belongs to a company when it sits in a Proxmox pool bound to that company. Guests
+in no bound pool belong to nobody and are seen by nobody but a super_admin. A reference that
+points outside the caller's scope answers exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from core import rbac
+from core.errors import InvalidArguments, NotFound
+from core.model import Cluster, Company, Guest
+from core.principal import Principal
+from core.services.deps import Deps
+
+VMID = re.compile(r"^[1-9][0-9]{2,8}$")  # Proxmox's pve-vmid format
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class OwnedGuest:
+    guest: Guest
+    cluster: Cluster
+    company: Company | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.guest.name or '(no name)'} ({self.cluster.name}/{self.guest.vmid})"
+
+    @property
+    def company_id(self) -> int | None:
+        return None if self.company is None else self.company.id
+
+
+@dataclass(frozen=True)
+class View:
+    """Everything one principal can see, from one inventory call per cluster."""
+
+    guests: list[OwnedGuest]
+    templates: list[OwnedGuest]
+    clusters: list[Cluster]
+    companies: dict[int, Company]
+
+
+def view(deps: Deps, principal: Principal, *, refresh: bool = False, cluster: str | None = None) -> View:
+    """The guests (and usable templates) in ``principal``'s scope, sorted by name.
+
+    Raises:
+        PermissionDenied: the role cannot read VMs.
+        NotFound: ``cluster`` is not one the principal can see.
+    """
+    rbac.require(principal, rbac.Perm.VM_READ)
+    with deps.uow_factory(principal.scope) as uow:
+        clusters = uow.clusters.list()
+        bindings = uow.pool_bindings.list()
+        companies = {c.id: c for c in uow.companies.list() if c.id is not None}
+    if cluster is not None:
+        clusters = [c for c in clusters if c.name == cluster]
+        if not clusters:
+            raise NotFound(f"cluster '{cluster[:40]}' not found")
+    owner = {(b.cluster_id, b.pool): companies.get(b.company_id) for b in bindings}
+    guests: list[OwnedGuest] = []
+    templates: list[OwnedGuest] = []
+    for cl in clusters:
+        for g in deps.hypervisors.for_cluster(cl).inventory(refresh=refresh):
+            company = owner.get((cl.id, g.pool)) if g.pool else None
+            visible = company is not None or principal.scope.unrestricted
+            if g.template and (visible or g.vmid in cl.shared_templates):
+                templates.append(OwnedGuest(g, cl, company))
+            elif visible and not g.template:
+                guests.append(OwnedGuest(g, cl, company))
+    guests.sort(key=lambda o: (o.guest.name.lower(), o.cluster.name, o.guest.vmid))
+    templates.sort(key=lambda o: (o.guest.name.lower(), o.cluster.name, o.guest.vmid))
+    return View(guests=guests, templates=templates, clusters=clusters, companies=companies)
+
+
+def resolve(candidates: list[OwnedGuest], ref: str, *, what: str = "VM") -> OwnedGuest:
+    """Find one guest by VMID, by a name unique in scope, or by ``cluster/vmid``.
+
+    Raises:
+        InvalidArguments: a malformed reference, or one that matches several guests (listed).
+        NotFound: nothing in scope matches.
+    """
+    ref = ref.strip()
+    if "/" in ref:
+        cluster, _, vmid = ref.partition("/")
+        if not VMID.match(vmid):
+            raise InvalidArguments(f"'{ref[:40]}' is not a VM reference: VMIDs are 100 to 999999999")
+        found = [o for o in candidates if o.cluster.name == cluster and o.guest.vmid == int(vmid)]
+    elif ref.isdigit():
+        if not VMID.match(ref):
+            raise InvalidArguments(f"'{ref[:40]}' is not a valid VMID (100 to 999999999)")
+        found = [o for o in candidates if o.guest.vmid == int(ref)]
+    else:
+        if not _NAME.match(ref):
+            raise InvalidArguments(f"'{ref[:40]}' is not a VM name, VMID or cluster/vmid")
+        found = [o for o in candidates if o.guest.name.lower() == ref.lower()]
+    if not found:
+        raise NotFound(f"{what} '{ref[:40]}' not found")
+    if len(found) > 1:
+        listed = ", ".join(f"{o.cluster.name}/{o.guest.vmid} ({o.guest.name})" for o in found[:10])
+        raise InvalidArguments(f"'{ref[:40]}' matches several: {listed}. Use cluster/vmid.")
+    return found[0]
+
+
+def find(deps: Deps, principal: Principal, ref: str, *, refresh: bool = False) -> OwnedGuest:
+    """Resolve ``ref`` among the guests ``principal`` can see."""
+    return resolve(view(deps, principal, refresh=refresh).guests, ref)

@@ -1,0 +1,363 @@
+"""Jobs: Proxmox operations requested from chat, run once by a worker, reported as they move.
+
+``submit`` records a job (idempotent per request id) and ``start`` queues it once the reply
+that announced it is posted, so progress threads under that reply. ``run`` is the body a
+worker executes: it re-checks who asked and what they may touch, follows every Proxmox task,
+and edits one progress message (at most one edit per ``Deps.progress_interval``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from core import rbac
+from core.chat import ConversationRef, MessageRef, Reply, Severity
+from core.errors import BotError, Conflict, ExternalSystemError, NotFound, NotLinked
+from core.ids import new_id, show_job
+from core.model import ApprovalState, GuestRef, Job, JobState, TaskStatus
+from core.ports import Hypervisor, UnitOfWork
+from core.principal import Principal, Scope
+from core.services import audit, inventory
+from core.services import operations as ops
+from core.services.deps import Deps
+
+log = logging.getLogger(__name__)
+RUN_JOB = "jobs.run.run_job"  # the RQ entry point, by dotted path
+
+
+def target_of(owned: inventory.OwnedGuest) -> dict[str, Any]:
+    g = owned.guest
+    return {"cluster": owned.cluster.name, "cluster_id": owned.cluster.id, "node": g.node, "kind": g.kind,
+            "vmid": g.vmid, "name": g.name}
+
+
+def guest_ref(target: dict[str, Any]) -> GuestRef:
+    return GuestRef(cluster=target["cluster"], node=target["node"], kind=target["kind"], vmid=int(target["vmid"]))
+
+
+def submit(
+    deps: Deps,
+    principal: Principal,
+    *,
+    action: str,
+    owned: inventory.OwnedGuest,
+    company_id: int,
+    params: dict[str, Any],
+    conversation: ConversationRef,
+    request_id: str,
+    approval_id: str | None = None,
+) -> tuple[Job, bool]:
+    """Record a job for ``action`` on ``owned``; the same ``request_id`` gives back the same job.
+
+    Returns:
+        The job and whether it was created now (False: a re-delivery of a known request).
+
+    Raises:
+        PermissionDenied / NotFound: the principal may not run ``action`` on that company's guests.
+    """
+    op = ops.get(action)
+    rbac.require(principal, op.perm, company_id, what="VM")
+    with deps.uow_factory(principal.scope) as uow:
+        existing = uow.jobs.by_request(request_id)
+        if existing is not None:
+            return existing, False
+        now = deps.clock.now()
+        job = Job(
+            id=new_id(),
+            request_id=request_id,
+            company_id=company_id,
+            actor_user_id=principal.user_id,
+            action=action,
+            target=target_of(owned),
+            params=params,
+            state=JobState.QUEUED,
+            created_at=now,
+            conversation=conversation.to_dict(),
+            summary=f"{op.verb} {owned.label}"[:300],
+            approval_id=approval_id,
+        )
+        uow.jobs.add(job)
+        audit.record(uow, clock=deps.clock, actor=principal.actor, action=f"{action}", company_id=company_id,
+                     target=owned.label, outcome="queued", detail={"job": show_job(job.id)})
+        uow.commit()
+        return job, True
+
+
+def start(deps: Deps, job_id: str, *, posted: MessageRef | None) -> None:
+    """Queue a recorded job; its progress threads under ``posted`` (the reply that announced it)."""
+    with deps.uow_factory(Scope.everything()) as uow:
+        job = uow.jobs.get(job_id)
+        if job is None or job.state is not JobState.QUEUED:
+            return
+        conversation = ConversationRef.from_dict(job.conversation)
+        if posted is not None and conversation.thread is None:
+            job.conversation = conversation.with_thread(posted.message_id).to_dict()
+            uow.commit()
+    # RQ gets a little longer than our own deadline, so that we report the timeout, not RQ
+    deps.queue.enqueue(RUN_JOB, job_id=job_id, kwargs={"job_id": job_id}, timeout=deps.job_timeout + 60)
+
+
+def get(deps: Deps, principal: Principal, job_id: str) -> Job:
+    rbac.require(principal, rbac.Perm.JOB_READ)
+    with deps.uow_factory(principal.scope) as uow:
+        job = uow.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"{show_job(job_id)} not found")
+    return job
+
+
+def list_jobs(deps: Deps, principal: Principal, *, active_only: bool = False, limit: int = 20) -> list[Job]:
+    rbac.require(principal, rbac.Perm.JOB_READ)
+    states = [JobState.QUEUED, JobState.RUNNING] if active_only else None
+    with deps.uow_factory(principal.scope) as uow:
+        return uow.jobs.list(states=states, limit=limit)
+
+
+def cancel(deps: Deps, principal: Principal, job_id: str) -> Job:
+    """Cancel a queued job at once, or ask a running one to stop its Proxmox task."""
+    job = get(deps, principal, job_id)
+    rbac.require(principal, rbac.Perm.JOB_CANCEL, job.company_id, what=show_job(job_id))
+    if job.state.finished:
+        raise Conflict(f"{show_job(job_id)} already {job.state.value}")
+    with deps.uow_factory(principal.scope) as uow:
+        current = uow.jobs.get(job_id)
+        assert current is not None
+        if current.state is JobState.QUEUED:
+            deps.queue.cancel(job_id)
+            current.state = JobState.CANCELLED
+            current.finished_at = deps.clock.now()
+            current.result = f"cancelled by {principal.name}"
+        else:
+            current.cancel_requested = True
+        audit.record(uow, clock=deps.clock, actor=principal.actor, action="job.cancel", company_id=job.company_id,
+                     target=show_job(job_id))
+        uow.commit()
+        job = current
+    if job.state is JobState.CANCELLED:
+        _notify(deps, job, force=True)
+    return job
+
+
+# ---- the worker side -------------------------------------------------------------------
+
+
+class _Cancelled(Exception):
+    pass
+
+
+@dataclass
+class _Progress:
+    """Edits a job's message, at most once per ``interval`` unless forced."""
+
+    deps: Deps
+    job: Job
+    last_sent: float = 0.0
+
+    def show(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last_sent >= self.deps.progress_interval:
+            _notify(self.deps, self.job, force=True)
+            self.last_sent = now
+
+
+def _notify(deps: Deps, job: Job, *, force: bool) -> None:
+    """Post the job's message the first time, edit it afterwards; a chat outage never fails the job."""
+    reply = render(job, now=deps.clock.now())
+    try:
+        if job.message_ref:
+            deps.notifier.update(MessageRef.from_dict(job.message_ref), reply)
+        elif job.conversation:
+            posted = deps.notifier.post(ConversationRef.from_dict(job.conversation), reply)
+            job.message_ref = posted.to_dict()
+            with deps.uow_factory(Scope.everything()) as uow:
+                stored = uow.jobs.get(job.id)
+                if stored is not None:
+                    stored.message_ref = job.message_ref
+                    uow.commit()
+    except Exception:
+        log.warning("could not report progress of %s", show_job(job.id), exc_info=True)
+
+
+def _principal(uow: UnitOfWork, user_id: int) -> Principal:
+    user = uow.users.get(user_id)
+    if user is None or not user.active:
+        raise NotLinked("the user who asked for this job is no longer active")
+    return Principal.of(user)
+
+
+def run(deps: Deps, job_id: str) -> str:
+    """Execute one job; safe to call twice for the same id (the second call does nothing).
+
+    Returns:
+        The final state's name, or "skipped" for a duplicate delivery.
+    """
+    with deps.uow_factory(Scope.everything()) as uow:
+        if uow.jobs.get(job_id) is None:
+            log.warning("job %s does not exist", job_id)
+            return "skipped"
+        if not uow.jobs.claim(job_id, now=deps.clock.now()):
+            return "skipped"
+        uow.commit()
+        job = uow.jobs.get(job_id)
+        assert job is not None
+    progress = _Progress(deps, job)
+    progress.show(force=True)
+    deadline = time.monotonic() + deps.job_timeout
+    try:
+        _execute(deps, job, progress, deadline)
+        _finish(deps, job, JobState.SUCCEEDED, job.result or "done")
+    except _Cancelled:
+        _finish(deps, job, JobState.CANCELLED, "cancelled while running")
+    except BotError as e:
+        _finish(deps, job, JobState.FAILED, e.user_message)
+    except Exception:
+        ref = new_id(6)
+        log.exception("job %s failed, ref %s", show_job(job.id), ref)
+        _finish(deps, job, JobState.FAILED, f"internal error, ref {ref}")
+    progress.show(force=True)
+    return job.state.value
+
+
+def _execute(deps: Deps, job: Job, progress: _Progress, deadline: float) -> None:
+    op = ops.get(job.action)
+    with deps.uow_factory(Scope.everything()) as uow:
+        principal = _principal(uow, job.actor_user_id)
+    # the world may have changed since the request: who asks, what they may do, what the VM is now
+    rbac.require(principal, op.perm, job.company_id, what="VM")
+    view = inventory.view(deps, principal, refresh=True, cluster=job.target["cluster"])
+    pool = view.templates if job.action == "vm.create" else view.guests
+    found = [o for o in pool if o.guest.vmid == int(job.target["vmid"])]
+    usable = [o for o in found if o.company_id == job.company_id or (job.action == "vm.create")]
+    if not usable:
+        raise NotFound(f"VM {job.target.get('name') or job.target['vmid']} is gone or no longer yours")
+    owned = usable[0]
+    hv = deps.hypervisors.for_cluster(owned.cluster)
+    for step in op.steps(hv, owned.guest.ref, job.params):
+        job.progress = step.label
+        status = _follow(deps, hv, job, step, progress, deadline)
+        if not status.ok:
+            detail = status.exitstatus or "failed"
+            raise ExternalSystemError(f"Proxmox task {step.label} failed: {detail}"[:300])
+    if job.action == "vm.create":
+        job.result = f"created {job.params['name']} as {owned.cluster.name}/{job.params.get('vmid')}"
+
+
+def _follow(deps: Deps, hv: Hypervisor, job: Job, step: ops.Step, progress: _Progress, deadline: float) -> TaskStatus:
+    if step.task.upid is None:  # synchronous in Proxmox: done already
+        return TaskStatus(running=False, exitstatus="OK")
+    job.upid = step.task.upid
+    while True:
+        status = hv.task_status(step.task)
+        job.progress = _progress_line(step.label, status)
+        cancel = _heartbeat(deps, job)
+        progress.show()
+        if not status.running:
+            return status
+        if cancel:
+            hv.cancel_task(step.task)
+            raise _Cancelled()
+        if time.monotonic() > deadline:
+            raise ExternalSystemError(f"timed out after {deps.job_timeout} s; the Proxmox task may still run")
+        time.sleep(deps.poll_interval)
+
+
+def _progress_line(label: str, status: TaskStatus) -> str:
+    parts = [label]
+    if status.percent is not None:
+        parts.append(f"{status.percent:.0f}%")
+    if status.log_tail:
+        parts.append(f"— {status.log_tail[-1][:150]}")
+    return " ".join(parts)
+
+
+def _heartbeat(deps: Deps, job: Job) -> bool:
+    """Save progress and liveness; answer whether someone asked to cancel."""
+    with deps.uow_factory(Scope.everything()) as uow:
+        stored = uow.jobs.get(job.id)
+        if stored is None:
+            return True
+        stored.heartbeat_at = deps.clock.now()
+        stored.progress = job.progress[:2000]
+        stored.upid = job.upid
+        uow.commit()
+        return stored.cancel_requested
+
+
+def _finish(deps: Deps, job: Job, state: JobState, result: str) -> None:
+    now = deps.clock.now()
+    job.state, job.result, job.finished_at = state, result[:2000], now
+    with deps.uow_factory(Scope.everything()) as uow:
+        stored = uow.jobs.get(job.id)
+        if stored is not None:
+            stored.state, stored.result, stored.finished_at = state, job.result, now
+            stored.progress, stored.upid = job.progress[:2000], job.upid
+            if job.approval_id:
+                request = uow.approvals.get(job.approval_id)
+                if request is not None:
+                    request.state = ApprovalState.EXECUTED if state is JobState.SUCCEEDED else ApprovalState.FAILED
+            audit.record(uow, clock=deps.clock, actor="system", action=f"{job.action}", company_id=job.company_id,
+                         target=job.summary, outcome=state.value, detail={"job": show_job(job.id), "result": result})
+            uow.commit()
+
+
+def reap(deps: Deps, *, stale_after: timedelta, queued_before: datetime | None = None) -> int:
+    """Fail jobs whose worker died (no heartbeat for ``stale_after``) or that never started.
+
+    Returns:
+        How many jobs were marked failed (and reported).
+    """
+    now = deps.clock.now()
+    with deps.uow_factory(Scope.everything()) as uow:
+        dead = uow.jobs.stale(heartbeat_before=now - stale_after)
+        lost = []
+        if queued_before is not None:
+            lost = [j for j in uow.jobs.list(states=[JobState.QUEUED], limit=1000) if j.created_at < queued_before]
+    count = 0
+    for job, why in [(j, "the worker stopped while running it") for j in dead] + [
+        (j, "it was never started (pvebot restarted)") for j in lost
+    ]:
+        _finish(deps, job, JobState.FAILED, why)
+        _notify(deps, job, force=True)
+        count += 1
+    return count
+
+
+# ---- rendering -------------------------------------------------------------------------
+
+_STATE_MARK = {
+    JobState.QUEUED: "⏳ queued",
+    JobState.RUNNING: "🔄 running",
+    JobState.SUCCEEDED: "✅ done",
+    JobState.FAILED: "❌ failed",
+    JobState.CANCELLED: "⛔ cancelled",
+}
+
+
+def elapsed(job: Job, *, now: datetime) -> str:
+    start = job.started_at or job.created_at
+    end = job.finished_at or now
+    seconds = max(0, int((end - start).total_seconds()))
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min {seconds % 60} s"
+
+
+def render(job: Job, *, now: datetime) -> Reply:
+    """The job's live message: state, what, progress, outcome."""
+    mark = _STATE_MARK[job.state]
+    if job.state is JobState.SUCCEEDED:
+        line = f"{mark} in {elapsed(job, now=now)}"
+        if job.result and job.result != "done":
+            line += f": {job.result}"
+        severity = Severity.SUCCESS
+    elif job.state in (JobState.FAILED, JobState.CANCELLED):
+        line = f"{mark}: {job.result}"
+        severity = Severity.ERROR if job.state is JobState.FAILED else Severity.WARNING
+    elif job.state is JobState.RUNNING:
+        line = f"{mark} {job.progress}".rstrip() + f" ({elapsed(job, now=now)})"
+        severity = Severity.INFO
+    else:
+        line, severity = mark, Severity.INFO
+    return Reply(title=f"{show_job(job.id)}: {job.summary}", text=line, severity=severity, job_id=job.id)

@@ -1,0 +1,542 @@
+"""Declarative provisioning: one document describes clusters, companies and users.
+
+``validate`` checks the whole document and reports every problem with where it is;
+``apply`` turns the current state into the described one inside the caller's transaction
+and returns what it changed (nothing on a second run); ``export`` writes the current state
+back in the same shape, without secrets. Entities missing from the document are left alone;
+lists inside an entity (a company's pools, a user's identities) are authoritative.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigurationError
+from core.model import (
+    DEFAULT_APPROVAL_ACTIONS,
+    ChatIdentity,
+    Cluster,
+    Company,
+    PoolBinding,
+    Role,
+    TlsMode,
+    User,
+)
+from core.ports import Clock, SecretCipher, UnitOfWork
+from core.services import audit
+
+PathT = tuple[str | int, ...]
+Locate = Callable[[PathT], str]
+
+QUOTA_KEYS = ("vms", "cores", "memory_gb", "disk_gb")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+_EMAIL = re.compile(r"^[^@\s]+@[a-z0-9.-]+\.[a-z]{2,}$")
+_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+_TOKEN_ID = re.compile(r"^[^@!\s]+@[a-z0-9.-]+![a-z0-9_-]+$", re.IGNORECASE)
+_FINGERPRINT = re.compile(r"^([0-9A-F]{2}:){31}[0-9A-F]{2}$")
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_URL = re.compile(r"^https://[^\s/]+(:\d+)?/?$")
+APPROVABLE_ACTIONS = frozenset(DEFAULT_APPROVAL_ACTIONS) | {"vm.shutdown", "vm.reboot", "vm.suspend", "vm.create"}
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str
+    api_urls: tuple[str, ...]
+    token_id: str
+    token_secret_env: str
+    tls_mode: TlsMode
+    tls_value: str | None
+    shared_templates: tuple[int, ...]
+    path: PathT
+
+
+@dataclass(frozen=True)
+class CompanySpec:
+    slug: str
+    name: str
+    email_domains: tuple[str, ...]
+    pools: tuple[tuple[str, str], ...]
+    quotas: dict[str, int]
+    approval: dict[str, Any]
+    path: PathT
+
+
+@dataclass(frozen=True)
+class IdentitySpec:
+    platform: str
+    workspace_id: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    email: str
+    name: str
+    role: Role
+    company: str | None
+    companies: tuple[str, ...]
+    active: bool
+    identities: tuple[IdentitySpec, ...]
+    path: PathT
+
+
+@dataclass
+class Spec:
+    clusters: list[ClusterSpec] = field(default_factory=list)
+    companies: list[CompanySpec] = field(default_factory=list)
+    users: list[UserSpec] = field(default_factory=list)
+
+
+class _Checker:
+    """Collects every problem of a document, each with where it is."""
+
+    def __init__(self, locate: Locate) -> None:
+        self.locate = locate
+        self.problems: list[str] = []
+
+    def fail(self, path: PathT, message: str) -> None:
+        where = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
+        self.problems.append(f"{self.locate(path)}: {where or 'document'}: {message}")
+
+    def mapping(self, value: Any, path: PathT, *, allowed: Sequence[str], required: Sequence[str] = ()) -> bool:
+        if not isinstance(value, Mapping):
+            self.fail(path, "must be a mapping")
+            return False
+        for key in value:
+            if key not in allowed:
+                self.fail((*path, str(key)), f"unknown key (allowed: {', '.join(allowed)})")
+        for key in required:
+            if key not in value:
+                self.fail(path, f"'{key}' is required")
+        return True
+
+    def string(self, value: Any, path: PathT, pattern: re.Pattern[str] | None = None, hint: str = "") -> str | None:
+        if not isinstance(value, str) or not value.strip():
+            self.fail(path, "must be a non-empty string")
+            return None
+        if pattern is not None and not pattern.match(value):
+            self.fail(path, f"'{value[:80]}' is not valid{': ' + hint if hint else ''}")
+            return None
+        return value
+
+    def strings(self, value: Any, path: PathT, pattern: re.Pattern[str] | None = None, hint: str = "") -> list[str]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(path, "must be a list")
+            return []
+        out = [self.string(v, (*path, i), pattern, hint) for i, v in enumerate(value)]
+        return [v for v in out if v is not None]
+
+    def integer(self, value: Any, path: PathT, *, low: int = 0, high: int = 10**9) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.fail(path, f"must be a whole number from {low} to {high}")
+            return None
+        return value
+
+    def items(self, doc: Mapping[str, Any], key: str) -> list[tuple[PathT, Any]]:
+        value = doc.get(key) or []
+        if not isinstance(value, list):
+            self.fail((key,), "must be a list")
+            return []
+        return [((key, i), v) for i, v in enumerate(value)]
+
+
+def validate(doc: Any, *, locate: Locate, env: Mapping[str, str]) -> Spec:
+    """Check a whole provisioning document.
+
+    Args:
+        doc: the parsed YAML.
+        locate: turns a path inside the document into "line N" for messages.
+        env: where ``token_secret_env`` names are looked up.
+
+    Returns:
+        The typed specification.
+
+    Raises:
+        ConfigurationError: listing every problem, one per line, each with its line and path.
+    """
+    c = _Checker(locate)
+    spec = Spec()
+    if doc is None:
+        doc = {}
+    if not c.mapping(doc, (), allowed=("clusters", "companies", "users")):
+        raise ConfigurationError("\n".join(c.problems))
+    _clusters(c, doc, spec, env)
+    _companies(c, doc, spec)
+    _users(c, doc, spec)
+    _duplicates(c, spec)
+    if c.problems:
+        raise ConfigurationError("\n".join(c.problems))
+    return spec
+
+
+def _clusters(c: _Checker, doc: Mapping[str, Any], spec: Spec, env: Mapping[str, str]) -> None:
+    allowed = ("name", "api_urls", "token_id", "token_secret_env", "tls", "shared_templates")
+    for path, item in c.items(doc, "clusters"):
+        if not c.mapping(item, path, allowed=allowed, required=("name", "api_urls", "token_id", "token_secret_env")):
+            continue
+        name = c.string(item.get("name"), (*path, "name"), _NAME, "lower-case letters, digits, - and _")
+        urls = c.strings(item.get("api_urls"), (*path, "api_urls"), _URL, "like https://10.0.0.11:8006")
+        if "api_urls" in item and not urls and isinstance(item.get("api_urls"), list):
+            c.fail((*path, "api_urls"), "needs at least one URL")
+        token_id = c.string(item.get("token_id"), (*path, "token_id"), _TOKEN_ID, "like pvebot@pve!bot")
+        env_name = c.string(item.get("token_secret_env"), (*path, "token_secret_env"), _ENV_NAME, "an env var name")
+        if env_name and not env.get(env_name):
+            c.fail((*path, "token_secret_env"), f"environment variable {env_name} is not set")
+        mode, value = _tls(c, item.get("tls", {"verify": True}), (*path, "tls"))
+        templates = item.get("shared_templates") or []
+        vmids = [c.integer(v, (*path, "shared_templates", i), low=100, high=999999999) for i, v in enumerate(templates)]
+        if name and urls and token_id and env_name and mode:
+            spec.clusters.append(
+                ClusterSpec(name, tuple(urls), token_id, env_name, mode, value,
+                            tuple(v for v in vmids if v is not None), path)
+            )
+
+
+def _tls(c: _Checker, tls: Any, path: PathT) -> tuple[TlsMode | None, str | None]:
+    if not c.mapping(tls, path, allowed=("fingerprint", "ca_file", "verify")):
+        return None, None
+    given = [k for k in ("fingerprint", "ca_file", "verify") if k in tls]
+    if len(given) != 1:
+        c.fail(path, "give exactly one of fingerprint, ca_file or verify: false")
+        return None, None
+    if "fingerprint" in tls:
+        fp = c.string(str(tls["fingerprint"]).upper(), (*path, "fingerprint"), _FINGERPRINT,
+                      "32 colon-separated hex pairs (SHA-256)")
+        return (TlsMode.FINGERPRINT, fp) if fp else (None, None)
+    if "ca_file" in tls:
+        ca = c.string(tls["ca_file"], (*path, "ca_file"))
+        if ca and not Path(ca).is_file():
+            c.fail((*path, "ca_file"), f"file {ca} does not exist")
+            return None, None
+        return (TlsMode.CA_FILE, ca) if ca else (None, None)
+    if tls["verify"] is not False:
+        c.fail((*path, "verify"), "only 'verify: false' is allowed here; use ca_file or fingerprint to verify")
+        return None, None
+    return TlsMode.INSECURE, None
+
+
+def _companies(c: _Checker, doc: Mapping[str, Any], spec: Spec) -> None:
+    allowed = ("slug", "name", "email_domains", "pools", "quotas", "approval")
+    for path, item in c.items(doc, "companies"):
+        if not c.mapping(item, path, allowed=allowed, required=("slug", "name")):
+            continue
+        slug = c.string(item.get("slug"), (*path, "slug"), _SLUG, "lower-case letters, digits and -")
+        name = c.string(item.get("name"), (*path, "name"))
+        domains = c.strings(item.get("email_domains"), (*path, "email_domains"), _DOMAIN, "a domain like acme.example")
+        pools: list[tuple[str, str]] = []
+        for i, p in enumerate(item.get("pools") or []):
+            ppath = (*path, "pools", i)
+            if c.mapping(p, ppath, allowed=("cluster", "pool"), required=("cluster", "pool")):
+                cl = c.string(p.get("cluster"), (*ppath, "cluster"), _NAME)
+                pool = c.string(p.get("pool"), (*ppath, "pool"), _POOL, "a Proxmox pool id")
+                if cl and pool:
+                    pools.append((cl, pool))
+        quotas: dict[str, int] = {}
+        if c.mapping(item.get("quotas") or {}, (*path, "quotas"), allowed=QUOTA_KEYS):
+            for key, value in (item.get("quotas") or {}).items():
+                q = c.integer(value, (*path, "quotas", key))
+                if q is not None and key in QUOTA_KEYS:
+                    quotas[key] = q
+        approval = _approval(c, item.get("approval") or {}, (*path, "approval"))
+        if slug and name:
+            spec.companies.append(
+                CompanySpec(slug, name, tuple(d.lower() for d in domains), tuple(pools), quotas, approval, path)
+            )
+
+
+def _approval(c: _Checker, value: Any, path: PathT) -> dict[str, Any]:
+    if not c.mapping(value, path, allowed=("required_for", "expires_minutes", "approvers_channel")):
+        return {}
+    out: dict[str, Any] = {}
+    if "required_for" in value:
+        actions = c.strings(value["required_for"], (*path, "required_for"))
+        for i, a in enumerate(actions):
+            if a not in APPROVABLE_ACTIONS:
+                c.fail((*path, "required_for", i), f"unknown action (known: {', '.join(sorted(APPROVABLE_ACTIONS))})")
+        if "vm.delete" not in actions:
+            c.fail((*path, "required_for"), "vm.delete always needs approval; keep it in the list")
+        out["required_for"] = sorted(set(actions))
+    if "expires_minutes" in value:
+        minutes = c.integer(value["expires_minutes"], (*path, "expires_minutes"), low=1, high=7 * 24 * 60)
+        if minutes is not None:
+            out["expires_minutes"] = minutes
+    if value.get("approvers_channel") is not None:
+        channel = c.string(value["approvers_channel"], (*path, "approvers_channel"))
+        if channel and ":" not in channel:
+            c.fail((*path, "approvers_channel"), "write it as slack:C0123ABCD or teams:<conversation id>")
+        elif channel:
+            out["approvers_channel"] = channel
+    return out
+
+
+_IDENTITY_KEYS = {"slack": ("team_id", "user_id"), "teams": ("tenant_id", "aad_object_id")}
+
+
+def _users(c: _Checker, doc: Mapping[str, Any], spec: Spec) -> None:
+    allowed = ("email", "name", "role", "company", "companies", "active", "identities")
+    for path, item in c.items(doc, "users"):
+        if not c.mapping(item, path, allowed=allowed, required=("email", "role")):
+            continue
+        email = c.string(str(item.get("email", "")).lower(), (*path, "email"), _EMAIL, "an email address")
+        role: Role | None = None
+        try:
+            role = Role(item.get("role"))
+        except ValueError:
+            c.fail((*path, "role"), f"must be one of {', '.join(r.value for r in Role)}")
+        company = item.get("company")
+        if company is not None:
+            company = c.string(company, (*path, "company"), _SLUG)
+        companies = c.strings(item.get("companies"), (*path, "companies"), _SLUG)
+        if role in (Role.USER, Role.COMPANY_ADMIN) and not company:
+            c.fail(path, f"a {role.value} needs 'company'")
+        if companies and role is not Role.SALESPERSON:
+            c.fail((*path, "companies"), "only a salesperson is assigned to several companies")
+        if role is Role.SALESPERSON and not companies and not company:
+            c.fail(path, "a salesperson needs 'companies' (or 'company')")
+        active = item.get("active", True)
+        if not isinstance(active, bool):
+            c.fail((*path, "active"), "must be true or false")
+        identities: list[IdentitySpec] = []
+        for i, ident in enumerate(item.get("identities") or []):
+            ipath = (*path, "identities", i)
+            platform = ident.get("platform") if isinstance(ident, Mapping) else None
+            if platform not in _IDENTITY_KEYS:
+                c.fail(ipath, "needs platform: slack or teams")
+                continue
+            keys = _IDENTITY_KEYS[platform]
+            if c.mapping(ident, ipath, allowed=("platform", *keys), required=keys):
+                ws = c.string(str(ident.get(keys[0], "")), (*ipath, keys[0]))
+                uid = c.string(str(ident.get(keys[1], "")), (*ipath, keys[1]))
+                if ws and uid:
+                    identities.append(IdentitySpec(platform, ws, uid))
+        name = str(item.get("name") or (email or "").split("@")[0])
+        if email and role:
+            spec.users.append(
+                UserSpec(email, name, role, company, tuple(companies), bool(active), tuple(identities), path)
+            )
+
+
+def _duplicates(c: _Checker, spec: Spec) -> None:
+    def check(kind: str, keyed: list[tuple[Any, PathT]]) -> None:
+        seen: dict[Any, PathT] = {}
+        for key, path in keyed:
+            if key in seen:
+                c.fail(path, f"{kind} {key} appears twice (first at {c.locate(seen[key])})")
+            seen.setdefault(key, path)
+
+    check("cluster", [(s.name, s.path) for s in spec.clusters])
+    check("company", [(s.slug, s.path) for s in spec.companies])
+    check("user", [(s.email, s.path) for s in spec.users])
+    check(
+        "identity",
+        [((i.platform, i.workspace_id, i.user_id), (*u.path, "identities")) for u in spec.users for i in u.identities],
+    )
+    check("pool", [(p, (*s.path, "pools")) for s in spec.companies for p in s.pools])
+
+
+# ---- apply -----------------------------------------------------------------------------
+
+
+def apply(
+    uow: UnitOfWork,
+    spec: Spec,
+    *,
+    cipher: SecretCipher,
+    env: Mapping[str, str],
+    clock: Clock,
+    actor: str,
+    locate: Locate,
+) -> list[str]:
+    """Bring the database to ``spec`` inside ``uow`` (unscoped); the caller commits or rolls back.
+
+    Returns:
+        One line per change (``+`` created, ``~`` changed, ``-`` removed); empty when nothing changed.
+
+    Raises:
+        ConfigurationError: a reference that does not resolve (unknown cluster or company, a pool
+            or identity owned by someone else); nothing must then be committed.
+    """
+    changes: list[str] = []
+    for cs in spec.clusters:
+        _apply_cluster(uow, cs, cipher=cipher, secret=env[cs.token_secret_env], changes=changes)
+    for co in spec.companies:
+        _apply_company(uow, co, changes=changes, locate=locate)
+    for us in spec.users:
+        _apply_user(uow, us, changes=changes, locate=locate)
+    for line in changes:
+        audit.record(uow, clock=clock, actor=actor, action="provisioning.change", target=line[:300])
+    return changes
+
+
+def _set(obj: Any, attr: str, value: Any, *, label: str, changes: list[str], show: bool = True) -> None:
+    old = getattr(obj, attr)
+    if old != value:
+        setattr(obj, attr, value)
+        changes.append(f"~ {label}: {attr} {old!r} -> {value!r}" if show else f"~ {label}: {attr} changed")
+
+
+def _apply_cluster(uow: UnitOfWork, cs: ClusterSpec, *, cipher: SecretCipher, secret: str, changes: list[str]) -> None:
+    cluster = uow.clusters.by_name(cs.name)
+    if cluster is None:
+        uow.clusters.add(
+            Cluster(
+                name=cs.name,
+                api_urls=list(cs.api_urls),
+                token_id=cs.token_id,
+                token_secret_encrypted=cipher.encrypt(secret),
+                tls_mode=cs.tls_mode,
+                tls_value=cs.tls_value,
+                token_secret_env=cs.token_secret_env,
+                shared_templates=list(cs.shared_templates),
+            )
+        )
+        changes.append(f"+ cluster {cs.name}")
+        return
+    label = f"cluster {cs.name}"
+    _set(cluster, "api_urls", list(cs.api_urls), label=label, changes=changes)
+    _set(cluster, "token_id", cs.token_id, label=label, changes=changes)
+    _set(cluster, "tls_mode", cs.tls_mode, label=label, changes=changes)
+    _set(cluster, "tls_value", cs.tls_value, label=label, changes=changes)
+    _set(cluster, "token_secret_env", cs.token_secret_env, label=label, changes=changes)
+    _set(cluster, "shared_templates", list(cs.shared_templates), label=label, changes=changes)
+    if cipher.decrypt(cluster.token_secret_encrypted) != secret:
+        cluster.token_secret_encrypted = cipher.encrypt(secret)
+        changes.append(f"~ {label}: token secret changed")
+
+
+def _apply_company(uow: UnitOfWork, co: CompanySpec, *, changes: list[str], locate: Locate) -> None:
+    company = uow.companies.by_slug(co.slug)
+    if company is None:
+        company = Company(slug=co.slug, name=co.name, email_domains=list(co.email_domains), quotas=dict(co.quotas),
+                          approval_policy=dict(co.approval))
+        uow.companies.add(company)
+        changes.append(f"+ company {co.slug}")
+    else:
+        label = f"company {co.slug}"
+        _set(company, "name", co.name, label=label, changes=changes)
+        _set(company, "email_domains", list(co.email_domains), label=label, changes=changes)
+        _set(company, "quotas", dict(co.quotas), label=label, changes=changes)
+        _set(company, "approval_policy", dict(co.approval), label=label, changes=changes)
+    clusters = {c.id: c for c in uow.clusters.list()}
+    by_name = {c.name: c for c in clusters.values()}
+    existing = {(clusters[b.cluster_id].name, b.pool): b for b in uow.pool_bindings.list() if b.cluster_id in clusters}
+    for i, (cluster_name, pool) in enumerate(co.pools):
+        where = f"{locate((*co.path, 'pools', i))}: companies[{co.path[1]}].pools[{i}]"
+        cluster = by_name.get(cluster_name)
+        if cluster is None:
+            raise ConfigurationError(f"{where}: unknown cluster '{cluster_name}'")
+        binding = existing.get((cluster_name, pool))
+        if binding is None:
+            uow.pool_bindings.add(PoolBinding(company_id=company.id or 0, cluster_id=cluster.id or 0, pool=pool))
+            changes.append(f"+ pool {cluster_name}/{pool} -> {co.slug}")
+        elif binding.company_id != company.id:
+            raise ConfigurationError(f"{where}: pool {cluster_name}/{pool} already belongs to another company")
+    for (cluster_name, pool), binding in existing.items():
+        if binding.company_id == company.id and (cluster_name, pool) not in co.pools:
+            uow.pool_bindings.remove(binding)
+            changes.append(f"- pool {cluster_name}/{pool} from {co.slug}")
+
+
+def _apply_user(uow: UnitOfWork, us: UserSpec, *, changes: list[str], locate: Locate) -> None:
+    def company_id(slug: str, path: PathT) -> int:
+        company = uow.companies.by_slug(slug)
+        if company is None or company.id is None:
+            raise ConfigurationError(f"{locate(path)}: unknown company '{slug}'")
+        return company.id
+
+    home = company_id(us.company, (*us.path, "company")) if us.company else None
+    assigned = [uow.companies.get(company_id(s, (*us.path, "companies"))) for s in us.companies]
+    user = uow.users.by_email(us.email)
+    if user is None:
+        user = User(email=us.email, name=us.name, role=us.role, company_id=home, active=us.active,
+                    assigned_companies=[a for a in assigned if a is not None])
+        uow.users.add(user)
+        changes.append(f"+ user {us.email} ({us.role.value})")
+    else:
+        label = f"user {us.email}"
+        _set(user, "name", us.name, label=label, changes=changes)
+        if user.role != us.role:
+            changes.append(f"~ {label}: role {user.role.value} -> {us.role.value}")
+            user.role = us.role
+        _set(user, "company_id", home, label=label, changes=changes)
+        _set(user, "active", us.active, label=label, changes=changes)
+        old = sorted(c.slug for c in user.assigned_companies)
+        if old != sorted(us.companies):
+            user.assigned_companies = [a for a in assigned if a is not None]
+            changes.append(f"~ {label}: companies {old} -> {sorted(us.companies)}")
+    assert user.id is not None
+    current = {(i.platform, i.workspace_id, i.platform_user_id): i for i in uow.identities.for_user(user.id)}
+    wanted = {(i.platform, i.workspace_id, i.user_id) for i in us.identities}
+    for key in sorted(wanted - current.keys()):
+        other = uow.identities.find(platform=key[0], workspace_id=key[1], platform_user_id=key[2])
+        if other is not None:
+            raise ConfigurationError(
+                f"{locate((*us.path, 'identities'))}: {key[0]} identity {key[2]} is linked to another user"
+            )
+        uow.identities.add(ChatIdentity(platform=key[0], workspace_id=key[1], platform_user_id=key[2],
+                                        user_id=user.id))
+        changes.append(f"+ identity {key[0]}:{key[1]}:{key[2]} -> {us.email}")
+    for key in sorted(current.keys() - wanted):
+        # identities linked automatically (by email) are kept; only provisioned ones are managed here
+        if key[0] in _IDENTITY_KEYS:
+            uow.identities.remove(current[key])
+            changes.append(f"- identity {key[0]}:{key[1]}:{key[2]} from {us.email}")
+
+
+# ---- export ----------------------------------------------------------------------------
+
+
+def export(uow: UnitOfWork) -> dict[str, Any]:
+    """The current state in the provisioning shape; secrets appear only as the env var that held them."""
+    clusters = uow.clusters.list()
+    by_id = {c.id: c for c in clusters}
+    companies = uow.companies.list()
+    slug_of = {c.id: c.slug for c in companies}
+    bindings = uow.pool_bindings.list()
+    doc: dict[str, Any] = {"clusters": [], "companies": [], "users": []}
+    for cl in clusters:
+        tls: dict[str, Any] = (
+            {"fingerprint": cl.tls_value} if cl.tls_mode is TlsMode.FINGERPRINT
+            else {"ca_file": cl.tls_value} if cl.tls_mode is TlsMode.CA_FILE
+            else {"verify": False}
+        )
+        entry: dict[str, Any] = {"name": cl.name, "api_urls": list(cl.api_urls), "token_id": cl.token_id,
+                                 "token_secret_env": cl.token_secret_env or f"PVE_{cl.name.upper()}_TOKEN", "tls": tls}
+        if cl.shared_templates:
+            entry["shared_templates"] = list(cl.shared_templates)
+        doc["clusters"].append(entry)
+    for co in companies:
+        entry = {"slug": co.slug, "name": co.name, "email_domains": list(co.email_domains),
+                 "pools": [{"cluster": by_id[b.cluster_id].name, "pool": b.pool}
+                           for b in bindings if b.company_id == co.id and b.cluster_id in by_id]}
+        if co.quotas:
+            entry["quotas"] = dict(co.quotas)
+        if co.approval_policy:
+            entry["approval"] = dict(co.approval_policy)
+        doc["companies"].append(entry)
+    for u in uow.users.list():
+        entry = {"email": u.email, "name": u.name, "role": u.role.value}
+        if u.company_id is not None:
+            entry["company"] = slug_of.get(u.company_id)
+        if u.assigned_companies:
+            entry["companies"] = sorted(c.slug for c in u.assigned_companies)
+        if not u.active:
+            entry["active"] = False
+        idents = []
+        for i in uow.identities.for_user(u.id or 0):
+            if i.platform in _IDENTITY_KEYS:
+                ws_key, user_key = _IDENTITY_KEYS[i.platform]
+                idents.append({"platform": i.platform, ws_key: i.workspace_id, user_key: i.platform_user_id})
+        if idents:
+            entry["identities"] = idents
+        doc["users"].append(entry)
+    return doc

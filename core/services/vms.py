@@ -1,0 +1,188 @@
+"""VM use cases behind the chat commands: look, operate, create, snapshot."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from core import rbac
+from core.chat import ConversationRef
+from core.errors import Conflict, InvalidArguments, NotFound
+from core.model import ApprovalRequest, GuestStatus, Job, Snapshot
+from core.principal import Principal
+from core.services import approvals, inventory, jobs
+from core.services import operations as ops
+from core.services.deps import Deps
+
+_SNAPSHOT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,39}$")  # Proxmox's pve-configid, kept short
+_SIZE = re.compile(r"^(\d+)\s*([MGT]?)i?B?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an operation request became: a queued job, or an approval request waiting for a second person."""
+
+    job: Job | None = None
+    created: bool = True
+    approval: ApprovalRequest | None = None
+
+
+def operate(
+    deps: Deps,
+    principal: Principal,
+    *,
+    action: str,
+    ref: str,
+    params: dict[str, Any] | None = None,
+    reason: str = "",
+    conversation: ConversationRef,
+    request_id: str,
+) -> Outcome:
+    """Request ``action`` on the VM ``ref``: a job, or an approval request when the company's policy says so."""
+    op = ops.get(action)
+    rbac.require(principal, op.perm)
+    owned = inventory.find(deps, principal, ref)
+    company_id = owned.company_id
+    if company_id is None:  # a super_admin looking at a guest in no company's pool
+        raise Conflict(f"{owned.label} is in no company's pool; bind its pool first")
+    rbac.require(principal, op.perm, company_id, what="VM")
+    params = dict(params or {})
+    if action == "vm.reset" and owned.guest.kind == "lxc":
+        raise InvalidArguments("containers (lxc) have no reset; use vm reboot or vm stop")
+    if approvals.needs_approval(owned.company, action):
+        approval = approvals.request(deps, principal, action=action, owned=owned, params=params, reason=reason,
+                                     conversation=conversation, request_id=request_id)
+        return Outcome(approval=approval)
+    job, created = jobs.submit(deps, principal, action=action, owned=owned, company_id=company_id, params=params,
+                               conversation=conversation, request_id=request_id)
+    return Outcome(job=job, created=created)
+
+
+def status(deps: Deps, principal: Principal, ref: str) -> tuple[inventory.OwnedGuest, GuestStatus, Job | None]:
+    """A VM's live status and the last job pvebot ran on it."""
+    owned = inventory.find(deps, principal, ref, refresh=True)
+    detail = deps.hypervisors.for_cluster(owned.cluster).status(owned.guest.ref)
+    with deps.uow_factory(principal.scope) as uow:
+        recent = uow.jobs.list(limit=200)
+    last = next((j for j in recent if j.target.get("cluster") == owned.cluster.name
+                 and int(j.target.get("vmid", 0)) == owned.guest.vmid), None)
+    return owned, detail, last
+
+
+def snapshots(deps: Deps, principal: Principal, ref: str) -> tuple[inventory.OwnedGuest, list[Snapshot]]:
+    rbac.require(principal, rbac.Perm.SNAPSHOT_READ)
+    owned = inventory.find(deps, principal, ref)
+    return owned, deps.hypervisors.for_cluster(owned.cluster).snapshots(owned.guest.ref)
+
+
+def check_snapshot_name(name: str) -> str:
+    if not _SNAPSHOT_NAME.match(name):
+        raise InvalidArguments(f"'{name[:40]}' is not a snapshot name: a letter, then letters, digits, - or _")
+    return name
+
+
+def parse_size_mb(text: str, *, what: str) -> int:
+    """``4G`` / ``4096M`` / ``4096`` (MB) to megabytes."""
+    m = _SIZE.match(text.strip())
+    if not m:
+        raise InvalidArguments(f"{what} '{text[:20]}' is not a size like 4G or 2048M")
+    value, unit = int(m.group(1)), m.group(2).upper()
+    mb = value * {"": 1, "M": 1, "G": 1024, "T": 1024 * 1024}[unit]
+    if mb <= 0:
+        raise InvalidArguments(f"{what} must be more than zero")
+    return mb
+
+
+def parse_disk_growth(text: str) -> tuple[str, int]:
+    """``+10G`` (grow by) or ``32G`` (grow to) as Proxmox takes it, and the GB it adds at most."""
+    raw = text.strip()
+    grow_by = raw.startswith("+")
+    m = _SIZE.match(raw.lstrip("+"))
+    if not m or (m.group(2) or "G").upper() not in ("G", "T"):
+        raise InvalidArguments(f"disk '{text[:20]}' is not a size like +10G or 64G")
+    gb = int(m.group(1)) * (1024 if (m.group(2) or "G").upper() == "T" else 1)
+    if gb <= 0:
+        raise InvalidArguments("disk size must be more than zero")
+    return (f"+{gb}G" if grow_by else f"{gb}G"), gb
+
+
+def create(
+    deps: Deps,
+    principal: Principal,
+    *,
+    name: str,
+    template: str,
+    cores: int | None,
+    memory_mb: int | None,
+    disk: str | None,
+    cluster: str | None,
+    conversation: ConversationRef,
+    request_id: str,
+) -> Outcome:
+    """Clone ``template`` into the caller's company pool, within its quotas."""
+    rbac.require(principal, rbac.Perm.VM_CREATE)
+    if principal.company_id is None:
+        raise InvalidArguments("only a member of a company creates VMs (super_admins: use a company account)")
+    rbac.require(principal, rbac.Perm.VM_CREATE, principal.company_id)
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$", name):
+        raise InvalidArguments(f"'{name[:40]}' is not a valid VM name (letters, digits, . and -)")
+    if cores is not None and not 1 <= cores <= 512:
+        raise InvalidArguments("cores must be from 1 to 512")
+    view = inventory.view(deps, principal, refresh=True, cluster=cluster)
+    mine = [o for o in view.guests if o.company_id == principal.company_id]
+    if any(o.guest.name.lower() == name.lower() for o in mine):
+        raise Conflict(f"you already have a VM named {name}")
+    tpl = inventory.resolve(view.templates, template, what="template")
+    bindings = [b for b in _bindings(deps, principal) if b[0] == tpl.cluster.id]
+    if not bindings:
+        raise NotFound(f"template '{template[:40]}' not found")
+    company = view.companies.get(principal.company_id)
+    disk_arg, disk_gb = parse_disk_growth(disk) if disk else (None, 0)
+    _check_quota(company.quotas if company else {}, mine, tpl, cores=cores, memory_mb=memory_mb, disk_gb=disk_gb,
+                 grow_by=bool(disk_arg and disk_arg.startswith("+")))
+    params: dict[str, Any] = {"name": name, "pool": bindings[0][1]}
+    if cores is not None:
+        params["cores"] = cores
+    if memory_mb is not None:
+        params["memory_mb"] = memory_mb
+    if disk_arg:
+        params["disk"] = disk_arg
+    company_id = principal.company_id
+    job, created = jobs.submit(deps, principal, action="vm.create", owned=tpl, company_id=company_id, params=params,
+                               conversation=conversation, request_id=request_id)
+    return Outcome(job=job, created=created)
+
+
+def _bindings(deps: Deps, principal: Principal) -> list[tuple[int, str]]:
+    with deps.uow_factory(principal.scope) as uow:
+        return [(b.cluster_id, b.pool) for b in uow.pool_bindings.list() if b.company_id == principal.company_id]
+
+
+def _check_quota(
+    quotas: dict[str, int],
+    mine: list[inventory.OwnedGuest],
+    tpl: inventory.OwnedGuest,
+    *,
+    cores: int | None,
+    memory_mb: int | None,
+    disk_gb: int,
+    grow_by: bool,
+) -> None:
+    gib = 1024**3
+    new_cores = cores or tpl.guest.maxcpu or 1
+    new_mem_gb = (memory_mb / 1024) if memory_mb else tpl.guest.maxmem / gib
+    new_disk_gb = tpl.guest.maxdisk / gib + disk_gb if grow_by else max(disk_gb, tpl.guest.maxdisk / gib)
+    used = {
+        "vms": len(mine),
+        "cores": sum(o.guest.maxcpu for o in mine),
+        "memory_gb": sum(o.guest.maxmem for o in mine) / gib,
+        "disk_gb": sum(o.guest.maxdisk for o in mine) / gib,
+    }
+    wanted = {"vms": 1, "cores": new_cores, "memory_gb": new_mem_gb, "disk_gb": new_disk_gb}
+    for key, limit in quotas.items():
+        if key in wanted and used[key] + wanted[key] > limit:
+            raise Conflict(
+                f"quota exceeded: {key} would be {used[key] + wanted[key]:.0f} of {limit} "
+                f"(in use {used[key]:.0f}); ask your administrator"
+            )

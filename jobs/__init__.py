@@ -1,0 +1,1 @@
+"""RQ entry points: thin functions, imported by dotted path, taking only primitives."""

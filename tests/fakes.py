@@ -1,0 +1,184 @@
+"""Protocol-implementing test doubles (no MagicMock): an in-memory hypervisor, queue, notifier and clock."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from core.chat import ConversationRef, MessageRef, Reply
+from core.errors import Conflict, InvalidArguments, NotFound
+from core.model import Backup, Cluster, Guest, GuestRef, GuestStatus, Snapshot, TaskRef, TaskStatus
+from core.ports import ConfigChange
+
+
+class FakeClock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **kwargs: float) -> None:
+        self.current += timedelta(**kwargs)
+
+
+@dataclass
+class FakeHypervisor:
+    """One cluster in memory; every task finishes at once, OK unless ``fail_next`` says otherwise."""
+
+    cluster_name: str
+    guests: dict[int, Guest] = field(default_factory=dict)
+    snaps: dict[int, list[Snapshot]] = field(default_factory=dict)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    fail_next: str | None = None
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, vmid: int, name: str, *, pool: str | None, status: str = "running", kind: str = "qemu",
+            node: str = "pve1", template: bool = False, cores: int = 2, memory_gb: int = 2, disk_gb: int = 32) -> Guest:
+        guest = Guest(cluster=self.cluster_name, vmid=vmid, name=name, kind=kind, node=node, status=status, pool=pool,
+                      template=template, maxcpu=cores, maxmem=memory_gb * 1024**3, maxdisk=disk_gb * 1024**3)
+        self.guests[vmid] = guest
+        return guest
+
+    def _task(self, ref: GuestRef, what: str) -> TaskRef:
+        with self._lock:
+            n = next(self._ids)
+        self.calls.append((what, ref.vmid))
+        upid = f"UPID:{ref.node}:{n:08X}:00000000:00000000:{what}:{ref.vmid}:x@pve!t:"
+        return TaskRef(cluster=self.cluster_name, node=ref.node, upid=upid)
+
+    def _get(self, ref: GuestRef) -> Guest:
+        guest = self.guests.get(ref.vmid)
+        if guest is None:
+            raise NotFound(f"VM {ref.vmid} not found")
+        return guest
+
+    def inventory(self, *, refresh: bool = False) -> list[Guest]:
+        self.calls.append(("inventory", refresh))
+        return list(self.guests.values())
+
+    def status(self, ref: GuestRef) -> GuestStatus:
+        guest = self._get(ref)
+        return GuestStatus(guest=guest, ips=("10.0.0.5",), config={"scsi0": f"local-lvm:vm-{ref.vmid}-disk-0,size=32G"})
+
+    def power(self, ref: GuestRef, action: str) -> TaskRef:
+        guest = self._get(ref)
+        if action == "reset" and guest.kind == "lxc":
+            raise InvalidArguments("containers have no reset")
+        new = {"start": "running", "resume": "running", "reboot": "running", "reset": "running",
+               "stop": "stopped", "shutdown": "stopped", "suspend": "paused"}[action]
+        self.guests[ref.vmid] = replace(guest, status=new)
+        return self._task(ref, f"qm{action}")
+
+    def next_vmid(self) -> int:
+        return max([99, *self.guests]) + 1
+
+    def clone(self, template: GuestRef, *, newid: int, name: str, pool: str, full: bool = True,
+              target_node: str | None = None) -> TaskRef:
+        tpl = self._get(template)
+        self.guests[newid] = replace(tpl, vmid=newid, name=name, pool=pool, template=False, status="stopped")
+        return self._task(template, "qmclone")
+
+    def configure(self, ref: GuestRef, change: ConfigChange) -> TaskRef:
+        guest = self._get(ref)
+        if change.cores:
+            guest = replace(guest, maxcpu=change.cores)
+        if change.memory_mb:
+            guest = replace(guest, maxmem=change.memory_mb * 1024**2)
+        self.guests[ref.vmid] = guest
+        return TaskRef(cluster=self.cluster_name, node=ref.node, upid=None)
+
+    def resize_disk(self, ref: GuestRef, *, disk: str, size: str) -> TaskRef:
+        self._get(ref)
+        return TaskRef(cluster=self.cluster_name, node=ref.node, upid=None)
+
+    def delete(self, ref: GuestRef) -> TaskRef:
+        guest = self._get(ref)
+        if guest.status == "running":
+            raise Conflict(f"VM {ref.vmid} is running - destroy failed")
+        task = self._task(ref, "qmdestroy")
+        del self.guests[ref.vmid]
+        return task
+
+    def snapshots(self, ref: GuestRef) -> list[Snapshot]:
+        self._get(ref)
+        return list(self.snaps.get(ref.vmid, []))
+
+    def create_snapshot(self, ref: GuestRef, name: str, *, description: str = "", vmstate: bool = False) -> TaskRef:
+        self._get(ref)
+        existing = self.snaps.setdefault(ref.vmid, [])
+        existing.append(Snapshot(name=name, description=description, parent=existing[-1].name if existing else None))
+        return self._task(ref, "qmsnapshot")
+
+    def rollback_snapshot(self, ref: GuestRef, name: str) -> TaskRef:
+        self._get(ref)
+        return self._task(ref, "qmrollback")
+
+    def delete_snapshot(self, ref: GuestRef, name: str) -> TaskRef:
+        self.snaps[ref.vmid] = [s for s in self.snaps.get(ref.vmid, []) if s.name != name]
+        return self._task(ref, "qmdelsnapshot")
+
+    def backup(self, ref: GuestRef, *, storage: str, mode: str = "snapshot") -> TaskRef:
+        return self._task(ref, "vzdump")
+
+    def backups(self, *, node: str, storage: str, vmid: int | None = None) -> list[Backup]:
+        return []
+
+    def restore(self, *, node: str, kind: str, vmid: int, archive: str, storage: str | None = None,
+                force: bool = False) -> TaskRef:
+        return TaskRef(cluster=self.cluster_name, node=node, upid="UPID:x")
+
+    def task_status(self, task: TaskRef) -> TaskStatus:
+        if self.fail_next:
+            message, self.fail_next = self.fail_next, None
+            return TaskStatus(running=False, exitstatus=message, log_tail=(message,))
+        return TaskStatus(running=False, exitstatus="OK", percent=100.0, log_tail=("TASK OK",))
+
+    def cancel_task(self, task: TaskRef) -> None:
+        self.calls.append(("cancel", task.upid))
+
+
+class FakeHypervisors:
+    def __init__(self) -> None:
+        self.clusters: dict[str, FakeHypervisor] = {}
+
+    def cluster(self, name: str) -> FakeHypervisor:
+        return self.clusters.setdefault(name, FakeHypervisor(cluster_name=name))
+
+    def for_cluster(self, cluster: Cluster) -> FakeHypervisor:
+        return self.cluster(cluster.name)
+
+
+class FakeQueue:
+    """Records enqueued jobs; ``run_all`` executes them in this thread through the given runner."""
+
+    def __init__(self) -> None:
+        self.enqueued: list[tuple[str, str, dict[str, Any]]] = []
+        self.cancelled: list[str] = []
+
+    def enqueue(self, function: str, *, job_id: str, kwargs: dict[str, Any], timeout: int) -> None:
+        self.enqueued.append((function, job_id, kwargs))
+
+    def cancel(self, job_id: str) -> bool:
+        self.cancelled.append(job_id)
+        return True
+
+
+class FakeNotifier:
+    def __init__(self) -> None:
+        self.messages: dict[str, list[Reply]] = {}
+        self.conversations: dict[str, ConversationRef] = {}
+        self._ids = itertools.count(1)
+
+    def post(self, conversation: ConversationRef, reply: Reply) -> MessageRef:
+        message_id = f"m{next(self._ids)}"
+        self.messages[message_id] = [reply]
+        self.conversations[message_id] = conversation
+        return MessageRef(conversation=conversation, message_id=message_id)
+
+    def update(self, message: MessageRef, reply: Reply) -> None:
+        self.messages.setdefault(message.message_id, []).append(reply)
