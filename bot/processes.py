@@ -1,11 +1,141 @@
-"""CLI commands that run pvebot itself: demo, shell, worker and serve."""
+"""CLI commands that run pvebot itself: ``demo``, ``shell``, ``worker`` and ``serve``."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import logging
+import sys
+from datetime import timedelta
+from typing import Any, TextIO
+
+from bot.config import Settings
+
+log = logging.getLogger("pvebot")
 
 
 def add_commands(sub: Any) -> None:
-    """Register the process commands on the ``pvebot`` parser (filled in by the command-language work)."""
-    _ = argparse
+    demo = sub.add_parser("demo", help="everything embedded: simulated Proxmox, two companies, a chat shell")
+    demo.add_argument("--as", dest="email", default="alice@acme.example", help="demo user to act as")
+    demo.add_argument("--task-seconds", type=float, default=1.5, help="how long simulated Proxmox tasks take")
+    demo.set_defaults(handler=_demo)
+
+    shell = sub.add_parser("shell", help="a chat shell against the configured database, queue and clusters")
+    shell.add_argument("--as", dest="email", required=True, help="act as this pvebot user")
+    shell.add_argument("--wait", type=float, default=120.0, help="seconds to wait for jobs at end of input")
+    shell.set_defaults(handler=_shell)
+
+    worker = sub.add_parser("worker", help="run an RQ worker on PVEBOT_REDIS_URL")
+    worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    worker.set_defaults(handler=_worker)
+
+    serve = sub.add_parser("serve", help="serve Slack and Teams over HTTP (and Slack Socket Mode)")
+    serve.set_defaults(handler=_serve)
+
+
+def _maintenance(app: Any) -> Any:
+    from bot.maintenance import Maintenance
+
+    return Maintenance(app.deps, stale_after=timedelta(seconds=app.settings.job_stale_seconds)).start(
+        embedded_queue=app.settings.embedded_queue
+    )
+
+
+def _lines(stream: TextIO, *, interactive: bool) -> Any:
+    while True:
+        if interactive:
+            try:
+                line = input("pvebot> ")
+            except EOFError:
+                print()
+                return
+        else:
+            line = stream.readline()
+            if not line:
+                return
+        if line.strip() in ("/quit", "/exit"):
+            return
+        yield line
+
+
+def _run_shell(app: Any, *, email: str, wait: float, banner: str = "") -> int:
+    from adapters.shell.session import ShellSession
+
+    interactive = sys.stdin.isatty()
+    session = ShellSession(app, email=email, out=sys.stdout, echo=not interactive, wait_seconds=wait)
+    if banner:
+        print(banner)
+    if interactive:
+        print(f"acting as {session.email}. Type 'help', '/as EMAIL' to switch user, Ctrl-D to leave.")
+    return session.run(_lines(sys.stdin, interactive=interactive))
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from bot import demo
+
+    world = demo.start(task_seconds=args.task_seconds)
+    maintenance = _maintenance(world.app)
+    users = "\n".join(f"  {email:<22} {role:<14} {scope}" for email, role, scope in demo.DEMO_USERS)
+    banner = (f"pvebot demo: a simulated Proxmox cluster at {world.sim.server.url if world.sim.server else '?'}, "
+              f"data in {world.data_dir}\ndemo users (switch with /as EMAIL):\n{users}")
+    try:
+        return _run_shell(world.app, email=args.email, wait=120.0, banner=banner)
+    finally:
+        maintenance.stop()
+        world.close()
+
+
+def _shell(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.bootstrap import build_app
+
+    app = build_app(settings)
+    maintenance = _maintenance(app)
+    try:
+        return _run_shell(app, email=args.email, wait=args.wait)
+    finally:
+        maintenance.stop()
+        app.close()
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from redis import Redis
+    from rq import SimpleWorker
+
+    from bot.bootstrap import build_app
+    from bot.config import SettingsError
+
+    if settings.redis_url is None:
+        raise SettingsError("PVEBOT_REDIS_URL", "is not set: 'pvebot worker' serves a Redis queue")
+    app = build_app(settings)  # also installs itself as this process's job dependencies
+    maintenance = _maintenance(app)
+    connection = Redis.from_url(settings.redis_url)
+    try:
+        connection.ping()
+    except Exception as e:
+        raise SettingsError("PVEBOT_REDIS_URL", f"Redis does not answer ({type(e).__name__})") from None
+    # SimpleWorker runs jobs in this process, which keeps the database pool and the
+    # hypervisor sessions warm; run more worker processes for more parallel jobs
+    worker = SimpleWorker([settings.queue_name], connection=connection)
+    log.info("worker %s on queue %s", worker.name, settings.queue_name)
+    try:
+        worker.work(burst=args.burst, logging_level=settings.log_level, with_scheduler=False)
+    finally:
+        maintenance.stop()
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from bot.bootstrap import build_app
+    from bot.server import create_app
+
+    app = build_app(settings)
+    maintenance = _maintenance(app)
+    if not (settings.slack_signing_secret or settings.slack_app_token or settings.microsoft_app_id):
+        log.warning("neither Slack nor Teams is configured: only /healthz will answer")
+    try:
+        web.run_app(create_app(app), host=settings.http_host, port=settings.http_port, print=None)
+    finally:
+        maintenance.stop()
+        app.close()
+    return 0

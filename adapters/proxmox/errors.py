@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 import requests
 from proxmoxer import ResourceException
+from urllib3.exceptions import NewConnectionError
 
 from core.errors import BotError, Conflict, ExternalSystemError, InvalidArguments, NotFound, PermissionDenied
 
@@ -140,6 +141,4 @@ def not_sent(e: requests.RequestException) -> bool:
     if isinstance(e, requests.exceptions.SSLError) or not isinstance(e, requests.exceptions.ConnectionError):
         return False
     reason = getattr(e.args[0], "reason", None) if e.args else None
-    from urllib3.exceptions import NewConnectionError  # noqa: PLC0415  (only needed here)
-
     return isinstance(reason, NewConnectionError)

@@ -133,7 +133,22 @@ def snapshots_from_rows(rows: Iterable[dict[str, Any]]) -> list[Snapshot]:
         for r in rows
         if r.get("name") != "current"
     ]
-    return sorted(snaps, key=lambda s: (s.snaptime or 0, s.name))
+    return _parents_first(snaps)
+
+
+def _parents_first(snaps: list[Snapshot]) -> list[Snapshot]:
+    """Oldest first: a snapshot after its parent (snaptime has only second resolution), siblings by time."""
+    names = {s.name for s in snaps}
+    children: dict[str | None, list[Snapshot]] = {}
+    for snap in snaps:
+        children.setdefault(snap.parent if snap.parent in names else None, []).append(snap)
+    ordered: list[Snapshot] = []
+    stack = sorted(children.get(None, []), key=lambda s: (s.snaptime or 0, s.name), reverse=True)
+    while stack:
+        snap = stack.pop()
+        ordered.append(snap)
+        stack.extend(sorted(children.get(snap.name, []), key=lambda s: (s.snaptime or 0, s.name), reverse=True))
+    return ordered
 
 
 def backups_from_rows(rows: Iterable[dict[str, Any]], *, storage: str) -> list[Backup]:

@@ -78,3 +78,27 @@ def resolve(
         )
         uow.commit()
         return Resolved(Principal.of(user), newly_linked=True)
+
+
+def link_local(uow_factory: UnitOfWorkFactory, email: str, *, clock: Clock) -> IdentityKey:
+    """The terminal identity of ``email`` for ``pvebot shell``, linked on first use.
+
+    Whoever runs the shell already holds the database credentials; the shell is an operator
+    console, so it may act as any active user, and says so in the audit trail.
+
+    Raises:
+        NotLinked: no active user has that email.
+    """
+    key = IdentityKey(platform="shell", workspace_id="local", user_id=email.lower())
+    with uow_factory(Scope.everything()) as uow:
+        user = uow.users.by_email(email.lower())
+        if user is None or not user.active or user.id is None:
+            raise NotLinked(f"no active pvebot user has the email {email[:80]}")
+        if uow.identities.find(platform=key.platform, workspace_id=key.workspace_id, platform_user_id=key.user_id):
+            return key
+        uow.identities.add(ChatIdentity(platform=key.platform, workspace_id=key.workspace_id,
+                                        platform_user_id=key.user_id, user_id=user.id))
+        audit.record(uow, clock=clock, actor=user.email, action="identity.linked", company_id=user.company_id,
+                     target=f"shell:local:{key.user_id}", detail={"how": "pvebot shell"})
+        uow.commit()
+    return key

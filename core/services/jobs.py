@@ -236,7 +236,7 @@ def _execute(deps: Deps, job: Job, progress: _Progress, deadline: float) -> None
         raise NotFound(f"VM {job.target.get('name') or job.target['vmid']} is gone or no longer yours")
     owned = usable[0]
     hv = deps.hypervisors.for_cluster(owned.cluster)
-    for step in op.steps(hv, owned.guest.ref, job.params):
+    for step in op.steps(hv, owned.guest, job.params):
         job.progress = step.label
         status = _follow(deps, hv, job, step, progress, deadline)
         if not status.ok:

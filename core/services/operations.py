@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import InvalidArguments
-from core.model import GuestRef, TaskRef
+from core.model import Guest, GuestRef, TaskRef
 from core.ports import ConfigChange, Hypervisor
 from core.rbac import Perm
 
@@ -22,7 +22,7 @@ class Step:
     task: TaskRef
 
 
-StepsFn = Callable[[Hypervisor, GuestRef, dict[str, Any]], Iterator[Step]]
+StepsFn = Callable[[Hypervisor, Guest, dict[str, Any]], Iterator[Step]]
 
 
 @dataclass(frozen=True)
@@ -37,31 +37,35 @@ class Operation:
 
 
 def _power(action: str) -> StepsFn:
-    def steps(hv: Hypervisor, ref: GuestRef, params: dict[str, Any]) -> Iterator[Step]:
-        if action == "reset" and ref.kind == "lxc":
+    def steps(hv: Hypervisor, guest: Guest, params: dict[str, Any]) -> Iterator[Step]:
+        if action == "reset" and guest.kind == "lxc":
             raise InvalidArguments("containers (lxc) have no reset; use vm reboot or vm stop")
-        yield Step(action, hv.power(ref, action))
+        yield Step(action, hv.power(guest.ref, action))
 
     return steps
 
 
-def _delete(hv: Hypervisor, ref: GuestRef, params: dict[str, Any]) -> Iterator[Step]:
-    yield Step("delete", hv.delete(ref))
+def _delete(hv: Hypervisor, guest: Guest, params: dict[str, Any]) -> Iterator[Step]:
+    # Proxmox refuses to destroy a running guest; the approver saw its state, so stop it first
+    if guest.status != "stopped":
+        yield Step("stop", hv.power(guest.ref, "stop"))
+    yield Step("delete", hv.delete(guest.ref))
 
 
-def _snapshot_create(hv: Hypervisor, ref: GuestRef, params: dict[str, Any]) -> Iterator[Step]:
-    yield Step("snapshot", hv.create_snapshot(ref, params["name"], description=params.get("description", "")))
+def _snapshot_create(hv: Hypervisor, guest: Guest, params: dict[str, Any]) -> Iterator[Step]:
+    yield Step("snapshot", hv.create_snapshot(guest.ref, params["name"], description=params.get("description", "")))
 
 
-def _snapshot_rollback(hv: Hypervisor, ref: GuestRef, params: dict[str, Any]) -> Iterator[Step]:
-    yield Step("rollback", hv.rollback_snapshot(ref, params["name"]))
+def _snapshot_rollback(hv: Hypervisor, guest: Guest, params: dict[str, Any]) -> Iterator[Step]:
+    yield Step("rollback", hv.rollback_snapshot(guest.ref, params["name"]))
 
 
-def _snapshot_delete(hv: Hypervisor, ref: GuestRef, params: dict[str, Any]) -> Iterator[Step]:
-    yield Step("delete snapshot", hv.delete_snapshot(ref, params["name"]))
+def _snapshot_delete(hv: Hypervisor, guest: Guest, params: dict[str, Any]) -> Iterator[Step]:
+    yield Step("delete snapshot", hv.delete_snapshot(guest.ref, params["name"]))
 
 
-def _create(hv: Hypervisor, template: GuestRef, params: dict[str, Any]) -> Iterator[Step]:
+def _create(hv: Hypervisor, template_guest: Guest, params: dict[str, Any]) -> Iterator[Step]:
+    template = template_guest.ref
     newid = hv.next_vmid()
     params["vmid"] = newid  # the runner records it in the job's result
     yield Step("clone", hv.clone(template, newid=newid, name=params["name"], pool=params["pool"], full=True))

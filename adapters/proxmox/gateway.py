@@ -1,0 +1,327 @@
+"""The Proxmox VE gateway: :class:`core.ports.Hypervisor` for one cluster, over proxmoxer.
+
+Inventory is one ``GET /cluster/resources?type=vm`` per refresh, cached for ``cache_seconds``.
+Asynchronous actions return a :class:`TaskRef` with the UPID; :meth:`ProxmoxHypervisor.task_status`
+follows it, reading only the task-log lines it has not seen yet.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.proxmox import mapping
+from adapters.proxmox.transport import ClusterTransport
+from core.errors import BotError, InvalidArguments, NotFound
+from core.model import Backup, Cluster, Guest, GuestRef, GuestStatus, Snapshot, TaskRef, TaskStatus, TlsMode
+from core.ports import ConfigChange, SecretCipher
+
+LOG_PAGE = 500
+BACKUP_MODES = ("snapshot", "suspend", "stop")
+
+
+@dataclass
+class _LogCursor:
+    """What we have read of one task's log: where to continue, the last lines, the last percent."""
+
+    next_start: int = 0
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    percent: float | None = None
+
+
+class ProxmoxHypervisor:
+    """One Proxmox VE cluster (see :class:`core.ports.Hypervisor`)."""
+
+    def __init__(self, cluster_name: str, transport: ClusterTransport, *, cache_seconds: float = 5.0,
+                 log_lines: int = 5) -> None:
+        self.cluster_name = cluster_name
+        self._api = transport
+        self._cache_seconds = cache_seconds
+        self._log_lines = log_lines
+        self._inventory: list[Guest] | None = None
+        self._inventory_at = 0.0
+        self._inventory_lock = threading.Lock()
+        self._logs: OrderedDict[str, _LogCursor] = OrderedDict()
+        self._logs_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._api.close()
+
+    # -- inventory and status ------------------------------------------------------------
+
+    def inventory(self, *, refresh: bool = False) -> list[Guest]:
+        # one caller refreshes while the others wait and reuse its answer
+        with self._inventory_lock:
+            fresh = time.monotonic() - self._inventory_at < self._cache_seconds
+            if self._inventory is None or refresh or not fresh:
+                rows = self._api.call("GET", "/cluster/resources", type="vm")
+                self._inventory = [
+                    mapping.guest_from_resource(self.cluster_name, row)
+                    for row in rows
+                    if row.get("type") in mapping.KINDS
+                ]
+                self._inventory_at = time.monotonic()
+            return list(self._inventory)
+
+    def _invalidate(self) -> None:
+        with self._inventory_lock:
+            self._inventory_at = 0.0
+
+    def _pool_of(self, ref: GuestRef) -> str | None:
+        for guest in self.inventory():
+            if guest.vmid == ref.vmid:
+                return guest.pool
+        return None
+
+    def status(self, ref: GuestRef) -> GuestStatus:
+        base = self._guest_path(ref)
+        current = self._api.call("GET", f"{base}/status/current")
+        config = self._api.call("GET", f"{base}/config")
+        pending = self._api.call("GET", f"{base}/pending")
+        guest = mapping.guest_from_status(ref, current, pool=self._pool_of(ref))
+        return GuestStatus(
+            guest=guest,
+            ips=self._ips(ref, current),
+            qmp_status=current.get("qmpstatus"),
+            config=mapping.config_strings(config),
+            pending=mapping.pending_changes(pending),
+        )
+
+    def _ips(self, ref: GuestRef, current: dict[str, Any]) -> tuple[str, ...]:
+        if current.get("status") != "running":
+            return ()
+        base = self._guest_path(ref)
+        try:
+            if ref.kind == "qemu":
+                if not current.get("agent"):
+                    return ()
+                answer = self._api.call("GET", f"{base}/agent/network-get-interfaces")
+                return mapping.ips_from_interfaces(answer.get("result") or [])
+            return mapping.ips_from_interfaces(self._api.call("GET", f"{base}/interfaces"))
+        except BotError:
+            # no agent running inside, or too old a container: the IPs are simply unknown
+            return ()
+
+    # -- power, create, change, delete ---------------------------------------------------
+
+    def power(self, ref: GuestRef, action: str) -> TaskRef:
+        if action not in mapping.POWER_ACTIONS:
+            raise InvalidArguments(f"unknown power action {action!r}; use one of {', '.join(mapping.POWER_ACTIONS)}")
+        if action == "reset" and ref.kind == "lxc":
+            raise InvalidArguments("containers (lxc) have no reset in Proxmox; use reboot, or stop and start")
+        upid = self._api.call("POST", f"{self._guest_path(ref)}/status/{action}")
+        return self._task(ref.node, upid)
+
+    def next_vmid(self) -> int:
+        return int(self._api.call("GET", "/cluster/nextid"))
+
+    def clone(
+        self, template: GuestRef, *, newid: int, name: str, pool: str, full: bool = True,
+        target_node: str | None = None,
+    ) -> TaskRef:
+        name_key = "name" if template.kind == "qemu" else "hostname"
+        upid = self._api.call(
+            "POST", f"{self._guest_path(template)}/clone",
+            newid=newid, pool=pool, full=full, target=target_node, **{name_key: name},
+        )
+        self._invalidate()
+        return self._task(template.node, upid)
+
+    def configure(self, ref: GuestRef, change: ConfigChange) -> TaskRef:
+        if change.empty:
+            raise InvalidArguments("nothing to change")
+        params: dict[str, Any] = {}
+        if change.cores is not None:
+            params["cores"] = change.cores
+        if change.memory_mb is not None:
+            params["memory"] = change.memory_mb
+        if change.ipconfig is not None:
+            mapping.check_ipconfig(change.ipconfig[1])
+        needs_config = change.vlan is not None or (change.ipconfig is not None and ref.kind == "lxc")
+        if needs_config:
+            config = self._api.call("GET", f"{self._guest_path(ref)}/config")
+            # the digest makes Proxmox refuse our change if someone else changed the config meanwhile
+            params["digest"] = config.get("digest")
+            nets: dict[int, str] = {}
+            if change.vlan is not None:
+                index, tag = change.vlan
+                nets[index] = mapping.net_with_vlan(self._net(config, index), tag)
+            if change.ipconfig is not None and ref.kind == "lxc":
+                index, value = change.ipconfig
+                nets[index] = mapping.lxc_net_with_ipconfig(nets.get(index) or self._net(config, index), value)
+            params.update({f"net{i}": v for i, v in nets.items()})
+        if change.ipconfig is not None and ref.kind == "qemu":
+            params[f"ipconfig{change.ipconfig[0]}"] = change.ipconfig[1]
+        if ref.kind == "qemu":
+            upid = self._api.call("POST", f"{self._guest_path(ref)}/config", **params)
+            return self._task(ref.node, upid)
+        # containers have no asynchronous config call: the change is done when PUT returns
+        self._api.call("PUT", f"{self._guest_path(ref)}/config", **params)
+        return TaskRef(cluster=self.cluster_name, node=ref.node, upid=None)
+
+    def _net(self, config: dict[str, Any], index: int) -> str:
+        value = config.get(f"net{index}")
+        if not value:
+            raise InvalidArguments(f"the guest has no network interface net{index}")
+        return str(value)
+
+    def resize_disk(self, ref: GuestRef, *, disk: str, size: str) -> TaskRef:
+        mapping.check_disk_size(size)
+        upid = self._api.call("PUT", f"{self._guest_path(ref)}/resize", disk=disk, size=size)
+        return self._task(ref.node, upid)
+
+    def delete(self, ref: GuestRef) -> TaskRef:
+        upid = self._api.call(
+            "DELETE", self._guest_path(ref), purge=True, **{"destroy-unreferenced-disks": True}
+        )
+        self._invalidate()
+        return self._task(ref.node, upid)
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def snapshots(self, ref: GuestRef) -> list[Snapshot]:
+        return mapping.snapshots_from_rows(self._api.call("GET", f"{self._guest_path(ref)}/snapshot"))
+
+    def create_snapshot(self, ref: GuestRef, name: str, *, description: str = "", vmstate: bool = False) -> TaskRef:
+        mapping.check_snapshot_name(name)
+        params: dict[str, Any] = {"snapname": name, "description": description or None}
+        if vmstate:
+            if ref.kind != "qemu":
+                raise InvalidArguments("containers (lxc) cannot keep their RAM in a snapshot")
+            params["vmstate"] = True
+        upid = self._api.call("POST", f"{self._guest_path(ref)}/snapshot", **params)
+        return self._task(ref.node, upid)
+
+    def rollback_snapshot(self, ref: GuestRef, name: str) -> TaskRef:
+        mapping.check_snapshot_name(name)
+        upid = self._api.call("POST", f"{self._guest_path(ref)}/snapshot/{name}/rollback")
+        return self._task(ref.node, upid)
+
+    def delete_snapshot(self, ref: GuestRef, name: str) -> TaskRef:
+        mapping.check_snapshot_name(name)
+        upid = self._api.call("DELETE", f"{self._guest_path(ref)}/snapshot/{name}")
+        return self._task(ref.node, upid)
+
+    # -- backups -------------------------------------------------------------------------
+
+    def backup(self, ref: GuestRef, *, storage: str, mode: str = "snapshot") -> TaskRef:
+        if mode not in BACKUP_MODES:
+            raise InvalidArguments(f"backup mode is one of {', '.join(BACKUP_MODES)}")
+        answer = self._api.call(
+            "POST", f"/nodes/{ref.node}/vzdump", vmid=str(ref.vmid), storage=storage, mode=mode, compress="zstd"
+        )
+        if not mapping.is_upid(answer):
+            # vzdump answers without a task when the guest is not on the node asked
+            raise NotFound(f"cluster {self.cluster_name}: guest {ref.vmid} is not on node {ref.node}")
+        return self._task(ref.node, answer)
+
+    def backups(self, *, node: str, storage: str, vmid: int | None = None) -> list[Backup]:
+        rows = self._api.call("GET", f"/nodes/{node}/storage/{storage}/content", content="backup", vmid=vmid)
+        return mapping.backups_from_rows(rows, storage=storage)
+
+    def restore(
+        self, *, node: str, kind: str, vmid: int, archive: str, storage: str | None = None, force: bool = False
+    ) -> TaskRef:
+        if kind == "qemu":
+            params: dict[str, Any] = {"vmid": vmid, "archive": archive}
+        elif kind == "lxc":
+            params = {"vmid": vmid, "ostemplate": archive, "restore": True}
+        else:
+            raise InvalidArguments("a guest is qemu or lxc")
+        params.update(storage=storage, force=True if force else None)
+        upid = self._api.call("POST", f"/nodes/{node}/{kind}", **params)
+        self._invalidate()
+        return self._task(node, upid)
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    def task_status(self, task: TaskRef) -> TaskStatus:
+        if task.upid is None:
+            return TaskStatus(running=False, exitstatus="OK")
+        base = f"/nodes/{task.node}/tasks/{task.upid}"
+        status = self._api.call("GET", f"{base}/status")
+        cursor = self._read_log(base, task.upid)
+        running = status.get("status") == "running"
+        exitstatus = None if running else self._api.redact(str(status.get("exitstatus") or "unknown"), keep_ips=True)
+        if not running:
+            with self._logs_lock:
+                self._logs.pop(task.upid, None)
+        tail = tuple(self._api.redact(line, keep_ips=True) for line in list(cursor.tail)[-self._log_lines :])
+        percent = 100.0 if exitstatus == "OK" and cursor.percent is not None else cursor.percent
+        return TaskStatus(running=running, exitstatus=exitstatus, percent=percent, log_tail=tail)
+
+    def _read_log(self, base: str, upid: str) -> _LogCursor:
+        with self._logs_lock:
+            cursor = self._logs.pop(upid, None) or _LogCursor()
+            self._logs[upid] = cursor
+            while len(self._logs) > 256:  # forget tasks nobody follows any more
+                self._logs.popitem(last=False)
+        while True:
+            rows = self._api.call("GET", f"{base}/log", start=cursor.next_start, limit=LOG_PAGE)
+            for row in rows:
+                line = str(row.get("t", ""))
+                cursor.tail.append(line)
+                percent = mapping.percent_in(line)
+                if percent is not None:
+                    cursor.percent = percent
+            cursor.next_start += len(rows)
+            if len(rows) < LOG_PAGE:
+                return cursor
+
+    def cancel_task(self, task: TaskRef) -> None:
+        if task.upid is not None:
+            self._api.call("DELETE", f"/nodes/{task.node}/tasks/{task.upid}")
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _guest_path(self, ref: GuestRef) -> str:
+        if ref.kind not in mapping.KINDS:
+            raise InvalidArguments("a guest is qemu or lxc")
+        return f"/nodes/{ref.node}/{ref.kind}/{int(ref.vmid)}"
+
+    def _task(self, node: str, upid: Any) -> TaskRef:
+        return TaskRef(cluster=self.cluster_name, node=node, upid=str(upid) if mapping.is_upid(upid) else None)
+
+
+class ProxmoxHypervisors:
+    """:class:`core.ports.Hypervisors`: one cached :class:`ProxmoxHypervisor` per configured cluster."""
+
+    def __init__(
+        self, cipher: SecretCipher, *, timeout: float = 10, cache_seconds: float = 5, read_retries: int = 2,
+        retry_backoff: float = 0.2, log_lines: int = 5,
+    ) -> None:
+        self._cipher = cipher
+        self._timeout = timeout
+        self._cache_seconds = cache_seconds
+        self._read_retries = read_retries
+        self._retry_backoff = retry_backoff
+        self._log_lines = log_lines
+        self._cache: dict[tuple[Any, ...], ProxmoxHypervisor] = {}
+        self._lock = threading.Lock()
+
+    def for_cluster(self, cluster: Cluster) -> ProxmoxHypervisor:
+        # TLS settings and the stored secret are in the key too: changing them must not reuse old sessions
+        key = (cluster.name, tuple(cluster.api_urls), cluster.token_id, TlsMode(cluster.tls_mode), cluster.tls_value,
+               cluster.token_secret_encrypted)
+        with self._lock:
+            found = self._cache.get(key)
+            if found is None:
+                transport = ClusterTransport(
+                    cluster=cluster.name, urls=list(cluster.api_urls), token_id=cluster.token_id,
+                    secret=self._cipher.decrypt(cluster.token_secret_encrypted), tls_mode=TlsMode(cluster.tls_mode),
+                    tls_value=cluster.tls_value, timeout=self._timeout, read_retries=self._read_retries,
+                    retry_backoff=self._retry_backoff,
+                )
+                found = ProxmoxHypervisor(cluster.name, transport, cache_seconds=self._cache_seconds,
+                                          log_lines=self._log_lines)
+                self._cache[key] = found
+            return found
+
+    def close(self) -> None:
+        with self._lock:
+            for hypervisor in self._cache.values():
+                hypervisor.close()
+            self._cache.clear()
