@@ -53,6 +53,9 @@ class RqJobQueue:
             return True
         return False
 
+    def close(self) -> None:
+        self.connection.close()
+
 
 class ThreadWorker(SimpleWorker):
     """An RQ worker that can live in a thread: no signal handlers, timeouts by timer."""
@@ -101,3 +104,4 @@ class EmbeddedQueue(RqJobQueue):
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout=5)
+        super().close()

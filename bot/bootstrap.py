@@ -85,9 +85,10 @@ class App:
     queue: JobQueue
 
     def close(self) -> None:
-        close = getattr(self.queue, "close", None)
-        if close is not None:
-            close()
+        for part in (self.queue, self.deps.hypervisors):
+            close = getattr(part, "close", None)
+            if close is not None:
+                close()
 
 
 def build_app(
@@ -141,6 +142,13 @@ def _queue(settings: Settings) -> JobQueue:
 
 def _slack(settings: Settings, notifier: NotifierRouter, directory: DirectoryRouter) -> None:
     """Slack's notifier and directory, when a bot token is configured."""
+    if settings.slack_bot_token is None:
+        return
+    from adapters.slack.directory import SlackDirectory
+    from adapters.slack.notifier import SlackNotifier
+
+    notifier.add("slack", SlackNotifier(settings.slack_bot_token, base_url=settings.slack_api_url))
+    directory.add("slack", SlackDirectory(settings.slack_bot_token, settings.slack_api_url))
 
 
 def _teams(settings: Settings, notifier: NotifierRouter, directory: DirectoryRouter) -> None:

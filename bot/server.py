@@ -27,7 +27,18 @@ def create_app(app: App) -> web.Application:
 
 
 def _mount_slack(web_app: web.Application, app: App) -> None:
-    """``POST /slack/events`` when Slack is configured for HTTP mode."""
+    """``POST /slack/events`` when Slack is configured for HTTP mode; Socket Mode with an app token."""
+    settings = app.settings
+    if settings.slack_bot_token is None:
+        return
+    if settings.slack_signing_secret is None and settings.slack_app_token is None:
+        log.warning("SLACK_BOT_TOKEN is set but neither SLACK_SIGNING_SECRET nor SLACK_APP_TOKEN: Slack is off")
+        return
+    from adapters.slack.app import build_bolt_app, mount
+
+    bolt = build_bolt_app(dispatcher=app.dispatcher, bot_token=settings.slack_bot_token,
+                          signing_secret=settings.slack_signing_secret, base_url=settings.slack_api_url)
+    mount(web_app, bolt, http=settings.slack_signing_secret is not None, app_token=settings.slack_app_token)
 
 
 def _mount_teams(web_app: web.Application, app: App) -> None:

@@ -174,6 +174,7 @@ def decide(deps: Deps, principal: Principal, approval_id: str, *, approve: bool,
         failure = _still_valid(deps, approval)
         if failure is not None:
             if _transition(deps, approval, ApprovalState.FAILED, principal, now, failure):
+                _update_card(deps, get(deps, principal, approval_id))  # its buttons can no longer work
                 raise Conflict(f"{show_approval(approval.id)} cannot run: {failure}. Nothing was done.")
             raise Conflict(_already(deps, get(deps, principal, approval_id)))
     to = ApprovalState.APPROVED if approve else ApprovalState.DENIED

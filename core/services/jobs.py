@@ -17,7 +17,7 @@ from typing import Any
 from core import rbac
 from core.chat import ConversationRef, MessageRef, Reply, Severity
 from core.errors import BotError, Conflict, ExternalSystemError, NotFound, NotLinked
-from core.ids import new_id, show_job
+from core.ids import new_id, show_approval, show_job
 from core.model import ApprovalState, GuestRef, Job, JobState, TaskStatus
 from core.ports import Hypervisor, UnitOfWork
 from core.principal import Principal, Scope
@@ -299,6 +299,9 @@ def _finish(deps: Deps, job: Job, state: JobState, result: str) -> None:
                 request = uow.approvals.get(job.approval_id)
                 if request is not None:
                     request.state = ApprovalState.EXECUTED if state is JobState.SUCCEEDED else ApprovalState.FAILED
+                    audit.record(uow, clock=deps.clock, actor="system", action=f"approval.{request.state.value}",
+                                 company_id=job.company_id, target=f"{show_approval(request.id)} {request.action}",
+                                 detail={"job": show_job(job.id)})
             audit.record(uow, clock=deps.clock, actor="system", action=f"{job.action}", company_id=job.company_id,
                          target=job.summary, outcome=state.value, detail={"job": show_job(job.id), "result": result})
             uow.commit()

@@ -13,19 +13,24 @@ import pytest
 from adapters.crypto import FernetCipher
 from adapters.proxmox import ProxmoxHypervisor, ProxmoxHypervisors
 from adapters.proxmox.simulator import PveSimulator, SimServer
-from core.errors import BotError, ConfigurationError, Conflict, ExternalSystemError, InvalidArguments, NotFound
-from core.errors import PermissionDenied
+from core.errors import (
+    BotError,
+    ConfigurationError,
+    Conflict,
+    ExternalSystemError,
+    InvalidArguments,
+    NotFound,
+    PermissionDenied,
+)
 from core.model import GuestRef, TlsMode
 from core.ports import ConfigChange
-from tests.proxmox_support import (  # noqa: F401
-    TOKEN_ID,
-    TOKEN_SECRET,
-    make_cluster,
-    pve_cipher,
-    pve_hypervisors,
-    pve_sim,
-    wait_task,
-)
+from tests import proxmox_support
+from tests.proxmox_support import TOKEN_SECRET, make_cluster, wait_task
+
+# fixtures from the support module (tests/conftest.py may import them too)
+pve_sim = proxmox_support.pve_sim
+pve_cipher = proxmox_support.pve_cipher
+pve_hypervisors = proxmox_support.pve_hypervisors
 
 WEB = GuestRef(cluster="lab", node="pve1", kind="qemu", vmid=100)
 APP = GuestRef(cluster="lab", node="pve2", kind="qemu", vmid=102)
@@ -191,7 +196,9 @@ def test_failover_when_a_node_goes_down(
     assert len(hv.inventory(refresh=True)) == 7
 
 
-def test_right_fingerprint_connects(pve_hypervisors: ProxmoxHypervisors, pve_sim: Sim, pve_cipher: FernetCipher) -> None:
+def test_right_fingerprint_connects(
+    pve_hypervisors: ProxmoxHypervisors, pve_sim: Sim, pve_cipher: FernetCipher
+) -> None:
     sim, server = pve_sim
     cluster = make_cluster(server, cipher=pve_cipher, tls_value=server.fingerprint.lower())
     assert len(pve_hypervisors.for_cluster(cluster).inventory()) == 7
@@ -216,7 +223,8 @@ def test_wrong_pin_is_not_failed_over(
     pve_hypervisors: ProxmoxHypervisors, pve_sim: Sim, pve_cipher: FernetCipher
 ) -> None:
     sim, server = pve_sim
-    cluster = make_cluster(server, cipher=pve_cipher, tls_value=WRONG_PIN, api_urls=[server.url, server.node_url("pve2")])
+    urls = [server.url, server.node_url("pve2")]
+    cluster = make_cluster(server, cipher=pve_cipher, tls_value=WRONG_PIN, api_urls=urls)
     with pytest.raises(ExternalSystemError, match="certificate mismatch"):
         pve_hypervisors.for_cluster(cluster).inventory()
     assert sim.requests == []
@@ -239,6 +247,8 @@ def test_ca_file_that_did_not_sign_the_cert(
     assert pve_sim[0].requests == []
 
 
+# urllib3 warns on every unverified request; that is the point of this mode, so let it
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_insecure_mode_works_and_warns(
     pve_hypervisors: ProxmoxHypervisors, pve_sim: Sim, pve_cipher: FernetCipher, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -10,7 +10,13 @@ from adapters.proxmox.simulator import PveSimulator, SimServer
 from core.errors import Conflict, InvalidArguments, NotFound
 from core.model import GuestRef, TlsMode
 from core.ports import ConfigChange
-from tests.proxmox_support import make_cluster, pve_cipher, pve_hypervisors, pve_sim, wait_task  # noqa: F401
+from tests import proxmox_support
+from tests.proxmox_support import make_cluster, wait_task
+
+# fixtures from the support module (tests/conftest.py may import them too)
+pve_sim = proxmox_support.pve_sim
+pve_cipher = proxmox_support.pve_cipher
+pve_hypervisors = proxmox_support.pve_hypervisors
 
 WEB = GuestRef(cluster="lab", node="pve1", kind="qemu", vmid=100)
 DB = GuestRef(cluster="lab", node="pve1", kind="qemu", vmid=101)

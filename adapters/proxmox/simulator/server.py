@@ -207,11 +207,19 @@ class SimServer:
         self._on_stop()
 
     async def _shutdown(self) -> None:
+        # Abort open (keep-alive) connections first: a graceful TLS close could outlive the loop
+        # and leave sockets for the garbage collector to complain about.
+        if self._runner.server is not None:
+            for handler in self._runner.server.connections:
+                if handler.transport is not None:
+                    handler.transport.abort()
+        await self._runner.cleanup()
         pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        await self._runner.cleanup()
+        for _ in range(3):  # let the aborted transports run connection_lost and close their sockets
+            await asyncio.sleep(0)
 
     def __enter__(self) -> SimServer:
         return self

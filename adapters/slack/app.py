@@ -1,0 +1,223 @@
+"""The Slack face of pvebot: a bolt ``AsyncApp`` for slash commands, mentions and buttons.
+
+Every listener acknowledges first (bolt answers Slack's HTTP request as soon as ``ack()``
+runs, ``process_before_response=False``) and only then dispatches, posts the reply and
+tells the dispatcher where it landed. Signature checks are bolt's ``RequestVerification``
+(bad signature or a timestamp older than five minutes: 401, nothing runs).
+
+HTTP mode mounts ``POST /slack/events`` on the aiohttp application; Socket Mode (an app
+token) opens a websocket from inside the same process instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack import translate
+from adapters.slack.notifier import api_url
+from adapters.slack.outbound import SlackPoster, is_private
+from adapters.slack.render import ACTION_PREFIX, decided, escape, render, when
+from core.chat import CommandRequest, MessageRef, Reply
+
+log = logging.getLogger(__name__)
+EVENTS_PATH = "/slack/events"
+
+
+class CommandDispatcher(Protocol):
+    """What the adapter needs of ``bot.dispatch.Dispatcher``."""
+
+    async def handle_async(self, request: CommandRequest) -> Reply: ...
+
+    async def reply_posted_async(self, reply: Reply, posted: MessageRef | None) -> None: ...
+
+
+class RecentKeys:
+    """Keys seen in the last ``ttl`` seconds: Slack's retries and double deliveries run once."""
+
+    def __init__(self, *, ttl: float = 900.0, limit: int = 20000) -> None:
+        self.ttl, self.limit = ttl, limit
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def first(self, key: str) -> bool:
+        """True the first time ``key`` is offered within ``ttl``."""
+        now = time.monotonic()
+        while self._seen and (len(self._seen) > self.limit or next(iter(self._seen.values())) < now - self.ttl):
+            self._seen.popitem(last=False)
+        if key in self._seen:
+            return False
+        self._seen[key] = now
+        return True
+
+
+class SlackHandlers:
+    """The listeners; each acknowledges, then works, and never lets an exception reach bolt."""
+
+    def __init__(self, dispatcher: CommandDispatcher, poster: SlackPoster) -> None:
+        self.dispatcher = dispatcher
+        self.poster = poster
+        self.seen = RecentKeys()
+
+    async def on_command(self, ack: Callable[[], Awaitable[None]], body: dict[str, Any]) -> None:
+        await ack()
+        await self._guarded(self._run, translate.slash_command(body))
+
+    async def on_mention(self, body: dict[str, Any], context: dict[str, Any], request: Any) -> None:
+        # bolt has acknowledged the event already; a retry (X-Slack-Retry-Num) repeats the event_id
+        event_id = str(body.get("event_id") or "")
+        if event_id and not self.seen.first("evt:" + event_id):
+            log.info("duplicate delivery of event %s (retry %s) ignored", event_id,
+                     request.headers.get("x-slack-retry-num", ["0"])[0] if request is not None else "?")
+            return
+        incoming = translate.app_mention(body, bot_user_id=context.get("bot_user_id"))
+        if incoming is not None:
+            await self._guarded(self._run, incoming)
+
+    async def on_button(self, ack: Callable[[], Awaitable[None]], body: dict[str, Any]) -> None:
+        await ack()
+        press = translate.button_press(body)
+        if press is None or not self.seen.first("btn:" + press.dedupe_key):
+            return
+        await self._guarded(self._press, press)
+
+    async def _guarded(self, work: Callable[[Any], Awaitable[None]], incoming: translate.Incoming) -> None:
+        try:
+            await work(incoming)
+        except Exception:
+            log.exception("could not answer a Slack request")
+
+    async def _run(self, incoming: translate.Incoming) -> None:
+        reply = await self.dispatcher.handle_async(incoming.request)
+        posted = None
+        try:
+            posted = await self.poster.deliver(incoming, reply)
+        finally:
+            # whatever happened to the message, announced work must start (unthreaded if need be)
+            await self.dispatcher.reply_posted_async(reply, posted)
+
+    async def _press(self, press: translate.ButtonPress) -> None:
+        if press.kind == "run":
+            await self._run(press)
+            return
+        reply = await self.dispatcher.handle_async(press.request)
+        if is_private(reply):
+            await self.poster.deliver(press, reply)
+            await self.dispatcher.reply_posted_async(reply, None)
+            return
+        posted: MessageRef | None = None
+        try:
+            if press.kind == "page":
+                posted = await self._replace_clicked(press, reply)
+            else:
+                await self._show_decision(press, reply)
+                posted = await self.poster.deliver(press, reply)
+        finally:
+            await self.dispatcher.reply_posted_async(reply, posted)
+
+    async def _replace_clicked(self, press: translate.ButtonPress, reply: Reply) -> MessageRef | None:
+        """Next/previous page: the list message itself changes."""
+        user = press.request.identity.user_id
+        rendered = render(reply, caption=f"<@{user}> `{escape(press.request.text)}`")
+        if press.is_ephemeral or not press.message_ts:
+            if press.response_url:
+                await self.poster.replace(press.response_url, rendered)
+            return None
+        message = MessageRef(conversation=press.request.conversation, message_id=press.message_ts)
+        await self.poster.update(message, rendered.blocks, rendered.text)
+        return message
+
+    async def _show_decision(self, press: translate.ButtonPress, reply: Reply) -> None:
+        """The clicked card shows who decided and when, and loses its buttons."""
+        approved = press.request.text.split()[0] == "approve"
+        verb = "✅ *Approved*" if approved else "🚫 *Denied*"
+        line = f"{verb} by <@{press.request.identity.user_id}> at {when(press.action_ts)}\n{escape(reply.text)}"
+        if not press.blocks or press.is_ephemeral:
+            if press.response_url:
+                await self.poster.replace(press.response_url, render(reply))
+            return
+        blocks = decided(press.blocks, line=line)
+        fallback = f"{'Approved' if approved else 'Denied'}: {reply.text}"
+        message = MessageRef(conversation=press.request.conversation, message_id=press.message_ts)
+        await self.poster.update(message, blocks, fallback)
+
+
+def build_bolt_app(
+    *, dispatcher: CommandDispatcher, bot_token: str, signing_secret: str | None, base_url: str | None = None
+) -> AsyncApp:
+    """The bolt app with pvebot's listeners; ``signing_secret`` may be None in Socket Mode only."""
+    client = AsyncWebClient(
+        token=bot_token,
+        base_url=api_url(base_url),
+        timeout=15,
+        retry_handlers=[AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+    )
+    bolt = AsyncApp(
+        name="pvebot",
+        client=client,
+        signing_secret=signing_secret or "",
+        process_before_response=False,
+        logger=logging.getLogger("pvebot.slack.bolt"),
+    )
+    handlers = SlackHandlers(dispatcher, SlackPoster(client))
+    # any command name: a workspace may install the app as /proxmox instead of /pve
+    bolt.command(re.compile(r"^/.+"))(handlers.on_command)
+    bolt.event("app_mention")(handlers.on_mention)
+    bolt.action(re.compile("^" + re.escape(ACTION_PREFIX)))(handlers.on_button)
+    return bolt
+
+
+async def _shared_session(bolt: AsyncApp) -> AsyncIterator[None]:
+    # one connection pool for every Web API call instead of a new session per call
+    session = aiohttp.ClientSession()
+    bolt.client.session = session
+    yield
+    bolt.client.session = None
+    await session.close()
+
+
+def mount(
+    web_app: web.Application, bolt: AsyncApp, *, http: bool = True, app_token: str | None = None,
+    path: str = EVENTS_PATH,
+) -> None:
+    """Serve ``bolt`` from ``web_app``.
+
+    Args:
+        web_app: the ``pvebot serve`` aiohttp application.
+        bolt: from :func:`build_bolt_app`.
+        http: HTTP mode: slash commands, interactivity and events all ``POST`` to ``path``.
+        app_token: Socket Mode: connect to Slack when ``web_app`` starts, disconnect when it stops.
+        path: where Slack posts in HTTP mode.
+    """
+
+    async def slack_events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    web_app.cleanup_ctx.append(lambda _: _shared_session(bolt))
+    if http:
+        web_app.router.add_post(path, slack_events)
+    if app_token:
+        web_app.cleanup_ctx.append(lambda _: _socket_mode(bolt, app_token))
+
+
+async def _socket_mode(bolt: AsyncApp, app_token: str) -> AsyncIterator[None]:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    handler = AsyncSocketModeHandler(bolt, app_token)
+    await handler.connect_async()
+    log.info("connected to Slack in Socket Mode")
+    yield
+    await handler.close_async()

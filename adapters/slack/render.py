@@ -1,0 +1,210 @@
+"""Neutral replies as Block Kit: header, sections, fields, tables as code blocks, buttons, context.
+
+Pure functions, no I/O. Everything is cut to Slack's documented limits (50 blocks a
+message, 3,000 characters a section, 150 a header, …); when a cut drops content the
+result says so (``truncated``) and carries a visible notice, and the caller may send the
+full plain text as a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from core.chat import Action, ActionStyle, Field, Reply, Severity, Table, render_table
+
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_HEADER_TEXT = 150
+MAX_FIELD_TEXT = 2000
+MAX_FIELDS_PER_SECTION = 10
+MAX_BUTTON_TEXT = 75
+MAX_BUTTON_VALUE = 2000
+MAX_BUTTONS_PER_BLOCK = 25
+MAX_CONTEXT_TEXT = 2000
+MAX_FALLBACK_TEXT = 3000
+# a long table is cut well before 50 sections of 3,000 characters: nobody scrolls through that
+MAX_TABLE_CHARS = 12000
+
+BLOCK_TEXT, BLOCK_ACTIONS, BLOCK_FOOTER = "pvebot-text", "pvebot-actions", "pvebot-footer"
+ACTION_PREFIX = "pvebot-btn-"
+
+_MARK = {Severity.INFO: "", Severity.SUCCESS: "✅ ", Severity.WARNING: "⚠️ ", Severity.ERROR: "❌ "}
+_FENCE = "```"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A message ready for chat.postMessage: blocks, the notification/fallback text, and whether it was cut."""
+
+    blocks: list[dict[str, Any]]
+    text: str
+    truncated: bool = False
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters; keeps user text from becoming mentions or links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _plain(text: str, limit: int) -> dict[str, Any]:
+    return {"type": "plain_text", "text": _cut(text, limit) or " ", "emoji": True}
+
+
+def _mrkdwn(text: str, limit: int = MAX_SECTION_TEXT) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": _cut(text, limit) or " "}
+
+
+def _chunks(text: str, limit: int) -> list[str]:
+    """Split at line ends where possible, so a section never exceeds ``limit``."""
+    out: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > limit:
+            if current:
+                out.append(current)
+                current = ""
+            out.append(line[:limit])
+            line = line[limit:]
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit:
+            out.append(current)
+            current = line
+        else:
+            current = candidate
+    if current:
+        out.append(current)
+    return out
+
+
+def _field(field: Field) -> dict[str, Any]:
+    label = escape(field.label)
+    return _mrkdwn(f"*{label}*\n{escape(field.value)}", MAX_FIELD_TEXT)
+
+
+def _table_sections(table: Table, *, budget: int) -> tuple[list[dict[str, Any]], bool]:
+    """The table as monospace code blocks, one per section; cut at ``budget`` characters with a notice."""
+    lines = escape(render_table(table)).split("\n")
+    inner_limit = MAX_SECTION_TEXT - 2 * len(_FENCE) - 2
+    kept: list[str] = []
+    used = 0
+    for line in lines:
+        if used + len(line) + 1 > budget:
+            break
+        kept.append(line[:inner_limit])
+        used += len(line) + 1
+    truncated = len(kept) < len(lines)
+    sections = [{"type": "section", "text": _mrkdwn(f"{_FENCE}\n{chunk}\n{_FENCE}")}
+                for chunk in _chunks("\n".join(kept), inner_limit)]
+    if truncated:
+        shown = max(0, len(kept) - 1)  # minus the header line
+        notice = f"_… {len(table.rows) - shown} more row(s) not shown (Slack's message limits)_"
+        sections.append({"type": "context", "elements": [_mrkdwn(notice, MAX_CONTEXT_TEXT)]})
+    return sections, truncated
+
+
+def _button(action: Action, index: int) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": f"{ACTION_PREFIX}{index}",
+        "text": _plain(action.label, MAX_BUTTON_TEXT),
+        "value": action.command[:MAX_BUTTON_VALUE],
+    }
+    if action.style is ActionStyle.PRIMARY:
+        button["style"] = "primary"
+    elif action.style is ActionStyle.DANGER:
+        button["style"] = "danger"
+    return button
+
+
+def _action_blocks(actions: Sequence[Action]) -> list[dict[str, Any]]:
+    # a command longer than a button value would run cut short: leave that button out
+    usable = [a for a in actions if len(a.command) <= MAX_BUTTON_VALUE]
+    blocks = []
+    for start in range(0, len(usable), MAX_BUTTONS_PER_BLOCK):
+        part = usable[start : start + MAX_BUTTONS_PER_BLOCK]
+        block_id = BLOCK_ACTIONS if start == 0 else f"{BLOCK_ACTIONS}-{start}"
+        blocks.append({"type": "actions", "block_id": block_id,
+                       "elements": [_button(a, start + i) for i, a in enumerate(part)]})
+    return blocks
+
+
+def render(reply: Reply, *, caption: str | None = None) -> Rendered:
+    """Block Kit for ``reply``.
+
+    Args:
+        reply: the neutral reply.
+        caption: a context line saying who asked what (already mrkdwn, e.g. "<@U1> `/pve vm list`").
+
+    Returns:
+        Blocks within Slack's limits, a plain-text fallback, and whether content was cut.
+    """
+    mark = _MARK[reply.severity]
+    head: list[dict[str, Any]] = []
+    if reply.title:
+        head.append({"type": "header", "text": _plain(mark + reply.title, MAX_HEADER_TEXT)})
+    text = reply.text if reply.title else (mark + reply.text if reply.text else "")
+    body: list[dict[str, Any]] = []
+    for i, chunk in enumerate(_chunks(escape(text), MAX_SECTION_TEXT) if text else []):
+        body.append({"type": "section", "block_id": BLOCK_TEXT if i == 0 else f"{BLOCK_TEXT}-{i}",
+                     "text": _mrkdwn(chunk)})
+    for start in range(0, len(reply.fields), MAX_FIELDS_PER_SECTION):
+        part = reply.fields[start : start + MAX_FIELDS_PER_SECTION]
+        body.append({"type": "section", "fields": [_field(f) for f in part]})
+    tail = _action_blocks(reply.actions)
+    footer_lines = [escape(reply.footer)] if reply.footer else []
+    if caption:
+        footer_lines.append(caption)
+    if footer_lines:
+        tail.append({"type": "context", "block_id": BLOCK_FOOTER,
+                     "elements": [_mrkdwn(line, MAX_CONTEXT_TEXT) for line in footer_lines]})
+    truncated = False
+    if reply.table is not None:
+        room = MAX_BLOCKS - len(head) - len(body) - len(tail) - 1  # one for the notice
+        budget = min(MAX_TABLE_CHARS, max(0, room) * (MAX_SECTION_TEXT - 10))
+        sections, truncated = _table_sections(reply.table, budget=budget)
+        body.extend(sections)
+    blocks = head + body + tail
+    if len(blocks) > MAX_BLOCKS:
+        # only pathological replies (thousands of fields) get here: keep the start and say so
+        blocks = blocks[: MAX_BLOCKS - 1] + [
+            {"type": "context", "elements": [_mrkdwn("_… cut to fit Slack's limit of 50 blocks_")]}]
+        truncated = True
+    if not blocks:
+        blocks = [{"type": "section", "block_id": BLOCK_TEXT, "text": _mrkdwn(mark + "(no output)")}]
+    return Rendered(blocks=blocks, text=_cut(reply.plain_text() or "(no output)", MAX_FALLBACK_TEXT),
+                    truncated=truncated)
+
+
+def decided(blocks: Sequence[dict[str, Any]], *, line: str) -> list[dict[str, Any]]:
+    """A clicked card after its decision: buttons gone, the status line replaced by ``line`` (mrkdwn)."""
+    out: list[dict[str, Any]] = []
+    replaced = False
+    for block in blocks:
+        block_id = str(block.get("block_id", ""))
+        if block_id.startswith(BLOCK_ACTIONS) or block.get("type") == "actions":
+            continue
+        if block_id == BLOCK_TEXT:
+            out.append({"type": "section", "block_id": BLOCK_TEXT, "text": _mrkdwn(line)})
+            replaced = True
+            continue
+        out.append(dict(block))
+    if not replaced:
+        out.insert(1 if out and out[0].get("type") == "header" else 0,
+                   {"type": "section", "block_id": BLOCK_TEXT, "text": _mrkdwn(line)})
+    return out[:MAX_BLOCKS]
+
+
+def when(action_ts: str | None) -> str:
+    """A Slack ``action_ts`` ("1700000000.123456") as a UTC time for people."""
+    try:
+        moment = datetime.fromtimestamp(float(action_ts or ""), tz=UTC)
+    except ValueError:
+        moment = datetime.now(tz=UTC)
+    return f"{moment:%Y-%m-%d %H:%M} UTC"

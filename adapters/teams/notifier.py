@@ -1,0 +1,102 @@
+"""Proactive Teams messages: :class:`core.ports.Notifier` over the Bot Connector REST API, synchronously.
+
+It runs in RQ worker threads and processes, away from any turn: the :class:`ConversationRef` that
+:mod:`adapters.teams.translate` made holds the serviceUrl, tenant and bot ids, so nothing else is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from adapters.teams import render
+from adapters.teams.tokens import AppTokens
+from core.chat import ConversationRef, MessageRef, Reply
+from core.errors import ExternalSystemError
+
+log = logging.getLogger(__name__)
+
+# pvebot user ids of a button's ``only_for`` → their AAD object ids in a tenant
+Audience = Callable[[Sequence[int], str], list[str]]
+
+
+def activities_url(service_url: str, conversation_id: str, activity_id: str | None = None) -> str:
+    """``{serviceUrl}/v3/conversations/{id}/activities[/{activityId}]``, keeping the serviceUrl's own path."""
+    url = f"{service_url.rstrip('/')}/v3/conversations/{quote(conversation_id, safe='')}/activities"
+    return f"{url}/{quote(activity_id, safe='')}" if activity_id else url
+
+
+def audience_of(reply: Reply, conversation: ConversationRef, audience: Audience | None) -> list[str]:
+    restricted = sorted({u for a in reply.actions for u in a.only_for})
+    if not restricted or audience is None:
+        return []
+    return audience(restricted, conversation.get("tenant_id") or "")
+
+
+class TeamsNotifier:
+    """Posts a job's card into a conversation (threaded under ``ConversationRef.thread``) and edits it in place."""
+
+    def __init__(self, settings: Any, *, tokens: AppTokens | None = None, audience: Audience | None = None,
+                 timeout: float = 10.0) -> None:
+        self.app_id: str | None = settings.microsoft_app_id
+        self.tokens = tokens
+        self.audience = audience
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    def __repr__(self) -> str:
+        return f"TeamsNotifier(app_id={self.app_id!r})"
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.tokens is not None:  # no app id: the emulator, which takes no token
+            headers["Authorization"] = f"Bearer {self.tokens.token()}"
+        return headers
+
+    def _activity(self, conversation: ConversationRef, reply: Reply) -> dict[str, Any]:
+        activity = render.message(reply, audience=audience_of(reply, conversation, self.audience))
+        activity["from"] = {"id": conversation.get("bot_id") or self.app_id or "pvebot",
+                            "name": conversation.get("bot_name") or "pvebot"}
+        activity["conversation"] = {"id": conversation.channel}
+        activity["channelId"] = conversation.get("channel_id") or "msteams"
+        return activity
+
+    def _send(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = self._session.request(method, url, json=body, headers=self._headers(), timeout=self.timeout)
+        except requests.RequestException as e:
+            raise ExternalSystemError("cannot reach Teams") from e
+        if response.status_code >= 400:
+            # the body can quote the conversation: log the status only
+            raise ExternalSystemError(f"Teams answered HTTP {response.status_code}")
+        try:
+            answer = response.json()
+        except ValueError:
+            return {}
+        return answer if isinstance(answer, dict) else {}
+
+    def post(self, conversation: ConversationRef, reply: Reply) -> MessageRef:
+        service_url = conversation.get("service_url")
+        if not service_url:
+            raise ExternalSystemError("this Teams conversation has no serviceUrl")
+        activity = self._activity(conversation, reply)
+        if conversation.thread:
+            activity["replyToId"] = conversation.thread
+        url = activities_url(service_url, conversation.channel, conversation.thread)
+        answer = self._send("POST", url, activity)
+        if not answer.get("id"):
+            raise ExternalSystemError("Teams did not say which message it posted")
+        return MessageRef(conversation=conversation, message_id=str(answer["id"]))
+
+    def update(self, message: MessageRef, reply: Reply) -> None:
+        conversation = message.conversation
+        service_url = conversation.get("service_url")
+        if not service_url:
+            raise ExternalSystemError("this Teams conversation has no serviceUrl")
+        activity = self._activity(conversation, reply)
+        activity["id"] = message.message_id
+        self._send("PUT", activities_url(service_url, conversation.channel, message.message_id), activity)

@@ -1,0 +1,71 @@
+"""Reading the Teams settings once: is Teams on, does it authenticate, where are its token and metadata URLs.
+
+Two knobs beyond :class:`bot.config.Settings` are read from ``settings.env`` (the lead adds them to
+the documented table): ``PVEBOT_TEAMS_LOGIN_URL`` (Azure AD host of sovereign clouds and tests) and
+``PVEBOT_TEAMS_EMULATOR=1`` (serve ``/api/messages`` without an app id, i.e. without authentication).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.teams.tokens import PUBLIC_LOGIN_URL, AppTokens
+
+log = logging.getLogger("pvebot.teams")
+
+PUBLIC_OPENID_METADATA_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+EMULATOR_OPENID_METADATA_URL = "https://login.microsoftonline.com/botframework.com/v2.0/.well-known/openid-configuration"
+TOKEN_ISSUER = "https://api.botframework.com"
+CONNECTOR_AUDIENCE = "https://api.botframework.com"
+
+
+@dataclass(frozen=True)
+class TeamsConfig:
+    app_id: str | None
+    tenant_id: str | None
+    openid_metadata_url: str
+    login_url: str
+    emulator: bool
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.app_id)
+
+    @property
+    def enabled(self) -> bool:
+        """Serve Teams: with an app id, or without one only when the emulator mode is asked for explicitly."""
+        return self.auth_enabled or self.emulator
+
+    def tokens(self) -> AppTokens | None:
+        if not self.app_id:
+            return None
+        return AppTokens(app_id=self.app_id, password=self.password or "", tenant_id=self.tenant_id,
+                         login_url=self.login_url)
+
+
+def config_of(settings: Any) -> TeamsConfig:
+    env = getattr(settings, "env", None) or {}
+    return TeamsConfig(
+        app_id=settings.microsoft_app_id,
+        password=settings.microsoft_app_password,
+        tenant_id=settings.microsoft_app_tenant_id,
+        openid_metadata_url=settings.teams_openid_metadata_url or PUBLIC_OPENID_METADATA_URL,
+        login_url=(env.get("PVEBOT_TEAMS_LOGIN_URL") or PUBLIC_LOGIN_URL).strip(),
+        emulator=(env.get("PVEBOT_TEAMS_EMULATOR") or "").strip().lower() in {"1", "true", "yes", "on"},
+    )
+
+
+def register(settings: Any, *, notifiers: Any, directories: Any) -> TeamsConfig:
+    """Add Teams' notifier and directory to the routers (every process: bot, worker, CLI)."""
+    from adapters.teams.directory import TeamsDirectory
+    from adapters.teams.notifier import TeamsNotifier
+
+    config = config_of(settings)
+    if config.enabled:
+        tokens = config.tokens()
+        notifiers.add("teams", TeamsNotifier(settings, tokens=tokens))
+        directories.add("teams", TeamsDirectory(tokens=tokens))
+    return config
