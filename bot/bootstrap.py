@@ -153,6 +153,9 @@ def _slack(settings: Settings, notifier: NotifierRouter, directory: DirectoryRou
 
 def _teams(settings: Settings, notifier: NotifierRouter, directory: DirectoryRouter) -> None:
     """Teams' notifier and directory, when an app id is configured."""
+    from adapters.teams.setup import register
+
+    register(settings, notifiers=notifier, directories=directory)
 
 
 # Workers rebuild their dependencies per process, not per job: the first job builds them from

@@ -43,3 +43,7 @@ def _mount_slack(web_app: web.Application, app: App) -> None:
 
 def _mount_teams(web_app: web.Application, app: App) -> None:
     """``POST /api/messages`` for Teams."""
+    from adapters.teams.app import mount
+
+    mount(web_app, settings=app.settings, dispatcher=app.dispatcher, uow_factory=app.deps.uow_factory,
+          notifiers=app.notifier, directories=app.directory)

@@ -1,0 +1,243 @@
+"""A fake Bot Framework on loopback: connector, OpenID metadata + JWKS, and an Azure AD token endpoint.
+
+It runs in its own thread and event loop, because botbuilder fetches signing keys and msal fetches
+tokens with blocking ``requests`` calls from the bot's loop. The connector records every activity
+posted or updated; tokens are signed with a locally generated RSA key, like the Bot Framework's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import itertools
+import json
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from jwt.algorithms import RSAAlgorithm
+
+APP_ID = "00000000-aaaa-4bbb-8ccc-000000000001"
+APP_PASSWORD = "app-secret-do-not-log-8d1f"
+BOT_TENANT = "tenant-host"
+ISSUER = "https://api.botframework.com"
+KEY_ID = "pvebot-test-key"
+ACCESS_TOKEN = "connector-access-token-5c2e"
+_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (msal insists on https for its authority)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "login.crt", directory / "login.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    body: dict[str, Any]
+    authorization: str | None
+
+
+@dataclass
+class FakeBotFramework:
+    """Start with :meth:`start`; ``service_url`` is what activities carry, ``openid_url``/``login_url`` go to settings."""
+
+    tmp: Path
+    service_path: str = "/amer/"  # a serviceUrl with a path, as Teams' regional ones have
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    require_token: bool = True
+    calls: list[Recorded] = field(default_factory=list)
+    token_requests: int = 0
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> FakeBotFramework:
+        self.cert, key = self_signed(self.tmp)
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(key,), name="fake-bot-framework", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake Bot Framework did not start")
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    # ---- what the tests read ----
+
+    @property
+    def service_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}{self.service_path}"
+
+    @property
+    def openid_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/openid/.well-known/openidconfiguration"
+
+    @property
+    def login_url(self) -> str:
+        return f"https://127.0.0.1:{self.https_port}"
+
+    def activities(self, method: str | None = None) -> list[Recorded]:
+        with self._lock:
+            return [c for c in self.calls if c.path.startswith(self.service_path + "v3/")
+                    and (method is None or c.method == method)]
+
+    def wait_for(self, predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = predicate()
+            if found:
+                return found
+            time.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what}; connector saw {[(c.method, c.path) for c in self.calls]}")
+
+    def issue(self, *, audience: str = APP_ID, service_url: str | None = None, expires_in: int = 3600,
+              key: Any = None, kid: str = KEY_ID, **claims: Any) -> str:
+        """A token as the Bot Framework signs them for a bot (issuer, audience = app id, serviceurl claim)."""
+        now = int(time.time())
+        payload = {"iss": ISSUER, "aud": audience, "iat": now - 10, "nbf": now - 10, "exp": now + expires_in,
+                   "serviceurl": service_url or self.service_url, **claims}
+        return jwt.encode(payload, key or _KEY, algorithm="RS256", headers={"kid": kid})
+
+    # ---- the server ----
+
+    def _serve(self, key: Path) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(self._main(key))
+
+    async def _main(self, key: Path) -> None:
+        self._stop = asyncio.Event()
+        app = web.Application()
+        app.router.add_get("/openid/.well-known/openidconfiguration", self._openid)
+        app.router.add_get("/openid/keys", self._keys)
+        app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self._aad_config)
+        app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
+        app.router.add_route("*", self.service_path + "v3/conversations/{conversation}/{rest:.*}", self._connector)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        http = web.TCPSite(runner, "127.0.0.1", 0)
+        await http.start()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, key)
+        https = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+        await https.start()
+        self.http_port = http._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.https_port = https._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._ready.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    async def _openid(self, request: web.Request) -> web.Response:
+        return web.json_response({"issuer": ISSUER, "jwks_uri": f"http://127.0.0.1:{self.http_port}/openid/keys",
+                                  "id_token_signing_alg_values_supported": ["RS256"]})
+
+    async def _keys(self, request: web.Request) -> web.Response:
+        jwk = RSAAlgorithm.to_jwk(_KEY.public_key(), as_dict=True)
+        return web.json_response({"keys": [{**jwk, "kid": KEY_ID, "use": "sig", "endorsements": ["msteams"]}]})
+
+    async def _aad_config(self, request: web.Request) -> web.Response:
+        base = f"{self.login_url}/{request.match_info['tenant']}"
+        return web.json_response({"issuer": f"{base}/v2.0", "token_endpoint": f"{base}/oauth2/v2.0/token",
+                                  "authorization_endpoint": f"{base}/oauth2/v2.0/authorize"})
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        if form.get("client_id") != APP_ID or form.get("client_secret") != APP_PASSWORD:
+            return web.json_response({"error": "invalid_client"}, status=401)
+        self.token_requests += 1
+        return web.json_response({"token_type": "Bearer", "expires_in": 3600, "access_token": ACCESS_TOKEN})
+
+    async def _connector(self, request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        auth = request.headers.get("Authorization")
+        with self._lock:
+            self.calls.append(Recorded(request.method, request.path, body, auth))
+        if self.require_token and auth != f"Bearer {ACCESS_TOKEN}":
+            return web.json_response({"error": {"code": "Unauthorized"}}, status=401)
+        rest = request.match_info["rest"]
+        if request.method == "GET" and rest.startswith("members/"):
+            member = self.members.get(rest.removeprefix("members/"))
+            return web.json_response(member) if member else web.json_response({}, status=404)
+        if request.method == "PUT":
+            return web.json_response({"id": rest.removeprefix("activities/")})
+        return web.json_response({"id": f"act-{next(self._ids)}"})
+
+
+def message(fake: FakeBotFramework, text: str, *, user: str = "aad-bob", tenant: str = "tenant-acme",
+            conversation: str = "a:1on1-bob", conversation_type: str = "personal", **extra: Any) -> dict[str, Any]:
+    """A Teams message activity as the connector posts it to the bot."""
+    return {
+        "type": "message", "id": f"in-{uuid.uuid4().hex[:10]}", "timestamp": "2026-11-21T09:00:00.000Z",
+        "serviceUrl": fake.service_url, "channelId": "msteams",
+        "from": {"id": f"29:{user}", "name": user, "aadObjectId": user},
+        "conversation": {"id": conversation, "conversationType": conversation_type, "tenantId": tenant},
+        "recipient": {"id": f"28:{APP_ID}", "name": "pvebot"},
+        "text": text, "textFormat": "plain", "channelData": {"tenant": {"id": tenant}}, **extra,
+    }
+
+
+def card_action(fake: FakeBotFramework, data: dict[str, Any], *, verb: str, reply_to: str,
+                user: str = "aad-alice", **kw: Any) -> dict[str, Any]:
+    """The ``adaptiveCard/action`` invoke a Universal Action (Action.Execute) press sends."""
+    activity = message(fake, "", user=user, **kw)
+    activity.pop("text")
+    activity.update(type="invoke", name="adaptiveCard/action", replyToId=reply_to,
+                    value={"action": {"type": "Action.Execute", "verb": verb, "data": data}, "trigger": "manual"})
+    return activity
+
+
+def cards_of(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [a["content"] for a in body.get("attachments") or []
+            if a.get("contentType") == "application/vnd.microsoft.card.adaptive"]
+
+
+def card_text(card: dict[str, Any]) -> str:
+    """Every string in a card, for loose assertions."""
+    return json.dumps(card, ensure_ascii=False)
+
+
+_SCHEMA = Path(__file__).parent / "schemas" / "adaptive-card-1.5.0.json"
+_validator: Any = None
+
+
+def validate_card(card: dict[str, Any]) -> None:
+    """Check a card against the Adaptive Card 1.5 schema, plus what the schema does not check for Teams."""
+    global _validator
+    import jsonschema
+
+    if _validator is None:
+        schema = json.loads(_SCHEMA.read_text(encoding="utf-8"))
+        jsonschema.Draft6Validator.check_schema(schema)
+        _validator = jsonschema.Draft6Validator(schema, format_checker=jsonschema.Draft6Validator.FORMAT_CHECKER)
+    bare = {k: v for k, v in card.items() if k != "msteams"}  # Teams-only, unknown to the schema
+    errors = sorted(_validator.iter_errors(bare), key=lambda e: list(e.absolute_path))
+    assert not errors, "; ".join(f"{list(e.absolute_path)}: {e.message[:200]}" for e in errors[:5])
+    if "Action.Execute" in json.dumps(card):
+        assert card["version"] == "1.5", "Teams needs version 1.5 for Universal Actions"
