@@ -228,7 +228,9 @@ def _execute(deps: Deps, job: Job, progress: _Progress, deadline: float) -> None
         principal = _principal(uow, job.actor_user_id)
     # the world may have changed since the request: who asks, what they may do, what the VM is now
     rbac.require(principal, op.perm, job.company_id, what="VM")
-    view = inventory.view(deps, principal, refresh=True, cluster=job.target["cluster"])
+    # the gateway's inventory cache is seconds old at most: fresh enough to re-check ownership,
+    # and it spares Proxmox a full resource listing per job
+    view = inventory.view(deps, principal, cluster=job.target["cluster"])
     pool = view.templates if job.action == "vm.create" else view.guests
     found = [o for o in pool if o.guest.vmid == int(job.target["vmid"])]
     usable = [o for o in found if o.company_id == job.company_id or (job.action == "vm.create")]
@@ -250,6 +252,7 @@ def _follow(deps: Deps, hv: Hypervisor, job: Job, step: ops.Step, progress: _Pro
     if step.task.upid is None:  # synchronous in Proxmox: done already
         return TaskStatus(running=False, exitstatus="OK")
     job.upid = step.task.upid
+    polls = 0
     while True:
         status = hv.task_status(step.task)
         job.progress = _progress_line(step.label, status)
@@ -262,7 +265,9 @@ def _follow(deps: Deps, hv: Hypervisor, job: Job, step: ops.Step, progress: _Pro
             raise _Cancelled()
         if time.monotonic() > deadline:
             raise ExternalSystemError(f"timed out after {deps.job_timeout} s; the Proxmox task may still run")
-        time.sleep(deps.poll_interval)
+        # short tasks end in a fraction of a second: look again soon, then settle at poll_interval
+        time.sleep(min(deps.poll_interval, 0.05 * 2**polls))
+        polls += 1
 
 
 def _progress_line(label: str, status: TaskStatus) -> str:
