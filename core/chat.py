@@ -210,6 +210,8 @@ def render_table(table: Table) -> str:
 def render_plain(reply: Reply) -> str:
     parts: list[str] = []
     mark = _SEVERITY_MARK[reply.severity]
+    if mark and reply.text.startswith(mark.strip()):
+        mark = ""  # the text already opens with it (a job's "✅ done")
     if reply.title:
         parts.append(mark + reply.title)
         if reply.text:

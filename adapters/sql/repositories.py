@@ -6,6 +6,8 @@ forgets it. Rows of other companies are simply not there, so services answer "no
 
 from __future__ import annotations
 
+import builtins
+
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -59,7 +61,7 @@ class SqlCompanyRepository(_Scoped):
     def by_slug(self, slug: str) -> Company | None:
         return self._session.scalars(self._select().where(t.companies.c.slug == slug)).first()
 
-    def list(self) -> list[Company]:
+    def list(self) -> builtins.list[Company]:
         return list(self._session.scalars(self._select().order_by(t.companies.c.slug)))
 
     def add(self, company: Company) -> None:
@@ -79,7 +81,7 @@ class SqlUserRepository(_Scoped):
     def by_email(self, email: str) -> User | None:
         return self._session.scalars(self._select().where(t.users.c.email == email.lower())).first()
 
-    def list(self) -> list[User]:
+    def list(self) -> builtins.list[User]:
         return list(self._session.scalars(self._select().order_by(t.users.c.email)))
 
     def add(self, user: User) -> None:
@@ -98,7 +100,7 @@ class SqlIdentityRepository(_Scoped):
         )
         return self._session.scalars(stmt).first()
 
-    def for_user(self, user_id: int) -> list[ChatIdentity]:
+    def for_user(self, user_id: int) -> builtins.list[ChatIdentity]:
         c = t.chat_identities.c
         stmt = select(ChatIdentity).where(c.user_id == user_id).order_by(c.platform, c.workspace_id)
         return list(self._session.scalars(stmt))
@@ -128,7 +130,7 @@ class SqlClusterRepository(_Scoped):
     def by_name(self, name: str) -> Cluster | None:
         return self._session.scalars(self._select().where(t.clusters.c.name == name)).first()
 
-    def list(self) -> list[Cluster]:
+    def list(self) -> builtins.list[Cluster]:
         return list(self._session.scalars(self._select().order_by(t.clusters.c.name)))
 
     def add(self, cluster: Cluster) -> None:
@@ -139,7 +141,7 @@ class SqlClusterRepository(_Scoped):
 
 
 class SqlPoolBindingRepository(_Scoped):
-    def list(self) -> list[PoolBinding]:
+    def list(self) -> builtins.list[PoolBinding]:
         c = t.pool_bindings.c
         stmt = select(PoolBinding).where(_in_scope(c.company_id, self._scope)).order_by(c.cluster_id, c.pool)
         return list(self._session.scalars(stmt))
@@ -161,7 +163,7 @@ class SqlAuditLog(_Scoped):
     def append(self, event: AuditEvent) -> None:
         # a scoped caller may write its own companies' trail and global events, never another company's
         if event.company_id is not None:
-            pass
+            _check_scope(self._scope, event.company_id, "company")
         self._session.add(event)
         self._session.flush()
 
@@ -172,7 +174,7 @@ class SqlAuditLog(_Scoped):
         company_id: int | None = None,
         actor: str | None = None,
         limit: int = 500,
-    ) -> list[AuditEvent]:
+    ) -> builtins.list[AuditEvent]:
         c = t.audit_events.c
         stmt = select(AuditEvent).where(_in_scope(c.company_id, self._scope))
         if since is not None:
@@ -200,7 +202,7 @@ class SqlJobRepository(_Scoped):
     def by_request(self, request_id: str) -> Job | None:
         return self._session.scalars(self._select().where(t.jobs.c.request_id == request_id)).first()
 
-    def list(self, *, states: Iterable[JobState] | None = None, limit: int = 50) -> list[Job]:
+    def list(self, *, states: Iterable[JobState] | None = None, limit: int = 50) -> builtins.list[Job]:
         stmt = self._select()
         if states is not None:
             stmt = stmt.where(t.jobs.c.state.in_(list(states)))
@@ -219,7 +221,7 @@ class SqlJobRepository(_Scoped):
             self._session.expire_all()
         return claimed
 
-    def stale(self, *, heartbeat_before: datetime) -> list[Job]:
+    def stale(self, *, heartbeat_before: datetime) -> builtins.list[Job]:
         c = t.jobs.c
         return list(
             self._session.scalars(
@@ -244,7 +246,7 @@ class SqlApprovalRepository(_Scoped):
         stmt = self._select().where(t.approval_requests.c.request_id == request_id)
         return self._session.scalars(stmt).first()
 
-    def list(self, *, states: Iterable[ApprovalState] | None = None, limit: int = 50) -> list[ApprovalRequest]:
+    def list(self, *, states: Iterable[ApprovalState] | None = None, limit: int = 50) -> builtins.list[ApprovalRequest]:
         c = t.approval_requests.c
         stmt = self._select()
         if states is not None:

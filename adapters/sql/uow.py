@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.sql import repositories as r
 from adapters.sql.tables import start_mappers
+from core import ports
 from core.principal import Scope
 
 
@@ -34,11 +35,21 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 class SqlUnitOfWork:
     """:class:`core.ports.UnitOfWork` over one session; rolled back unless committed."""
 
+    # typed as the ports, which the protocol's (invariant) attributes require
+    companies: ports.CompanyRepository
+    users: ports.UserRepository
+    identities: ports.IdentityRepository
+    clusters: ports.ClusterRepository
+    pool_bindings: ports.PoolBindingRepository
+    audit: ports.AuditLog
+    jobs: ports.JobRepository
+    approvals: ports.ApprovalRepository
+
     def __init__(self, session_factory: sessionmaker[Session], scope: Scope) -> None:
         self._session_factory = session_factory
         self.scope = scope
 
-    def __enter__(self) -> SqlUnitOfWork:
+    def __enter__(self) -> ports.UnitOfWork:
         self.session = self._session_factory()
         s, scope = self.session, self.scope
         self.companies = r.SqlCompanyRepository(s, scope)
@@ -71,5 +82,5 @@ class SqlUnitOfWorkFactory:
         self.engine = engine
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
 
-    def __call__(self, scope: Scope) -> SqlUnitOfWork:
+    def __call__(self, scope: Scope) -> ports.UnitOfWork:
         return SqlUnitOfWork(self._sessions, scope)

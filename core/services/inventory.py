@@ -61,7 +61,9 @@ def view(deps: Deps, principal: Principal, *, refresh: bool = False, cluster: st
         clusters = [c for c in clusters if c.name == cluster]
         if not clusters:
             raise NotFound(f"cluster '{cluster[:40]}' not found")
-    owner = {(b.cluster_id, b.pool): companies.get(b.company_id) for b in bindings}
+    owner: dict[tuple[int | None, str], Company | None] = {
+        (b.cluster_id, b.pool): companies.get(b.company_id) for b in bindings
+    }
     guests: list[OwnedGuest] = []
     templates: list[OwnedGuest] = []
     for cl in clusters:
