@@ -50,6 +50,7 @@ def submit(
     conversation: ConversationRef,
     request_id: str,
     approval_id: str | None = None,
+    summary: str | None = None,
 ) -> tuple[Job, bool]:
     """Record a job for ``action`` on ``owned``; the same ``request_id`` gives back the same job.
 
@@ -77,13 +78,22 @@ def submit(
             state=JobState.QUEUED,
             created_at=now,
             conversation=conversation.to_dict(),
-            summary=f"{op.verb} {owned.label}"[:300],
+            summary=(summary or f"{op.verb} {owned.label}")[:300],
             approval_id=approval_id,
         )
-        uow.jobs.add(job)
-        audit.record(uow, clock=deps.clock, actor=principal.actor, action=f"{action}", company_id=company_id,
-                     target=owned.label, outcome="queued", detail={"job": show_job(job.id)})
-        uow.commit()
+        try:
+            uow.jobs.add(job)
+            audit.record(uow, clock=deps.clock, actor=principal.actor, action=f"{action}", company_id=company_id,
+                         target=owned.label, outcome="queued", detail={"job": show_job(job.id)})
+            uow.commit()
+        except Exception:
+            # a concurrent delivery of the same request (a platform retrying a slow answer) stored it
+            # first and the unique request id refused ours: it is a re-delivery after all
+            uow.rollback()
+            existing = uow.jobs.by_request(request_id)
+            if existing is None:
+                raise
+            return existing, False
         return job, True
 
 

@@ -150,7 +150,8 @@ def create(
         params["disk"] = disk_arg
     company_id = principal.company_id
     job, created = jobs.submit(deps, principal, action="vm.create", owned=tpl, company_id=company_id, params=params,
-                               conversation=conversation, request_id=request_id)
+                               conversation=conversation, request_id=request_id,
+                               summary=f"create {name} from {tpl.guest.name} on {tpl.cluster.name}")
     return Outcome(job=job, created=created)
 
 
