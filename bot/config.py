@@ -48,6 +48,9 @@ class Settings:
     microsoft_app_password: str | None = field(default=None, repr=False)
     microsoft_app_tenant_id: str | None = None
     teams_openid_metadata_url: str | None = None
+    teams_login_url: str | None = None
+    # serve /api/messages with no app id, i.e. unauthenticated: for the Bot Framework Emulator only
+    teams_emulator: bool = False
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -117,6 +120,8 @@ class Settings:
             microsoft_app_password=get("MICROSOFT_APP_PASSWORD"),
             microsoft_app_tenant_id=get("MICROSOFT_APP_TENANT_ID"),
             teams_openid_metadata_url=get("PVEBOT_TEAMS_OPENID_METADATA_URL"),
+            teams_login_url=get("PVEBOT_TEAMS_LOGIN_URL"),
+            teams_emulator=(get("PVEBOT_TEAMS_EMULATOR") or "").lower() in {"1", "true", "yes", "on"},
             env=dict(env),
         )
 
@@ -142,4 +147,6 @@ DOCUMENTED: tuple[tuple[str, str, str], ...] = (
     ("MICROSOFT_APP_PASSWORD", "(unset)", "Bot Framework app secret"),
     ("MICROSOFT_APP_TENANT_ID", "(unset)", "Azure AD tenant of a single-tenant app registration"),
     ("PVEBOT_TEAMS_OPENID_METADATA_URL", "Bot Framework's", "OpenID metadata URL (sovereign clouds, tests)"),
+    ("PVEBOT_TEAMS_LOGIN_URL", "Azure AD's", "Azure AD host for app tokens (sovereign clouds, tests)"),
+    ("PVEBOT_TEAMS_EMULATOR", "(unset)", "`1`: Teams with no app id and no authentication (Emulator only)"),
 )

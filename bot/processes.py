@@ -31,6 +31,10 @@ def add_commands(sub: Any) -> None:
     serve = sub.add_parser("serve", help="serve Slack and Teams over HTTP (and Slack Socket Mode)")
     serve.set_defaults(handler=_serve)
 
+    from adapters.teams.package import add_commands as add_teams_package
+
+    add_teams_package(sub)
+
 
 def _maintenance(app: Any) -> Any:
     from bot.maintenance import Maintenance

@@ -8,6 +8,7 @@ posted or updated; tokens are signed with a locally generated RSA key, like the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import ipaddress
 import itertools
@@ -16,7 +17,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ class Recorded:
 
 @dataclass
 class FakeBotFramework:
-    """Start with :meth:`start`; ``service_url`` is what activities carry, ``openid_url``/``login_url`` go to settings."""
+    """Start with :meth:`start`; activities carry ``service_url``; settings get ``openid_url`` and ``login_url``."""
 
     tmp: Path
     service_path: str = "/amer/"  # a serviceUrl with a path, as Teams' regional ones have
@@ -130,11 +131,22 @@ class FakeBotFramework:
 
     def _serve(self, key: Path) -> None:
         self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(self._main(key))
+        try:
+            self._loop.run_until_complete(self._main(key))
+        finally:
+            self._loop.close()
 
     async def _main(self, key: Path) -> None:
         self._stop = asyncio.Event()
-        app = web.Application()
+
+        @web.middleware
+        async def close_after(request: web.Request, handler: Any) -> web.StreamResponse:
+            # no keep-alive: clients' pooled sockets would outlive this server and warn
+            response = await handler(request)
+            response.force_close()
+            return response
+
+        app = web.Application(middlewares=[close_after])
         app.router.add_get("/openid/.well-known/openidconfiguration", self._openid)
         app.router.add_get("/openid/keys", self._keys)
         app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self._aad_config)
@@ -241,3 +253,85 @@ def validate_card(card: dict[str, Any]) -> None:
     assert not errors, "; ".join(f"{list(e.absolute_path)}: {e.message[:200]}" for e in errors[:5])
     if "Action.Execute" in json.dumps(card):
         assert card["version"] == "1.5", "Teams needs version 1.5 for Universal Actions"
+
+
+# ---- a pvebot with Teams switched on, served on loopback ----------------------------------------------------
+
+
+@dataclass
+class TeamsBot:
+    """The bot's HTTP face on loopback, the app behind it, and the fake Bot Framework it talks to."""
+
+    fake: FakeBotFramework
+    app: Any
+    url: str
+    hypervisors: Any
+
+    async def post(self, activity: dict[str, Any], *, token: str | None = "valid",
+                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        import aiohttp
+
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        if token == "valid":
+            token = self.fake.issue(service_url=activity.get("serviceUrl"))
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        async with aiohttp.ClientSession() as session, session.post(
+                self.url, data=json.dumps(activity), headers=sent) as response:
+            text = await response.text()
+            try:
+                return response.status, json.loads(text) if text else None
+            except ValueError:
+                return response.status, text
+
+
+def teams_settings(storage: Any, fake: FakeBotFramework, **extra: str) -> Any:
+    from bot.config import Settings
+
+    return Settings.from_mapping({
+        **dict(storage.settings.env), "PVEBOT_JOB_TIMEOUT": "60",
+        "MICROSOFT_APP_ID": APP_ID, "MICROSOFT_APP_PASSWORD": APP_PASSWORD, "MICROSOFT_APP_TENANT_ID": BOT_TENANT,
+        "PVEBOT_TEAMS_OPENID_METADATA_URL": fake.openid_url, "PVEBOT_TEAMS_LOGIN_URL": fake.login_url, **extra,
+    })
+
+
+def standard_hypervisors() -> Any:
+    from tests.fakes import FakeHypervisors
+
+    hypervisors = FakeHypervisors()
+    lab = hypervisors.cluster("lab")
+    lab.add(101, "web-01", pool="acme")
+    lab.add(102, "db-01", pool="acme", status="stopped")
+    lab.add(201, "gx-01", pool="globex")
+    return hypervisors
+
+
+@contextlib.asynccontextmanager
+async def running_bot(tmp_path: Path, monkeypatch: Any, *, auth: bool = True,
+                      progress_interval: float = 0.0) -> AsyncIterator[TeamsBot]:
+    """Fake Bot Framework + provisioned pvebot (embedded RQ queue, fake hypervisors) + ``create_app`` on loopback."""
+    from aiohttp.test_utils import TestServer
+
+    from adapters.queue import EmbeddedQueue
+    from bot.bootstrap import build_app
+    from bot.server import create_app
+    from tests.support import make_storage, provision
+
+    fake = FakeBotFramework(tmp_path).start()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(fake.cert))  # msal's https to the fake Azure AD
+    fake.require_token = auth
+    storage = make_storage(f"sqlite:///{tmp_path / 'pvebot.db'}")
+    provision(storage)
+    extra = {} if auth else {"MICROSOFT_APP_ID": "", "PVEBOT_TEAMS_EMULATOR": "1"}
+    hypervisors = standard_hypervisors()
+    app = build_app(teams_settings(storage, fake, **extra), storage=storage, hypervisors=hypervisors,
+                    queue=EmbeddedQueue(workers=1), progress_interval=progress_interval, poll_interval=0.01)
+    server = TestServer(create_app(app), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield TeamsBot(fake=fake, app=app, url=str(server.make_url("/api/messages")), hypervisors=hypervisors)
+    finally:
+        await server.close()
+        app.close()
+        fake.stop()
+        storage.engine.dispose()

@@ -62,10 +62,7 @@ class TeamsDirectory:
                 log.info("Teams member lookup answered HTTP %s", response.status_code)
                 return None
             member = response.json()
-        except (requests.RequestException, ValueError):
-            log.warning("Teams member lookup failed", exc_info=True)
-            return None
-        except Exception:  # token trouble: linking just does not happen
+        except Exception:  # unreachable, not JSON, or no token: linking just does not happen
             log.warning("Teams member lookup failed", exc_info=True)
             return None
         # UPN is the sign-in name; email can be empty for guests or unlicensed accounts

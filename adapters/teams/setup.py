@@ -1,8 +1,8 @@
 """Reading the Teams settings once: is Teams on, does it authenticate, where are its token and metadata URLs.
 
-Two knobs beyond :class:`bot.config.Settings` are read from ``settings.env`` (the lead adds them to
-the documented table): ``PVEBOT_TEAMS_LOGIN_URL`` (Azure AD host of sovereign clouds and tests) and
-``PVEBOT_TEAMS_EMULATOR=1`` (serve ``/api/messages`` without an app id, i.e. without authentication).
+Without an app id Teams stays off unless ``PVEBOT_TEAMS_EMULATOR=1`` asks for the unauthenticated
+emulator mode: a Slack-only deployment must not serve an ``/api/messages`` where anyone can act as
+any Teams user.
 """
 
 from __future__ import annotations
@@ -47,14 +47,13 @@ class TeamsConfig:
 
 
 def config_of(settings: Any) -> TeamsConfig:
-    env = getattr(settings, "env", None) or {}
     return TeamsConfig(
         app_id=settings.microsoft_app_id,
         password=settings.microsoft_app_password,
         tenant_id=settings.microsoft_app_tenant_id,
         openid_metadata_url=settings.teams_openid_metadata_url or PUBLIC_OPENID_METADATA_URL,
-        login_url=(env.get("PVEBOT_TEAMS_LOGIN_URL") or PUBLIC_LOGIN_URL).strip(),
-        emulator=(env.get("PVEBOT_TEAMS_EMULATOR") or "").strip().lower() in {"1", "true", "yes", "on"},
+        login_url=settings.teams_login_url or PUBLIC_LOGIN_URL,
+        emulator=settings.teams_emulator,
     )
 
 

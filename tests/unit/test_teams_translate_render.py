@@ -1,0 +1,114 @@
+"""Teams translation and rendering, pure: activities in, Adaptive Cards out (schema-checked)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from adapters.teams import render
+from adapters.teams.notifier import activities_url
+from adapters.teams.package import build_package
+from adapters.teams.translate import MalformedActivity, clean_text, to_incoming
+from core.chat import Action, ActionStyle, Field, Reply, Severity, Table
+from tests.teams_support import validate_card
+
+SERVICE = "https://smba.trafficmanager.net/amer/"
+
+
+def activity(**kw: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "type": "message", "id": "1700000000001", "serviceUrl": SERVICE, "channelId": "msteams",
+        "from": {"id": "29:x", "aadObjectId": "aad-bob"}, "recipient": {"id": "28:bot", "name": "pvebot"},
+        "conversation": {"id": "19:abc@thread.tacv2", "conversationType": "channel", "tenantId": "tenant-acme"},
+    }
+    return {**base, **kw}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("pve vm list", "vm list"),
+    ("<at>pvebot</at> vm list", "vm list"),
+    ("<at>pvebot</at>&nbsp;pve  vm   status web-01", "vm status web-01"),
+    ("<p><at>Pvebot</at> help</p>", "help"),
+    ("pvetest", "pvetest"),
+    ("PVE", ""),
+])
+def test_clean_text(text: str, expected: str) -> None:
+    assert clean_text(text) == expected
+
+
+def test_message_becomes_a_request() -> None:
+    request = to_incoming(activity(text="<at>pvebot</at> vm list", replyToId="1699"))
+    assert request.request is not None
+    r = request.request
+    assert (r.text, r.request_id) == ("vm list", "1700000000001")
+    assert (r.identity.platform, r.identity.workspace_id, r.identity.user_id) == ("teams", "tenant-acme", "aad-bob")
+    assert r.conversation.channel == "19:abc@thread.tacv2" and r.conversation.thread == "1699"
+    assert r.conversation.get("service_url") == SERVICE and r.conversation.get("channel_id") == "msteams"
+    assert r.conversation.get("bot_id") == "28:bot" and r.conversation.get("tenant_id") == "tenant-acme"
+
+
+def test_button_presses_become_the_presser_s_command() -> None:
+    submit = to_incoming(activity(value={"command": "approve apr-x"}))
+    assert submit.request is not None and submit.request.text == "approve apr-x" and not submit.invoke
+    execute = to_incoming(activity(type="invoke", name="adaptiveCard/action",
+                                   value={"action": {"type": "Action.Execute", "verb": "approve",
+                                                     "data": {"command": "approve apr-x"}}}))
+    assert execute.invoke and execute.request is not None and execute.request.text == "approve apr-x"
+
+
+@pytest.mark.parametrize("value", [None, {}, {"action": "x"}, {"action": {"verb": "approve", "data": {}}},
+                                   {"action": {"verb": "refresh", "data": {}}}])
+def test_malformed_invokes_are_refused(value: object) -> None:
+    with pytest.raises(MalformedActivity):
+        to_incoming(activity(type="invoke", name="adaptiveCard/action", value=value))
+
+
+def test_activities_url_keeps_the_service_path() -> None:
+    assert activities_url(SERVICE, "19:a@thread.tacv2;messageid=1", "17") == (
+        "https://smba.trafficmanager.net/amer/v3/conversations/19%3Aa%40thread.tacv2%3Bmessageid%3D1/activities/17")
+
+
+REPLY = Reply(title="apr-1: approval needed", text="Waiting", severity=Severity.WARNING,
+              fields=(Field("Action", "vm.delete"),), table=Table(("a", "b"), (("1", "2"),)),
+              actions=(Action("Approve", "approve apr-1", ActionStyle.PRIMARY, (2,)),
+                       Action("Deny", "deny apr-1", ActionStyle.DANGER, (2,))), footer="f", approval_id="1")
+
+
+def test_cards_validate_and_hide_restricted_buttons() -> None:
+    common = render.card(REPLY, audience=["aad-alice"])
+    mine = render.view_card(common["refresh"]["action"]["data"]["pvebotView"], user_id="aad-alice")
+    other = render.view_card(common["refresh"]["action"]["data"]["pvebotView"], user_id="aad-bob")
+    for card in (common, mine, other, render.card(REPLY), render.card(Reply()), render.card(Reply.error("x"))):
+        validate_card(card)
+    assert "actions" not in common and "actions" not in other
+    assert [a["verb"] for a in mine["actions"]] == ["approve", "deny"]
+    assert mine["actions"][1]["style"] == "destructive" and mine["actions"][1]["fallback"]["type"] == "Action.Submit"
+    assert common["refresh"]["userIds"] == ["aad-alice"]
+    assert common["fallbackText"] == REPLY.plain_text()
+
+
+def test_schema_check_catches_a_bad_card() -> None:
+    with pytest.raises(AssertionError):
+        validate_card({"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "colour": "x"}]})
+
+
+def test_wide_tables_are_monospace() -> None:
+    wide = Reply(table=Table(tuple("abcdefg"), (tuple("1234567"),)))
+    card = render.card(wide)
+    validate_card(card)
+    assert card["body"][0]["fontType"] == "Monospace"
+
+
+def test_package(tmp_path: Path) -> None:
+    app_id = "00000000-aaaa-4bbb-8ccc-000000000001"
+    path = build_package(tmp_path / "p.zip", app_id=app_id, version="1.0.1")
+    with zipfile.ZipFile(path) as zf:
+        assert sorted(zf.namelist()) == ["color.png", "manifest.json", "outline.png"]
+        manifest = json.loads(zf.read("manifest.json"))
+        assert zf.read("color.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    assert manifest["id"] == app_id and manifest["bots"][0]["botId"] == app_id and manifest["version"] == "1.0.1"
+    with pytest.raises(ValueError):
+        build_package(tmp_path / "q.zip", app_id="not-a-guid")
