@@ -64,8 +64,9 @@ def open_storage(settings: Settings, *, cipher_keys: tuple[str, ...] | None = No
     keys = cipher_keys if cipher_keys is not None else settings.require_secret_keys()
     try:
         cipher = FernetCipher(keys)
-    except Exception as e:
-        raise SettingsError("PVEBOT_SECRET_KEY", getattr(e, "user_message", "is not a valid key")) from None
+    except Exception:
+        # the cipher's own message names the variable too; keep one clear line
+        raise SettingsError("PVEBOT_SECRET_KEY", "is not a valid key (expected 32 url-safe base64 bytes)") from None
     return Storage(settings=settings, uow_factory=open_database(settings), cipher=cipher)
 
 

@@ -69,6 +69,16 @@ def _unknown_message(tokens: list[str], registry: CommandRegistry) -> str:
     return f"unknown command '{shown}'. Type 'help' for the list."
 
 
+_ON, _OFF = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def _switch(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _ON | _OFF:
+        return value in _ON
+    raise InvalidArguments(f"--{name} is a switch: give it alone, or --{name}=yes / --{name}=no")
+
+
 def _bind(spec: CommandSpec, tokens: list[str]) -> Args:
     flags = {f.name: f for f in spec.flags}
     values: dict[str, object] = {}
@@ -83,7 +93,7 @@ def _bind(spec: CommandSpec, tokens: list[str]) -> Args:
                 known = ", ".join(f"--{f}" for f in flags) or "none"
                 raise InvalidArguments(f"unknown option --{name[:30]} (options: {known}). Usage: {spec.usage}")
             if flag.kind is bool:
-                values[name] = True
+                values[name] = _switch(name, inline) if eq else True
             else:
                 if eq:
                     raw = inline

@@ -7,7 +7,6 @@ forgets it. Rows of other companies are simply not there, so services answer "no
 from __future__ import annotations
 
 import builtins
-
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any

@@ -76,11 +76,20 @@ def request(
         request_id=request_id,
     )
     with deps.uow_factory(principal.scope) as uow:
-        uow.approvals.add(approval)
-        audit.record(uow, clock=deps.clock, actor=principal.actor, action="approval.requested",
-                     company_id=company_id, target=f"{show_approval(approval.id)} {action} {owned.label}",
-                     detail={"reason": reason[:200]} if reason else {})
-        uow.commit()
+        try:
+            uow.approvals.add(approval)
+            audit.record(uow, clock=deps.clock, actor=principal.actor, action="approval.requested",
+                         company_id=company_id, target=f"{show_approval(approval.id)} {action} {owned.label}",
+                         detail={"reason": reason[:200]} if reason else {})
+            uow.commit()
+        except Exception:
+            # a concurrent delivery of the same request (a platform retrying a slow answer) stored it
+            # first and the unique request id refused ours: answer with that one
+            uow.rollback()
+            existing = uow.approvals.by_request(request_id)
+            if existing is None:
+                raise
+            return existing
     channel = (company.approval_policy.get("approvers_channel") if company else None) or ""
     if channel and ":" in channel:
         platform, _, channel_id = channel.partition(":")

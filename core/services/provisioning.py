@@ -100,8 +100,12 @@ class _Checker:
     def __init__(self, locate: Locate) -> None:
         self.locate = locate
         self.problems: list[str] = []
+        # required keys reported missing: their own checks would only say the same again
+        self._missing: set[PathT] = set()
 
     def fail(self, path: PathT, message: str) -> None:
+        if path in self._missing:
+            return
         where = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
         self.problems.append(f"{self.locate(path)}: {where or 'document'}: {message}")
 
@@ -115,6 +119,7 @@ class _Checker:
         for key in required:
             if key not in value:
                 self.fail(path, f"'{key}' is required")
+                self._missing.add((*path, key))
         return True
 
     def string(self, value: Any, path: PathT, pattern: re.Pattern[str] | None = None, hint: str = "") -> str | None:
@@ -181,7 +186,9 @@ def validate(doc: Any, *, locate: Locate, env: Mapping[str, str]) -> Spec:
 def _clusters(c: _Checker, doc: Mapping[str, Any], spec: Spec, env: Mapping[str, str]) -> None:
     allowed = ("name", "api_urls", "token_id", "token_secret_env", "tls", "shared_templates")
     for path, item in c.items(doc, "clusters"):
-        if not c.mapping(item, path, allowed=allowed, required=("name", "api_urls", "token_id", "token_secret_env")):
+        # tls is required: there is no "system CA" mode, and a default would hide an unverified connection
+        if not c.mapping(item, path, allowed=allowed,
+                         required=("name", "api_urls", "token_id", "token_secret_env", "tls")):
             continue
         name = c.string(item.get("name"), (*path, "name"), _NAME, "lower-case letters, digits, - and _")
         urls = c.strings(item.get("api_urls"), (*path, "api_urls"), _URL, "like https://10.0.0.11:8006")
@@ -191,7 +198,7 @@ def _clusters(c: _Checker, doc: Mapping[str, Any], spec: Spec, env: Mapping[str,
         env_name = c.string(item.get("token_secret_env"), (*path, "token_secret_env"), _ENV_NAME, "an env var name")
         if env_name and not env.get(env_name):
             c.fail((*path, "token_secret_env"), f"environment variable {env_name} is not set")
-        mode, value = _tls(c, item.get("tls", {"verify": True}), (*path, "tls"))
+        mode, value = _tls(c, item["tls"], (*path, "tls")) if "tls" in item else (None, None)
         templates = item.get("shared_templates") or []
         vmids = [c.integer(v, (*path, "shared_templates", i), low=100, high=999999999) for i, v in enumerate(templates)]
         if name and urls and token_id and env_name and mode:
@@ -340,7 +347,7 @@ def _duplicates(c: _Checker, spec: Spec) -> None:
         "identity",
         [((i.platform, i.workspace_id, i.user_id), (*u.path, "identities")) for u in spec.users for i in u.identities],
     )
-    check("pool", [(p, (*s.path, "pools")) for s in spec.companies for p in s.pools])
+    check("pool", [(f"{cluster}/{pool}", (*s.path, "pools")) for s in spec.companies for cluster, pool in s.pools])
 
 
 # ---- apply -----------------------------------------------------------------------------

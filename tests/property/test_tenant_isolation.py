@@ -203,7 +203,8 @@ def snapshot(world: World) -> dict[str, Any]:
     """Every row the tests may change, as plain values."""
     with world.deps.uow_factory(Scope.everything()) as uow:
         return {
-            "jobs": {j.id: (j.company_id, j.state, j.cancel_requested, j.finished_at) for j in uow.jobs.list(limit=999)},
+            "jobs": {j.id: (j.company_id, j.state, j.cancel_requested, j.finished_at)
+                     for j in uow.jobs.list(limit=999)},
             "approvals": {a.id: (a.company_id, a.state, a.decided_by_user_id)
                           for a in uow.approvals.list(limit=999)},
             "bindings": sorted((b.company_id, b.cluster_id, b.pool) for b in uow.pool_bindings.list()),

@@ -224,38 +224,18 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("user_company_assignments")
-    with op.batch_alter_table("chat_identities", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_chat_identities_user_id"))
-
-    op.drop_table("chat_identities")
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_users_company_id"))
-
-    op.drop_table("users")
-    with op.batch_alter_table("pool_bindings", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_pool_bindings_company_id"))
-
-    op.drop_table("pool_bindings")
-    with op.batch_alter_table("shell_outbox", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_shell_outbox_conversation"))
-
-    op.drop_table("shell_outbox")
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_jobs_state"))
-        batch_op.drop_index(batch_op.f("ix_jobs_company_id"))
-
-    op.drop_table("jobs")
-    op.drop_table("companies")
-    op.drop_table("clusters")
-    with op.batch_alter_table("audit_events", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_audit_events_company_id"))
-        batch_op.drop_index(batch_op.f("ix_audit_events_at"))
-        batch_op.drop_index(batch_op.f("ix_audit_events_actor"))
-
-    op.drop_table("audit_events")
-    with op.batch_alter_table("approval_requests", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_approval_requests_state"))
-        batch_op.drop_index(batch_op.f("ix_approval_requests_company_id"))
-
-    op.drop_table("approval_requests")
+    # Drop whole tables, children first: a table takes its indexes with it, while dropping an
+    # index on its own fails on MySQL/MariaDB when a foreign key needs it (error 1553).
+    for table in (
+        "user_company_assignments",
+        "chat_identities",
+        "users",
+        "pool_bindings",
+        "shell_outbox",
+        "jobs",
+        "companies",
+        "clusters",
+        "audit_events",
+        "approval_requests",
+    ):
+        op.drop_table(table)

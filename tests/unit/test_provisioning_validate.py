@@ -1,0 +1,227 @@
+"""Provisioning validation: every problem at once, each with its file, line and path inside the document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.yamlfile import LocatedDocument
+from core.errors import ConfigurationError
+from core.model import Role, TlsMode
+from core.services import provisioning
+from core.services.provisioning import Spec
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "example-provisioning.yaml"
+ENV = {"PVE_LAB_TOKEN": "lab-secret", "PVE_EDGE_TOKEN": "edge-secret"}
+FINGERPRINT = ":".join(["AB"] * 32)
+
+
+def validate(text: str, env: dict[str, str] = ENV) -> Spec:
+    doc = LocatedDocument(text, source="p.yaml")
+    return provisioning.validate(doc.data, locate=doc.locate, env=env)
+
+
+def problems(text: str, env: dict[str, str] = ENV) -> list[str]:
+    with pytest.raises(ConfigurationError) as caught:
+        validate(text, env)
+    return caught.value.user_message.splitlines()
+
+
+def test_the_readme_example_is_valid() -> None:
+    spec = validate(EXAMPLE.read_text(encoding="utf-8"))
+    (lab,) = spec.clusters
+    assert (lab.name, lab.token_id, lab.token_secret_env, lab.tls_mode) == (
+        "lab", "pvebot@pve!bot", "PVE_LAB_TOKEN", TlsMode.FINGERPRINT)
+    assert len(lab.api_urls) == 2
+    assert [c.slug for c in spec.companies] == ["acme", "globex"]
+    alice, sam = spec.users
+    assert (alice.role, alice.company, {i.platform for i in alice.identities}) == (
+        Role.COMPANY_ADMIN, "acme", {"slack", "teams"})
+    assert (sam.role, sam.company, sam.companies) == (Role.SALESPERSON, None, ("acme", "globex"))
+
+
+def test_an_empty_document_is_valid_and_describes_nothing() -> None:
+    assert validate("") == Spec()
+    assert validate("# only comments\n") == Spec()
+
+
+def test_every_problem_is_listed_at_once_with_line_and_path() -> None:
+    text = f"""\
+clusters:
+  - name: Lab
+    api_urls: [http://10.0.0.1:8006]
+    token_id: pvebot
+    token_secret_env: PVE_MISSING
+    tls: {{fingerprint: "{FINGERPRINT[:-3]}"}}
+companies:
+  - slug: acme
+    name: Acme
+    quotas: {{vms: -1, gpus: 2}}
+users:
+  - {{email: not-an-email, role: owner}}
+  - {{email: bob@acme.example, role: user}}
+"""
+    assert problems(text) == [
+        "p.yaml line 2: clusters[0].name: 'Lab' is not valid: lower-case letters, digits, - and _",
+        "p.yaml line 3: clusters[0].api_urls[0]: 'http://10.0.0.1:8006' is not valid: like https://10.0.0.11:8006",
+        "p.yaml line 3: clusters[0].api_urls: needs at least one URL",
+        "p.yaml line 4: clusters[0].token_id: 'pvebot' is not valid: like pvebot@pve!bot",
+        "p.yaml line 5: clusters[0].token_secret_env: environment variable PVE_MISSING is not set",
+        f"p.yaml line 6: clusters[0].tls.fingerprint: '{FINGERPRINT[:80]}' is not valid: "
+        "32 colon-separated hex pairs (SHA-256)",
+        "p.yaml line 10: companies[0].quotas.gpus: unknown key (allowed: vms, cores, memory_gb, disk_gb)",
+        "p.yaml line 10: companies[0].quotas.vms: must be a whole number from 0 to 1000000000",
+        "p.yaml line 12: users[0].email: 'not-an-email' is not valid: an email address",
+        "p.yaml line 12: users[0].role: must be one of super_admin, company_admin, salesperson, user",
+        "p.yaml line 13: users[1]: a user needs 'company'",
+    ]
+
+
+def test_unknown_keys_are_named_with_what_is_allowed() -> None:
+    assert problems("cluster: []\n") == [
+        "p.yaml line 1: cluster: unknown key (allowed: clusters, companies, users)"]
+    assert problems("companies:\n  - {slug: acme, name: Acme, pool: x}\n") == [
+        "p.yaml line 2: companies[0].pool: unknown key (allowed: slug, name, email_domains, pools, quotas, approval)"]
+
+
+def test_the_document_and_its_sections_must_have_the_right_shape() -> None:
+    assert problems("- a\n- b\n") == ["p.yaml line 1: document: must be a mapping"]
+    assert problems("clusters: {name: lab}\n") == ["p.yaml line 1: clusters: must be a list"]
+    assert problems("users:\n  - just-a-string\n") == ["p.yaml line 2: users[0]: must be a mapping"]
+
+
+def test_required_keys_are_named_once() -> None:
+    assert problems("clusters:\n  - name: lab\n") == [
+        "p.yaml line 2: clusters[0]: 'api_urls' is required",
+        "p.yaml line 2: clusters[0]: 'token_id' is required",
+        "p.yaml line 2: clusters[0]: 'token_secret_env' is required",
+        "p.yaml line 2: clusters[0]: 'tls' is required",
+    ]
+
+
+def _cluster(tls: str) -> str:
+    return f"""\
+clusters:
+  - name: lab
+    api_urls: [https://10.0.0.1:8006]
+    token_id: "pvebot@pve!bot"
+    token_secret_env: PVE_LAB_TOKEN
+    tls: {tls}
+"""
+
+
+def test_tls_is_one_of_fingerprint_ca_file_or_verify_false(tmp_path: Path) -> None:
+    assert validate(_cluster(f'{{fingerprint: "{FINGERPRINT.lower()}"}}')).clusters[0].tls_value == FINGERPRINT
+    assert validate(_cluster("{verify: false}")).clusters[0].tls_mode is TlsMode.INSECURE
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert validate(_cluster(f"{{ca_file: {ca}}}")).clusters[0].tls_value == str(ca)
+    assert problems(_cluster(f"{{ca_file: {tmp_path}/nope.pem}}")) == [
+        f"p.yaml line 6: clusters[0].tls.ca_file: file {tmp_path}/nope.pem does not exist"]
+    assert problems(_cluster("{verify: true}")) == [
+        "p.yaml line 6: clusters[0].tls.verify: only 'verify: false' is allowed here; use ca_file or fingerprint "
+        "to verify"]
+    assert problems(_cluster(f'{{verify: false, fingerprint: "{FINGERPRINT}"}}')) == [
+        "p.yaml line 6: clusters[0].tls: give exactly one of fingerprint, ca_file or verify: false"]
+
+
+def test_shared_templates_are_vmids() -> None:
+    text = _cluster("{verify: false}") + "    shared_templates: [9000, 99, x]\n"
+    assert problems(text) == [
+        "p.yaml line 7: clusters[0].shared_templates[1]: must be a whole number from 100 to 999999999",
+        "p.yaml line 7: clusters[0].shared_templates[2]: must be a whole number from 100 to 999999999",
+    ]
+
+
+def test_approval_policy_is_checked() -> None:
+    text = """\
+companies:
+  - slug: acme
+    name: Acme
+    approval:
+      required_for: [vm.stop, vm.explode]
+      expires_minutes: 0
+      approvers_channel: C0123
+"""
+    found = problems(text)
+    assert found[0].startswith("p.yaml line 5: companies[0].approval.required_for[1]: unknown action (known: ")
+    assert found[1:] == [
+        "p.yaml line 5: companies[0].approval.required_for: vm.delete always needs approval; keep it in the list",
+        "p.yaml line 6: companies[0].approval.expires_minutes: must be a whole number from 1 to 10080",
+        "p.yaml line 7: companies[0].approval.approvers_channel: write it as slack:C0123ABCD or teams:<conversation "
+        "id>",
+    ]
+
+
+def test_roles_and_their_companies_must_agree() -> None:
+    text = """\
+users:
+  - {email: a@acme.example, role: company_admin}
+  - {email: b@acme.example, role: user, company: acme, companies: [globex]}
+  - {email: s@host.example, role: salesperson}
+  - {email: r@host.example, role: super_admin}
+  - {email: t@host.example, role: salesperson, company: acme, companies: [globex]}
+"""
+    assert problems(text) == [
+        "p.yaml line 2: users[0]: a company_admin needs 'company'",
+        "p.yaml line 3: users[1].companies: only a salesperson is assigned to several companies",
+        "p.yaml line 4: users[2]: a salesperson needs 'companies' (or 'company')",
+    ]
+
+
+def test_identities_need_their_platform_keys() -> None:
+    text = """\
+users:
+  - email: a@acme.example
+    role: super_admin
+    identities:
+      - {platform: discord, user_id: U1}
+      - {platform: slack, user_id: U1}
+      - {platform: teams, tenant_id: t1, aad_object_id: a1, user_id: U1}
+"""
+    assert problems(text) == [
+        "p.yaml line 5: users[0].identities[0]: needs platform: slack or teams",
+        "p.yaml line 6: users[0].identities[1]: 'team_id' is required",
+        "p.yaml line 7: users[0].identities[2].user_id: unknown key (allowed: platform, tenant_id, aad_object_id)",
+    ]
+
+
+def test_duplicates_name_both_places() -> None:
+    text = """\
+companies:
+  - {slug: acme, name: Acme, pools: [{cluster: lab, pool: p1}]}
+  - {slug: acme, name: Acme again}
+  - {slug: globex, name: Globex, pools: [{cluster: lab, pool: p1}]}
+users:
+  - {email: A@acme.example, role: super_admin, identities: [{platform: slack, team_id: T1, user_id: U1}]}
+  - {email: a@acme.example, role: super_admin}
+  - {email: b@acme.example, role: super_admin, identities: [{platform: slack, team_id: T1, user_id: U1}]}
+"""
+    found = problems(text)
+    assert "p.yaml line 3: companies[1]: company acme appears twice (first at p.yaml line 2)" in found
+    assert "p.yaml line 7: users[1]: user a@acme.example appears twice (first at p.yaml line 6)" in found
+    assert any(line.startswith("p.yaml line 8: users[2].identities: identity ") and "first at p.yaml line 6" in line
+               for line in found)
+    assert any(line.startswith("p.yaml line 4: companies[2].pools: pool ") and "first at p.yaml line 2" in line
+               for line in found)
+    assert len(found) == 4
+
+
+def test_emails_and_domains_are_lower_cased() -> None:
+    spec = validate("companies:\n  - {slug: acme, name: Acme, email_domains: [acme.example]}\n"
+                    "users:\n  - {email: Alice@ACME.example, role: user, company: acme}\n")
+    assert spec.users[0].email == "alice@acme.example"
+    assert spec.users[0].name == "alice"
+
+
+def test_broken_yaml_names_the_line() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        LocatedDocument("users:\n\t- {email: a@b.example}\n", source="p.yaml")
+    assert caught.value.user_message == "p.yaml: line 2: found character '\\t' that cannot start any token"
+    assert "\n" not in caught.value.user_message
+
+
+def test_a_secret_in_the_environment_is_never_in_the_spec() -> None:
+    spec = validate(_cluster("{verify: false}"), env={"PVE_LAB_TOKEN": "super-secret-value"})
+    assert "super-secret-value" not in repr(spec)
