@@ -104,6 +104,10 @@ class Hypervisor(Protocol):
 
     def backups(self, *, node: str, storage: str, vmid: int | None = None) -> builtins.list[Backup]: ...
 
+    def backup_storages(self, node: str) -> builtins.list[str]:
+        """The storages of ``node`` that hold backups (one ``/cluster/resources?type=storage`` call)."""
+        ...
+
     def restore(
         self, *, node: str, kind: str, vmid: int, archive: str, storage: str | None = None, force: bool = False
     ) -> TaskRef: ...

@@ -34,6 +34,7 @@ class FakeHypervisor:
     snaps: dict[int, list[Snapshot]] = field(default_factory=dict)
     calls: list[tuple[str, Any]] = field(default_factory=list)
     fail_next: str | None = None
+    backup_files: dict[int, list[Backup]] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -126,7 +127,10 @@ class FakeHypervisor:
         return self._task(ref, "vzdump")
 
     def backups(self, *, node: str, storage: str, vmid: int | None = None) -> list[Backup]:
-        return []
+        return [b for v, found in self.backup_files.items() if vmid in (None, v) for b in found if b.storage == storage]
+
+    def backup_storages(self, node: str) -> list[str]:
+        return ["local"]
 
     def restore(self, *, node: str, kind: str, vmid: int, archive: str, storage: str | None = None,
                 force: bool = False) -> TaskRef:

@@ -1,7 +1,8 @@
 """Reusable fixtures for running the Proxmox gateway against the simulator over real HTTPS.
 
-Import them into a test module (``from tests.proxmox_support import pve_sim, pve_cipher, pve_hypervisors``)
-or into ``tests/conftest.py``. ``pve_sim`` yields ``(sim, server)`` with a small two-node cluster:
+Bind them in a test module (``pve_sim = proxmox_support.pve_sim``: an assignment, so ruff sees no
+unused import shadowed by the test's parameter) or import them into ``tests/conftest.py``.
+``pve_sim`` yields ``(sim, server)`` with a small two-node cluster:
 
 =====  =========  =====  ====  =======  ========
 vmid   name       kind   node  pool     status

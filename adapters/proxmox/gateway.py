@@ -222,6 +222,14 @@ class ProxmoxHypervisor:
         rows = self._api.call("GET", f"/nodes/{node}/storage/{storage}/content", content="backup", vmid=vmid)
         return mapping.backups_from_rows(rows, storage=storage)
 
+    def backup_storages(self, node: str) -> list[str]:
+        rows = self._api.call("GET", "/cluster/resources", type="storage")
+        return sorted(
+            str(row["storage"])
+            for row in rows
+            if row.get("node") == node and "backup" in str(row.get("content", "")).split(",")
+        )
+
     def restore(
         self, *, node: str, kind: str, vmid: int, archive: str, storage: str | None = None, force: bool = False
     ) -> TaskRef:

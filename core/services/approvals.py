@@ -113,6 +113,11 @@ def _preview(deps: Deps, *, action: str, owned: inventory.OwnedGuest, params: di
             if _is_disk(key, value)
         )
         preview["snapshots"] = [s.name for s in hv.snapshots(g.ref)]
+        # backups outlive the guest: the approver should know what stays behind
+        preview["backups"] = sorted(
+            b.volid for storage in hv.backup_storages(g.node) for b in hv.backups(node=g.node, storage=storage,
+                                                                               vmid=g.vmid)
+        )
     elif action in ("snapshot.rollback", "snapshot.delete"):
         snaps = hv.snapshots(g.ref)
         names = [s.name for s in snaps]
@@ -328,6 +333,9 @@ def card(deps: Deps, approval: ApprovalRequest) -> Reply:
         fields.append(Field("Disks deleted", ", ".join(p["disks"]) or "none"))
     if p.get("snapshots") is not None:
         fields.append(Field("Snapshots deleted", ", ".join(p["snapshots"]) or "none"))
+    if p.get("backups") is not None:
+        fields.append(Field("Backups kept", ", ".join(p["backups"][:10]) + (" …" if len(p["backups"]) > 10 else "")
+                            or "none"))
     if p.get("returns_to"):
         fields.append(Field("Returns to", p["returns_to"]))
         fields.append(Field("Newer snapshots", ", ".join(p.get("newer") or []) or "none"))

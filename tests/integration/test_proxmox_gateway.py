@@ -336,6 +336,14 @@ def test_backup_list_and_restore_vm(hv: ProxmoxHypervisor) -> None:
     assert {g.vmid: g for g in hv.inventory()}[150].name == "db-01"
 
 
+def test_backup_storages_are_those_holding_backups(hv: ProxmoxHypervisor,
+                                                   pve_sim: tuple[PveSimulator, SimServer]) -> None:
+    sim, _ = pve_sim
+    before = calls(sim, "/cluster/resources")
+    assert hv.backup_storages("pve1") == ["local"]  # local-lvm holds images only
+    assert calls(sim, "/cluster/resources") == before + 1
+
+
 def test_backup_and_restore_container(hv: ProxmoxHypervisor) -> None:
     assert wait_task(hv, hv.backup(CT, storage="local")).ok
     backup = hv.backups(node="pve1", storage="local")[0]
