@@ -20,19 +20,20 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _path  # noqa: F401  (the repository first on sys.path)
 
-from adapters.crypto import generate_key  # noqa: E402
-from adapters.proxmox.simulator import PveSimulator  # noqa: E402
-from bot.bootstrap import build_app, open_storage  # noqa: E402
-from bot.config import Settings  # noqa: E402
-from bot.dispatch import RateLimiter  # noqa: E402
-from core.chat import CommandRequest, ConversationRef  # noqa: E402
-from core.model import JobState  # noqa: E402
-from core.principal import Scope  # noqa: E402
-from core.services import identity  # noqa: E402
-from tests.support import provision  # noqa: E402
+from adapters.crypto import generate_key
+from adapters.proxmox.simulator import PveSimulator
+from bot.bootstrap import build_app, open_storage
+from bot.config import Settings
+from bot.dispatch import RateLimiter
+from core.chat import CommandRequest, ConversationRef
+from core.model import JobState
+from core.principal import Scope
+from core.services import identity
+from tests.support import provision
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -16,6 +16,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import _path  # noqa: F401  (the repository first on sys.path)
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.crypto import FernetCipher, generate_key  # noqa: E402

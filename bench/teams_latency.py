@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _path  # noqa: F401  (the repository first on sys.path)
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
