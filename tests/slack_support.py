@@ -96,7 +96,9 @@ class ApiCall:
 class FakeSlack:
     """Slack's Web API on loopback: answers like Slack, records every call, refuses invalid blocks."""
 
-    def __init__(self, *, emails: dict[str, tuple[str, str]] | None = None) -> None:
+    def __init__(self, *, emails: dict[str, tuple[str, str]] | None = None, validate: bool = True) -> None:
+        # a benchmark turns validation off: it measures the bot, not this fake
+        self.validate = validate
         # Slack user id -> (team id, email) for users.info
         self.emails = dict(emails or {})
         self.calls: list[ApiCall] = []
@@ -131,6 +133,7 @@ class FakeSlack:
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_post("/response/{hook}", self._response_url)
         app.router.add_get("/link", self._socket)
+        app.router.add_get("/stats", self._stats)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -202,7 +205,7 @@ class FakeSlack:
         expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
         if token != expected:
             return web.json_response({"ok": False, "error": "invalid_auth"})
-        if "blocks" in args:
+        if "blocks" in args and self.validate:
             problems = block_problems(args["blocks"])
             if problems:
                 with self._lock:
@@ -261,6 +264,14 @@ class FakeSlack:
                 self.violations.extend(f"response_url: {p}" for p in problems)
             return web.Response(status=400, text="invalid_blocks")
         return web.Response(text="ok")
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """Calls per method, for a benchmark in another process that waits for the bot to catch up."""
+        with self._lock:
+            counts: dict[str, int] = {}
+            for call in self.calls:
+                counts[call.method] = counts.get(call.method, 0) + 1
+        return web.json_response(counts)
 
     # ---- Socket Mode ----
 

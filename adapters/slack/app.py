@@ -11,6 +11,7 @@ token) opens a websocket from inside the same process instead.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -36,6 +37,8 @@ from core.chat import CommandRequest, MessageRef, Reply
 
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
+# work waits for QUIET seconds without a new request, MAX_DEFER at most (see SlackHandlers._after_acks)
+QUIET, MAX_DEFER = 0.01, 2.0
 
 
 class CommandDispatcher(Protocol):
@@ -67,12 +70,23 @@ class RecentKeys:
 class SlackHandlers:
     """The listeners; each acknowledges, then works, and never lets an exception reach bolt."""
 
-    def __init__(self, dispatcher: CommandDispatcher, poster: SlackPoster) -> None:
+    def __init__(self, dispatcher: CommandDispatcher, poster: SlackPoster, *, max_in_flight: int = 4) -> None:
         self.dispatcher = dispatcher
         self.poster = poster
         self.seen = RecentKeys()
+        # work after the ack shares this process (and its GIL) with the next acks: a few commands
+        # at a time keep acks fast under a burst, the rest wait their turn in memory
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._last_arrival = 0.0
+
+    async def _after_acks(self) -> None:
+        """Acks have Slack's 3-second deadline, replies do not: let a burst be acknowledged first."""
+        deadline = time.monotonic() + MAX_DEFER
+        while time.monotonic() - self._last_arrival < QUIET and time.monotonic() < deadline:
+            await asyncio.sleep(QUIET)
 
     async def on_command(self, ack: Callable[[], Awaitable[None]], body: dict[str, Any]) -> None:
+        self._last_arrival = time.monotonic()
         await ack()
         await self._guarded(self._run, translate.slash_command(body))
 
@@ -88,6 +102,7 @@ class SlackHandlers:
             await self._guarded(self._run, incoming)
 
     async def on_button(self, ack: Callable[[], Awaitable[None]], body: dict[str, Any]) -> None:
+        self._last_arrival = time.monotonic()
         await ack()
         press = translate.button_press(body)
         if press is None or not self.seen.first("btn:" + press.dedupe_key):
@@ -96,7 +111,9 @@ class SlackHandlers:
 
     async def _guarded(self, work: Callable[[Any], Awaitable[None]], incoming: translate.Incoming) -> None:
         try:
-            await work(incoming)
+            async with self._in_flight:
+                await self._after_acks()
+                await work(incoming)
         except Exception:
             log.exception("could not answer a Slack request")
 
@@ -156,23 +173,24 @@ class SlackHandlers:
 
 
 def build_bolt_app(
-    *, dispatcher: CommandDispatcher, bot_token: str, signing_secret: str | None, base_url: str | None = None
+    *, dispatcher: CommandDispatcher, bot_token: str, signing_secret: str | None, base_url: str | None = None,
+    max_in_flight: int = 4,
 ) -> AsyncApp:
     """The bolt app with pvebot's listeners; ``signing_secret`` may be None in Socket Mode only."""
-    client = AsyncWebClient(
-        token=bot_token,
-        base_url=api_url(base_url),
-        timeout=15,
-        retry_handlers=[AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
-    )
     bolt = AsyncApp(
         name="pvebot",
-        client=client,
+        token=bot_token,
         signing_secret=signing_secret or "",
         process_before_response=False,
         logger=logging.getLogger("pvebot.slack.bolt"),
     )
-    handlers = SlackHandlers(dispatcher, SlackPoster(client))
+    # bolt builds its client from the token (passing our own makes it warn when SLACK_BOT_TOKEN is
+    # also in the environment, which it reads itself): point that client at our base URL
+    client: AsyncWebClient = bolt.client
+    client.base_url = api_url(base_url)
+    client.timeout = 15
+    client.retry_handlers = [AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=3)]
+    handlers = SlackHandlers(dispatcher, SlackPoster(client), max_in_flight=max_in_flight)
     # any command name: a workspace may install the app as /proxmox instead of /pve
     bolt.command(re.compile(r"^/.+"))(handlers.on_command)
     bolt.event("app_mention")(handlers.on_mention)

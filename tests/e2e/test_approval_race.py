@@ -9,6 +9,7 @@ decided and when.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import pytest
 from bot.bootstrap import App, Storage
 from core.chat import CommandRequest, IdentityKey, Reply, Severity
 from core.ids import show_approval
-from core.model import ApprovalState
+from core.model import ApprovalState, GuestRef, GuestStatus
 from core.principal import Scope
 from core.services import jobs
 from tests.fakes import FakeClock, FakeHypervisor, FakeHypervisors, FakeQueue
@@ -30,11 +31,21 @@ APPROVERS = ("alice@acme.example", "erin@acme.example", "root@host.example")
 NAMES = {"alice@acme.example": "Alice Admin", "erin@acme.example": "Erin Admin", "root@host.example": "Root"}
 
 
+class SlowHypervisor(FakeHypervisor):
+    """A Proxmox that takes ``status_delay`` seconds to answer a status call, as a busy one does."""
+
+    status_delay = 0.0
+
+    def status(self, ref: GuestRef) -> GuestStatus:
+        time.sleep(self.status_delay)
+        return super().status(ref)
+
+
 @dataclass
 class Race:
     app: App
     chat: ChatDriver
-    lab: FakeHypervisor
+    lab: SlowHypervisor
     queue: FakeQueue
 
 
@@ -44,7 +55,7 @@ def race() -> Iterator[Race]:
         storage: Storage = make_storage(url, clock=FakeClock())
         provision(storage)
         hypervisors = FakeHypervisors()
-        lab = hypervisors.cluster("lab")
+        lab = hypervisors.clusters["lab"] = SlowHypervisor(cluster_name="lab")
         lab.add(101, "web-01", pool="acme")
         lab.add(102, "db-01", pool="acme", status="stopped")
         queue = FakeQueue()
@@ -75,7 +86,7 @@ def at_once(race: Race, presses: list[tuple[str, str, str]]) -> list[tuple[str, 
         try:
             barrier.wait(timeout=10)
             answers[i] = (who, click(race, text, as_=who, request_id=request_id))
-        except BaseException as e:  # noqa: B036 - re-raised in the main thread below
+        except BaseException as e:  # reported by the main thread below
             errors.append(e)
 
     threads = [threading.Thread(target=press, args=(i, *p)) for i, p in enumerate(presses)]
@@ -109,7 +120,7 @@ def test_many_approvers_at_once_run_it_exactly_once(race: Race, command: str, ca
     won = [(who, r) for who, r in answers if r.severity is Severity.SUCCESS]
     assert len(won) == 1, [r.text for _, r in answers]
     winner, _ = won[0]
-    for who, reply in answers:
+    for _, reply in answers:
         if reply.severity is not Severity.SUCCESS:
             assert reply.severity is Severity.ERROR
             assert reply.text.startswith(f"{label} was already approved by {NAMES[winner]} at 2026-11-21 09:00 UTC"), \
@@ -165,3 +176,16 @@ def test_the_same_click_delivered_twice_decides_once(race: Race) -> None:
     assert len(race.queue.enqueued) == 1
     assert run_queue(race) == ["succeeded"]
     assert destructive_calls(race) == [("qmstop", 101)]
+
+
+def test_the_same_command_delivered_many_times_at_once_makes_one_request(race: Race) -> None:
+    # a platform retries while the first delivery still waits for Proxmox's answer to the preview
+    race.lab.status_delay = 0.2
+    answers = at_once(race, [("vm delete db-01 --reason cleanup", "bob@acme.example", "slack-evt-9")] * N)
+
+    ids = {r.approval_id for _, r in answers}
+    assert len(ids) == 1 and None not in ids, [r.text for _, r in answers]
+    with race.app.deps.uow_factory(Scope.everything()) as uow:
+        assert [a.id for a in uow.approvals.list(limit=100) if a.request_id == "slack-evt-9"] == list(ids)
+        requested = [e for e in uow.audit.query(limit=1000) if e.action == "approval.requested"]
+    assert len(requested) == 1

@@ -8,7 +8,7 @@ hypervisor's ``calls`` say what reached Proxmox.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -18,7 +18,17 @@ from bot.bootstrap import App, Storage
 from core.chat import Reply, Severity
 from core.errors import ConfigurationError
 from core.ids import show_approval, show_job
-from core.model import ApprovalRequest, ApprovalState, AuditEvent, GuestRef, GuestStatus, Job, JobState, Snapshot
+from core.model import (
+    ApprovalRequest,
+    ApprovalState,
+    AuditEvent,
+    Backup,
+    GuestRef,
+    GuestStatus,
+    Job,
+    JobState,
+    Snapshot,
+)
 from core.principal import Scope
 from core.services import jobs
 from tests.fakes import FakeClock, FakeHypervisor, FakeHypervisors, FakeQueue
@@ -56,7 +66,6 @@ class World:
     queue: FakeQueue
     clock: FakeClock
     ran: int = 0
-    results: list[str] = field(default_factory=list)
 
     @property
     def storage(self) -> Storage:
@@ -109,6 +118,14 @@ def make_world(storage: Storage, clock: FakeClock, doc: str = STANDARD_DOC) -> W
     lab.snaps[101] = [Snapshot("base"), Snapshot("pre-upgrade", parent="base"),
                       Snapshot("post-upgrade", parent="pre-upgrade")]
     lab.snaps[102] = [Snapshot("nightly"), Snapshot("before-migration", parent="nightly")]
+    lab.backup_files[102] = [
+        Backup(volid="local:backup/vzdump-qemu-102-2026_11_20-01_00_00.vma.zst", storage="local", vmid=102,
+               size=3 * 1024**3, ctime=1795136400),
+        Backup(volid="local:backup/vzdump-qemu-102-2026_11_19-01_00_00.vma.zst", storage="local", vmid=102,
+               size=3 * 1024**3, ctime=1795050000),
+    ]
+    lab.backup_files[101] = [Backup(volid="local:backup/vzdump-qemu-101-2026_11_20-01_00_00.vma.zst",
+                                    storage="local", vmid=101, size=1024**3, ctime=1795136400)]
     queue = FakeQueue()
     app = test_app(storage, hypervisors=hypervisors, queue=queue)
     return World(app=app, chat=ChatDriver(app), lab=lab, queue=queue, clock=clock)
@@ -151,6 +168,9 @@ def test_delete_becomes_a_card_with_a_dry_run_preview_and_nothing_runs(world: Wo
         "Disks deleted": "efidisk0: local-lvm:vm-102-disk-2 (4M), scsi0: local-lvm:vm-102-disk-0 (32G), "
                          "scsi1: ceph:vm-102-disk-1 (100G)",
         "Snapshots deleted": "nightly, before-migration",
+        # backups outlive the VM; only this VM's are listed
+        "Backups kept": "local:backup/vzdump-qemu-102-2026_11_19-01_00_00.vma.zst, "
+                        "local:backup/vzdump-qemu-102-2026_11_20-01_00_00.vma.zst",
         "Current state": "stopped",
         "Expires": "2026-11-21 09:30 UTC",
     }
@@ -415,27 +435,35 @@ def test_deny_with_a_reason(world: World) -> None:
     assert last.actions == ()
 
 
-@pytest.mark.parametrize("change", ["deleted in Proxmox", "moved to another company's pool"])
-def test_the_vm_changed_between_request_and_approval(world: World, change: str) -> None:
+@pytest.mark.parametrize(("change", "why"), [
+    ("deleted in Proxmox", "VM db-01 no longer exists"),
+    ("moved to another company's pool", "VM db-01 no longer exists"),
+    ("requester deactivated", "the requester is no longer active"),
+])
+def test_the_world_changed_between_request_and_approval(world: World, change: str, why: str) -> None:
     card = world.chat.run("vm delete db-01 --reason cleanup", as_=BOB)
     label = apr(card)
     if change == "deleted in Proxmox":
         del world.lab.guests[102]
-    else:
+    elif change == "moved to another company's pool":
         world.lab.guests[102] = replace(world.lab.guests[102], pool="globex")
+    else:
+        bob = "{email: bob@acme.example, name: Bob User, role: user, company: acme,"
+        assert bob in STANDARD_DOC
+        provision(world.storage, STANDARD_DOC.replace(bob, bob + " active: false,"))
 
     answer = world.chat.run(f"approve {label}", as_=ALICE)
 
     assert answer.severity is Severity.ERROR
-    assert answer.text == f"{label} cannot run: VM db-01 no longer exists. Nothing was done."
+    assert answer.text == f"{label} cannot run: {why}. Nothing was done."
     assert world.queue.enqueued == [] and world.jobs() == []
     assert world.proxmox_calls() == []
     stored = world.approval(card)
     assert stored.state is ApprovalState.FAILED and stored.job_id is None
     [failed] = world.audit("approval.failed")
-    assert failed.detail == {"note": "VM db-01 no longer exists"}
+    assert (failed.actor, failed.detail) == (ALICE, {"note": why})
     again = world.chat.run(f"approve {label}", as_=ERIN)
-    assert again.text == f"{label} was closed at 2026-11-21 09:00 UTC: VM db-01 no longer exists"
+    assert again.text == f"{label} was closed at 2026-11-21 09:00 UTC: {why}"
     # the card does not offer buttons that can no longer work
     entries = OutboxReader(world.storage.engine, world.chat.conversation.channel).poll()
     assert entries_of(entries, stored.message_ref["message_id"])[-1].actions == ()

@@ -3,19 +3,25 @@ against a recording fake of Slack's Web API."""
 
 from __future__ import annotations
 
+import logging
 import time
 
+import pytest
+
 from core.principal import Scope
-from tests.slack_support import (  # noqa: F401  (pytest fixtures)
+from tests import slack_support
+from tests.slack_support import (
     BOT_TOKEN,
     CHANNEL,
     SlackBot,
     all_text,
-    fake_slack,
     posted,
     sign,
-    slack_bot,
 )
+
+# the shared fixtures, by name
+fake_slack = slack_support.fake_slack
+slack_bot = slack_support.slack_bot
 
 
 async def test_slash_command_is_acked_at_once_and_answered_with_block_kit(slack_bot: SlackBot) -> None:
@@ -32,3 +38,121 @@ async def test_slash_command_is_acked_at_once_and_answered_with_block_kit(slack_
 async def test_healthz(slack_bot: SlackBot) -> None:
     async with slack_bot.slack.session.get(slack_bot.slack.bot_url + "/healthz") as response:
         assert response.status == 200 and (await response.json()) == {"status": "ok"}
+
+
+def _commands_audited(bot: SlackBot) -> list[str]:
+    with bot.app.deps.uow_factory(Scope.everything()) as uow:
+        return [e.target for e in uow.audit.query(limit=100) if e.action == "command"]
+
+
+async def test_forged_signature_and_stale_timestamp_get_401_and_run_nothing(slack_bot: SlackBot) -> None:
+    slack = slack_bot.slack
+    forged = await slack.command("vm start db-01", as_="bob@acme.example", signature="v0=" + "0" * 64)
+    stale_ts = int(time.time()) - 6 * 60
+    body = "team_id=T0ACME&user_id=U0BOB&channel_id=C0OPS&command=%2Fpve&text=vm+start+db-01&trigger_id=1"
+    stale = await slack.post(body, content_type="application/x-www-form-urlencoded", timestamp=stale_ts,
+                             signature=sign(body, timestamp=stale_ts))
+    wrong_secret = await slack.post(body, content_type="application/x-www-form-urlencoded",
+                                    signature=sign(body, timestamp=int(time.time()), secret="not-the-secret"))
+    assert (forged.status, stale.status, wrong_secret.status) == (401, 401, 401)
+    # a valid command afterwards proves the bot was listening; nothing before it ran
+    await slack.command("whoami", as_="bob@acme.example")
+    await slack_bot.fake.wait_for(lambda f: posted(f))
+    assert _commands_audited(slack_bot) == ["whoami"]
+    assert slack_bot.hypervisors.cluster("lab").guests[102].status == "stopped"
+    assert [c.method for c in slack_bot.fake.calls if c.method.startswith("chat.")] == ["chat.postMessage"]
+
+
+def _final(bot: SlackBot, thread: str, needle: str) -> dict | None:
+    messages = posted(bot.fake, thread=thread)
+    return messages[0] if messages and needle in all_text(messages[0]) else None
+
+
+async def test_job_progress_threads_under_the_reply_and_is_edited_in_place(slack_bot: SlackBot) -> None:
+    fake = slack_bot.fake
+    assert (await slack_bot.slack.command("vm start db-01", as_="bob@acme.example")).status == 200
+    reply = (await fake.wait_for(lambda f: posted(f)))[0]
+    assert "queued job-" in all_text(reply)
+    progress = await fake.wait_for(lambda f: _final(slack_bot, reply["ts"], "done in"))
+    assert "start db-01" in all_text(progress)
+    updates = [c for c in fake.of("chat.update") if c.args["ts"] == progress["ts"]]
+    assert len(updates) >= 2
+    posts = [c for c in fake.of("chat.postMessage") if c.args.get("thread_ts") == reply["ts"]]
+    assert len(posts) == 1  # one progress message, edited
+    moments = [posts[0].at] + [u.at for u in updates]
+    assert all(later - earlier >= 0.95 for earlier, later in zip(moments, moments[1:], strict=False))
+    # progress never depends on the command's response_url (5 uses, 30 minutes): bot token only
+    assert fake.of("response_url") == []
+    assert {c.token for c in fake.of("chat.postMessage", "chat.update")} == {BOT_TOKEN}
+    assert slack_bot.hypervisors.cluster("lab").guests[102].status == "running"
+    assert fake.violations == []
+
+
+async def test_a_429_is_retried_after_retry_after(slack_bot: SlackBot) -> None:
+    fake = slack_bot.fake
+    fake.rate_limit_next("chat.postMessage", retry_after=1)
+    await slack_bot.slack.command("whoami", as_="bob@acme.example")
+    reply = (await fake.wait_for(lambda f: posted(f)))[0]
+    assert "Bob User" in all_text(reply)
+    attempts = fake.of("chat.postMessage")
+    assert len(attempts) == 2 and attempts[1].at - attempts[0].at >= 1.0
+
+
+def _ephemerals(bot: SlackBot, user: str) -> list[str]:
+    return [all_text(c.args) for c in bot.fake.of("chat.postEphemeral") if c.args["user"] == user]
+
+
+async def test_approval_card_buttons_decide_once_and_show_who_decided(slack_bot: SlackBot) -> None:
+    fake, slack = slack_bot.fake, slack_bot.slack
+    await slack.command("vm delete db-01 --reason cleanup", as_="bob@acme.example")
+    card = (await fake.wait_for(lambda f: posted(f)))[0]
+    assert "approval needed for vm.delete" in all_text(card)
+    buttons = [e for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert [(b["text"]["text"], b.get("style")) for b in buttons] == [("Approve", "primary"), ("Deny", "danger")]
+    assert buttons[0]["value"].startswith("approve apr-")
+
+    # the requester may not decide: answered to them alone, nothing changes
+    await slack.click(card, "Approve", as_="bob@acme.example")
+    await fake.wait_for(lambda f: _ephemerals(slack_bot, "U0BOB"))
+    assert "cannot use 'approve'" in _ephemerals(slack_bot, "U0BOB")[0]
+
+    # alice approves; the same press delivered twice runs once
+    action_ts, trigger = f"{time.time():.6f}", "555.1.same"
+    first = await slack.click(card, "Approve", as_="alice@acme.example", action_ts=action_ts, trigger_id=trigger)
+    again = await slack.click(card, "Approve", as_="alice@acme.example", action_ts=action_ts, trigger_id=trigger)
+    assert first.status == again.status == 200
+    done = await fake.wait_for(lambda f: [m for m in posted(f, thread=card["ts"]) if "done in" in all_text(m)])
+    assert "delete db-01" in all_text(done[0])
+    assert 102 not in slack_bot.hypervisors.cluster("lab").guests
+
+    updated = fake.messages[(CHANNEL, card["ts"])]
+    assert "Approved* by <@U0ALICE>" in all_text(updated)
+    assert not [b for b in updated["blocks"] if b["type"] == "actions"]
+    answers = [m for m in posted(fake, thread=card["ts"]) if "approved apr-" in all_text(m)]
+    assert len(answers) == 1
+
+    # a second approver clicking the stale card is told who decided
+    await slack.click(card, "Approve", as_="erin@acme.example")
+    told = await fake.wait_for(lambda f: _ephemerals(slack_bot, "U0ERIN"))
+    assert "already approved by Alice Admin" in told[0]
+    assert len([c for c in slack_bot.hypervisors.cluster("lab").calls if c[0] == "qmdestroy"]) == 1
+    assert fake.violations == []
+
+
+async def test_deny_button_marks_the_card_denied(slack_bot: SlackBot) -> None:
+    fake, slack = slack_bot.fake, slack_bot.slack
+    await slack.command("vm delete db-01", as_="bob@acme.example")
+    card = (await fake.wait_for(lambda f: posted(f)))[0]
+    await slack.click(card, "Deny", as_="alice@acme.example")
+    await fake.wait_for(lambda f: "Denied* by <@U0ALICE>" in all_text(f.messages[(CHANNEL, card["ts"])]))
+    assert 102 in slack_bot.hypervisors.cluster("lab").guests
+
+
+async def test_secrets_stay_out_of_logs_and_reprs(slack_bot: SlackBot, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.slack_support import SIGNING_SECRET
+
+    caplog.set_level(logging.DEBUG)
+    await slack_bot.slack.command("vm start db-01", as_="bob@acme.example")
+    await slack_bot.fake.wait_for(lambda f: [m for m in f.messages.values() if "done in" in all_text(m)])
+    shown = caplog.text + repr(slack_bot.app.settings) + repr(slack_bot.app.notifier._notifiers)
+    assert BOT_TOKEN not in shown and SIGNING_SECRET not in shown

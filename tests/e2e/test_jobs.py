@@ -1,0 +1,383 @@
+"""End to end: the life of a job, from the chat command to the worker and back into the thread.
+
+Commands go through the dispatcher (:class:`ChatDriver`) on SQLite and MariaDB; Proxmox is
+:class:`FakeHypervisors`, the queue :class:`FakeQueue`, and the worker is ``jobs.run`` called here.
+What the user sees is read back from the shell outbox, where every post and edit is a row.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from adapters.shell.outbox import OutboxReader
+from bot.bootstrap import App, Storage
+from core.chat import Reply, Severity
+from core.ids import show_job
+from core.model import AuditEvent, Job, JobState, TaskRef, TaskStatus
+from core.principal import Scope
+from core.services import jobs
+from tests.fakes import FakeClock, FakeHypervisor, FakeHypervisors, FakeQueue
+from tests.support import ChatDriver, provision, test_app
+
+BOB = "bob@acme.example"
+ALICE = "alice@acme.example"
+CAROL = "carol@globex.example"
+DAVE = "dave@globex.example"
+SAM = "sam@host.example"
+
+
+class BusyHypervisor(FakeHypervisor):
+    """A Proxmox whose tasks are still running for ``busy_polls`` polls; ``meanwhile`` runs at each of them."""
+
+    busy_polls = 0
+    meanwhile: Callable[[], object] | None = None
+
+    def task_status(self, task: TaskRef) -> TaskStatus:
+        if self.busy_polls <= 0:
+            return super().task_status(task)
+        self.busy_polls -= 1
+        if self.meanwhile is not None:
+            self.meanwhile()
+        return TaskStatus(running=True, percent=40.0, log_tail=("transferred 1.6 GiB of 4.0 GiB",))
+
+
+@dataclass
+class World:
+    app: App
+    chat: ChatDriver
+    lab: BusyHypervisor
+    queue: FakeQueue
+    clock: FakeClock
+    outbox: OutboxReader
+    seen: list[tuple[str, Reply]] = field(default_factory=list)
+
+    def job(self, job_id: str) -> Job:
+        with self.app.deps.uow_factory(Scope.everything()) as uow:
+            found = uow.jobs.get(job_id)
+        assert found is not None
+        return found
+
+    def all_jobs(self) -> list[Job]:
+        with self.app.deps.uow_factory(Scope.everything()) as uow:
+            return uow.jobs.list(limit=100)
+
+    def audit(self, action: str) -> list[AuditEvent]:
+        with self.app.deps.uow_factory(Scope.everything()) as uow:
+            return [e for e in uow.audit.query(limit=1000) if e.action == action]
+
+    def messages(self, message_id: str) -> list[Reply]:
+        """Every state the message went through so far, oldest first."""
+        self.seen.extend((e.message_id, e.reply) for e in self.outbox.poll())
+        return [reply for mid, reply in self.seen if mid == message_id]
+
+    def posted_id(self, reply: Reply) -> str:
+        """The message id the chat gave the reply just posted (the last post of it in the outbox)."""
+        self.seen.extend((e.message_id, e.reply) for e in self.outbox.poll())
+        return next(mid for mid, r in reversed(self.seen) if r == reply)
+
+    def power_calls(self) -> list[tuple[str, Any]]:
+        return [c for c in self.lab.calls if c[0].startswith("qm")]
+
+    def claim(self, job_id: str) -> None:
+        """What a worker does first; leaves the job running as if the worker were busy (or dead)."""
+        with self.app.deps.uow_factory(Scope.everything()) as uow:
+            assert uow.jobs.claim(job_id, now=self.clock.now())
+            uow.commit()
+
+
+@pytest.fixture
+def world(storage: Storage, clock: FakeClock) -> World:
+    provision(storage)
+    hypervisors = FakeHypervisors()
+    lab = hypervisors.clusters["lab"] = BusyHypervisor(cluster_name="lab")
+    lab.add(101, "web-01", pool="acme")
+    lab.add(102, "db-01", pool="acme", status="stopped")
+    lab.add(201, "gx-01", pool="globex")
+    queue = FakeQueue()
+    app = test_app(storage, hypervisors=hypervisors, queue=queue)
+    chat = ChatDriver(app)
+    return World(app=app, chat=chat, lab=lab, queue=queue, clock=clock,
+                 outbox=OutboxReader(storage.engine, chat.conversation.channel))
+
+
+def queued(world: World, command: str, *, as_: str = BOB, request_id: str | None = None) -> Job:
+    reply = world.chat.run(command, as_=as_, request_id=request_id)
+    assert reply.job_id is not None, reply.plain_text()
+    return world.job(reply.job_id)
+
+
+def test_a_job_goes_queued_running_succeeded_with_progress_in_the_commands_thread(world: World) -> None:
+    reply = world.chat.run("vm start db-01", as_=BOB)
+
+    assert reply.job_id is not None
+    label = show_job(reply.job_id)
+    assert reply.text == f"⏳ queued {label}: start db-01 (lab/102)"
+    job = world.job(reply.job_id)
+    assert job.state is JobState.QUEUED and job.started_at is None
+    assert world.queue.enqueued == [(jobs.RUN_JOB, job.id, {"job_id": job.id})]
+    # the worker reports under the reply that announced the job
+    assert job.conversation["thread"] == world.posted_id(reply)
+    assert world.power_calls() == []
+
+    assert jobs.run(world.app.deps, job.id) == "succeeded"
+
+    done = world.job(job.id)
+    assert done.state is JobState.SUCCEEDED
+    assert done.started_at == done.finished_at == world.clock.now()
+    assert done.upid is not None and ":qmstart:102:" in done.upid
+    assert done.progress == "start 100% — TASK OK"
+    assert world.power_calls() == [("qmstart", 102)]
+    assert world.lab.guests[102].status == "running"
+    progress = world.messages(done.message_ref["message_id"])
+    assert [m.text for m in progress] == ["🔄 running (0 s)", "🔄 running start 100% — TASK OK (0 s)", "✅ done in 0 s"]
+    assert {m.title for m in progress} == {f"{label}: start db-01 (lab/102)"}
+    assert progress[-1].severity is Severity.SUCCESS
+    assert done.message_ref["conversation"]["thread"] == job.conversation["thread"]
+    assert [e.outcome for e in world.audit("vm.start")] == ["queued", "succeeded"]
+
+
+def test_progress_of_a_long_task_is_edited_into_one_message_in_order(world: World) -> None:
+    job = queued(world, "vm start db-01")
+    world.lab.busy_polls = 2
+
+    assert jobs.run(world.app.deps, job.id) == "succeeded"
+
+    done = world.job(job.id)
+    assert [m.text for m in world.messages(done.message_ref["message_id"])] == [
+        "🔄 running (0 s)",
+        "🔄 running start 40% — transferred 1.6 GiB of 4.0 GiB (0 s)",
+        "🔄 running start 40% — transferred 1.6 GiB of 4.0 GiB (0 s)",
+        "🔄 running start 100% — TASK OK (0 s)",
+        "✅ done in 0 s",
+    ]
+
+
+def test_cancel_a_running_job_stops_its_proxmox_task(world: World) -> None:
+    job = queued(world, "vm start db-01")
+    label = show_job(job.id)
+    answers: list[Reply] = []
+
+    def user_cancels() -> None:
+        world.lab.meanwhile = None
+        answers.append(world.chat.run(f"job cancel {label}", as_=BOB))
+
+    world.lab.busy_polls, world.lab.meanwhile = 5, user_cancels
+
+    assert jobs.run(world.app.deps, job.id) == "cancelled"
+
+    assert [a.text for a in answers] == [f"asked {label} to stop; its message will say when it has"]
+    stopped = world.job(job.id)
+    assert (stopped.state, stopped.result) == (JobState.CANCELLED, "cancelled while running")
+    assert world.lab.calls[-1] == ("cancel", stopped.upid)
+    assert world.messages(stopped.message_ref["message_id"])[-1].text == "⛔ cancelled: cancelled while running"
+
+
+def test_a_failing_proxmox_task_fails_the_job_and_says_why(world: World) -> None:
+    job = queued(world, "vm reboot web-01")
+    world.lab.fail_next = "can't lock file '/var/lock/qemu-server/lock-101.conf' - got timeout"
+
+    assert jobs.run(world.app.deps, job.id) == "failed"
+
+    failed = world.job(job.id)
+    reason = "Proxmox task reboot failed: can't lock file '/var/lock/qemu-server/lock-101.conf' - got timeout"
+    assert failed.state is JobState.FAILED
+    assert failed.result == reason
+    last = world.messages(failed.message_ref["message_id"])[-1]
+    assert last.severity is Severity.ERROR
+    assert last.text == f"❌ failed: {reason}"
+    [event] = [e for e in world.audit("vm.reboot") if e.outcome == "failed"]
+    assert event.detail == {"job": show_job(job.id), "result": reason}
+    status = world.chat.run(f"job status {show_job(job.id)}", as_=BOB)
+    assert {f.label: f.value for f in status.fields}["Result"] == reason
+
+
+def test_a_job_whose_vm_vanished_fails_without_touching_proxmox(world: World) -> None:
+    job = queued(world, "vm start db-01")
+    del world.lab.guests[102]
+
+    assert jobs.run(world.app.deps, job.id) == "failed"
+    assert world.job(job.id).result == "VM db-01 is gone or no longer yours"
+    assert world.power_calls() == []
+
+
+def test_a_job_delivered_twice_runs_once(world: World) -> None:
+    job = queued(world, "vm shutdown web-01")
+
+    assert jobs.run(world.app.deps, job.id) == "succeeded"
+    assert jobs.run(world.app.deps, job.id) == "skipped"
+    assert world.power_calls() == [("qmshutdown", 101)]
+    assert [e.outcome for e in world.audit("vm.shutdown")] == ["queued", "succeeded"]
+
+
+def test_a_job_delivered_to_several_workers_at_once_runs_once(world: World) -> None:
+    job = queued(world, "vm shutdown web-01")
+    barrier = threading.Barrier(4)
+    results: list[str] = []
+
+    def worker() -> None:
+        barrier.wait(timeout=10)
+        results.append(jobs.run(world.app.deps, job.id))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+    assert sorted(results) == ["skipped", "skipped", "skipped", "succeeded"]
+    assert world.power_calls() == [("qmshutdown", 101)]
+
+
+def test_a_redelivered_command_gives_the_same_job(world: World) -> None:
+    first = world.chat.run("vm start db-01", as_=BOB, request_id="slack-evt-42")
+    again = world.chat.run("vm start db-01", as_=BOB, request_id="slack-evt-42")
+
+    assert first.job_id is not None
+    assert again.text == f"already received: {show_job(first.job_id)} (queued)"
+    assert again.job_id is None  # so that posting it starts nothing
+    assert len(world.all_jobs()) == 1
+    assert len(world.queue.enqueued) == 1
+
+
+def test_a_command_redelivered_while_the_first_is_still_in_progress_gives_the_same_job(world: World) -> None:
+    # a platform retries a slow answer: the same event arrives again before the first one is done
+    barrier = threading.Barrier(6)
+    answers: list[Reply] = []
+
+    def deliver() -> None:
+        barrier.wait(timeout=10)
+        answers.append(world.chat.run("vm start db-01", as_=BOB, request_id="slack-evt-7"))
+
+    threads = [threading.Thread(target=deliver) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+    [job] = world.all_jobs()
+    texts = sorted(a.text for a in answers)
+    assert texts == sorted([f"⏳ queued {show_job(job.id)}: start db-01 (lab/102)"]
+                           + [f"already received: {show_job(job.id)} (queued)"] * 5)
+    assert len(world.queue.enqueued) == 1
+    assert [e.outcome for e in world.audit("vm.start")] == ["queued"]
+
+
+def test_job_status_and_list(world: World) -> None:
+    job = queued(world, "vm start db-01")
+    other = queued(world, "vm shutdown web-01", as_=ALICE)
+
+    status = world.chat.run(f"job status {show_job(job.id)}", as_=BOB)
+    assert status.title == f"{show_job(job.id)}: start db-01 (lab/102)"
+    assert status.text == "⏳ queued"
+    assert {f.label: f.value for f in status.fields} == {
+        "State": "queued", "Queued": "2026-11-21 09:00:00 UTC", "Running for": "0 s"}
+
+    world.clock.advance(minutes=3)
+    jobs.run(world.app.deps, job.id)
+    status = world.chat.run(f"job status {job.id}", as_=BOB)  # the bare id works too
+    fields = {f.label: f.value for f in status.fields}
+    assert (fields["State"], fields["Took"], fields["Result"]) == ("succeeded", "0 s", "done")
+    assert fields["Proxmox task"] == world.job(job.id).upid
+
+    listed = world.chat.run("job list", as_=BOB)
+    assert listed.table is not None
+    assert sorted(row[:3] for row in listed.table.rows) == sorted([
+        (show_job(job.id), "succeeded", "start db-01 (lab/102)"),
+        (show_job(other.id), "queued", "shut down web-01 (lab/101)"),
+    ])
+    active = world.chat.run("job list --active", as_=BOB)
+    assert active.table is not None
+    assert [row[0] for row in active.table.rows] == [show_job(other.id)]
+    # a salesperson assigned to acme reads acme's jobs
+    sales = world.chat.run("job list", as_=SAM)
+    assert sales.table is not None and len(sales.table.rows) == 2
+
+
+def test_cancel_a_queued_job(world: World) -> None:
+    job = queued(world, "vm start db-01")
+
+    answer = world.chat.run(f"job cancel {show_job(job.id)}", as_=BOB)
+
+    assert answer.severity is Severity.SUCCESS
+    assert answer.text == f"{show_job(job.id)} cancelled"
+    cancelled = world.job(job.id)
+    assert cancelled.state is JobState.CANCELLED
+    assert cancelled.result == "cancelled by Bob User"
+    assert world.queue.cancelled == [job.id]
+    assert world.messages(cancelled.message_ref["message_id"])[-1].text == "⛔ cancelled: cancelled by Bob User"
+    [event] = world.audit("job.cancel")
+    assert (event.actor, event.target) == (BOB, show_job(job.id))
+    # the queue may still deliver it: it does not run
+    assert jobs.run(world.app.deps, job.id) == "skipped"
+    assert world.power_calls() == []
+    again = world.chat.run(f"job cancel {show_job(job.id)}", as_=BOB)
+    assert again.text == f"{show_job(job.id)} already cancelled"
+    assert world.chat.run(f"job cancel {show_job(job.id)}", as_=SAM).text == \
+        "your role (salesperson) cannot use 'job cancel'"
+
+
+def test_cancel_a_running_job_asks_its_worker(world: World) -> None:
+    job = queued(world, "vm start db-01")
+    world.claim(job.id)
+
+    answer = world.chat.run(f"job cancel {show_job(job.id)}", as_=ALICE)
+
+    assert answer.text == f"asked {show_job(job.id)} to stop; its message will say when it has"
+    stored = world.job(job.id)
+    assert stored.state is JobState.RUNNING and stored.cancel_requested
+
+
+def test_the_reaper_fails_jobs_whose_worker_died(world: World) -> None:
+    dead = queued(world, "vm start db-01")
+    alive = queued(world, "vm shutdown web-01")
+    world.claim(dead.id)
+    world.clock.advance(minutes=20)
+    world.claim(alive.id)
+
+    assert jobs.reap(world.app.deps, stale_after=timedelta(minutes=10)) == 1
+
+    failed = world.job(dead.id)
+    assert failed.state is JobState.FAILED
+    assert failed.result == "the worker stopped while running it"
+    last = world.messages(failed.message_ref["message_id"])[-1]
+    assert last.text == "❌ failed: the worker stopped while running it"
+    assert failed.message_ref["conversation"]["thread"] == dead.conversation["thread"]
+    assert world.job(alive.id).state is JobState.RUNNING
+    assert [e.outcome for e in world.audit("vm.start")] == ["queued", "failed"]
+    # the dead worker's job is not run again by a late delivery
+    assert jobs.run(world.app.deps, dead.id) == "skipped"
+
+
+def test_the_reaper_fails_jobs_that_were_never_started(world: World) -> None:
+    lost = queued(world, "vm start db-01")
+    world.clock.advance(minutes=5)
+    fresh = queued(world, "vm shutdown web-01")
+
+    count = jobs.reap(world.app.deps, stale_after=timedelta(minutes=10), queued_before=world.clock.now())
+
+    assert count == 1
+    assert world.job(lost.id).result == "it was never started (pvebot restarted)"
+    assert world.job(fresh.id).state is JobState.QUEUED
+    assert jobs.run(world.app.deps, lost.id) == "skipped"
+
+
+def test_another_company_cannot_see_or_cancel_a_job(world: World) -> None:
+    job = queued(world, "vm start db-01")
+    label = show_job(job.id)
+    mine = queued(world, "vm start gx-01", as_=DAVE)
+
+    for who in (CAROL, DAVE):
+        assert world.chat.run(f"job status {label}", as_=who).text == f"{label} not found"
+        assert world.chat.run(f"job cancel {label}", as_=who).text == f"{label} not found"
+        listed = world.chat.run("job list", as_=who)
+        assert listed.table is not None
+        assert [row[0] for row in listed.table.rows] == [show_job(mine.id)]
+    assert world.job(job.id).state is JobState.QUEUED
+    # and bob cannot see globex's
+    assert world.chat.run(f"job status {show_job(mine.id)}", as_=BOB).text == f"{show_job(mine.id)} not found"

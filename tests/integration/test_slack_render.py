@@ -1,0 +1,103 @@
+"""Block Kit rendering and payload translation: pure functions, checked against slack_sdk's models and limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.slack import translate
+from adapters.slack.outbound import SlackPoster
+from adapters.slack.render import decided, render
+from core.chat import Action, ActionStyle, ConversationRef, Field, Reply, Severity, Table
+from tests.slack_support import BOT_TOKEN, FakeSlack, block_problems
+
+REPLIES = {
+    "plain": Reply(text="hello"),
+    "empty": Reply(),
+    "error": Reply.error("❌ <!channel> & <@U1> are not commands"),
+    "card": Reply(title="apr-1: approval needed", text="waiting", severity=Severity.WARNING,
+                  fields=tuple(Field(f"F{i}", "v" * 2500) for i in range(23)),
+                  actions=(Action("Approve", "approve apr-1", ActionStyle.PRIMARY),
+                           Action("Deny", "deny apr-1", ActionStyle.DANGER)), footer="expires soon"),
+    "long title": Reply(title="t" * 400, text="x" * 9000),
+    "many buttons": Reply(text="pick", actions=tuple(Action("b" * 100, f"vm start {i}") for i in range(60))),
+    "huge table": Reply(title="VMs", table=Table(("vmid", "name"), tuple((str(i), "n" * 80) for i in range(5000)))),
+    "wide table": Reply(table=Table(("a",), (("w" * 7000,),))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REPLIES))
+def test_every_reply_renders_to_valid_block_kit_within_limits(name: str) -> None:
+    rendered = render(REPLIES[name], caption="<@U0BOB> `/pve vm list`")
+    assert block_problems(rendered.blocks) == []
+    assert 0 < len(rendered.text) <= 3000
+
+
+def test_tables_are_code_blocks_and_cut_with_a_notice() -> None:
+    small = render(Reply(table=Table(("vmid", "name"), (("101", "web-01"),))))
+    assert small.blocks[0]["text"]["text"].startswith("```") and not small.truncated
+    huge = render(REPLIES["huge table"])
+    assert huge.truncated and "more row(s) not shown" in str(huge.blocks[-1])
+
+
+def test_user_text_cannot_mention_or_link() -> None:
+    rendered = render(REPLIES["error"])
+    assert "<!channel>" not in str(rendered.blocks) and "&lt;!channel&gt;" in str(rendered.blocks)
+
+
+def test_a_decided_card_loses_its_buttons_and_keeps_its_fields() -> None:
+    card = render(REPLIES["card"]).blocks
+    after = decided(card, line="✅ *Approved* by <@U0ALICE>")
+    assert not [b for b in after if b["type"] == "actions"]
+    assert "Approved" in str(after) and "F0" in str(after) and block_problems(after) == []
+
+
+def test_translations() -> None:
+    command = translate.slash_command({"team_id": "T1", "user_id": "U1", "channel_id": "C1", "command": "/pve",
+                                       "text": "vm delete a &amp; b —reason “no more”", "trigger_id": "t1",
+                                       "response_url": "https://hooks/x"})
+    assert command.request.text == 'vm delete a & b --reason "no more"'
+    assert command.request.conversation == ConversationRef("slack", "C1", None, (("team", "T1"),))
+    again = translate.slash_command({"team_id": "T1", "user_id": "U1", "channel_id": "C1", "trigger_id": "t1"})
+    assert again.request.request_id == command.request.request_id and again.request.text == "help"
+    mention = translate.app_mention({"event_id": "Ev1", "team_id": "T1", "event": {
+        "type": "app_mention", "user": "U2", "text": "<@UBOT> vm list", "ts": "1.2", "channel": "C1"}},
+        bot_user_id="UBOT")
+    assert mention is not None and mention.request.text == "vm list"
+    assert mention.request.conversation.thread == "1.2" and mention.request.request_id == "slack-evt-Ev1"
+    assert translate.app_mention({"event": {"bot_id": "B1", "user": "U3", "text": "x", "channel": "C"}},
+                                 bot_user_id="UBOT") is None
+
+
+async def test_output_beyond_the_limits_is_also_sent_as_a_file() -> None:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    with FakeSlack() as fake:
+        poster = SlackPoster(AsyncWebClient(token=BOT_TOKEN, base_url=fake.api_url))
+        incoming = translate.slash_command({"team_id": "T0ACME", "user_id": "U0BOB", "channel_id": "C0OPS",
+                                            "text": "vm list", "trigger_id": "t"})
+        message = await poster.deliver(incoming, REPLIES["huge table"])
+        assert message is not None
+        complete = fake.of("files.completeUploadExternal")
+        assert complete and complete[0].args["thread_ts"] == message.message_id
+        upload = fake.of("upload")[0].args["bytes"].decode()
+        assert upload.count("\n") >= 5000 and fake.violations == []
+
+
+def test_manifest_matches_what_the_adapter_serves_and_calls() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    import adapters.slack
+    from adapters.slack.app import EVENTS_PATH
+
+    manifest = yaml.safe_load((Path(adapters.slack.__file__).parent / "manifest.yml").read_text())
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
+        "commands", "chat:write", "chat:write.public", "app_mentions:read", "users:read", "users:read.email",
+        "files:write"}
+    settings, features = manifest["settings"], manifest["features"]
+    urls = {features["slash_commands"][0]["url"], settings["event_subscriptions"]["request_url"],
+            settings["interactivity"]["request_url"]}
+    assert len(urls) == 1 and urls.pop().endswith(EVENTS_PATH)
+    assert features["slash_commands"][0]["command"] == "/pve"
+    assert settings["event_subscriptions"]["bot_events"] == ["app_mention"]
