@@ -50,16 +50,16 @@ class Company:
     name: str
     email_domains: list[str] = field(default_factory=list)
     quotas: dict[str, int] = field(default_factory=dict)
-    # {"required_for": [...], "expires_minutes": int, "approvers_channel": str | None}
+    # {"required_for": [added], "exempt": [removed defaults], "expires_minutes": int, "approvers_channel": str}
     approval_policy: dict[str, Any] = field(default_factory=dict)
     id: int | None = None
 
     @property
     def approval_actions(self) -> frozenset[str]:
-        """The actions that need a second person; vm.delete always does."""
-        listed = self.approval_policy.get("required_for")
-        actions = frozenset(DEFAULT_APPROVAL_ACTIONS) if listed is None else frozenset(listed)
-        return actions | {"vm.delete"}
+        """The defaults, plus what the company adds, less what it exempts; vm.delete always."""
+        added = frozenset(self.approval_policy.get("required_for", ()))
+        exempt = frozenset(self.approval_policy.get("exempt", ())) - {"vm.delete"}
+        return (frozenset(DEFAULT_APPROVAL_ACTIONS) | added) - exempt
 
     @property
     def approval_expiry_minutes(self) -> int:

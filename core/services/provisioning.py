@@ -42,7 +42,7 @@ _FINGERPRINT = re.compile(r"^([0-9A-F]{2}:){31}[0-9A-F]{2}$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _URL = re.compile(r"^https://[^\s/]+(:\d+)?/?$")
-APPROVABLE_ACTIONS = frozenset(DEFAULT_APPROVAL_ACTIONS) | {"vm.shutdown", "vm.reboot", "vm.suspend", "vm.create"}
+APPROVABLE_ACTIONS = frozenset(DEFAULT_APPROVAL_ACTIONS) | {"vm.shutdown", "vm.reboot", "vm.suspend", "vm.resume"}
 
 
 @dataclass(frozen=True)
@@ -261,17 +261,27 @@ def _companies(c: _Checker, doc: Mapping[str, Any], spec: Spec) -> None:
 
 
 def _approval(c: _Checker, value: Any, path: PathT) -> dict[str, Any]:
-    if not c.mapping(value, path, allowed=("required_for", "expires_minutes", "approvers_channel")):
+    allowed = ("required_for", "exempt", "expires_minutes", "approvers_channel")
+    if not c.mapping(value, path, allowed=allowed):
         return {}
     out: dict[str, Any] = {}
     if "required_for" in value:
+        # additions to the default list
         actions = c.strings(value["required_for"], (*path, "required_for"))
         for i, a in enumerate(actions):
             if a not in APPROVABLE_ACTIONS:
                 c.fail((*path, "required_for", i), f"unknown action (known: {', '.join(sorted(APPROVABLE_ACTIONS))})")
-        if "vm.delete" not in actions:
-            c.fail((*path, "required_for"), "vm.delete always needs approval; keep it in the list")
         out["required_for"] = sorted(set(actions))
+    if "exempt" in value:
+        # defaults a company chooses to run without a second person; never vm.delete
+        exempt = c.strings(value["exempt"], (*path, "exempt"))
+        for i, a in enumerate(exempt):
+            if a == "vm.delete":
+                c.fail((*path, "exempt", i), "vm.delete always needs approval; it cannot be exempt")
+            elif a not in DEFAULT_APPROVAL_ACTIONS:
+                c.fail((*path, "exempt", i), f"not a default approval action (defaults: "
+                                             f"{', '.join(DEFAULT_APPROVAL_ACTIONS)})")
+        out["exempt"] = sorted(set(exempt))
     if "expires_minutes" in value:
         minutes = c.integer(value["expires_minutes"], (*path, "expires_minutes"), low=1, high=7 * 24 * 60)
         if minutes is not None:

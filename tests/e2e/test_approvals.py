@@ -472,7 +472,7 @@ def test_the_world_changed_between_request_and_approval(world: World, change: st
 # ---- the company's policy ----------------------------------------------------------------------
 
 POLICY = (
-    "    approval: {required_for: [vm.stop, vm.reset, vm.delete, snapshot.rollback, snapshot.delete, vm.shutdown],\n"
+    "    approval: {required_for: [vm.shutdown],\n"
     "               expires_minutes: 10, approvers_channel: \"shell:approvers\"}\n"
 )
 
@@ -510,10 +510,19 @@ def test_a_company_policy_adds_actions_sets_expiry_and_posts_to_the_approvers_ch
     assert sorted(world.proxmox_calls()) == [("qmshutdown", 101), ("qmshutdown", 201)]
 
 
-def test_a_policy_cannot_leave_out_vm_delete(storage: Storage) -> None:
-    policy = "    approval: {required_for: [vm.stop, vm.shutdown]}\n"
-    with pytest.raises(ConfigurationError, match="vm.delete always needs approval; keep it in the list"):
+def test_a_policy_cannot_exempt_vm_delete(storage: Storage) -> None:
+    policy = "    approval: {exempt: [vm.stop, vm.delete]}\n"
+    with pytest.raises(ConfigurationError, match="vm.delete always needs approval; it cannot be exempt"):
         provision(storage, with_acme_policy(policy))
+
+
+def test_a_policy_adds_to_the_defaults_and_may_exempt_others(storage: Storage, clock: FakeClock) -> None:
+    policy = "    approval: {required_for: [vm.reboot], exempt: [vm.stop]}\n"
+    world = make_world(storage, clock, with_acme_policy(policy))
+    assert world.chat.run("vm reboot web-01", as_=BOB).approval_id is not None  # added
+    assert world.chat.run("vm stop web-01", as_=BOB).job_id is not None  # exempted: runs at once
+    assert world.chat.run("vm reset web-01", as_=BOB).approval_id is not None  # a default, kept
+    assert world.chat.run("vm delete db-01", as_=BOB).approval_id is not None  # always
 
 
 def test_a_policy_names_only_known_actions(storage: Storage) -> None:

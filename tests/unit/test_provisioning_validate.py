@@ -141,15 +141,16 @@ companies:
     name: Acme
     approval:
       required_for: [vm.stop, vm.explode]
+      exempt: [vm.reset, vm.delete]
       expires_minutes: 0
       approvers_channel: C0123
 """
     found = problems(text)
     assert found[0].startswith("p.yaml line 5: companies[0].approval.required_for[1]: unknown action (known: ")
     assert found[1:] == [
-        "p.yaml line 5: companies[0].approval.required_for: vm.delete always needs approval; keep it in the list",
-        "p.yaml line 6: companies[0].approval.expires_minutes: must be a whole number from 1 to 10080",
-        "p.yaml line 7: companies[0].approval.approvers_channel: write it as slack:C0123ABCD or teams:<conversation "
+        "p.yaml line 6: companies[0].approval.exempt[1]: vm.delete always needs approval; it cannot be exempt",
+        "p.yaml line 7: companies[0].approval.expires_minutes: must be a whole number from 1 to 10080",
+        "p.yaml line 8: companies[0].approval.approvers_channel: write it as slack:C0123ABCD or teams:<conversation "
         "id>",
     ]
 
