@@ -194,6 +194,10 @@ class JobRepository(Protocol):
         """Move a queued job to running atomically; False when another delivery got there first."""
         ...
 
+    def settle(self, job_id: str, *, expected: Iterable[JobState], to: JobState, at: datetime, result: str) -> bool:
+        """Give a job its final state if it is still in one of ``expected``; False when it was not."""
+        ...
+
     def stale(self, *, heartbeat_before: datetime) -> builtins.list[Job]: ...
 
 

@@ -220,6 +220,18 @@ class SqlJobRepository(_Scoped):
             self._session.expire_all()
         return claimed
 
+    def settle(self, job_id: str, *, expected: Iterable[JobState], to: JobState, at: datetime, result: str) -> bool:
+        c = t.jobs.c
+        outcome = self._session.execute(
+            update(t.jobs)
+            .where(c.id == job_id, c.state.in_(list(expected)), _in_scope(c.company_id, self._scope))
+            .values(state=to, finished_at=at, result=result)
+            .execution_options(synchronize_session=False)
+        )
+        settled = bool(outcome.rowcount == 1)  # type: ignore[attr-defined]
+        self._session.expire_all()
+        return settled
+
     def stale(self, *, heartbeat_before: datetime) -> builtins.list[Job]:
         c = t.jobs.c
         return list(

@@ -15,7 +15,7 @@ from typing import Any
 
 from core import rbac
 from core.chat import Action, ActionStyle, ConversationRef, Field, MessageRef, Reply, Severity
-from core.errors import Conflict, InvalidArguments, NotFound, PermissionDenied
+from core.errors import BotError, Conflict, InvalidArguments, NotFound, PermissionDenied
 from core.ids import new_id, show_approval, show_job
 from core.model import ApprovalRequest, ApprovalState, Company, Role, User
 from core.principal import Principal, Scope
@@ -196,7 +196,14 @@ def decide(deps: Deps, principal: Principal, approval_id: str, *, approve: bool,
         raise Conflict(_already(deps, get(deps, principal, approval_id)))
     approval = get(deps, principal, approval_id)
     if approve:
-        _execute(deps, approval)
+        try:
+            _execute(deps, approval)
+        except BotError as e:
+            # approved but unable to start (the VM went in the instant since the re-check):
+            # close the request for good rather than leave it approved with no job
+            _close_failed(deps, approval, e.user_message)
+            _update_card(deps, get(deps, principal, approval_id))
+            raise Conflict(f"{show_approval(approval.id)} was approved but cannot run: {e.user_message}") from e
         approval = get(deps, principal, approval_id)
     _update_card(deps, approval)
     return approval
@@ -241,7 +248,10 @@ def _execute(deps: Deps, approval: ApprovalRequest) -> None:
     assert requester is not None
     principal = Principal.of(requester)
     view = inventory.view(deps, principal, cluster=approval.target["cluster"])
-    owned = next(o for o in view.guests if o.guest.vmid == int(approval.target["vmid"]))
+    owned = inventory.resolve(
+        [o for o in view.guests if o.company_id == approval.company_id], f"{approval.target['cluster']}/"
+        f"{approval.target['vmid']}"
+    )
     conversation = ConversationRef.from_dict(approval.conversation)
     job, _ = jobs.submit(
         deps, principal, action=approval.action, owned=owned, company_id=approval.company_id,
@@ -256,6 +266,17 @@ def _execute(deps: Deps, approval: ApprovalRequest) -> None:
         uow.commit()
     posted = MessageRef.from_dict(approval.message_ref) if approval.message_ref else None
     jobs.start(deps, job.id, posted=posted)
+
+
+def _close_failed(deps: Deps, approval: ApprovalRequest, why: str) -> None:
+    with deps.uow_factory(Scope.everything()) as uow:
+        stored = uow.approvals.get(approval.id)
+        if stored is not None and stored.state is ApprovalState.APPROVED and stored.job_id is None:
+            stored.state, stored.decision_note = ApprovalState.FAILED, why[:500]
+            audit.record(uow, clock=deps.clock, actor="system", action="approval.failed",
+                         company_id=approval.company_id, target=f"{show_approval(approval.id)} {approval.action}",
+                         detail={"why": why[:200]})
+            uow.commit()
 
 
 def _expire(deps: Deps, approval: ApprovalRequest, now: datetime) -> None:

@@ -134,22 +134,22 @@ def cancel(deps: Deps, principal: Principal, job_id: str) -> Job:
     if job.state.finished:
         raise Conflict(f"{show_job(job_id)} already {job.state.value}")
     with deps.uow_factory(principal.scope) as uow:
-        current = uow.jobs.get(job_id)
-        assert current is not None
-        if current.state is JobState.QUEUED:
-            deps.queue.cancel(job_id)
-            current.state = JobState.CANCELLED
-            current.finished_at = deps.clock.now()
-            current.result = f"cancelled by {principal.name}"
-        else:
-            current.cancel_requested = True
         audit.record(uow, clock=deps.clock, actor=principal.actor, action="job.cancel", company_id=job.company_id,
                      target=show_job(job_id))
         uow.commit()
-        job = current
-    if job.state is JobState.CANCELLED:
-        _notify(deps, job, force=True)
-    return job
+    if job.state is JobState.QUEUED:
+        deps.queue.cancel(job_id)
+        # only if no worker claimed it meanwhile; a claimed one is stopped like a running one below
+        if _finish(deps, job, JobState.CANCELLED, f"cancelled by {principal.name}", expected=(JobState.QUEUED,)):
+            _notify(deps, job, force=True)
+            return job
+    with deps.uow_factory(principal.scope) as uow:
+        current = uow.jobs.get(job_id)
+        assert current is not None
+        if not current.state.finished:
+            current.cancel_requested = True
+            uow.commit()
+        return current
 
 
 # ---- the worker side -------------------------------------------------------------------
@@ -302,13 +302,21 @@ def _heartbeat(deps: Deps, job: Job) -> bool:
         return stored.cancel_requested
 
 
-def _finish(deps: Deps, job: Job, state: JobState, result: str) -> None:
+def _finish(
+    deps: Deps, job: Job, state: JobState, result: str, *, expected: tuple[JobState, ...] = (JobState.RUNNING,)
+) -> bool:
+    """Settle the job unless it already left ``expected`` (a reaper, a canceller and a worker may race).
+
+    Returns:
+        Whether this call settled it; only then are the approval and the audit trail updated.
+    """
     now = deps.clock.now()
-    job.state, job.result, job.finished_at = state, result[:2000], now
     with deps.uow_factory(Scope.everything()) as uow:
+        settled = uow.jobs.settle(job.id, expected=expected, to=state, at=now, result=result[:2000])
         stored = uow.jobs.get(job.id)
-        if stored is not None:
-            stored.state, stored.result, stored.finished_at = state, job.result, now
+        if stored is None:
+            return False
+        if settled:
             stored.progress, stored.upid = job.progress[:2000], job.upid
             if job.approval_id:
                 request = uow.approvals.get(job.approval_id)
@@ -319,7 +327,10 @@ def _finish(deps: Deps, job: Job, state: JobState, result: str) -> None:
                                  detail={"job": show_job(job.id)})
             audit.record(uow, clock=deps.clock, actor="system", action=f"{job.action}", company_id=job.company_id,
                          target=job.summary, outcome=state.value, detail={"job": show_job(job.id), "result": result})
-            uow.commit()
+        uow.commit()
+        # whoever settled it, the caller now holds the final word
+        job.state, job.result, job.finished_at = stored.state, stored.result, stored.finished_at
+        return settled
 
 
 def reap(deps: Deps, *, stale_after: timedelta, queued_before: datetime | None = None) -> int:
@@ -335,12 +346,12 @@ def reap(deps: Deps, *, stale_after: timedelta, queued_before: datetime | None =
         if queued_before is not None:
             lost = [j for j in uow.jobs.list(states=[JobState.QUEUED], limit=1000) if j.created_at < queued_before]
     count = 0
-    for job, why in [(j, "the worker stopped while running it") for j in dead] + [
-        (j, "it was never started (pvebot restarted)") for j in lost
+    for job, why, state in [(j, "the worker stopped while running it", JobState.RUNNING) for j in dead] + [
+        (j, "it was never started (pvebot restarted)", JobState.QUEUED) for j in lost
     ]:
-        _finish(deps, job, JobState.FAILED, why)
-        _notify(deps, job, force=True)
-        count += 1
+        if _finish(deps, job, JobState.FAILED, why, expected=(state,)):
+            _notify(deps, job, force=True)
+            count += 1
     return count
 
 

@@ -367,6 +367,30 @@ def test_the_reaper_fails_jobs_that_were_never_started(world: World) -> None:
     assert jobs.run(world.app.deps, lost.id) == "skipped"
 
 
+def test_a_reaper_and_a_finishing_worker_settle_a_job_once(world: World) -> None:
+    job = queued(world, "vm start db-01")
+    world.claim(job.id)
+    world.clock.advance(minutes=20)
+    assert jobs.reap(world.app.deps, stale_after=timedelta(minutes=10)) == 1
+    # the worker was only slow, and now finishes: the reaper's verdict stands, nothing is audited twice
+    late = world.job(job.id)
+    assert jobs._finish(world.app.deps, late, JobState.SUCCEEDED, "done") is False
+    assert world.job(job.id).state is JobState.FAILED
+    assert [e.outcome for e in world.audit("vm.start")] == ["queued", "failed"]
+
+
+def test_cancelling_the_job_of_an_approval_closes_the_approval(world: World) -> None:
+    card = world.chat.run("vm delete db-01", as_=BOB)
+    assert card.approval_id is not None
+    world.chat.run(f"approve apr-{card.approval_id}", as_=ALICE)
+    [job] = world.all_jobs()
+    world.chat.run(f"job cancel {show_job(job.id)}", as_=BOB)
+    with world.app.deps.uow_factory(Scope.everything()) as uow:
+        approval = uow.approvals.get(card.approval_id)
+    assert approval is not None and approval.state.value == "failed"
+    assert [e.target.split()[0] for e in world.audit("approval.failed")] == [f"apr-{card.approval_id}"]
+
+
 def test_another_company_cannot_see_or_cancel_a_job(world: World) -> None:
     job = queued(world, "vm start db-01")
     label = show_job(job.id)
