@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, false, select, true, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from adapters.sql import tables as t
 from core.errors import NotFound
@@ -72,7 +72,12 @@ class SqlCompanyRepository(_Scoped):
 
 class SqlUserRepository(_Scoped):
     def _select(self) -> Any:
-        return select(User).where(_in_scope(t.users.c.company_id, self._scope))
+        stmt = select(User).where(_in_scope(t.users.c.company_id, self._scope))
+        if not self._scope.unrestricted:
+            # a salesperson's other assignments are other companies' business
+            assigned = User.assigned_companies.and_(_in_scope(t.companies.c.id, self._scope))  # type: ignore[attr-defined]
+            stmt = stmt.options(selectinload(assigned))
+        return stmt
 
     def get(self, user_id: int) -> User | None:
         return self._session.scalars(self._select().where(t.users.c.id == user_id)).first()

@@ -321,3 +321,19 @@ def test_services_answer_out_of_scope_like_missing(storage: Storage, tenants: di
 def test_reprovisioning_is_a_no_op_on_both_backends(storage: Storage) -> None:
     assert provision(storage, THREE_CLUSTERS)
     assert provision(storage, THREE_CLUSTERS, env=TOKEN_ENV) == []
+
+
+def test_a_scoped_user_listing_hides_assignments_to_other_companies(storage: Storage) -> None:
+    doc = STANDARD_DOC + (
+        "  - {email: sue@acme.example, name: Sue Sales, role: salesperson, company: acme, companies: [acme, globex]}\n"
+    )
+    provision(storage, doc)
+    acme = principal(storage, "alice@acme.example")
+    with storage.uow_factory(acme.scope) as uow:
+        sue = uow.users.by_email("sue@acme.example")
+        assert sue is not None
+        assert [c.slug for c in sue.assigned_companies] == ["acme"]
+    with storage.uow_factory(Scope.everything()) as uow:
+        sue = uow.users.by_email("sue@acme.example")
+        assert sue is not None
+        assert [c.slug for c in sue.assigned_companies] == ["acme", "globex"]
