@@ -64,3 +64,9 @@ class ConfigurationError(BotError):
     """Provisioning input or settings are invalid; the message names where."""
 
     default_message = "invalid configuration"
+
+
+class DuplicateRequest(Conflict):
+    """A record for this chat delivery exists already (a platform re-delivered it concurrently)."""
+
+    default_message = "that request was received already"

@@ -12,10 +12,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, false, select, true, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from adapters.sql import tables as t
-from core.errors import NotFound
+from core.errors import DuplicateRequest, NotFound
 from core.model import (
     ApprovalRequest,
     ApprovalState,
@@ -42,6 +43,16 @@ def _in_scope(column: Any, scope: Scope) -> ColumnElement[bool]:
 def _check_scope(scope: Scope, company_id: int | None, what: str) -> None:
     if not scope.contains(company_id):
         raise NotFound(f"{what} not found")
+
+
+def _add_once(session: Session, record: Job | ApprovalRequest) -> None:
+    """Insert a record keyed by its chat delivery; the unique request id refuses a second one."""
+    session.add(record)
+    try:
+        session.flush()
+    except IntegrityError as e:
+        # the unit of work is spoilt now: the caller rolls back, then finds the stored record
+        raise DuplicateRequest() from e
 
 
 class _Scoped:
@@ -197,8 +208,7 @@ class SqlJobRepository(_Scoped):
 
     def add(self, job: Job) -> None:
         _check_scope(self._scope, job.company_id, "company")
-        self._session.add(job)
-        self._session.flush()
+        _add_once(self._session, job)
 
     def get(self, job_id: str) -> Job | None:
         return self._session.scalars(self._select().where(t.jobs.c.id == job_id)).first()
@@ -252,8 +262,7 @@ class SqlApprovalRepository(_Scoped):
 
     def add(self, request: ApprovalRequest) -> None:
         _check_scope(self._scope, request.company_id, "company")
-        self._session.add(request)
-        self._session.flush()
+        _add_once(self._session, request)
 
     def get(self, approval_id: str) -> ApprovalRequest | None:
         return self._session.scalars(self._select().where(t.approval_requests.c.id == approval_id)).first()

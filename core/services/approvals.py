@@ -15,7 +15,7 @@ from typing import Any
 
 from core import rbac
 from core.chat import Action, ActionStyle, ConversationRef, Field, MessageRef, Reply, Severity
-from core.errors import BotError, Conflict, InvalidArguments, NotFound, PermissionDenied
+from core.errors import BotError, Conflict, DuplicateRequest, InvalidArguments, NotFound, PermissionDenied
 from core.ids import new_id, show_approval, show_job
 from core.model import ApprovalRequest, ApprovalState, Company, Role, User
 from core.principal import Principal, Scope
@@ -82,7 +82,7 @@ def request(
                          company_id=company_id, target=f"{show_approval(approval.id)} {action} {owned.label}",
                          detail={"reason": reason[:200]} if reason else {})
             uow.commit()
-        except Exception:
+        except DuplicateRequest:
             # a concurrent delivery of the same request (a platform retrying a slow answer) stored it
             # first and the unique request id refused ours: answer with that one
             uow.rollback()

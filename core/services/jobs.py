@@ -16,7 +16,7 @@ from typing import Any
 
 from core import rbac
 from core.chat import ConversationRef, MessageRef, Reply, Severity
-from core.errors import BotError, Conflict, ExternalSystemError, NotFound, NotLinked
+from core.errors import BotError, Conflict, DuplicateRequest, ExternalSystemError, NotFound, NotLinked
 from core.ids import new_id, show_approval, show_job
 from core.model import ApprovalState, GuestRef, Job, JobState, TaskStatus
 from core.ports import Hypervisor, UnitOfWork
@@ -86,7 +86,7 @@ def submit(
             audit.record(uow, clock=deps.clock, actor=principal.actor, action=f"{action}", company_id=company_id,
                          target=owned.label, outcome="queued", detail={"job": show_job(job.id)})
             uow.commit()
-        except Exception:
+        except DuplicateRequest:
             # a concurrent delivery of the same request (a platform retrying a slow answer) stored it
             # first and the unique request id refused ours: it is a re-delivery after all
             uow.rollback()
