@@ -52,6 +52,8 @@ class Company:
     quotas: dict[str, int] = field(default_factory=dict)
     # {"required_for": [added], "exempt": [removed defaults], "expires_minutes": int, "approvers_channel": str}
     approval_policy: dict[str, Any] = field(default_factory=dict)
+    # Azure AD groups whose members become users of this company: [{"group_id": ..., "role": ...}]
+    directory_groups: list[dict[str, str]] = field(default_factory=list)
     id: int | None = None
 
     @property
@@ -201,6 +203,8 @@ class ApprovalRequest:
     request_id: str = ""
     # the approval card as posted, so that the decision can replace its buttons
     message_ref: dict[str, Any] = field(default_factory=dict)
+    # copies of the card elsewhere (the approvers channel), edited with it
+    copies: list[dict[str, Any]] = field(default_factory=list)
 
 
 # ---- Things that live in Proxmox -------------------------------------------------------

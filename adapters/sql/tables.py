@@ -77,6 +77,7 @@ companies = Table(
     Column("email_domains", JSON, nullable=False),
     Column("quotas", JSON, nullable=False),
     Column("approval_policy", JSON, nullable=False),
+    Column("directory_groups", JSON, nullable=False, default=list),
 )
 
 users = Table(
@@ -192,6 +193,7 @@ approval_requests = Table(
     Column("job_id", String(32), nullable=True),
     Column("request_id", String(191), nullable=False, unique=True),
     Column("message_ref", JSON, nullable=False),
+    Column("copies", JSON, nullable=False, default=list),
 )
 
 # Messages for terminal sessions: workers anywhere append, the shell that owns the

@@ -94,9 +94,16 @@ def request(
     if channel and ":" in channel:
         platform, _, channel_id = channel.partition(":")
         try:
-            deps.notifier.post(ConversationRef(platform=platform, channel=channel_id), card(deps, approval))
+            copy = deps.notifier.post(ConversationRef(platform=platform, channel=channel_id), card(deps, approval))
         except Exception:
             log.warning("could not post %s to the approvers channel", show_approval(approval.id), exc_info=True)
+        else:
+            with deps.uow_factory(Scope.everything()) as uow:
+                stored = uow.approvals.get(approval.id)
+                if stored is not None:
+                    stored.copies = [*stored.copies, copy.to_dict()]
+                    uow.commit()
+                    approval = stored
     return approval
 
 
@@ -380,13 +387,16 @@ def card(deps: Deps, approval: ApprovalRequest) -> Reply:
 
 
 def _update_card(deps: Deps, approval: ApprovalRequest) -> None:
-    if not approval.message_ref:
+    """Show the decision on the card and on every copy of it (the approvers channel's)."""
+    places = ([approval.message_ref] if approval.message_ref else []) + list(approval.copies)
+    if not places:
         return
-    try:
-        reply = replace(card(deps, approval), approval_id=None)
-        deps.notifier.update(MessageRef.from_dict(approval.message_ref), reply)
-    except Exception:
-        log.warning("could not update the card of %s", show_approval(approval.id), exc_info=True)
+    reply = replace(card(deps, approval), approval_id=None)
+    for place in places:
+        try:
+            deps.notifier.update(MessageRef.from_dict(place), reply)
+        except Exception:
+            log.warning("could not update a card of %s", show_approval(approval.id), exc_info=True)
 
 
 def parse_decision_note(text: str | None) -> str:

@@ -508,6 +508,10 @@ def test_a_company_policy_adds_actions_sets_expiry_and_posts_to_the_approvers_ch
     world.chat.run(f"approve {apr(card)}", as_=ERIN)
     world.run_queue()
     assert sorted(world.proxmox_calls()) == [("qmshutdown", 101), ("qmshutdown", 201)]
+    # the approvers channel's copy shows the decision too, and has lost its buttons
+    edits = [e for e in approvers.poll() if e.message_id == posted.message_id]
+    assert edits and edits[-1].reply.actions == ()
+    assert "approved by Erin Admin" in edits[-1].reply.text
 
 
 def test_a_policy_cannot_exempt_vm_delete(storage: Storage) -> None:

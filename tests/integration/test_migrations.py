@@ -75,3 +75,16 @@ def test_revisions_form_one_line() -> None:
     assert revisions[-1].down_revision is None
     for revision in revisions:
         assert revision.doc, f"revision {revision.revision} has no message"
+
+
+def test_upgrading_a_populated_0001_database_keeps_its_rows(engine: sa.Engine) -> None:
+    migrate.upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO companies (slug, name, email_domains, quotas, approval_policy) "
+            "VALUES ('acme', 'Acme', '[]', '{}', '{}')"
+        ))
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT slug, directory_groups FROM companies")).all()
+    assert [(slug, groups if isinstance(groups, str) else str(groups)) for slug, groups in rows] == [("acme", "[]")]
