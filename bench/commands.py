@@ -55,7 +55,8 @@ def main() -> None:
         sim.add_guest(vmid=1000 + i, name=f"vm-{i:05d}", node="pve1", pool="acme", status="stopped")
     server = sim.start()
     env = {
-        "PVEBOT_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
+        # PVEBOT_BENCH_DATABASE_URL: an empty MySQL/MariaDB database instead of the embedded SQLite
+        "PVEBOT_DATABASE_URL": os.environ.get("PVEBOT_BENCH_DATABASE_URL") or f"sqlite:///{tmp / 'bench.db'}",
         "PVEBOT_SECRET_KEY": generate_key(),
         "PVEBOT_REDIS_URL": redis_url,
         "PVEBOT_QUEUE": f"pvebot-bench-{uuid.uuid4().hex[:8]}",
@@ -72,6 +73,11 @@ users:
   - {{email: bob@acme.example, name: Bob, role: user, company: acme}}
 """
     settings = Settings.from_mapping(env)
+    if not settings.database_url.startswith("sqlite"):
+        from adapters.sql import migrate
+        from adapters.sql.uow import make_engine
+
+        migrate.upgrade(make_engine(settings.database_url))
     storage = open_storage(settings)
     provision(storage, doc, env)
     app = build_app(settings, storage=storage)
