@@ -43,3 +43,11 @@ class DirectoryRouter:
     def email_of(self, platform: str, workspace_id: str, user_id: str) -> str | None:
         directory = self._directories.get(platform)
         return None if directory is None else directory.email_of(platform, workspace_id, user_id)
+
+    def name_of(self, platform: str, workspace_id: str, user_id: str) -> str | None:
+        directory = self._directories.get(platform)
+        return None if directory is None else directory.name_of(platform, workspace_id, user_id)
+
+    def groups_of(self, platform: str, workspace_id: str, user_id: str) -> frozenset[str]:
+        directory = self._directories.get(platform)
+        return frozenset() if directory is None else directory.groups_of(platform, workspace_id, user_id)

@@ -51,6 +51,8 @@ class Settings:
     teams_login_url: str | None = None
     # serve /api/messages with no app id, i.e. unauthenticated: for the Bot Framework Emulator only
     teams_emulator: bool = False
+    # Microsoft Graph (Teams members' groups and emails); unset: the public cloud's
+    graph_url: str | None = None
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -97,6 +99,10 @@ class Settings:
         if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError("PVEBOT_REDIS_URL", "use redis://HOST:PORT/DB")
         keys = tuple(k.strip() for k in (get("PVEBOT_SECRET_KEY") or "").split(",") if k.strip())
+        graph_url = get("PVEBOT_GRAPH_URL")
+        if graph_url is not None and not graph_url.startswith("https://"):
+            # it receives app tokens for the directory: never over plain HTTP
+            raise SettingsError("PVEBOT_GRAPH_URL", "use https://HOST, e.g. https://graph.microsoft.us")
         level = (get("PVEBOT_LOG_LEVEL") or "INFO").upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("PVEBOT_LOG_LEVEL", "use DEBUG, INFO, WARNING or ERROR")
@@ -122,6 +128,7 @@ class Settings:
             teams_openid_metadata_url=get("PVEBOT_TEAMS_OPENID_METADATA_URL"),
             teams_login_url=get("PVEBOT_TEAMS_LOGIN_URL"),
             teams_emulator=(get("PVEBOT_TEAMS_EMULATOR") or "").lower() in {"1", "true", "yes", "on"},
+            graph_url=graph_url,
             env=dict(env),
         )
 
@@ -149,4 +156,6 @@ DOCUMENTED: tuple[tuple[str, str, str], ...] = (
     ("PVEBOT_TEAMS_OPENID_METADATA_URL", "Bot Framework's", "OpenID metadata URL (sovereign clouds, tests)"),
     ("PVEBOT_TEAMS_LOGIN_URL", "Azure AD's", "Azure AD host for app tokens (sovereign clouds, tests)"),
     ("PVEBOT_TEAMS_EMULATOR", "(unset)", "`1`: Teams with no app id and no authentication (Emulator only)"),
+    ("PVEBOT_GRAPH_URL", "https://graph.microsoft.com", "Microsoft Graph for Teams members' groups and emails "
+                                                       "(sovereign clouds, tests)"),
 )

@@ -273,6 +273,24 @@ class Clock(Protocol):
 
 
 class Directory(Protocol):
-    """Platform lookups for automatic linking (Slack users.info, Teams member info)."""
+    """Platform lookups for automatic linking (Slack users.info, Teams member info, Microsoft Graph).
 
-    def email_of(self, platform: str, workspace_id: str, user_id: str) -> str | None: ...
+    Each answer is None or empty when the platform does not know or cannot say (unsupported,
+    unreachable, refused); a lookup never raises.
+    """
+
+    def email_of(self, platform: str, workspace_id: str, user_id: str) -> str | None:
+        """The member's email (Teams: email or UPN), lower-case."""
+        ...
+
+    def name_of(self, platform: str, workspace_id: str, user_id: str) -> str | None:
+        """The member's display name."""
+        ...
+
+    def groups_of(self, platform: str, workspace_id: str, user_id: str) -> frozenset[str]:
+        """The ids of the directory groups the member belongs to (Azure AD object ids, lower-case).
+
+        A separate question from the email because it is a costlier call (Microsoft Graph): the
+        core asks it only when some company maps groups to roles.
+        """
+        ...

@@ -1,4 +1,4 @@
-"""Protocol-implementing test doubles (no MagicMock): an in-memory hypervisor, queue, notifier and clock."""
+"""Protocol-implementing test doubles (no MagicMock): an in-memory hypervisor, queue, notifier, directory and clock."""
 
 from __future__ import annotations
 
@@ -186,3 +186,38 @@ class FakeNotifier:
 
     def update(self, message: MessageRef, reply: Reply) -> None:
         self.messages.setdefault(message.message_id, []).append(reply)
+
+
+@dataclass
+class FakeMember:
+    email: str | None
+    name: str | None = None
+    groups: frozenset[str] = frozenset()
+
+
+class FakeDirectory:
+    """:class:`core.ports.Directory` from a dict of members keyed by (platform, workspace, user); records each call."""
+
+    def __init__(self) -> None:
+        self.members: dict[tuple[str, str, str], FakeMember] = {}
+        self.calls: list[tuple[str, str]] = []
+
+    def add(self, platform: str, workspace_id: str, user_id: str, *, email: str | None, name: str | None = None,
+            groups: tuple[str, ...] = ()) -> None:
+        self.members[(platform, workspace_id, user_id)] = FakeMember(email, name, frozenset(groups))
+
+    def _member(self, what: str, key: tuple[str, str, str]) -> FakeMember | None:
+        self.calls.append((what, key[2]))
+        return self.members.get(key)
+
+    def email_of(self, platform: str, workspace_id: str, user_id: str) -> str | None:
+        member = self._member("email", (platform, workspace_id, user_id))
+        return None if member is None else member.email
+
+    def name_of(self, platform: str, workspace_id: str, user_id: str) -> str | None:
+        member = self._member("name", (platform, workspace_id, user_id))
+        return None if member is None else member.name
+
+    def groups_of(self, platform: str, workspace_id: str, user_id: str) -> frozenset[str]:
+        member = self._member("groups", (platform, workspace_id, user_id))
+        return frozenset() if member is None else member.groups

@@ -1,8 +1,10 @@
-"""A fake Bot Framework on loopback: connector, OpenID metadata + JWKS, and an Azure AD token endpoint.
+"""A fake Bot Framework on loopback: connector, OpenID metadata + JWKS, an Azure AD token endpoint and Graph.
 
 It runs in its own thread and event loop, because botbuilder fetches signing keys and msal fetches
 tokens with blocking ``requests`` calls from the bot's loop. The connector records every activity
 posted or updated; tokens are signed with a locally generated RSA key, like the Bot Framework's.
+The fake Microsoft Graph (``users/{id}`` and ``users/{id}/getMemberGroups``, over HTTPS) answers only
+a bearer token that the fake Azure AD issued for Graph's scope.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ BOT_TENANT = "tenant-host"
 ISSUER = "https://api.botframework.com"
 KEY_ID = "pvebot-test-key"
 ACCESS_TOKEN = "connector-access-token-5c2e"
+GRAPH_ACCESS_TOKEN = "graph-access-token-77d1"
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
@@ -75,6 +78,13 @@ class FakeBotFramework:
     require_token: bool = True
     calls: list[Recorded] = field(default_factory=list)
     token_requests: int = 0
+    # (tenant, scope) of every token issued
+    tokens_issued: list[tuple[str, str]] = field(default_factory=list)
+    # Microsoft Graph: users by AAD object id, their groups; graph_status answers every Graph call when set
+    graph_users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    member_groups: dict[str, list[str]] = field(default_factory=dict)
+    graph_status: int | None = None
+    graph_delay: float = 0.0
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -104,6 +114,18 @@ class FakeBotFramework:
     @property
     def login_url(self) -> str:
         return f"https://127.0.0.1:{self.https_port}"
+
+    @property
+    def graph_url(self) -> str:
+        return f"https://127.0.0.1:{self.https_port}/graph"
+
+    @property
+    def graph_scope(self) -> str:
+        return f"https://127.0.0.1:{self.https_port}/.default"
+
+    def graph_requests(self) -> list[Recorded]:
+        with self._lock:
+            return [c for c in self.calls if c.path.startswith("/graph/")]
 
     def activities(self, method: str | None = None) -> list[Recorded]:
         with self._lock:
@@ -151,6 +173,8 @@ class FakeBotFramework:
         app.router.add_get("/openid/keys", self._keys)
         app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self._aad_config)
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
+        app.router.add_get("/graph/v1.0/users/{user}", self._graph_user)
+        app.router.add_post("/graph/v1.0/users/{user}/getMemberGroups", self._graph_groups)
         app.router.add_route("*", self.service_path + "v3/conversations/{conversation}/{rest:.*}", self._connector)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -184,7 +208,43 @@ class FakeBotFramework:
         if form.get("client_id") != APP_ID or form.get("client_secret") != APP_PASSWORD:
             return web.json_response({"error": "invalid_client"}, status=401)
         self.token_requests += 1
-        return web.json_response({"token_type": "Bearer", "expires_in": 3600, "access_token": ACCESS_TOKEN})
+        scope = str(form.get("scope", ""))
+        self.tokens_issued.append((request.match_info["tenant"], scope))
+        token = GRAPH_ACCESS_TOKEN if self.graph_scope in scope.split() else ACCESS_TOKEN
+        return web.json_response({"token_type": "Bearer", "expires_in": 3600, "access_token": token})
+
+    async def _graph(self, request: web.Request) -> web.Response | None:
+        """Record a Graph call; an answer when it must fail (forced status, wrong token)."""
+        body = await request.json() if request.can_read_body else {}
+        auth = request.headers.get("Authorization")
+        with self._lock:
+            self.calls.append(Recorded(request.method, request.path_qs, body, auth))
+        if self.graph_delay:
+            await asyncio.sleep(self.graph_delay)
+        if self.graph_status is not None:
+            return web.json_response({"error": {"code": "ServiceUnavailable"}}, status=self.graph_status)
+        if auth != f"Bearer {GRAPH_ACCESS_TOKEN}":
+            return web.json_response({"error": {"code": "InvalidAuthenticationToken"}}, status=401)
+        return None
+
+    async def _graph_user(self, request: web.Request) -> web.Response:
+        refused = await self._graph(request)
+        if refused is not None:
+            return refused
+        user = self.graph_users.get(request.match_info["user"])
+        if user is None:
+            return web.json_response({"error": {"code": "Request_ResourceNotFound"}}, status=404)
+        wanted = request.query.get("$select", "").split(",")
+        return web.json_response({k: v for k, v in user.items() if k in wanted})
+
+    async def _graph_groups(self, request: web.Request) -> web.Response:
+        refused = await self._graph(request)
+        if refused is not None:
+            return refused
+        user = request.match_info["user"]
+        if user not in self.member_groups and user not in self.graph_users:
+            return web.json_response({"error": {"code": "Request_ResourceNotFound"}}, status=404)
+        return web.json_response({"value": self.member_groups.get(user, [])})
 
     async def _connector(self, request: web.Request) -> web.Response:
         body = await request.json() if request.can_read_body else {}
@@ -291,7 +351,8 @@ def teams_settings(storage: Any, fake: FakeBotFramework, **extra: str) -> Any:
     return Settings.from_mapping({
         **dict(storage.settings.env), "PVEBOT_JOB_TIMEOUT": "60",
         "MICROSOFT_APP_ID": APP_ID, "MICROSOFT_APP_PASSWORD": APP_PASSWORD, "MICROSOFT_APP_TENANT_ID": BOT_TENANT,
-        "PVEBOT_TEAMS_OPENID_METADATA_URL": fake.openid_url, "PVEBOT_TEAMS_LOGIN_URL": fake.login_url, **extra,
+        "PVEBOT_TEAMS_OPENID_METADATA_URL": fake.openid_url, "PVEBOT_TEAMS_LOGIN_URL": fake.login_url,
+        "PVEBOT_GRAPH_URL": fake.graph_url, **extra,
     })
 
 

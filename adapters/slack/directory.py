@@ -1,4 +1,7 @@
-"""Who a Slack user is by email (``users.info``, scope ``users:read.email``), for automatic linking."""
+"""Who a Slack user is by email (``users.info``, scope ``users:read.email``), for automatic linking.
+
+Slack has no directory groups pvebot maps to roles: :meth:`SlackDirectory.groups_of` is always empty.
+"""
 
 from __future__ import annotations
 
@@ -42,3 +45,19 @@ class SlackDirectory:
             return None
         email = (user.get("profile") or {}).get("email")
         return str(email).strip().lower() if email else None
+
+    def name_of(self, platform: str, workspace_id: str, user_id: str) -> str | None:
+        """The user's real name (display name failing that), or None."""
+        if platform != "slack":
+            return None
+        try:
+            user = self._client.users_info(user=user_id).get("user") or {}
+        except Exception:  # a name is a nicety: the caller falls back to the email's local part
+            log.info("users.info failed for a Slack user's name")
+            return None
+        profile = user.get("profile") or {}
+        name = str(profile.get("real_name") or user.get("real_name") or profile.get("display_name") or "").strip()
+        return name or None
+
+    def groups_of(self, platform: str, workspace_id: str, user_id: str) -> frozenset[str]:
+        return frozenset()

@@ -45,8 +45,8 @@ def _check_scope(scope: Scope, company_id: int | None, what: str) -> None:
         raise NotFound(f"{what} not found")
 
 
-def _add_once(session: Session, record: Job | ApprovalRequest) -> None:
-    """Insert a record keyed by its chat delivery; the unique request id refuses a second one."""
+def _add_once(session: Session, record: object) -> None:
+    """Insert a record whose unique key (a request id, an identity, an email) may be taken concurrently."""
     session.add(record)
     try:
         session.flush()
@@ -101,8 +101,7 @@ class SqlUserRepository(_Scoped):
 
     def add(self, user: User) -> None:
         _check_scope(self._scope, user.company_id, "company")
-        self._session.add(user)
-        self._session.flush()
+        _add_once(self._session, user)
 
 
 class SqlIdentityRepository(_Scoped):
@@ -121,8 +120,7 @@ class SqlIdentityRepository(_Scoped):
         return list(self._session.scalars(stmt))
 
     def add(self, identity: ChatIdentity) -> None:
-        self._session.add(identity)
-        self._session.flush()
+        _add_once(self._session, identity)
 
     def remove(self, identity: ChatIdentity) -> None:
         self._session.delete(identity)

@@ -143,7 +143,7 @@ def mount(web_app: web.Application, *, settings: Any, dispatcher: Any, uow_facto
             log.warning(line)
     tokens = config.tokens()
     audience = IdentityAudience(uow_factory)
-    directory = TeamsDirectory(tokens=tokens)
+    directory = TeamsDirectory(tokens=tokens, graph_url=config.graph_url)
     notifiers.add("teams", TeamsNotifier(settings, tokens=tokens, audience=audience))
     directories.add("teams", directory)
     auth = build_authentication(config, tokens)

@@ -1,4 +1,4 @@
-"""Reading the Teams settings once: is Teams on, does it authenticate, where are its token and metadata URLs.
+"""Reading the Teams settings once: is Teams on, does it authenticate, where are its token, metadata and Graph URLs.
 
 Without an app id Teams stays off unless ``PVEBOT_TEAMS_EMULATOR=1`` asks for the unauthenticated
 emulator mode: a Slack-only deployment must not serve an ``/api/messages`` where anyone can act as
@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.teams.directory import GRAPH_URL, TeamsDirectory
 from adapters.teams.tokens import PUBLIC_LOGIN_URL, AppTokens
 
 log = logging.getLogger("pvebot.teams")
@@ -28,6 +29,7 @@ class TeamsConfig:
     openid_metadata_url: str
     login_url: str
     emulator: bool
+    graph_url: str = GRAPH_URL
     password: str | None = field(default=None, repr=False)
 
     @property
@@ -54,17 +56,17 @@ def config_of(settings: Any) -> TeamsConfig:
         openid_metadata_url=settings.teams_openid_metadata_url or PUBLIC_OPENID_METADATA_URL,
         login_url=settings.teams_login_url or PUBLIC_LOGIN_URL,
         emulator=settings.teams_emulator,
+        graph_url=settings.graph_url or GRAPH_URL,
     )
 
 
 def register(settings: Any, *, notifiers: Any, directories: Any) -> TeamsConfig:
     """Add Teams' notifier and directory to the routers (every process: bot, worker, CLI)."""
-    from adapters.teams.directory import TeamsDirectory
     from adapters.teams.notifier import TeamsNotifier
 
     config = config_of(settings)
     if config.enabled:
         tokens = config.tokens()
         notifiers.add("teams", TeamsNotifier(settings, tokens=tokens))
-        directories.add("teams", TeamsDirectory(tokens=tokens))
+        directories.add("teams", TeamsDirectory(tokens=tokens, graph_url=config.graph_url))
     return config

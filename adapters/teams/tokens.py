@@ -50,6 +50,8 @@ class AppTokens:
                     authority=f"{self.login_url}/{tenant}",
                     # a sovereign or private login host is not in msal's list: skip discovery via the public cloud
                     instance_discovery=False if custom else None,
+                    # msal waits forever by default; every caller here is a chat turn or a job
+                    timeout=10,
                 )
                 self._apps[tenant] = app
             return app

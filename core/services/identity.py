@@ -1,15 +1,29 @@
-"""From a chat identity to a :class:`Principal`, with optional automatic linking by email."""
+"""From a chat identity to a :class:`Principal`, with optional automatic linking.
+
+An unknown identity is linked to the pvebot user with the same email when that email is in the
+user's company's domains. When no user has the email, a company that maps directory groups
+(Azure AD groups, from the provisioning file) to roles gets a new user, if the member is in one
+of its groups and the email is in its domains.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from core.chat import IdentityKey
-from core.errors import NotLinked
-from core.model import ChatIdentity
-from core.ports import Clock, Directory, UnitOfWorkFactory
+from core.errors import DuplicateRequest, NotLinked
+from core.model import ChatIdentity, Company, Role, User
+from core.ports import Clock, Directory, UnitOfWork, UnitOfWorkFactory
 from core.principal import Principal, Scope
 from core.services import audit
+
+log = logging.getLogger(__name__)
+
+# What a directory group can make someone, most privileged last. Never super_admin or salesperson:
+# both reach beyond one company, and whoever manages a group in Azure AD would hand them out.
+GROUP_ROLES: tuple[Role, ...] = (Role.USER, Role.COMPANY_ADMIN)
+_EMAIL_MAX = 254  # the users.email column
 
 
 @dataclass(frozen=True)
@@ -26,13 +40,13 @@ def resolve(
     clock: Clock,
     directory: Directory | None = None,
 ) -> Resolved:
-    """Find the active user behind ``key``; link it by email domain when a directory knows it.
+    """Find the active user behind ``key``; link it by email domain, or create it by directory group.
 
     Args:
         uow_factory: opens the (unscoped) lookup transaction.
         key: platform, workspace and platform user id of the caller.
-        clock: for the audit event of a new link.
-        directory: asks the platform for the caller's email (Slack users.info, Teams member).
+        clock: for the audit events of a new link or user.
+        directory: asks the platform for the caller's email, name and groups.
 
     Returns:
         The principal, and whether it was linked just now.
@@ -40,6 +54,16 @@ def resolve(
     Raises:
         NotLinked: unknown identity that cannot be linked, or an inactive user.
     """
+    try:
+        return _resolve_once(uow_factory, key, clock=clock, directory=directory)
+    except DuplicateRequest:
+        # a second first message raced the first one to link this identity: it is linked now
+        return _resolve_once(uow_factory, key, clock=clock, directory=None)
+
+
+def _resolve_once(
+    uow_factory: UnitOfWorkFactory, key: IdentityKey, *, clock: Clock, directory: Directory | None
+) -> Resolved:
     with uow_factory(Scope.everything()) as uow:
         identity = uow.identities.find(
             platform=key.platform, workspace_id=key.workspace_id, platform_user_id=key.user_id
@@ -51,17 +75,22 @@ def resolve(
             return Resolved(Principal.of(user))
         if directory is None:
             raise NotLinked()
-        email = directory.email_of(key.platform, key.workspace_id, key.user_id)
-        if not email or "@" not in email:
+        email = (directory.email_of(key.platform, key.workspace_id, key.user_id) or "").strip().lower()
+        if "@" not in email or len(email) > _EMAIL_MAX:
             raise NotLinked()
-        user = uow.users.by_email(email.lower())
-        if user is None or not user.active or user.company_id is None:
-            raise NotLinked()
-        company = uow.companies.get(user.company_id)
-        domain = email.lower().rsplit("@", 1)[1]
-        # the email must be in the user's own company's domains: a look-alike account elsewhere links nothing
-        if company is None or domain not in {d.lower() for d in company.email_domains}:
-            raise NotLinked()
+        domain = email.rsplit("@", 1)[1]
+        user = uow.users.by_email(email)
+        if user is None:
+            user = _add_by_group(uow, key, email=email, directory=directory, clock=clock)
+            how = "directory group"
+        else:
+            if not user.active or user.company_id is None:
+                raise NotLinked()
+            company = uow.companies.get(user.company_id)
+            # the email must be in the user's own company's domains: a look-alike account elsewhere links nothing
+            if company is None or domain not in _domains(company):
+                raise NotLinked()
+            how = "email domain"
         uow.identities.add(
             ChatIdentity(
                 platform=key.platform, workspace_id=key.workspace_id, platform_user_id=key.user_id, user_id=user.id or 0
@@ -73,11 +102,58 @@ def resolve(
             actor=user.email,
             action="identity.linked",
             company_id=user.company_id,
-            target=f"{key.platform}:{key.workspace_id}:{key.user_id}",
-            detail={"how": "email domain"},
+            target=_where(key),
+            detail={"how": how},
         )
         uow.commit()
         return Resolved(Principal.of(user), newly_linked=True)
+
+
+def _add_by_group(uow: UnitOfWork, key: IdentityKey, *, email: str, directory: Directory, clock: Clock) -> User:
+    """A new user of the one company that maps a group of the member and owns the email's domain."""
+    mapped = [c for c in uow.companies.list() if c.directory_groups]
+    if not mapped:
+        raise NotLinked()  # no company maps groups: do not ask the directory (a Graph call) for nothing
+    groups = {g.lower() for g in directory.groups_of(key.platform, key.workspace_id, key.user_id)}
+    domain = email.rsplit("@", 1)[1]
+    candidates: list[tuple[Company, Role, str]] = []
+    for company in mapped:
+        if domain not in _domains(company):
+            continue
+        # a role stored as anything else (a hand-edited row) gives nothing
+        matched = [(Role(g["role"]), g.get("group_id", "").lower()) for g in company.directory_groups
+                   if g.get("group_id", "").lower() in groups and g.get("role") in GROUP_ROLES]
+        if matched:
+            # the most privileged role wins; among equals the smallest group id, so the audit trail is stable
+            role, group_id = min(matched, key=lambda m: (-GROUP_ROLES.index(m[0]), m[1]))
+            candidates.append((company, role, group_id))
+    if len(candidates) != 1:
+        log.info("not linking %s: %s", _where(key),
+                 "no group of the member is mapped by a company of its email domain" if not candidates
+                 else f"{len(candidates)} companies map its groups for its email domain; provision the person")
+        raise NotLinked()
+    company, role, group_id = candidates[0]
+    name = (directory.name_of(key.platform, key.workspace_id, key.user_id) or "").strip() or email.split("@")[0]
+    user = User(email=email, name=name[:200], role=role, company_id=company.id)
+    uow.users.add(user)
+    audit.record(
+        uow,
+        clock=clock,
+        actor=email,
+        action="user.created",
+        company_id=company.id,
+        target=email,
+        detail={"how": "directory group", "group_id": group_id, "role": role.value},
+    )
+    return user
+
+
+def _domains(company: Company) -> set[str]:
+    return {d.lower() for d in company.email_domains}
+
+
+def _where(key: IdentityKey) -> str:
+    return f"{key.platform}:{key.workspace_id}:{key.user_id}"
 
 
 def link_local(uow_factory: UnitOfWorkFactory, email: str, *, clock: Clock) -> IdentityKey:

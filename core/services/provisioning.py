@@ -28,6 +28,7 @@ from core.model import (
 )
 from core.ports import Clock, SecretCipher, UnitOfWork
 from core.services import audit
+from core.services.identity import GROUP_ROLES
 
 PathT = tuple[str | int, ...]
 Locate = Callable[[PathT], str]
@@ -42,6 +43,7 @@ _FINGERPRINT = re.compile(r"^([0-9A-F]{2}:){31}[0-9A-F]{2}$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _URL = re.compile(r"^https://[^\s/]+(:\d+)?/?$")
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 APPROVABLE_ACTIONS = frozenset(DEFAULT_APPROVAL_ACTIONS) | {"vm.shutdown", "vm.reboot", "vm.suspend", "vm.resume"}
 
 
@@ -58,6 +60,15 @@ class ClusterSpec:
 
 
 @dataclass(frozen=True)
+class GroupSpec:
+    """An Azure AD group whose members become users of the company with ``role``."""
+
+    group_id: str
+    role: Role
+    path: PathT
+
+
+@dataclass(frozen=True)
 class CompanySpec:
     slug: str
     name: str
@@ -66,6 +77,12 @@ class CompanySpec:
     quotas: dict[str, int]
     approval: dict[str, Any]
     path: PathT
+    teams_groups: tuple[GroupSpec, ...] = ()
+
+    @property
+    def directory_groups(self) -> list[dict[str, str]]:
+        """The groups as :attr:`Company.directory_groups` stores them."""
+        return [{"group_id": g.group_id, "role": g.role.value} for g in self.teams_groups]
 
 
 @dataclass(frozen=True)
@@ -232,7 +249,7 @@ def _tls(c: _Checker, tls: Any, path: PathT) -> tuple[TlsMode | None, str | None
 
 
 def _companies(c: _Checker, doc: Mapping[str, Any], spec: Spec) -> None:
-    allowed = ("slug", "name", "email_domains", "pools", "quotas", "approval")
+    allowed = ("slug", "name", "email_domains", "pools", "quotas", "approval", "teams_groups")
     for path, item in c.items(doc, "companies"):
         if not c.mapping(item, path, allowed=allowed, required=("slug", "name")):
             continue
@@ -254,10 +271,41 @@ def _companies(c: _Checker, doc: Mapping[str, Any], spec: Spec) -> None:
                 if q is not None and key in QUOTA_KEYS:
                     quotas[key] = q
         approval = _approval(c, item.get("approval") or {}, (*path, "approval"))
+        groups = _teams_groups(c, item.get("teams_groups"), (*path, "teams_groups"))
+        if groups and not item.get("email_domains"):
+            # a member is added only when their email is in the company's domains: without any, nobody ever is
+            c.fail((*path, "teams_groups"), "needs email_domains: a group member is added only with an email in them")
         if slug and name:
             spec.companies.append(
-                CompanySpec(slug, name, tuple(d.lower() for d in domains), tuple(pools), quotas, approval, path)
+                CompanySpec(slug, name, tuple(d.lower() for d in domains), tuple(pools), quotas, approval, path,
+                            teams_groups=tuple(groups))
             )
+
+
+def _teams_groups(c: _Checker, value: Any, path: PathT) -> list[GroupSpec]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        c.fail(path, "must be a list")
+        return []
+    out: list[GroupSpec] = []
+    for i, item in enumerate(value):
+        gpath = (*path, i)
+        if not c.mapping(item, gpath, allowed=("group_id", "role"), required=("group_id", "role")):
+            continue
+        group_id = c.string(item.get("group_id"), (*gpath, "group_id"), _GUID,
+                            "an Azure AD group object id like 0f8fad5b-d9cb-469f-a165-70867728950e")
+        role = item.get("role")
+        if role in (Role.SUPER_ADMIN, Role.SALESPERSON):
+            c.fail((*gpath, "role"), f"a group cannot give {role}: it reaches beyond one company, and whoever manages "
+                                     "the group in Azure AD would hand it out; list such people under users")
+            continue
+        if "role" in item and role not in GROUP_ROLES:
+            c.fail((*gpath, "role"), f"must be one of {', '.join(r.value for r in GROUP_ROLES)}")
+            continue
+        if group_id and role:
+            out.append(GroupSpec(group_id.lower(), Role(role), gpath))
+    return out
 
 
 def _approval(c: _Checker, value: Any, path: PathT) -> dict[str, Any]:
@@ -358,6 +406,8 @@ def _duplicates(c: _Checker, spec: Spec) -> None:
         [((i.platform, i.workspace_id, i.user_id), (*u.path, "identities")) for u in spec.users for i in u.identities],
     )
     check("pool", [(f"{cluster}/{pool}", (*s.path, "pools")) for s in spec.companies for cluster, pool in s.pools])
+    # a group names one company: a member in it must not depend on which company pvebot looks at first
+    check("Teams group", [(g.group_id, g.path) for s in spec.companies for g in s.teams_groups])
 
 
 # ---- apply -----------------------------------------------------------------------------
@@ -385,6 +435,7 @@ def apply(
     changes: list[str] = []
     for cs in spec.clusters:
         _apply_cluster(uow, cs, cipher=cipher, secret=env[cs.token_secret_env], changes=changes)
+    _check_groups_are_free(uow, spec, locate=locate)
     for co in spec.companies:
         _apply_company(uow, co, changes=changes, locate=locate)
     for us in spec.users:
@@ -434,7 +485,7 @@ def _apply_company(uow: UnitOfWork, co: CompanySpec, *, changes: list[str], loca
     company = uow.companies.by_slug(co.slug)
     if company is None:
         company = Company(slug=co.slug, name=co.name, email_domains=list(co.email_domains), quotas=dict(co.quotas),
-                          approval_policy=dict(co.approval))
+                          approval_policy=dict(co.approval), directory_groups=co.directory_groups)
         uow.companies.add(company)
         changes.append(f"+ company {co.slug}")
     else:
@@ -443,6 +494,7 @@ def _apply_company(uow: UnitOfWork, co: CompanySpec, *, changes: list[str], loca
         _set(company, "email_domains", list(co.email_domains), label=label, changes=changes)
         _set(company, "quotas", dict(co.quotas), label=label, changes=changes)
         _set(company, "approval_policy", dict(co.approval), label=label, changes=changes)
+        _set(company, "directory_groups", co.directory_groups, label=label, changes=changes)
     clusters = {c.id: c for c in uow.clusters.list()}
     by_name = {c.name: c for c in clusters.values()}
     existing = {(clusters[b.cluster_id].name, b.pool): b for b in uow.pool_bindings.list() if b.cluster_id in clusters}
@@ -461,6 +513,21 @@ def _apply_company(uow: UnitOfWork, co: CompanySpec, *, changes: list[str], loca
         if binding.company_id == company.id and (cluster_name, pool) not in co.pools:
             uow.pool_bindings.remove(binding)
             changes.append(f"- pool {cluster_name}/{pool} from {co.slug}")
+
+
+def _check_groups_are_free(uow: UnitOfWork, spec: Spec, *, locate: Locate) -> None:
+    """A group mapped by a company the file does not describe cannot be mapped by one it does (as with pools).
+
+    Companies in the file get their groups replaced, and the file maps each group once (validation).
+    """
+    described = {co.slug for co in spec.companies}
+    taken = {g.get("group_id", "").lower() for other in uow.companies.list() if other.slug not in described
+             for g in other.directory_groups}
+    for co in spec.companies:
+        for g in co.teams_groups:
+            if g.group_id in taken:
+                raise ConfigurationError(f"{locate(g.path)}: companies[{co.path[1]}].teams_groups[{g.path[-1]}]: "
+                                         f"Teams group {g.group_id} is already mapped by another company")
 
 
 def _apply_user(uow: UnitOfWork, us: UserSpec, *, changes: list[str], locate: Locate) -> None:
@@ -539,6 +606,9 @@ def export(uow: UnitOfWork) -> dict[str, Any]:
             entry["quotas"] = dict(co.quotas)
         if co.approval_policy:
             entry["approval"] = dict(co.approval_policy)
+        if co.directory_groups:
+            entry["teams_groups"] = [{"group_id": g.get("group_id"), "role": g.get("role")}
+                                     for g in co.directory_groups]
         doc["companies"].append(entry)
     for u in uow.users.list():
         entry = {"email": u.email, "name": u.name, "role": u.role.value}

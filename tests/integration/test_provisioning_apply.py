@@ -214,3 +214,74 @@ def test_broken_yaml_names_the_line(pvebot: Callable[..., Run], tmp_path: Path) 
     line = _line_of(path.read_text(), "\tbad: tab")
     assert (result.code, result.err) == (
         1, f"pvebot: {path}: line {line}: found character '\\t' that cannot start any token\n")
+
+
+# ---- companies[].teams_groups --------------------------------------------------------------------------------
+
+ACME_USERS, ACME_ADMINS = "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d", "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9"
+GROUP_LINE = f"      - {{group_id: {ACME_USERS}, role: user}}\n"
+# the example with a second group, for company admins
+ADMIN_LINE = f"      - {{group_id: {ACME_ADMINS}, role: company_admin}}\n"
+WITH_ADMINS = EXAMPLE_TEXT.replace(GROUP_LINE, GROUP_LINE + ADMIN_LINE)
+
+
+def test_teams_groups_are_stored_exported_and_unchanged_the_second_time(
+    pvebot: Callable[..., Run], uow_factory: SqlUnitOfWorkFactory, tmp_path: Path
+) -> None:
+    assert GROUP_LINE in EXAMPLE_TEXT
+    assert pvebot("admin", "apply", str(_write(tmp_path, WITH_ADMINS))).code == 0
+    with uow_factory(Scope.everything()) as uow:
+        acme, globex = uow.companies.by_slug("acme"), uow.companies.by_slug("globex")
+        assert acme is not None and globex is not None
+        assert acme.directory_groups == [{"group_id": ACME_USERS, "role": "user"},
+                                         {"group_id": ACME_ADMINS, "role": "company_admin"}]
+        assert globex.directory_groups == []
+    exported = _state(pvebot)
+    assert (f"  teams_groups:\n  - {{group_id: {ACME_USERS}, role: user}}\n"
+            f"  - {{group_id: {ACME_ADMINS}, role: company_admin}}\n") in exported
+    assert exported.count("teams_groups") == 1  # not for globex, which maps none
+    # the export applies back without a change, groups included
+    assert pvebot("admin", "apply", str(_write(tmp_path, exported, "exported.yaml"))).out == "no change\n"
+    # upper-case ids in the file are the same groups
+    upper = WITH_ADMINS.replace(ACME_USERS, ACME_USERS.upper())
+    assert pvebot("admin", "apply", str(_write(tmp_path, upper))).out == "no change\n"
+
+
+def test_a_company_s_teams_groups_are_replaced_as_a_whole(pvebot: Callable[..., Run], tmp_path: Path) -> None:
+    assert pvebot("admin", "apply", str(EXAMPLE)).code == 0
+    result = pvebot("admin", "apply", str(_write(tmp_path, WITH_ADMINS)))
+    assert result.out.splitlines() == [
+        f"~ company acme: directory_groups [{{'group_id': '{ACME_USERS}', 'role': 'user'}}] -> "
+        f"[{{'group_id': '{ACME_USERS}', 'role': 'user'}}, {{'group_id': '{ACME_ADMINS}', 'role': 'company_admin'}}]",
+        "changed 1 item(s)",
+    ]
+    none = EXAMPLE_TEXT.replace("    teams_groups:\n" + GROUP_LINE, "")
+    result = pvebot("admin", "apply", str(_write(tmp_path, none)))
+    assert result.out.splitlines() == [
+        f"~ company acme: directory_groups [{{'group_id': '{ACME_USERS}', 'role': 'user'}}, "
+        f"{{'group_id': '{ACME_ADMINS}', 'role': 'company_admin'}}] -> []",
+        "changed 1 item(s)",
+    ]
+    assert "teams_groups" not in _state(pvebot)
+    assert "directory_groups" in pvebot("admin", "audit").out
+
+
+def test_a_group_of_a_company_outside_the_file_is_refused(pvebot: Callable[..., Run], tmp_path: Path) -> None:
+    assert pvebot("admin", "apply", str(EXAMPLE)).code == 0
+    before = _state(pvebot)
+    grab = ("companies:\n  - slug: initech\n    name: Initech\n    email_domains: [acme.example]\n"
+            f"    teams_groups:\n      - {{group_id: {ACME_USERS.upper()}, role: user}}\n")
+    path = _write(tmp_path, grab)
+    result = pvebot("admin", "apply", str(path))
+    assert (result.code, result.err) == (
+        1, f"pvebot: {path} line 6: companies[0].teams_groups[0]: Teams group {ACME_USERS} is already mapped by "
+           "another company\n")
+    assert _state(pvebot) == before
+    # a file that describes both companies may move the group from one to the other
+    moved = EXAMPLE_TEXT.replace("    teams_groups:\n" + GROUP_LINE, "").replace(
+        "    email_domains: [globex.example]\n",
+        f"    email_domains: [globex.example]\n    teams_groups: [{{group_id: {ACME_USERS}, role: user}}]\n")
+    result = pvebot("admin", "apply", str(_write(tmp_path, moved)))
+    assert result.code == 0, result.err
+    assert [line.split(":")[0] for line in result.out.splitlines()] == [
+        "~ company acme", "~ company globex", "changed 2 item(s)"]

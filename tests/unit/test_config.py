@@ -97,3 +97,13 @@ def test_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
 def test_every_documented_variable_is_unique() -> None:
     names = [name for name, _, _ in DOCUMENTED]
     assert len(names) == len(set(names))
+
+
+def test_the_graph_url_is_https_and_teams_defaults_to_the_public_cloud() -> None:
+    from adapters.teams.setup import config_of
+
+    assert config_of(Settings.from_mapping({})).graph_url == "https://graph.microsoft.com"
+    us = Settings.from_mapping({"PVEBOT_GRAPH_URL": " https://graph.microsoft.us "})
+    assert config_of(us).graph_url == "https://graph.microsoft.us"
+    error = _error({"PVEBOT_GRAPH_URL": "http://graph.example"})
+    assert str(error) == "PVEBOT_GRAPH_URL: use https://HOST, e.g. https://graph.microsoft.us"

@@ -82,7 +82,8 @@ def test_unknown_keys_are_named_with_what_is_allowed() -> None:
     assert problems("cluster: []\n") == [
         "p.yaml line 1: cluster: unknown key (allowed: clusters, companies, users)"]
     assert problems("companies:\n  - {slug: acme, name: Acme, pool: x}\n") == [
-        "p.yaml line 2: companies[0].pool: unknown key (allowed: slug, name, email_domains, pools, quotas, approval)"]
+        "p.yaml line 2: companies[0].pool: unknown key (allowed: slug, name, email_domains, pools, quotas, approval, "
+        "teams_groups)"]
 
 
 def test_the_document_and_its_sections_must_have_the_right_shape() -> None:
@@ -226,3 +227,82 @@ def test_broken_yaml_names_the_line() -> None:
 def test_a_secret_in_the_environment_is_never_in_the_spec() -> None:
     spec = validate(_cluster("{verify: false}"), env={"PVE_LAB_TOKEN": "super-secret-value"})
     assert "super-secret-value" not in repr(spec)
+
+
+# ---- companies[].teams_groups --------------------------------------------------------------------------------
+
+ACME_USERS = "0f8fad5b-d9cb-469f-a165-70867728950e"
+ACME_ADMINS = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+
+
+def test_teams_groups_are_stored_lower_case_with_their_role() -> None:
+    spec = validate(f"""\
+companies:
+  - slug: acme
+    name: Acme
+    email_domains: [acme.example]
+    teams_groups:
+      - {{group_id: {ACME_USERS.upper()}, role: user}}
+      - {{group_id: {ACME_ADMINS}, role: company_admin}}
+  - {{slug: globex, name: Globex}}
+""")
+    acme, globex = spec.companies
+    assert [(g.group_id, g.role) for g in acme.teams_groups] == [(ACME_USERS, Role.USER),
+                                                                 (ACME_ADMINS, Role.COMPANY_ADMIN)]
+    assert acme.directory_groups == [{"group_id": ACME_USERS, "role": "user"},
+                                     {"group_id": ACME_ADMINS, "role": "company_admin"}]
+    assert globex.teams_groups == () and globex.directory_groups == []
+
+
+def test_teams_groups_need_a_guid_and_a_role_inside_one_company() -> None:
+    text = """\
+companies:
+  - slug: acme
+    name: Acme
+    email_domains: [acme.example]
+    teams_groups:
+      - {group_id: not-a-guid, role: user}
+      - {group_id: 7c9e6679-7425-40de-944b-e07fc1f90ae7, role: super_admin}
+      - {group_id: 3f2504e0-4f89-41d3-9a0c-0305e82c3301, role: salesperson}
+      - {group_id: 6ba7b810-9dad-11d1-80b4-00c04fd430c8, role: admin}
+      - {role: user}
+      - {group_id: 6ba7b811-9dad-11d1-80b4-00c04fd430c8, role: user, name: Ops}
+  - slug: globex
+    name: Globex
+    teams_groups: [{group_id: 6ba7b812-9dad-11d1-80b4-00c04fd430c8, role: user}]
+  - {slug: initech, name: Initech, email_domains: [initech.example], teams_groups: {group_id: x}}
+"""
+    found = problems(text)
+    assert found[0] == ("p.yaml line 6: companies[0].teams_groups[0].group_id: 'not-a-guid' is not valid: an Azure AD "
+                        "group object id like 0f8fad5b-d9cb-469f-a165-70867728950e")
+    # why never through a group: the people who manage the group in Azure AD would hand the role out
+    for line, role, problem in ((7, "super_admin", found[1]), (8, "salesperson", found[2])):
+        assert problem.startswith(f"p.yaml line {line}: companies[0].teams_groups[{line - 6}].role: a group cannot "
+                                  f"give {role}: it reaches beyond one company")
+        assert "whoever manages the group in Azure AD" in problem and "list such people under users" in problem
+    assert found[3:] == [
+        "p.yaml line 9: companies[0].teams_groups[3].role: must be one of user, company_admin",
+        "p.yaml line 10: companies[0].teams_groups[4]: 'group_id' is required",
+        "p.yaml line 11: companies[0].teams_groups[5].name: unknown key (allowed: group_id, role)",
+        "p.yaml line 14: companies[1].teams_groups: needs email_domains: a group member is added only with an email "
+        "in them",
+        "p.yaml line 15: companies[2].teams_groups: must be a list",
+    ]
+
+
+def test_a_teams_group_is_mapped_once_in_the_whole_file() -> None:
+    text = f"""\
+companies:
+  - {{slug: acme, name: Acme, email_domains: [acme.example],
+     teams_groups: [{{group_id: {ACME_USERS}, role: user}}, {{group_id: {ACME_USERS.upper()}, role: company_admin}}]}}
+  - slug: globex
+    name: Globex
+    email_domains: [globex.example]
+    teams_groups:
+      - {{group_id: {ACME_ADMINS}, role: user}}
+      - {{group_id: {ACME_USERS}, role: user}}
+"""
+    assert problems(text) == [
+        f"p.yaml line 3: companies[0].teams_groups[1]: Teams group {ACME_USERS} appears twice (first at p.yaml line 3)",
+        f"p.yaml line 9: companies[1].teams_groups[1]: Teams group {ACME_USERS} appears twice (first at p.yaml line 3)",
+    ]
