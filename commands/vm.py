@@ -6,7 +6,7 @@ import shlex
 
 from commands.common import human_bytes, human_duration, outcome_reply
 from commands.registry import Args, CommandContext, CommandRegistry, Param
-from core.chat import Action, Field, Reply, Table
+from core.chat import Action, Field, Reply, Severity, Table
 from core.errors import InvalidArguments
 from core.ids import show_job
 from core.rbac import Perm
@@ -79,12 +79,15 @@ def register(registry: CommandRegistry) -> None:
             actions.append(Action("◀ Previous", f"{base} --page {page - 1}".strip()))
         if page < pages:
             actions.append(Action("Next ▶", f"{base} --page {page + 1}".strip()))
+        missing = "".join(f"\n⚠️ not shown: {message}" for message in view.unreachable.values())
         if not guests:
-            return Reply(text="no VMs match" if (status or args["search"]) else "you have no VMs yet")
+            empty = "no VMs match" if (status or args["search"]) else "you have no VMs yet"
+            return Reply(text=empty + missing, severity=Severity.WARNING if missing else Severity.INFO)
         return Reply(
             title=f"VMs ({len(guests)}, {running} running)",
             table=Table(columns=columns, rows=rows),
-            footer=f"page {page} of {pages}",
+            footer=f"page {page} of {pages}{missing}",
+            severity=Severity.WARNING if missing else Severity.INFO,
             actions=tuple(actions),
         )
 

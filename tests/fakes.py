@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.chat import ConversationRef, MessageRef, Reply
-from core.errors import Conflict, InvalidArguments, NotFound
+from core.errors import Conflict, ExternalSystemError, InvalidArguments, NotFound
 from core.model import Backup, Cluster, Guest, GuestRef, GuestStatus, Snapshot, TaskRef, TaskStatus
 from core.ports import ConfigChange
 
@@ -34,6 +34,8 @@ class FakeHypervisor:
     snaps: dict[int, list[Snapshot]] = field(default_factory=dict)
     calls: list[tuple[str, Any]] = field(default_factory=list)
     fail_next: str | None = None
+    # set to a message to make the cluster unreachable
+    down: str | None = None
     backup_files: dict[int, list[Backup]] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -60,6 +62,8 @@ class FakeHypervisor:
 
     def inventory(self, *, refresh: bool = False) -> list[Guest]:
         self.calls.append(("inventory", refresh))
+        if self.down:
+            raise ExternalSystemError(self.down)
         return list(self.guests.values())
 
     def status(self, ref: GuestRef) -> GuestStatus:

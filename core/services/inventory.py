@@ -8,10 +8,12 @@ points outside the caller's scope answers exactly like one that does not exist.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from core import rbac
-from core.errors import InvalidArguments, NotFound
+from core.errors import BotError, ExternalSystemError, InvalidArguments, NotFound
 from core.model import Cluster, Company, Guest
 from core.principal import Principal
 from core.services.deps import Deps
@@ -43,14 +45,20 @@ class View:
     templates: list[OwnedGuest]
     clusters: list[Cluster]
     companies: dict[int, Company]
+    # clusters that did not answer, with why: their guests are missing from this view
+    unreachable: dict[str, str] = field(default_factory=dict)
 
 
 def view(deps: Deps, principal: Principal, *, refresh: bool = False, cluster: str | None = None) -> View:
     """The guests (and usable templates) in ``principal``'s scope, sorted by name.
 
+    Clusters are asked in parallel. One that does not answer leaves its guests out and is named
+    in ``View.unreachable``; only when none answers is its error raised.
+
     Raises:
         PermissionDenied: the role cannot read VMs.
         NotFound: ``cluster`` is not one the principal can see.
+        ExternalSystemError: no cluster answered.
     """
     rbac.require(principal, rbac.Perm.VM_READ)
     with deps.uow_factory(principal.scope) as uow:
@@ -64,10 +72,11 @@ def view(deps: Deps, principal: Principal, *, refresh: bool = False, cluster: st
     owner: dict[tuple[int | None, str], Company | None] = {
         (b.cluster_id, b.pool): companies.get(b.company_id) for b in bindings
     }
+    inventories, unreachable = _inventories(deps, clusters, refresh=refresh)
     guests: list[OwnedGuest] = []
     templates: list[OwnedGuest] = []
     for cl in clusters:
-        for g in deps.hypervisors.for_cluster(cl).inventory(refresh=refresh):
+        for g in inventories.get(cl.name, []):
             company = owner.get((cl.id, g.pool)) if g.pool else None
             visible = company is not None or principal.scope.unrestricted
             if g.template and (visible or g.vmid in cl.shared_templates):
@@ -76,7 +85,39 @@ def view(deps: Deps, principal: Principal, *, refresh: bool = False, cluster: st
                 guests.append(OwnedGuest(g, cl, company))
     guests.sort(key=lambda o: (o.guest.name.lower(), o.cluster.name, o.guest.vmid))
     templates.sort(key=lambda o: (o.guest.name.lower(), o.cluster.name, o.guest.vmid))
-    return View(guests=guests, templates=templates, clusters=clusters, companies=companies)
+    return View(guests=guests, templates=templates, clusters=clusters, companies=companies,
+                unreachable={name: e.user_message for name, e in unreachable.items()})
+
+
+def _inventories(
+    deps: Deps, clusters: list[Cluster], *, refresh: bool
+) -> tuple[dict[str, list[Guest]], dict[str, BotError]]:
+    def fetch(cl: Cluster) -> list[Guest]:
+        return deps.hypervisors.for_cluster(cl).inventory(refresh=refresh)
+
+    found: dict[str, list[Guest]] = {}
+    failed: dict[str, BotError] = {}
+    if len(clusters) <= 1:
+        results = [(cl, _attempt(fetch, cl)) for cl in clusters]
+    else:
+        # a slow cluster costs its own latency, not the sum of all of them
+        with ThreadPoolExecutor(max_workers=min(8, len(clusters)), thread_name_prefix="inventory") as pool:
+            results = list(zip(clusters, pool.map(lambda cl: _attempt(fetch, cl), clusters), strict=True))
+    for cl, result in results:
+        if isinstance(result, BotError):
+            failed[cl.name] = result
+        else:
+            found[cl.name] = result
+    if clusters and not found:
+        raise next(iter(failed.values()))
+    return found, failed
+
+
+def _attempt(fetch: Callable[[Cluster], list[Guest]], cl: Cluster) -> list[Guest] | BotError:
+    try:
+        return fetch(cl)
+    except BotError as e:
+        return e
 
 
 def resolve(candidates: list[OwnedGuest], ref: str, *, what: str = "VM") -> OwnedGuest:
@@ -109,5 +150,20 @@ def resolve(candidates: list[OwnedGuest], ref: str, *, what: str = "VM") -> Owne
 
 
 def find(deps: Deps, principal: Principal, ref: str, *, refresh: bool = False) -> OwnedGuest:
-    """Resolve ``ref`` among the guests ``principal`` can see."""
-    return resolve(view(deps, principal, refresh=refresh).guests, ref)
+    """Resolve ``ref`` among the guests ``principal`` can see.
+
+    While a cluster does not answer, only ``cluster/vmid`` references to the others resolve: a
+    name or VMID might also stand in the silent cluster, and acting on a namesake is worse than
+    asking for the full reference.
+    """
+    seen = view(deps, principal, refresh=refresh)
+    qualified = "/" in ref
+    if seen.unreachable and not qualified:
+        names = ", ".join(sorted(seen.unreachable))
+        raise ExternalSystemError(
+            f"cluster {names} is not answering, so '{ref[:40]}' could be there too; name the VM as cluster/vmid"
+        )
+    if qualified and ref.partition("/")[0] in seen.unreachable:
+        cluster = ref.partition("/")[0]
+        raise ExternalSystemError(seen.unreachable[cluster])
+    return resolve(seen.guests, ref)
