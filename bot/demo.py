@@ -55,7 +55,8 @@ def build_simulator(*, task_seconds: float = 1.5) -> PveSimulator:
     sim.add_storage("local-lvm", content="images,rootdir")
     for vmid, name, kind, node, pool, status, cores, memory, disk in _GUESTS:
         sim.add_guest(vmid=vmid, name=name, kind=kind, node=node, pool=pool, status=status, cores=cores,
-                      memory_mb=memory, disk_gb=disk, tags=("demo",), ip=f"10.{vmid // 100}.0.{vmid % 100}")
+                      memory_mb=memory, disk_gb=disk, tags=("demo",), ip=f"10.{vmid // 100}.0.{vmid % 100}",
+                      uptime=(vmid % 37) * 86400 + vmid * 97)
     # a dozen more per company so that lists paginate
     for i in range(12):
         sim.add_guest(vmid=110 + i, name=f"acme-dev-{i:02d}", node=("pve1", "pve2")[i % 2], pool="acme",

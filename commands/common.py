@@ -21,8 +21,7 @@ def human_bytes(n: int | float) -> str:
 
 
 def human_duration(seconds: int) -> str:
-    if seconds <= 0:
-        return "—"
+    seconds = max(0, seconds)
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60

@@ -100,7 +100,7 @@ def register(registry: CommandRegistry) -> None:
             Field("State", g.status + (f" (lock: {g.lock})" if g.lock else "")),
             Field("Node", f"{g.node} ({owned.cluster.name})"),
             Field("Type", g.kind),
-            Field("Uptime", human_duration(g.uptime)),
+            Field("Uptime", human_duration(g.uptime) if g.status == "running" else "—"),
             Field("CPU", f"{g.cpu * 100:.0f}% of {g.maxcpu} core(s)"),
             Field("Memory", f"{human_bytes(g.mem)} of {human_bytes(g.maxmem)}"),
             Field("Disk", human_bytes(g.maxdisk)),

@@ -86,8 +86,9 @@ class PveSimulator:
     def add_guest(
         self, *, vmid: int, name: str, kind: str = "qemu", node: str = "pve1", pool: str | None = None,
         status: str = "stopped", template: bool = False, cores: int = 2, memory_mb: int = 2048, disk_gb: int = 32,
-        tags: tuple[str, ...] = (), ip: str | None = None, lock: str | None = None,
+        tags: tuple[str, ...] = (), ip: str | None = None, lock: str | None = None, uptime: int = 0,
     ) -> None:
+        """A guest; a running one has been up ``uptime`` seconds."""
         if kind not in ("qemu", "lxc"):
             raise ValueError("kind is qemu or lxc")
         config = default_config(vmid=vmid, kind=kind, name=name, cores=cores, memory_mb=memory_mb, disk_gb=disk_gb,
@@ -95,6 +96,8 @@ class PveSimulator:
         guest = SimGuest(vmid=vmid, kind=kind, node=node, pool=pool, status="stopped", config=config,
                          qmpstatus="stopped" if kind == "qemu" else None, ip=ip, lock=lock)
         guest.set_running(status == "running")
+        if guest.started_at is not None:
+            guest.started_at -= uptime
         with self.state.lock:
             if node not in self.state.nodes:
                 raise ValueError(f"add_node({node!r}) first")
