@@ -85,6 +85,8 @@ class FakeBotFramework:
     member_groups: dict[str, list[str]] = field(default_factory=dict)
     graph_status: int | None = None
     graph_delay: float = 0.0
+    # the connector answers this many of the next edits (PUT) 429 with Retry-After
+    throttle_edits: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -250,7 +252,15 @@ class FakeBotFramework:
         body = await request.json() if request.can_read_body else {}
         auth = request.headers.get("Authorization")
         with self._lock:
-            self.calls.append(Recorded(request.method, request.path, body, auth))
+            # a throttled call is refused before it is recorded: the record holds what Teams accepted
+            throttled = request.method == "PUT" and self.throttle_edits > 0
+            if throttled:
+                self.throttle_edits -= 1
+            else:
+                self.calls.append(Recorded(request.method, request.path, body, auth))
+        if throttled:
+            return web.json_response({"error": {"code": "TooManyRequests"}}, status=429,
+                                     headers={"Retry-After": "0.2"})
         if self.require_token and auth != f"Bearer {ACCESS_TOKEN}":
             return web.json_response({"error": {"code": "Unauthorized"}}, status=401)
         rest = request.match_info["rest"]

@@ -7,6 +7,7 @@ It runs in RQ worker threads and processes, away from any turn: the :class:`Conv
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -35,6 +36,18 @@ def audience_of(reply: Reply, conversation: ConversationRef, audience: Audience 
     if not restricted or audience is None:
         return []
     return audience(restricted, conversation.get("tenant_id") or "")
+
+
+THROTTLE_ATTEMPTS = 4
+MAX_RETRY_AFTER = 30.0
+
+
+def retry_after(header: str | None) -> float:
+    """Seconds to wait from a Retry-After header (seconds form), 1 s when absent or unreadable."""
+    try:
+        return min(MAX_RETRY_AFTER, max(0.0, float(header))) if header else 1.0
+    except ValueError:
+        return 1.0
 
 
 class TeamsNotifier:
@@ -66,10 +79,16 @@ class TeamsNotifier:
         return activity
 
     def _send(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            response = self._session.request(method, url, json=body, headers=self._headers(), timeout=self.timeout)
-        except requests.RequestException as e:
-            raise ExternalSystemError("cannot reach Teams") from e
+        for attempt in range(THROTTLE_ATTEMPTS):
+            try:
+                response = self._session.request(method, url, json=body, headers=self._headers(),
+                                                 timeout=self.timeout)
+            except requests.RequestException as e:
+                raise ExternalSystemError("cannot reach Teams") from e
+            if response.status_code != 429 or attempt == THROTTLE_ATTEMPTS - 1:
+                break
+            # Teams throttles per conversation; it says how long to wait
+            time.sleep(retry_after(response.headers.get("Retry-After")))
         if response.status_code >= 400:
             # the body can quote the conversation: log the status only
             raise ExternalSystemError(f"Teams answered HTTP {response.status_code}")

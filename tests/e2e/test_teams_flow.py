@@ -68,6 +68,15 @@ async def test_job_card_is_updated_in_place(bot: TeamsBot) -> None:
     assert bot.hypervisors.cluster("lab").guests[102].status == "running"
 
 
+async def test_a_throttled_edit_is_sent_again_after_retry_after(bot: TeamsBot) -> None:
+    bot.fake.throttle_edits = 2  # Teams says 429 twice; the notifier waits as told and sends again
+    status, _ = await bot.post(message(bot.fake, "vm start db-01"))
+    assert status == 200
+    bot.fake.wait_for(lambda: [c for c in bot.fake.activities("PUT") if "done" in card_text(c.body)],
+                      what="the final edit, despite the throttling")
+    assert bot.fake.throttle_edits == 0
+
+
 async def test_job_runs_once_when_teams_redelivers(bot: TeamsBot) -> None:
     activity = message(bot.fake, "vm start db-01")
     assert (await bot.post(activity))[0] == 200
