@@ -133,6 +133,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.bootstrap import build_app
     from bot.server import create_app
 
+    # work after an ack runs in threads; a short GIL switch interval hands the event loop back
+    # sooner, so acks keep within Slack's 3 s even while those threads run Python code
+    sys.setswitchinterval(0.0005)
     app = build_app(settings)
     maintenance = _maintenance(app)
     if not (settings.slack_signing_secret or settings.slack_app_token or settings.microsoft_app_id):
