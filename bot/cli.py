@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin = sub.add_parser("admin", help="administration").add_subparsers(dest="admin_command", required=True)
     admin.add_parser("gen-key", help="print a fresh PVEBOT_SECRET_KEY").set_defaults(handler=_gen_key)
     rotate = admin.add_parser("rotate-key", help="re-encrypt every secret under a new key")
-    rotate.add_argument("--new-key", help="the new key (default: generate one)")
+    rotate.add_argument("--new-key", help="the new key, as --new-key=KEY (keys may start with -); default: a fresh one")
     rotate.set_defaults(handler=_rotate_key)
     apply = admin.add_parser("apply", help="apply a provisioning file")
     apply.add_argument("file")
