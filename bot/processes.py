@@ -45,10 +45,12 @@ def _maintenance(app: Any) -> Any:
 
 
 def _lines(stream: TextIO, *, interactive: bool) -> Any:
+    from adapters.shell.session import PROMPT
+
     while True:
         if interactive:
             try:
-                line = input("pvebot> ")
+                line = input(PROMPT)
             except EOFError:
                 print()
                 return

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -141,7 +141,6 @@ class Reply:
     # jobs and approvals the reply is about, for adapters that thread progress under it
     job_id: str | None = None
     approval_id: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def error(cls, message: str) -> Reply:

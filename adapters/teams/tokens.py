@@ -19,7 +19,6 @@ from core.errors import ExternalSystemError
 
 PUBLIC_LOGIN_URL = "https://login.microsoftonline.com"
 CONNECTOR_SCOPE = "https://api.botframework.com/.default"
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 # multi-tenant Bot Framework registrations get their connector tokens from this tenant
 MULTI_TENANT = "botframework.com"
 

@@ -141,7 +141,7 @@ def cancel(deps: Deps, principal: Principal, job_id: str) -> Job:
         deps.queue.cancel(job_id)
         # only if no worker claimed it meanwhile; a claimed one is stopped like a running one below
         if _finish(deps, job, JobState.CANCELLED, f"cancelled by {principal.name}", expected=(JobState.QUEUED,)):
-            _notify(deps, job, force=True)
+            _notify(deps, job)
             return job
     with deps.uow_factory(principal.scope) as uow:
         current = uow.jobs.get(job_id)
@@ -170,11 +170,11 @@ class _Progress:
     def show(self, *, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self.last_sent >= self.deps.progress_interval:
-            _notify(self.deps, self.job, force=True)
+            _notify(self.deps, self.job)
             self.last_sent = now
 
 
-def _notify(deps: Deps, job: Job, *, force: bool) -> None:
+def _notify(deps: Deps, job: Job) -> None:
     """Post the job's message the first time, edit it afterwards; a chat outage never fails the job."""
     reply = render(job, now=deps.clock.now())
     try:
@@ -350,7 +350,7 @@ def reap(deps: Deps, *, stale_after: timedelta, queued_before: datetime | None =
         (j, "it was never started (pvebot restarted)", JobState.QUEUED) for j in lost
     ]:
         if _finish(deps, job, JobState.FAILED, why, expected=(state,)):
-            _notify(deps, job, force=True)
+            _notify(deps, job)
             count += 1
     return count
 
