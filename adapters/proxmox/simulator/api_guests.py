@@ -17,7 +17,8 @@ from adapters.proxmox.simulator.state import (
     SimGuest,
     SimSnapshot,
     bytes_to_size,
-    mac_for,
+    new_identity,
+    renew_macs,
     size_to_bytes,
 )
 from adapters.proxmox.simulator.tasks import SimTask, TaskFailed, percent_lines
@@ -149,7 +150,10 @@ async def clone(ctx: SimContext, call: Call) -> Any:
         src_volume = parse_props(config[disk])[0][1]
         new_volume = f"local-lvm:{'base-' + str(source.vmid) + '-disk-0/' if not full else ''}vm-{newid}-disk-0"
         config[disk] = config[disk].replace(src_volume, new_volume, 1)
-        config["net0"] = config["net0"].replace(mac_for(source.vmid), mac_for(newid))
+        # a clone is a new machine: new MACs, and for qemu a new SMBIOS uuid, generation id and creation time
+        renew_macs(config)
+        if call.kind == "qemu":
+            config.update(new_identity())
         guest = SimGuest(vmid=newid, kind=call.kind, node=target, pool=pool, status="stopped", config=config,
                          qmpstatus="stopped" if call.kind == "qemu" else None, lock="clone")
         ctx.state.guests[newid] = guest
@@ -393,7 +397,7 @@ async def agent_interfaces(ctx: SimContext, call: Call) -> Any:
         if guest.ip is None:
             raise ApiError(500, "QEMU guest agent is not running")
         return {"result": [_iface("lo", "127.0.0.1", 8, "00:00:00:00:00:00"),
-                           _iface("eth0", guest.ip, 24, mac_for(guest.vmid))]}
+                           _iface("eth0", guest.ip, 24, guest.mac())]}
 
 
 @route("GET", "/nodes/{node}/lxc/{vmid}/interfaces")
@@ -404,7 +408,7 @@ async def lxc_interfaces(ctx: SimContext, call: Call) -> Any:
             raise ApiError(500, f"CT {guest.vmid} not running")
         rows = [_iface("lo", "127.0.0.1", 8, "00:00:00:00:00:00")]
         if guest.ip:
-            rows.append(_iface("eth0", guest.ip, 24, mac_for(guest.vmid)))
+            rows.append(_iface("eth0", guest.ip, 24, guest.mac()))
         for row in rows:
             row["hwaddr"] = row["hardware-address"]
             row["inet"] = f"{row['ip-addresses'][0]['ip-address']}/{row['ip-addresses'][0]['prefix']}"

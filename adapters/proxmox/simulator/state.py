@@ -8,8 +8,11 @@ thread (``add_*``, faults) both touch this state.
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,6 +139,11 @@ class SimGuest:
             return f"/var/lock/qemu-server/lock-{self.vmid}.conf"
         return f"/run/lock/lxc/pve-config-{self.vmid}.lock"
 
+    def mac(self, index: int = 0) -> str:
+        """The MAC of NIC ``index`` as its config says (qemu ``virtio=…``, lxc ``hwaddr=…``)."""
+        found = re.search(r"(?i)(?:=)([0-9A-F]{2}(?::[0-9A-F]{2}){5})", self.config.get(f"net{index}", ""))
+        return found.group(1) if found else "00:00:00:00:00:00"
+
     def digest(self) -> str:
         text = "\n".join(f"{k}: {v}" for k, v in sorted(self.config.items()))
         return hashlib.sha1(text.encode()).hexdigest()
@@ -233,8 +241,27 @@ class SimGuest:
         return data
 
 
-def mac_for(vmid: int, index: int = 0) -> str:
-    return f"BC:24:11:{(vmid >> 8) & 0xFF:02X}:{vmid & 0xFF:02X}:{index:02X}"
+def new_mac() -> str:
+    """A MAC as Proxmox generates one: its own OUI (BC:24:11), the rest random, fresh for every new guest."""
+    tail = secrets.token_bytes(3)
+    return "BC:24:11:" + ":".join(f"{b:02X}" for b in tail)
+
+
+def new_identity() -> dict[str, str]:
+    """What qemu-server writes into a new VM's config (on create and on clone, never on a later change):
+    a random SMBIOS uuid, a VM generation id, and the creation time in ``meta``."""
+    return {
+        "smbios1": f"uuid={uuid.uuid4()}",
+        "vmgenid": str(uuid.uuid4()),
+        "meta": f"creation-qemu=9.0.2,ctime={int(time.time())}",
+    }
+
+
+def renew_macs(config: dict[str, str]) -> None:
+    """A clone gets new MAC addresses on every NIC (qemu ``virtio=``/``e1000=``, lxc ``hwaddr=``)."""
+    for key, value in list(config.items()):
+        if key.startswith("net") and key[3:].isdigit():
+            config[key] = re.sub(r"(?i)([=])([0-9A-F]{2}(?::[0-9A-F]{2}){5})", lambda m: m.group(1) + new_mac(), value)
 
 
 def default_config(
@@ -254,13 +281,13 @@ def default_config(
             "scsihw": "virtio-scsi-single",
             "scsi0": f"{disk},iothread=1",
             "boot": "order=scsi0",
-            "net0": f"virtio={mac_for(vmid)},bridge=vmbr0,firewall=1",
-            "smbios1": f"uuid=00000000-0000-4000-8000-{vmid:012d}",
+            "net0": f"virtio={new_mac()},bridge=vmbr0,firewall=1",
+            **new_identity(),
         }
         if ip:
             config["ipconfig0"] = f"ip={ip}/24,gw={ip.rsplit('.', 1)[0]}.1"
     else:
-        net = f"name=eth0,bridge=vmbr0,hwaddr={mac_for(vmid)},type=veth"
+        net = f"name=eth0,bridge=vmbr0,hwaddr={new_mac()},type=veth"
         net += f",ip={ip}/24,gw={ip.rsplit('.', 1)[0]}.1" if ip else ",ip=dhcp"
         config = {
             "hostname": name,
