@@ -37,6 +37,8 @@ def outcome_reply(ctx: CommandContext, outcome: Outcome, what: str) -> Reply:
     if outcome.approval is not None:
         card = approvals.card(ctx.deps, outcome.approval)
         note = f"{what} needs approval: {show_approval(outcome.approval.id)}"
+        if not outcome.created:
+            note = f"{what} is already waiting for approval: {show_approval(outcome.approval.id)}"
         return replace(card, text=f"{note}. {card.text}")
     assert outcome.job is not None
     job = outcome.job

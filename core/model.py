@@ -248,6 +248,59 @@ class Guest:
 
 
 @dataclass(frozen=True)
+class GuestIdentity:
+    """What tells one guest from another that later took the same VMID.
+
+    Proxmox hands the lowest free VMID to the next guest created, so a VMID names a slot, not a
+    machine. These witnesses are written when a guest is created (or cloned) and survive
+    reconfiguration: for qemu the SMBIOS uuid and the creation time in ``meta``; for lxc the NICs'
+    MAC addresses. The name stands in only when Proxmox gave nothing better.
+    """
+
+    uuid: str | None = None
+    created: int | None = None
+    macs: frozenset[str] = frozenset()
+    name: str | None = None
+
+    @property
+    def strong(self) -> bool:
+        return self.uuid is not None or self.created is not None or bool(self.macs)
+
+    def same_guest(self, current: GuestIdentity) -> bool:
+        """Whether ``current`` (read now) is the guest this identity was recorded from.
+
+        Every witness recorded must agree; a witness that has vanished counts as a disagreement,
+        since "cannot confirm" must never be taken for "the same". MACs agree when one is shared,
+        so adding or removing a NIC is a change of the same container, not a new one.
+        """
+        if not self.strong:
+            return self.name is not None and self.name == current.name
+        if self.uuid is not None and self.uuid != current.uuid:
+            return False
+        if self.created is not None and self.created != current.created:
+            return False
+        return not self.macs or bool(self.macs & current.macs)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.uuid is not None:
+            data["uuid"] = self.uuid
+        if self.created is not None:
+            data["created"] = self.created
+        if self.macs:
+            data["macs"] = sorted(self.macs)
+        if self.name is not None:
+            data["name"] = self.name
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GuestIdentity:
+        created = data.get("created")
+        return cls(uuid=data.get("uuid"), created=None if created is None else int(created),
+                   macs=frozenset(data.get("macs") or ()), name=data.get("name"))
+
+
+@dataclass(frozen=True)
 class GuestStatus:
     guest: Guest
     ips: tuple[str, ...] = ()

@@ -22,6 +22,7 @@ from core.model import (
     Cluster,
     Company,
     Guest,
+    GuestIdentity,
     GuestRef,
     GuestStatus,
     Job,
@@ -68,6 +69,10 @@ class Hypervisor(Protocol):
 
     def status(self, ref: GuestRef) -> GuestStatus:
         """Current state, config, pending changes and guest-agent IPs when known."""
+        ...
+
+    def identity(self, ref: GuestRef) -> GuestIdentity:
+        """What tells this guest from a later one with the same VMID (one config read, never cached)."""
         ...
 
     def power(self, ref: GuestRef, action: str) -> TaskRef:

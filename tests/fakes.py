@@ -10,7 +10,7 @@ from typing import Any
 
 from core.chat import ConversationRef, MessageRef, Reply
 from core.errors import Conflict, ExternalSystemError, InvalidArguments, NotFound
-from core.model import Backup, Cluster, Guest, GuestRef, GuestStatus, Snapshot, TaskRef, TaskStatus
+from core.model import Backup, Cluster, Guest, GuestIdentity, GuestRef, GuestStatus, Snapshot, TaskRef, TaskStatus
 from core.ports import ConfigChange
 
 
@@ -37,7 +37,10 @@ class FakeHypervisor:
     # set to a message to make the cluster unreachable
     down: str | None = None
     backup_files: dict[int, list[Backup]] = field(default_factory=dict)
+    # each guest's creation number: adding or cloning into a VMID makes a new guest there
+    births: dict[int, int] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
+    _births: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, vmid: int, name: str, *, pool: str | None, status: str = "running", kind: str = "qemu",
@@ -45,6 +48,7 @@ class FakeHypervisor:
         guest = Guest(cluster=self.cluster_name, vmid=vmid, name=name, kind=kind, node=node, status=status, pool=pool,
                       template=template, maxcpu=cores, maxmem=memory_gb * 1024**3, maxdisk=disk_gb * 1024**3)
         self.guests[vmid] = guest
+        self.births[vmid] = next(self._births)
         return guest
 
     def _task(self, ref: GuestRef, what: str) -> TaskRef:
@@ -59,6 +63,11 @@ class FakeHypervisor:
         if guest is None:
             raise NotFound(f"VM {ref.vmid} not found")
         return guest
+
+    def identity(self, ref: GuestRef) -> GuestIdentity:
+        guest = self._get(ref)
+        self.calls.append(("identity", ref.vmid))
+        return GuestIdentity(uuid=f"fake-{self.cluster_name}-{ref.vmid}-{self.births[ref.vmid]}", name=guest.name)
 
     def inventory(self, *, refresh: bool = False) -> list[Guest]:
         self.calls.append(("inventory", refresh))
@@ -86,6 +95,7 @@ class FakeHypervisor:
               target_node: str | None = None) -> TaskRef:
         tpl = self._get(template)
         self.guests[newid] = replace(tpl, vmid=newid, name=name, pool=pool, template=False, status="stopped")
+        self.births[newid] = next(self._births)
         return self._task(template, "qmclone")
 
     def configure(self, ref: GuestRef, change: ConfigChange) -> TaskRef:

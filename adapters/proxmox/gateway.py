@@ -16,7 +16,18 @@ from typing import Any
 from adapters.proxmox import mapping
 from adapters.proxmox.transport import ClusterTransport
 from core.errors import BotError, InvalidArguments, NotFound
-from core.model import Backup, Cluster, Guest, GuestRef, GuestStatus, Snapshot, TaskRef, TaskStatus, TlsMode
+from core.model import (
+    Backup,
+    Cluster,
+    Guest,
+    GuestIdentity,
+    GuestRef,
+    GuestStatus,
+    Snapshot,
+    TaskRef,
+    TaskStatus,
+    TlsMode,
+)
 from core.ports import ConfigChange, SecretCipher
 
 LOG_PAGE = 500
@@ -89,6 +100,9 @@ class ProxmoxHypervisor:
             config=mapping.config_strings(config),
             pending=mapping.pending_changes(pending),
         )
+
+    def identity(self, ref: GuestRef) -> GuestIdentity:
+        return mapping.identity_from_config(ref.kind, self._api.call("GET", f"{self._guest_path(ref)}/config"))
 
     def _ips(self, ref: GuestRef, current: dict[str, Any]) -> tuple[str, ...]:
         if current.get("status") != "running":

@@ -8,7 +8,7 @@ from typing import Any
 
 from adapters.proxmox.props import parse_props, with_props
 from core.errors import ConfigurationError, InvalidArguments
-from core.model import Backup, Guest, GuestRef, Snapshot
+from core.model import Backup, Guest, GuestIdentity, GuestRef, Snapshot
 
 # From pve-common (via the shipped formats): UPID, pve-configid.
 UPID_RE = re.compile(
@@ -91,6 +91,35 @@ def guest_from_status(ref: GuestRef, data: dict[str, Any], *, pool: str | None) 
         tags=_tags(data.get("tags")),
         lock=data.get("lock") or None,
     )
+
+
+_MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+
+
+def identity_from_config(kind: str, config: dict[str, Any]) -> GuestIdentity:
+    """The witnesses of a guest's identity in its config (see :class:`core.model.GuestIdentity`).
+
+    qemu: ``smbios1``'s uuid and ``meta``'s ctime, both written once when the VM is created or
+    cloned. ``vmgenid`` is left out on purpose: qemu-server renews it on snapshot rollback and
+    restore, which are changes to the same VM. lxc: the ``hwaddr`` of each ``net[n]``, generated
+    for every new container and every clone.
+    """
+    name = config.get("name" if kind == "qemu" else "hostname")
+    if kind == "qemu":
+        smbios = {k: v for k, v in parse_props(str(config.get("smbios1") or ""))}
+        meta = {k: v for k, v in parse_props(str(config.get("meta") or ""))}
+        ctime = meta.get("ctime")
+        uuid = smbios.get("uuid")
+        return GuestIdentity(uuid=uuid.lower() if uuid else None,
+                             created=int(ctime) if ctime and ctime.isdigit() else None,
+                             name=None if name is None else str(name))
+    macs = set()
+    for key, value in config.items():
+        if re.fullmatch(r"net\d+", key):
+            mac = {k: v for k, v in parse_props(str(value))}.get("hwaddr")
+            if mac and _MAC_RE.match(mac):
+                macs.add(mac.upper())
+    return GuestIdentity(macs=frozenset(macs), name=None if name is None else str(name))
 
 
 def config_strings(config: dict[str, Any]) -> dict[str, str]:

@@ -17,7 +17,8 @@ from core import rbac
 from core.chat import Action, ActionStyle, ConversationRef, Field, MessageRef, Reply, Severity
 from core.errors import BotError, Conflict, DuplicateRequest, InvalidArguments, NotFound, PermissionDenied
 from core.ids import new_id, show_approval, show_job
-from core.model import ApprovalRequest, ApprovalState, Company, Role, User
+from core.model import ApprovalRequest, ApprovalState, Company, GuestIdentity, Role, User
+from core.ports import UnitOfWork
 from core.principal import Principal, Scope
 from core.services import audit, inventory, jobs
 from core.services import operations as ops
@@ -36,12 +37,20 @@ def request(
     *,
     action: str,
     owned: inventory.OwnedGuest,
+    identity: GuestIdentity,
     params: dict[str, Any],
     reason: str,
     conversation: ConversationRef,
     request_id: str,
-) -> ApprovalRequest:
-    """Record a request for ``action`` on ``owned`` with a preview of its effect; re-deliveries get the same one.
+) -> tuple[ApprovalRequest, bool]:
+    """Record a request for ``action`` on ``owned`` with a preview of its effect.
+
+    A re-delivery gets the same request back, and so does asking again for the same action on the
+    same guest while a request for it is still pending: two requests for one deletion would let a
+    late approval of the second act long after the first was carried out.
+
+    Returns:
+        The request, and whether it was made now (False: an existing one answers).
 
     Raises:
         PermissionDenied / NotFound: the principal could not run ``action`` even with approval.
@@ -52,12 +61,14 @@ def request(
         raise NotFound("VM not found")
     rbac.require(principal, op.perm, company_id, what="VM")
     rbac.require(principal, rbac.Perm.APPROVAL_REQUEST, company_id, what="VM")
-    with deps.uow_factory(principal.scope) as uow:
-        existing = uow.approvals.by_request(request_id)
-        if existing is not None:
-            return existing
-    preview = _preview(deps, action=action, owned=owned, params=params)
+    target = jobs.target_of(owned, identity)
     now = deps.clock.now()
+    with deps.uow_factory(principal.scope) as uow:
+        existing = uow.approvals.by_request(request_id) or _pending_for(uow, action=action, target=target,
+                                                                         params=params, now=now)
+        if existing is not None:
+            return existing, False
+    preview = _preview(deps, action=action, owned=owned, params=params)
     company = owned.company
     minutes = company.approval_expiry_minutes if company else 30
     approval = ApprovalRequest(
@@ -65,7 +76,7 @@ def request(
         company_id=company_id,
         requester_user_id=principal.user_id,
         action=action,
-        target=jobs.target_of(owned),
+        target=target,
         params=params,
         preview=preview,
         state=ApprovalState.PENDING,
@@ -89,7 +100,7 @@ def request(
             existing = uow.approvals.by_request(request_id)
             if existing is None:
                 raise
-            return existing
+            return existing, False
     channel = (company.approval_policy.get("approvers_channel") if company else None) or ""
     if channel and ":" in channel:
         platform, _, channel_id = channel.partition(":")
@@ -104,7 +115,20 @@ def request(
                     stored.copies = [*stored.copies, copy.to_dict()]
                     uow.commit()
                     approval = stored
-    return approval
+    return approval, True
+
+
+def _pending_for(
+    uow: UnitOfWork, *, action: str, target: dict[str, Any], params: dict[str, Any], now: datetime
+) -> ApprovalRequest | None:
+    """A request still pending for the same action, with the same parameters, on the same guest."""
+    for pending in uow.approvals.list(states=[ApprovalState.PENDING], limit=1000):
+        if (pending.action == action and pending.expires_at > now and pending.params == params
+                and pending.target.get("cluster") == target["cluster"]
+                and int(pending.target.get("vmid", 0)) == int(target["vmid"])
+                and pending.target.get("identity") == target["identity"]):
+            return pending
+    return None
 
 
 def _preview(deps: Deps, *, action: str, owned: inventory.OwnedGuest, params: dict[str, Any]) -> dict[str, Any]:
@@ -236,7 +260,8 @@ def _still_valid(deps: Deps, approval: ApprovalRequest) -> str | None:
     if requester is None or not requester.active:
         return "the requester is no longer active"
     principal = Principal.of(requester)
-    if not rbac.can(principal, ops.get(approval.action).perm, approval.company_id):
+    op = ops.get(approval.action)
+    if not rbac.can(principal, op.perm, approval.company_id):
         return "the requester may no longer do this"
     try:
         view = inventory.view(deps, principal, refresh=True, cluster=approval.target["cluster"])
@@ -246,7 +271,19 @@ def _still_valid(deps: Deps, approval: ApprovalRequest) -> str | None:
              and o.company_id == approval.company_id]
     if not match:
         return f"VM {approval.target.get('name') or approval.target['vmid']} no longer exists"
-    return None
+    owned = match[0]
+    hv = deps.hypervisors.for_cluster(owned.cluster)
+    try:
+        why = jobs.replaced(approval.target, hv.identity(owned.guest.ref))
+        if why is None and op.record is not None:
+            # the snapshot it names must still be the one the requester saw
+            seen = op.record(hv, owned.guest, dict(approval.params))
+            if any(approval.params.get(key) != value for key, value in seen.items()):
+                why = (f"snapshot '{approval.params.get('name')}' of {owned.label} is not the one this request "
+                       "was made for: it was deleted and taken again under the same name")
+    except NotFound as e:
+        why = e.user_message
+    return why
 
 
 def _execute(deps: Deps, approval: ApprovalRequest) -> None:
@@ -262,6 +299,8 @@ def _execute(deps: Deps, approval: ApprovalRequest) -> None:
     conversation = ConversationRef.from_dict(approval.conversation)
     job, _ = jobs.submit(
         deps, principal, action=approval.action, owned=owned, company_id=approval.company_id,
+        # the guest as the requester saw it, so that the job refuses a guest that took its VMID since
+        identity=GuestIdentity.from_dict(approval.target.get("identity") or {}),
         params=dict(approval.params), conversation=conversation,
         # one approval, one job: a second execution of this line finds the same job
         request_id=f"approval:{approval.id}", approval_id=approval.id,

@@ -18,7 +18,7 @@ from core import rbac
 from core.chat import ConversationRef, MessageRef, Reply, Severity
 from core.errors import BotError, Conflict, DuplicateRequest, ExternalSystemError, NotFound, NotLinked
 from core.ids import new_id, show_approval, show_job
-from core.model import ApprovalState, GuestRef, Job, JobState, TaskStatus
+from core.model import ApprovalState, GuestIdentity, GuestRef, Job, JobState, TaskRef, TaskStatus
 from core.ports import Hypervisor, UnitOfWork
 from core.principal import Principal, Scope
 from core.services import audit, inventory
@@ -29,10 +29,28 @@ log = logging.getLogger(__name__)
 RUN_JOB = "jobs.run.run_job"  # the RQ entry point, by dotted path
 
 
-def target_of(owned: inventory.OwnedGuest) -> dict[str, Any]:
+def target_of(owned: inventory.OwnedGuest, identity: GuestIdentity) -> dict[str, Any]:
+    """A guest as a job or approval names it: where it is, and which guest it is (not just its VMID)."""
     g = owned.guest
     return {"cluster": owned.cluster.name, "cluster_id": owned.cluster.id, "node": g.node, "kind": g.kind,
-            "vmid": g.vmid, "name": g.name}
+            "vmid": g.vmid, "name": g.name, "identity": identity.to_dict()}
+
+
+def replaced(target: dict[str, Any], current: GuestIdentity) -> str | None:
+    """Why the guest now at ``target``'s VMID is not the one ``target`` was recorded from, or None if it is.
+
+    Only call it for a guest in the requester's company: the message names the guest found there.
+    """
+    recorded = target.get("identity")
+    label = f"{target.get('name') or 'the VM'} ({target['cluster']}/{target['vmid']})"
+    if recorded is None:
+        return (f"{label} cannot be confirmed: the request was made before pvebot recorded which VM it was for; "
+                "ask again")
+    if GuestIdentity.from_dict(recorded).same_guest(current):
+        return None
+    now = f"now belongs to {current.name}" if current.name and current.name != target.get("name") else (
+        "now belongs to a new VM of the same name")
+    return (f"{label} is not the VM this request was made for: it was deleted and VMID {target['vmid']} {now}")
 
 
 def guest_ref(target: dict[str, Any]) -> GuestRef:
@@ -45,6 +63,7 @@ def submit(
     *,
     action: str,
     owned: inventory.OwnedGuest,
+    identity: GuestIdentity,
     company_id: int,
     params: dict[str, Any],
     conversation: ConversationRef,
@@ -53,6 +72,8 @@ def submit(
     summary: str | None = None,
 ) -> tuple[Job, bool]:
     """Record a job for ``action`` on ``owned``; the same ``request_id`` gives back the same job.
+
+    ``identity`` is the guest's as the request saw it: the job acts only while the guest still has it.
 
     Returns:
         The job and whether it was created now (False: a re-delivery of a known request).
@@ -73,7 +94,7 @@ def submit(
             company_id=company_id,
             actor_user_id=principal.user_id,
             action=action,
-            target=target_of(owned),
+            target=target_of(owned, identity),
             params=params,
             state=JobState.QUEUED,
             created_at=now,
@@ -248,9 +269,15 @@ def _execute(deps: Deps, job: Job, progress: _Progress, deadline: float) -> None
         raise NotFound(f"VM {job.target.get('name') or job.target['vmid']} is gone or no longer yours")
     owned = usable[0]
     hv = deps.hypervisors.for_cluster(owned.cluster)
+    # identities of the guests this job touches: the target's as requested, a new clone's from first sight
+    known: dict[int, dict[str, Any]] = {owned.guest.vmid: job.target}
     for step in op.steps(hv, owned.guest, job.params):
+        # right before each call: is this still the guest the request was for? (its VMID may have been reused)
+        _confirm(deps, hv, job, step, known)
+        if step.check is not None:
+            step.check()
         job.progress = step.label
-        status = _follow(deps, hv, job, step, progress, deadline)
+        status = _follow(deps, hv, job, step.label, step.call(), progress, deadline)
         if not status.ok:
             detail = status.exitstatus or "failed"
             raise ExternalSystemError(f"Proxmox task {step.label} failed: {detail}"[:300])
@@ -258,20 +285,42 @@ def _execute(deps: Deps, job: Job, progress: _Progress, deadline: float) -> None
         job.result = f"created {job.params['name']} as {owned.cluster.name}/{job.params.get('vmid')}"
 
 
-def _follow(deps: Deps, hv: Hypervisor, job: Job, step: ops.Step, progress: _Progress, deadline: float) -> TaskStatus:
-    if step.task.upid is None:  # synchronous in Proxmox: done already
+def _confirm(deps: Deps, hv: Hypervisor, job: Job, step: ops.Step, known: dict[int, dict[str, Any]]) -> None:
+    """Refuse, and say why in the audit trail, when ``step`` would act on a guest other than the one meant."""
+    current = hv.identity(step.on)
+    target = known.get(step.on.vmid)
+    if target is None:  # a guest this job created a step ago
+        known[step.on.vmid] = {**job.target, "vmid": step.on.vmid, "name": current.name,
+                               "identity": current.to_dict()}
+        return
+    why = replaced(target, current)
+    if why is None:
+        return
+    with deps.uow_factory(Scope.everything()) as uow:
+        audit.record(uow, clock=deps.clock, actor="system", action="job.refused", company_id=job.company_id,
+                     target=job.summary, outcome="refused",
+                     detail={"job": show_job(job.id), "why": why, "expected": target.get("identity"),
+                             "found": current.to_dict()})
+        uow.commit()
+    raise Conflict(f"{why}. Nothing was done.")
+
+
+def _follow(
+    deps: Deps, hv: Hypervisor, job: Job, label: str, task: TaskRef, progress: _Progress, deadline: float
+) -> TaskStatus:
+    if task.upid is None:  # synchronous in Proxmox: done already
         return TaskStatus(running=False, exitstatus="OK")
-    job.upid = step.task.upid
+    job.upid = task.upid
     polls = 0
     while True:
-        status = hv.task_status(step.task)
-        job.progress = _progress_line(step.label, status)
+        status = hv.task_status(task)
+        job.progress = _progress_line(label, status)
         cancel = _heartbeat(deps, job)
         progress.show()
         if not status.running:
             return status
         if cancel:
-            hv.cancel_task(step.task)
+            hv.cancel_task(task)
             raise _Cancelled()
         if time.monotonic() > deadline:
             raise ExternalSystemError(f"timed out after {deps.job_timeout} s; the Proxmox task may still run")

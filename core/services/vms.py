@@ -21,7 +21,11 @@ _SIZE = re.compile(r"^(\d+)\s*([MGT]?)i?B?$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Outcome:
-    """What an operation request became: a queued job, or an approval request waiting for a second person."""
+    """What an operation request became: a queued job, or an approval request waiting for a second person.
+
+    ``created`` is False when the request was known already: a re-delivery, or an approval request
+    that was still pending for the same action on the same guest.
+    """
 
     job: Job | None = None
     created: bool = True
@@ -50,12 +54,18 @@ def operate(
     params = dict(params or {})
     if action == "vm.reset" and owned.guest.kind == "lxc":
         raise InvalidArguments("containers (lxc) have no reset; use vm reboot or vm stop")
+    hv = deps.hypervisors.for_cluster(owned.cluster)
+    # which guest this is, not only its VMID: the job and the approval act only while it is still this one
+    identity = hv.identity(owned.guest.ref)
+    if op.record is not None:
+        params.update(op.record(hv, owned.guest, params))
     if approvals.needs_approval(owned.company, action):
-        approval = approvals.request(deps, principal, action=action, owned=owned, params=params, reason=reason,
-                                     conversation=conversation, request_id=request_id)
-        return Outcome(approval=approval)
-    job, created = jobs.submit(deps, principal, action=action, owned=owned, company_id=company_id, params=params,
-                               conversation=conversation, request_id=request_id)
+        approval, created = approvals.request(deps, principal, action=action, owned=owned, identity=identity,
+                                              params=params, reason=reason, conversation=conversation,
+                                              request_id=request_id)
+        return Outcome(approval=approval, created=created)
+    job, created = jobs.submit(deps, principal, action=action, owned=owned, identity=identity, company_id=company_id,
+                               params=params, conversation=conversation, request_id=request_id)
     return Outcome(job=job, created=created)
 
 
@@ -149,7 +159,9 @@ def create(
     if disk_arg:
         params["disk"] = disk_arg
     company_id = principal.company_id
-    job, created = jobs.submit(deps, principal, action="vm.create", owned=tpl, company_id=company_id, params=params,
+    identity = deps.hypervisors.for_cluster(tpl.cluster).identity(tpl.guest.ref)
+    job, created = jobs.submit(deps, principal, action="vm.create", owned=tpl, identity=identity,
+                               company_id=company_id, params=params,
                                conversation=conversation, request_id=request_id,
                                summary=f"create {name} from {tpl.guest.name} on {tpl.cluster.name}")
     return Outcome(job=job, created=created)

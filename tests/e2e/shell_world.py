@@ -97,7 +97,9 @@ class World:
 
 
 @contextmanager
-def world(tmp_path: Path, *, queue: str, task_seconds: float = 0.3, stale_seconds: int = 60) -> Iterator[World]:
+def world(
+    tmp_path: Path, *, queue: str, task_seconds: float = 0.3, stale_seconds: int = 60, start_worker: bool = True
+) -> Iterator[World]:
     sim = build_simulator(task_seconds=task_seconds)
     server = sim.start()
     env = {
@@ -123,7 +125,7 @@ def world(tmp_path: Path, *, queue: str, task_seconds: float = 0.3, stale_second
     provision(storage, world_doc(server), env)
     app = build_app(settings, storage=storage, progress_interval=0.2, poll_interval=0.05)
     w = World(app=app, sim=sim, server=server, env=env, log_dir=tmp_path)
-    if queue == "redis":
+    if queue == "redis" and start_worker:
         w.start_worker()
     try:
         yield w

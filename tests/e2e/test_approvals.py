@@ -102,7 +102,7 @@ class World:
             return [e for e in uow.audit.query(limit=1000) if e.action.startswith(prefix)]
 
     def proxmox_calls(self) -> list[tuple[str, Any]]:
-        return [c for c in self.lab.calls if c[0] != "inventory"]
+        return [c for c in self.lab.calls if c[0] not in ("inventory", "identity")]
 
     def user_id(self, email: str) -> int:
         return principal(self.storage, email).user_id

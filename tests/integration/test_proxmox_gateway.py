@@ -408,3 +408,22 @@ def test_ca_file_mode(
 ) -> None:
     cluster = make_cluster(pve_sim[1], cipher=pve_cipher, tls_mode=TlsMode.CA_FILE)
     assert len(pve_hypervisors.for_cluster(cluster).inventory()) == 7
+
+
+def test_a_clone_is_a_new_guest_and_a_reconfigured_one_is_not(
+    pve_sim: tuple[PveSimulator, SimServer], pve_hypervisors: ProxmoxHypervisors, pve_cipher: FernetCipher
+) -> None:
+    """The simulator writes identity as qemu-server and pct do, and the gateway reads it back."""
+    sim, server = pve_sim
+    hv = pve_hypervisors.for_cluster(make_cluster(server, cipher=pve_cipher))
+    for kind, template in (("qemu", 9000), ("lxc", 9001)):
+        tpl = GuestRef(cluster="lab", node="pve1", kind=kind, vmid=template)
+        first = GuestRef(cluster="lab", node="pve1", kind=kind, vmid=500 + template % 2)
+        assert wait_task(hv, hv.clone(tpl, newid=first.vmid, name=f"{kind}-a", pool="acme")).ok
+        before = hv.identity(first)
+        assert before.strong and not before.same_guest(hv.identity(tpl))
+        assert wait_task(hv, hv.configure(first, ConfigChange(cores=4))).ok
+        assert hv.identity(first).same_guest(before)
+        assert wait_task(hv, hv.delete(first)).ok
+        assert wait_task(hv, hv.clone(tpl, newid=first.vmid, name=f"{kind}-a", pool="acme")).ok
+        assert not hv.identity(first).same_guest(before)
