@@ -172,5 +172,6 @@ class Dispatcher:
             conversation=call.request.conversation,
             request_id=call.request.request_id,
             registry=self.registry,
+            command=parsed.spec.name,
         )
         return parsed.spec.handler(parsed.args, ctx)

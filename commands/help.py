@@ -5,7 +5,9 @@ from __future__ import annotations
 from commands.registry import Args, CommandContext, CommandRegistry, Param
 from core.chat import Field, Reply, Table
 from core.errors import NotFound
+from core.model import Company
 from core.principal import Scope
+from core.services import approvals
 
 
 def register(registry: CommandRegistry) -> None:
@@ -18,7 +20,10 @@ def register(registry: CommandRegistry) -> None:
             visible = [c for c in visible if c.group == group.lower() or c.name == group.lower()]
             if not visible:
                 raise NotFound(f"no command group '{group[:30]}' for your role. Type 'help' for the list.")
-        rows = tuple((c.usage, c.summary) for c in visible)
+        company = _company(ctx)
+        rows = tuple((c.usage, c.summary + (" (needs approval)" if c.operation is not None and
+                                           approvals.needs_approval(company, c.operation) else ""))
+                     for c in visible)
         return Reply(
             title="pvebot commands" + (f": {group}" if group else ""),
             table=Table(columns=("command", "what it does"), rows=rows),
@@ -43,3 +48,11 @@ def register(registry: CommandRegistry) -> None:
                 Field("Chat", f"{ctx.conversation.platform}"),
             ),
         )
+
+
+def _company(ctx: CommandContext) -> Company | None:
+    """The caller's own company, whose approval policy the hints follow (none: every action waits)."""
+    if ctx.principal.company_id is None:
+        return None
+    with ctx.deps.uow_factory(Scope.everything()) as uow:
+        return uow.companies.get(ctx.principal.company_id)

@@ -15,6 +15,7 @@ from core.chat import ConversationRef, Reply
 from core.errors import InvalidArguments
 from core.principal import Principal
 from core.rbac import Perm, allows
+from core.services import catalog
 from core.services.deps import Deps
 
 
@@ -51,6 +52,8 @@ class CommandContext:
     conversation: ConversationRef
     request_id: str
     registry: CommandRegistry
+    # the command being run ("vm stop"), for handlers that serve several
+    command: str = ""
 
 
 Handler = Callable[[Args, CommandContext], Reply]
@@ -65,6 +68,8 @@ class CommandSpec:
     permission: Perm | None
     positionals: tuple[Param, ...] = ()
     flags: tuple[Param, ...] = ()
+    # the catalog operation it requests, if any: its permission, help line and approval hint come from there
+    operation: str | None = None
 
     @property
     def group(self) -> str:
@@ -82,27 +87,31 @@ class CommandRegistry:
         self,
         name: str,
         *,
-        permission: Perm | None,
+        permission: Perm | None = None,
+        operation: str | None = None,
         args: tuple[Param, ...] = (),
         flags: tuple[Param, ...] = (),
         usage: str | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Register a handler; its docstring's first line is the one-line help."""
+        """Register a handler; its help line is its operation's summary, else its docstring's first line."""
+        op = catalog.get(operation) if operation is not None else None
 
         def register(handler: Handler) -> Handler:
             if name in self._commands:
                 raise ValueError(f"command {name!r} registered twice")
             doc = (handler.__doc__ or "").strip().splitlines()
-            if not doc:
+            summary = op.summary if op is not None else (doc[0].strip() if doc else "")
+            if not summary:
                 raise ValueError(f"command {name!r} has no help text")
             self._commands[name] = CommandSpec(
                 name=name,
                 handler=handler,
-                summary=doc[0].strip(),
+                summary=summary,
                 usage=usage or _usage(name, args, flags),
-                permission=permission,
+                permission=op.perm if op is not None else permission,
                 positionals=args,
                 flags=flags,
+                operation=operation,
             )
             return handler
 

@@ -30,10 +30,9 @@ def register(registry: CommandRegistry) -> None:
         return Reply(title=f"Snapshots of {owned.label}",
                      table=Table(columns=("name", "taken (UTC)", "parent", "description"), rows=rows))
 
-    @registry.command("snapshot create", permission=Perm.SNAPSHOT_CREATE,
+    @registry.command("snapshot create", operation="snapshot.create",
                       args=(Param("vm"), Param("name", required=False)))
     def snapshot_create(args: Args, ctx: CommandContext) -> Reply:
-        """Take a snapshot (default name: pvebot-<date>-<time>)."""
         name = args["name"] or ctx.deps.clock.now().strftime("pvebot-%Y%m%d-%H%M%S")
         outcome = vms.operate(
             ctx.deps, ctx.principal, action="snapshot.create", ref=args["vm"],
@@ -41,22 +40,17 @@ def register(registry: CommandRegistry) -> None:
         )
         return outcome_reply(ctx, outcome, f"snapshot {args['vm']} as {name}")
 
-    for verb, operation, summary in (
-        ("rollback", "snapshot.rollback", "Roll a VM back to a snapshot (needs approval)."),
-        ("delete", "snapshot.delete", "Delete a snapshot (needs approval)."),
-    ):
-        _register_destructive(registry, verb, operation, summary)
+    for verb in ("rollback", "delete"):
+        registry.command(f"snapshot {verb}", operation=f"snapshot.{verb}", args=(Param("vm"), Param("name")),
+                         flags=(Param("reason", help="why (shown to the approver)"),))(snapshot_destroy)
 
 
-def _register_destructive(registry: CommandRegistry, verb: str, operation: str, summary: str) -> None:
-    def handler(args: Args, ctx: CommandContext) -> Reply:
-        outcome = vms.operate(
-            ctx.deps, ctx.principal, action=operation, ref=args["vm"],
-            params={"name": vms.check_snapshot_name(args["name"])}, reason=args["reason"] or "",
-            conversation=ctx.conversation, request_id=ctx.request_id,
-        )
-        return outcome_reply(ctx, outcome, f"snapshot {verb} {args['vm']} {args['name']}")
-
-    handler.__doc__ = summary
-    registry.command(f"snapshot {verb}", permission=Perm.SNAPSHOT_DESTROY, args=(Param("vm"), Param("name")),
-                     flags=(Param("reason"),))(handler)
+def snapshot_destroy(args: Args, ctx: CommandContext) -> Reply:
+    """Roll back to, or delete, one snapshot: the operation the command names."""
+    verb = ctx.command.split(" ", 1)[1]
+    outcome = vms.operate(
+        ctx.deps, ctx.principal, action=f"snapshot.{verb}", ref=args["vm"],
+        params={"name": vms.check_snapshot_name(args["name"])}, reason=args["reason"] or "",
+        conversation=ctx.conversation, request_id=ctx.request_id,
+    )
+    return outcome_reply(ctx, outcome, f"snapshot {verb} {args['vm']} {args['name']}")

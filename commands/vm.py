@@ -10,33 +10,13 @@ from core.chat import Action, Field, Reply, Severity, Table
 from core.errors import InvalidArguments
 from core.ids import show_job
 from core.rbac import Perm
-from core.services import inventory, vms
+from core.services import catalog, inventory, vms
 
 PAGE_SIZE = 20
 STATUSES = ("running", "stopped", "paused", "suspended")
 REASON = Param("reason", help="why (shown to the approver)")
 
-# command verb -> (operation, permission)
-POWER = {
-    "start": ("vm.start", Perm.VM_OPERATE),
-    "shutdown": ("vm.shutdown", Perm.VM_OPERATE),
-    "reboot": ("vm.reboot", Perm.VM_OPERATE),
-    "suspend": ("vm.suspend", Perm.VM_OPERATE),
-    "resume": ("vm.resume", Perm.VM_OPERATE),
-    "stop": ("vm.stop", Perm.VM_DESTROY),
-    "reset": ("vm.reset", Perm.VM_DESTROY),
-    "delete": ("vm.delete", Perm.VM_DESTROY),
-}
-SUMMARIES = {
-    "start": "Start a VM.",
-    "shutdown": "Shut a VM down cleanly (ACPI / container init).",
-    "reboot": "Reboot a VM cleanly.",
-    "suspend": "Suspend (pause) a VM.",
-    "resume": "Resume a suspended VM.",
-    "stop": "Stop a VM hard, like pulling the plug (needs approval).",
-    "reset": "Reset a VM hard (needs approval; not for containers).",
-    "delete": "Delete a VM and its disks (needs approval).",
-}
+POWER_VERBS = ("start", "shutdown", "reboot", "suspend", "resume", "stop", "reset", "delete")
 
 
 def register(registry: CommandRegistry) -> None:
@@ -114,12 +94,15 @@ def register(registry: CommandRegistry) -> None:
             fields.append(Field("Last task", f"{show_job(last.id)} {last.summary}: {last.state.value}"))
         return Reply(title=f"{g.name} ({owned.cluster.name}/{g.vmid})", fields=tuple(fields))
 
-    for verb, (operation, permission) in POWER.items():
-        _register_power(registry, verb, operation, permission)
+    for verb in POWER_VERBS:
+        # permission and help line come from the operation; a destructive one takes a reason for the approver
+        op = catalog.get(f"vm.{verb}")
+        registry.command(f"vm {verb}", operation=op.name, args=(Param("vm"),),
+                         flags=(REASON,) if op.perm is Perm.VM_DESTROY else ())(vm_operate)
 
     @registry.command(
         "vm create",
-        permission=Perm.VM_CREATE,
+        operation="vm.create",
         args=(Param("name"),),
         flags=(Param("template"), Param("cores", int), Param("memory"), Param("disk"), Param("cluster")),
         usage="vm create <name> --template T [--cores N] [--memory 4G] [--disk +10G] [--cluster C]",
@@ -145,17 +128,11 @@ def _list_command(args: Args) -> str:
     return " ".join(parts)
 
 
-def _register_power(registry: CommandRegistry, verb: str, operation: str, permission: Perm) -> None:
-    destructive = permission is Perm.VM_DESTROY
-
-    def handler(args: Args, ctx: CommandContext) -> Reply:
-        outcome = vms.operate(
-            ctx.deps, ctx.principal, action=operation, ref=args["vm"], reason=args["reason"] or "",
-            conversation=ctx.conversation, request_id=ctx.request_id,
-        )
-        return outcome_reply(ctx, outcome, f"vm {verb} {args['vm']}")
-
-    handler.__doc__ = SUMMARIES[verb]
-    registry.command(
-        f"vm {verb}", permission=permission, args=(Param("vm"),), flags=(REASON,) if destructive else ()
-    )(handler)
+def vm_operate(args: Args, ctx: CommandContext) -> Reply:
+    """Run the operation the command names (``vm stop`` runs ``vm.stop``) on one VM."""
+    verb = ctx.command.split(" ", 1)[1]
+    outcome = vms.operate(
+        ctx.deps, ctx.principal, action=f"vm.{verb}", ref=args["vm"], reason=args["reason"] or "",
+        conversation=ctx.conversation, request_id=ctx.request_id,
+    )
+    return outcome_reply(ctx, outcome, f"vm {verb} {args['vm']}")

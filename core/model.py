@@ -32,36 +32,18 @@ class TlsMode(enum.StrEnum):
     INSECURE = "insecure"
 
 
-# Actions that always need a second person, whatever a company's policy says.
-DEFAULT_APPROVAL_ACTIONS: tuple[str, ...] = (
-    "vm.stop",
-    "vm.reset",
-    "vm.delete",
-    "snapshot.rollback",
-    "snapshot.delete",
-    "backup.restore",
-    "ip.release",
-)
-
-
 @dataclass(eq=False)
 class Company:
     slug: str
     name: str
     email_domains: list[str] = field(default_factory=list)
     quotas: dict[str, int] = field(default_factory=dict)
-    # {"required_for": [added], "exempt": [removed defaults], "expires_minutes": int, "approvers_channel": str}
+    # {"required_for": [added], "exempt": [removed defaults], "expires_minutes": int, "approvers_channel": str};
+    # the defaults come from the operation catalog (core.services.catalog)
     approval_policy: dict[str, Any] = field(default_factory=dict)
     # Azure AD groups whose members become users of this company: [{"group_id": ..., "role": ...}]
     directory_groups: list[dict[str, str]] = field(default_factory=list)
     id: int | None = None
-
-    @property
-    def approval_actions(self) -> frozenset[str]:
-        """The defaults, plus what the company adds, less what it exempts; vm.delete always."""
-        added = frozenset(self.approval_policy.get("required_for", ()))
-        exempt = frozenset(self.approval_policy.get("exempt", ())) - {"vm.delete"}
-        return (frozenset(DEFAULT_APPROVAL_ACTIONS) | added) - exempt
 
     @property
     def approval_expiry_minutes(self) -> int:

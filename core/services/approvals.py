@@ -17,18 +17,18 @@ from core import rbac
 from core.chat import Action, ActionStyle, ConversationRef, Field, MessageRef, Reply, Severity
 from core.errors import BotError, Conflict, DuplicateRequest, InvalidArguments, NotFound, PermissionDenied
 from core.ids import new_id, show_approval, show_job
-from core.model import ApprovalRequest, ApprovalState, Company, GuestIdentity, Role, User
-from core.ports import UnitOfWork
+from core.model import ApprovalRequest, ApprovalState, Company, Role, User
+from core.ports import Hypervisor, UnitOfWork
 from core.principal import Principal, Scope
-from core.services import audit, inventory, jobs
-from core.services import operations as ops
+from core.services import audit, catalog, jobs
 from core.services.deps import Deps
+from core.services.operations import Target
 
 log = logging.getLogger(__name__)
 
 
 def needs_approval(company: Company | None, action: str) -> bool:
-    return company is None or action in company.approval_actions
+    return catalog.CATALOG.needs_approval(company, action)
 
 
 def request(
@@ -36,14 +36,13 @@ def request(
     principal: Principal,
     *,
     action: str,
-    owned: inventory.OwnedGuest,
-    identity: GuestIdentity,
+    target: Target,
     params: dict[str, Any],
     reason: str,
     conversation: ConversationRef,
     request_id: str,
 ) -> tuple[ApprovalRequest, bool]:
-    """Record a request for ``action`` on ``owned`` with a preview of its effect.
+    """Record a request for ``action`` on ``target`` with the operation's preview of its effect.
 
     A re-delivery gets the same request back, and so does asking again for the same action on the
     same guest while a request for it is still pending: two requests for one deletion would let a
@@ -55,28 +54,29 @@ def request(
     Raises:
         PermissionDenied / NotFound: the principal could not run ``action`` even with approval.
     """
-    op = ops.get(action)
-    company_id = owned.company_id
+    op = catalog.get(action)
+    company_id = target.company_id
     if company_id is None:
-        raise NotFound("VM not found")
-    rbac.require(principal, op.perm, company_id, what="VM")
-    rbac.require(principal, rbac.Perm.APPROVAL_REQUEST, company_id, what="VM")
-    target = jobs.target_of(owned, identity)
+        raise NotFound(f"{target.kind.value} not found")
+    rbac.require(principal, op.perm, company_id, what=target.kind.value)
+    rbac.require(principal, rbac.Perm.APPROVAL_REQUEST, company_id, what=target.kind.value)
     now = deps.clock.now()
     with deps.uow_factory(principal.scope) as uow:
-        existing = uow.approvals.by_request(request_id) or _pending_for(uow, action=action, target=target,
+        existing = uow.approvals.by_request(request_id) or _pending_for(uow, action=action, target=target.record,
                                                                          params=params, now=now)
         if existing is not None:
             return existing, False
-    preview = _preview(deps, action=action, owned=owned, params=params)
-    company = owned.company
+    # computed now, so that the approver sees what the requester saw
+    facts = op.preview(_hypervisor(deps, target), target, params) if op.preview else []
+    preview: dict[str, Any] = {"facts": [list(f) for f in facts]}
+    company = target.company
     minutes = company.approval_expiry_minutes if company else 30
     approval = ApprovalRequest(
         id=new_id(),
         company_id=company_id,
         requester_user_id=principal.user_id,
         action=action,
-        target=target,
+        target=target.record,
         params=params,
         preview=preview,
         state=ApprovalState.PENDING,
@@ -90,7 +90,7 @@ def request(
         try:
             uow.approvals.add(approval)
             audit.record(uow, clock=deps.clock, actor=principal.actor, action="approval.requested",
-                         company_id=company_id, target=f"{show_approval(approval.id)} {action} {owned.label}",
+                         company_id=company_id, target=f"{show_approval(approval.id)} {action} {target.label}",
                          detail={"reason": reason[:200]} if reason else {})
             uow.commit()
         except DuplicateRequest:
@@ -121,56 +121,16 @@ def request(
 def _pending_for(
     uow: UnitOfWork, *, action: str, target: dict[str, Any], params: dict[str, Any], now: datetime
 ) -> ApprovalRequest | None:
-    """A request still pending for the same action, with the same parameters, on the same guest."""
+    """A request still pending for the same action, with the same parameters, on the same target."""
     for pending in uow.approvals.list(states=[ApprovalState.PENDING], limit=1000):
-        if (pending.action == action and pending.expires_at > now and pending.params == params
-                and pending.target.get("cluster") == target["cluster"]
-                and int(pending.target.get("vmid", 0)) == int(target["vmid"])
-                and pending.target.get("identity") == target["identity"]):
+        if pending.action == action and pending.expires_at > now and pending.params == params \
+                and pending.target == target:
             return pending
     return None
 
 
-def _preview(deps: Deps, *, action: str, owned: inventory.OwnedGuest, params: dict[str, Any]) -> dict[str, Any]:
-    """What the action would touch, computed now so the approver sees what the requester saw."""
-    hv = deps.hypervisors.for_cluster(owned.cluster)
-    g = owned.guest
-    preview: dict[str, Any] = {"status": g.status, "node": g.node}
-    if action == "vm.delete":
-        status = hv.status(g.ref)
-        preview["disks"] = sorted(
-            f"{key}: {value.split(',')[0]} ({_size(value)})"
-            for key, value in status.config.items()
-            if _is_disk(key, value)
-        )
-        preview["snapshots"] = [s.name for s in hv.snapshots(g.ref)]
-        # backups outlive the guest: the approver should know what stays behind
-        preview["backups"] = sorted(
-            b.volid for storage in hv.backup_storages(g.node) for b in hv.backups(node=g.node, storage=storage,
-                                                                               vmid=g.vmid)
-        )
-    elif action in ("snapshot.rollback", "snapshot.delete"):
-        snaps = hv.snapshots(g.ref)
-        names = [s.name for s in snaps]
-        name = params.get("name")
-        if name not in names:
-            raise NotFound(f"snapshot '{str(name)[:40]}' not found on {owned.label}")
-        if action == "snapshot.rollback":
-            preview["returns_to"] = name
-            preview["newer"] = names[names.index(name) + 1 :]
-    return preview
-
-
-def _is_disk(key: str, value: str) -> bool:
-    prefixes = ("scsi", "virtio", "sata", "ide", "efidisk", "tpmstate", "rootfs", "mp")
-    return key.startswith(prefixes) and "media=cdrom" not in value and ":" in value
-
-
-def _size(value: str) -> str:
-    for part in value.split(","):
-        if part.startswith("size="):
-            return part[5:]
-    return "size unknown"
+def _hypervisor(deps: Deps, target: Target) -> Hypervisor | None:
+    return None if target.cluster is None else deps.hypervisors.for_cluster(target.cluster)
 
 
 def card_posted(deps: Deps, approval_id: str, posted: MessageRef) -> None:
@@ -260,26 +220,17 @@ def _still_valid(deps: Deps, approval: ApprovalRequest) -> str | None:
     if requester is None or not requester.active:
         return "the requester is no longer active"
     principal = Principal.of(requester)
-    op = ops.get(approval.action)
+    op = catalog.get(approval.action)
     if not rbac.can(principal, op.perm, approval.company_id):
         return "the requester may no longer do this"
     try:
-        view = inventory.view(deps, principal, refresh=True, cluster=approval.target["cluster"])
-    except NotFound:
-        return "the cluster is no longer theirs"
-    match = [o for o in view.guests if o.guest.vmid == int(approval.target["vmid"])
-             and o.company_id == approval.company_id]
-    if not match:
-        return f"VM {approval.target.get('name') or approval.target['vmid']} no longer exists"
-    owned = match[0]
-    hv = deps.hypervisors.for_cluster(owned.cluster)
-    try:
-        why = jobs.replaced(approval.target, hv.identity(owned.guest.ref))
+        target = op.target.recheck(deps, principal, approval.target, company_id=approval.company_id, fresh=True)
+        # the same thing the requester saw, not another that took its place (a reused VMID)
+        why = op.target.replaced(deps, target)
         if why is None and op.record is not None:
-            # the snapshot it names must still be the one the requester saw
-            seen = op.record(hv, owned.guest, dict(approval.params))
+            seen = op.record(_hypervisor(deps, target), target, dict(approval.params))
             if any(approval.params.get(key) != value for key, value in seen.items()):
-                why = (f"snapshot '{approval.params.get('name')}' of {owned.label} is not the one this request "
+                why = (f"snapshot '{approval.params.get('name')}' of {target.label} is not the one this request "
                        "was made for: it was deleted and taken again under the same name")
     except NotFound as e:
         why = e.user_message
@@ -291,17 +242,13 @@ def _execute(deps: Deps, approval: ApprovalRequest) -> None:
         requester = uow.users.get(approval.requester_user_id)
     assert requester is not None
     principal = Principal.of(requester)
-    view = inventory.view(deps, principal, cluster=approval.target["cluster"])
-    owned = inventory.resolve(
-        [o for o in view.guests if o.company_id == approval.company_id], f"{approval.target['cluster']}/"
-        f"{approval.target['vmid']}"
-    )
+    op = catalog.get(approval.action)
+    # the stored record, identity included, travels on: the job refuses whatever took the target's place
+    target = op.target.recheck(deps, principal, approval.target, company_id=approval.company_id, fresh=False)
     conversation = ConversationRef.from_dict(approval.conversation)
     job, _ = jobs.submit(
-        deps, principal, action=approval.action, owned=owned, company_id=approval.company_id,
-        # the guest as the requester saw it, so that the job refuses a guest that took its VMID since
-        identity=GuestIdentity.from_dict(approval.target.get("identity") or {}),
-        params=dict(approval.params), conversation=conversation,
+        deps, principal, action=approval.action, target=target, params=dict(approval.params),
+        conversation=conversation, company_id=approval.company_id,
         # one approval, one job: a second execution of this line finds the same job
         request_id=f"approval:{approval.id}", approval_id=approval.id,
     )
@@ -370,6 +317,15 @@ def _already(deps: Deps, approval: ApprovalRequest) -> str:
     return f"{label} was already {state.value} by {who} at {when}"
 
 
+def describe(target: dict[str, Any]) -> str:
+    """A stored target as a card shows it."""
+    if target.get("detail"):
+        return str(target["detail"])
+    if "vmid" in target:  # requests made before targets carried their own description
+        return f"{target.get('name') or '(no name)'} — VMID {target['vmid']} on {target['cluster']}/{target['node']}"
+    return str(target.get("label", "?"))
+
+
 def approvers(deps: Deps, company_id: int) -> tuple[int, ...]:
     """Who may decide requests of ``company_id``: its company_admins and every super_admin."""
     with deps.uow_factory(Scope.everything()) as uow:
@@ -383,31 +339,15 @@ def approvers(deps: Deps, company_id: int) -> tuple[int, ...]:
 
 def card(deps: Deps, approval: ApprovalRequest) -> Reply:
     """The approval card: what, where, preview, who and why, and the buttons while it is pending."""
-    target = approval.target
     label = show_approval(approval.id)
     fields = [
         Field("Action", approval.action),
-        Field("Target", f"{target.get('name') or '(no name)'} — VMID {target['vmid']} on {target['cluster']}"
-                        f"/{target['node']}"),
+        Field("Target", describe(approval.target)),
         Field("Requested by", _name(deps, approval.requester_user_id)),
     ]
     if approval.reason:
         fields.append(Field("Reason", approval.reason))
-    p = approval.preview
-    if approval.params.get("name") and approval.action.startswith("snapshot."):
-        fields.append(Field("Snapshot", str(approval.params["name"])))
-    if p.get("disks") is not None:
-        fields.append(Field("Disks deleted", ", ".join(p["disks"]) or "none"))
-    if p.get("snapshots") is not None:
-        fields.append(Field("Snapshots deleted", ", ".join(p["snapshots"]) or "none"))
-    if p.get("backups") is not None:
-        fields.append(Field("Backups kept", ", ".join(p["backups"][:10]) + (" …" if len(p["backups"]) > 10 else "")
-                            or "none"))
-    if p.get("returns_to"):
-        fields.append(Field("Returns to", p["returns_to"]))
-        fields.append(Field("Newer snapshots", ", ".join(p.get("newer") or []) or "none"))
-    if p.get("status"):
-        fields.append(Field("Current state", str(p["status"])))
+    fields.extend(Field(str(fact_label), str(value)) for fact_label, value in approval.preview.get("facts", []))
     actions: tuple[Action, ...] = ()
     if approval.state is ApprovalState.PENDING:
         fields.append(Field("Expires", f"{approval.expires_at:%Y-%m-%d %H:%M} UTC"))

@@ -18,39 +18,15 @@ from core import rbac
 from core.chat import ConversationRef, MessageRef, Reply, Severity
 from core.errors import BotError, Conflict, DuplicateRequest, ExternalSystemError, NotFound, NotLinked
 from core.ids import new_id, show_approval, show_job
-from core.model import ApprovalState, GuestIdentity, GuestRef, Job, JobState, TaskRef, TaskStatus
+from core.model import ApprovalState, GuestRef, Job, JobState, TaskRef, TaskStatus
 from core.ports import Hypervisor, UnitOfWork
 from core.principal import Principal, Scope
-from core.services import audit, inventory
-from core.services import operations as ops
+from core.services import audit, catalog, targets
 from core.services.deps import Deps
+from core.services.operations import Target
 
 log = logging.getLogger(__name__)
 RUN_JOB = "jobs.run.run_job"  # the RQ entry point, by dotted path
-
-
-def target_of(owned: inventory.OwnedGuest, identity: GuestIdentity) -> dict[str, Any]:
-    """A guest as a job or approval names it: where it is, and which guest it is (not just its VMID)."""
-    g = owned.guest
-    return {"cluster": owned.cluster.name, "cluster_id": owned.cluster.id, "node": g.node, "kind": g.kind,
-            "vmid": g.vmid, "name": g.name, "identity": identity.to_dict()}
-
-
-def replaced(target: dict[str, Any], current: GuestIdentity) -> str | None:
-    """Why the guest now at ``target``'s VMID is not the one ``target`` was recorded from, or None if it is.
-
-    Only call it for a guest in the requester's company: the message names the guest found there.
-    """
-    recorded = target.get("identity")
-    label = f"{target.get('name') or 'the VM'} ({target['cluster']}/{target['vmid']})"
-    if recorded is None:
-        return (f"{label} cannot be confirmed: the request was made before pvebot recorded which VM it was for; "
-                "ask again")
-    if GuestIdentity.from_dict(recorded).same_guest(current):
-        return None
-    now = f"now belongs to {current.name}" if current.name and current.name != target.get("name") else (
-        "now belongs to a new VM of the same name")
-    return (f"{label} is not the VM this request was made for: it was deleted and VMID {target['vmid']} {now}")
 
 
 def guest_ref(target: dict[str, Any]) -> GuestRef:
@@ -62,18 +38,19 @@ def submit(
     principal: Principal,
     *,
     action: str,
-    owned: inventory.OwnedGuest,
-    identity: GuestIdentity,
-    company_id: int,
+    target: Target,
     params: dict[str, Any],
     conversation: ConversationRef,
     request_id: str,
     approval_id: str | None = None,
     summary: str | None = None,
+    company_id: int | None = None,
 ) -> tuple[Job, bool]:
-    """Record a job for ``action`` on ``owned``; the same ``request_id`` gives back the same job.
+    """Record a job for ``action`` on ``target``; the same ``request_id`` gives back the same job.
 
-    ``identity`` is the guest's as the request saw it: the job acts only while the guest still has it.
+    The target's record (for a guest, which guest it is) is what the job acts on: it refuses
+    anything that took its place since. ``company_id`` defaults to the target's company (a
+    template's company is the caller's).
 
     Returns:
         The job and whether it was created now (False: a re-delivery of a known request).
@@ -81,8 +58,11 @@ def submit(
     Raises:
         PermissionDenied / NotFound: the principal may not run ``action`` on that company's guests.
     """
-    op = ops.get(action)
-    rbac.require(principal, op.perm, company_id, what="VM")
+    op = catalog.get(action)
+    company_id = company_id if company_id is not None else target.company_id
+    if company_id is None:
+        raise NotFound(f"{target.kind.value} not found")
+    rbac.require(principal, op.perm, company_id, what=target.kind.value)
     with deps.uow_factory(principal.scope) as uow:
         existing = uow.jobs.by_request(request_id)
         if existing is not None:
@@ -94,18 +74,18 @@ def submit(
             company_id=company_id,
             actor_user_id=principal.user_id,
             action=action,
-            target=target_of(owned, identity),
+            target={**target.record, "target_kind": target.kind.value},
             params=params,
             state=JobState.QUEUED,
             created_at=now,
             conversation=conversation.to_dict(),
-            summary=(summary or f"{op.verb} {owned.label}")[:300],
+            summary=(summary or f"{op.verb} {target.label}")[:300],
             approval_id=approval_id,
         )
         try:
             uow.jobs.add(job)
             audit.record(uow, clock=deps.clock, actor=principal.actor, action=f"{action}", company_id=company_id,
-                         target=owned.label, outcome="queued", detail={"job": show_job(job.id)})
+                         target=target.label, outcome="queued", detail={"job": show_job(job.id)})
             uow.commit()
         except DuplicateRequest:
             # a concurrent delivery of the same request (a platform retrying a slow answer) stored it
@@ -254,26 +234,22 @@ def run(deps: Deps, job_id: str) -> str:
 
 
 def _execute(deps: Deps, job: Job, progress: _Progress, deadline: float) -> None:
-    op = ops.get(job.action)
+    op = catalog.get(job.action)
     with deps.uow_factory(Scope.everything()) as uow:
         principal = _principal(uow, job.actor_user_id)
-    # the world may have changed since the request: who asks, what they may do, what the VM is now
-    rbac.require(principal, op.perm, job.company_id, what="VM")
-    # the gateway's inventory cache is seconds old at most: fresh enough to re-check ownership,
-    # and it spares Proxmox a full resource listing per job
-    view = inventory.view(deps, principal, cluster=job.target["cluster"])
-    pool = view.templates if job.action == "vm.create" else view.guests
-    found = [o for o in pool if o.guest.vmid == int(job.target["vmid"])]
-    usable = [o for o in found if o.company_id == job.company_id or (job.action == "vm.create")]
-    if not usable:
-        raise NotFound(f"VM {job.target.get('name') or job.target['vmid']} is gone or no longer yours")
-    owned = usable[0]
-    hv = deps.hypervisors.for_cluster(owned.cluster)
-    # identities of the guests this job touches: the target's as requested, a new clone's from first sight
-    known: dict[int, dict[str, Any]] = {owned.guest.vmid: job.target}
-    for step in op.steps(hv, owned.guest, job.params):
-        # right before each call: is this still the guest the request was for? (its VMID may have been reused)
-        _confirm(deps, hv, job, step, known)
+    # the world may have changed since the request: who asks, what they may do, what the target is now
+    rbac.require(principal, op.perm, job.company_id, what=op.target.kind.value)
+    # the gateway's inventory cache is seconds old at most: fresh enough to re-check ownership, and it
+    # spares Proxmox a full resource listing per job; identity is confirmed before each call below
+    target = op.target.recheck(deps, principal, job.target, company_id=job.company_id, fresh=False)
+    hv = None if target.cluster is None else deps.hypervisors.for_cluster(target.cluster)
+    # the records of the guests this job touches: the target's as requested, a new clone's from first sight
+    known: dict[int, dict[str, Any]] = {target.guest.vmid: job.target} if target.guest is not None else {}
+    for step in op.steps(hv, target, job.params):
+        if step.on is not None:
+            assert hv is not None
+            # right before each call: is this still the guest the request was for? (its VMID may have been reused)
+            _confirm(deps, hv, job, step.on, known)
         if step.check is not None:
             step.check()
         job.progress = step.label
@@ -281,19 +257,18 @@ def _execute(deps: Deps, job: Job, progress: _Progress, deadline: float) -> None
         if not status.ok:
             detail = status.exitstatus or "failed"
             raise ExternalSystemError(f"Proxmox task {step.label} failed: {detail}"[:300])
-    if job.action == "vm.create":
-        job.result = f"created {job.params['name']} as {owned.cluster.name}/{job.params.get('vmid')}"
+    if op.result is not None:
+        job.result = op.result(target, job.params)
 
 
-def _confirm(deps: Deps, hv: Hypervisor, job: Job, step: ops.Step, known: dict[int, dict[str, Any]]) -> None:
-    """Refuse, and say why in the audit trail, when ``step`` would act on a guest other than the one meant."""
-    current = hv.identity(step.on)
-    target = known.get(step.on.vmid)
+def _confirm(deps: Deps, hv: Hypervisor, job: Job, on: GuestRef, known: dict[int, dict[str, Any]]) -> None:
+    """Refuse, and say why in the audit trail, when a step would act on a guest other than the one meant."""
+    current = hv.identity(on)
+    target = known.get(on.vmid)
     if target is None:  # a guest this job created a step ago
-        known[step.on.vmid] = {**job.target, "vmid": step.on.vmid, "name": current.name,
-                               "identity": current.to_dict()}
+        known[on.vmid] = {**job.target, "vmid": on.vmid, "name": current.name, "identity": current.to_dict()}
         return
-    why = replaced(target, current)
+    why = targets.replaced(target, current)
     if why is None:
         return
     with deps.uow_factory(Scope.everything()) as uow:
@@ -306,9 +281,9 @@ def _confirm(deps: Deps, hv: Hypervisor, job: Job, step: ops.Step, known: dict[i
 
 
 def _follow(
-    deps: Deps, hv: Hypervisor, job: Job, label: str, task: TaskRef, progress: _Progress, deadline: float
+    deps: Deps, hv: Hypervisor | None, job: Job, label: str, task: TaskRef, progress: _Progress, deadline: float
 ) -> TaskStatus:
-    if task.upid is None:  # synchronous in Proxmox: done already
+    if task.upid is None or hv is None:  # synchronous in Proxmox: done already
         return TaskStatus(running=False, exitstatus="OK")
     job.upid = task.upid
     polls = 0

@@ -1,38 +1,97 @@
-"""The Proxmox operations a job can run, as data: permission, wording and steps.
+"""What an operation is: one entry that says everything pvebot needs to offer, approve and run it.
 
-A job names its operation (``vm.start``); the runner looks it up here, re-checks the
-permission, and follows each step's Proxmox task to the end before the next one. A step is a
-call not yet made: the runner first confirms that the guest it acts on is still the one the
-request was made for (:class:`core.model.GuestIdentity`), then makes it.
+An :class:`Operation` names its permission, the kind of thing it acts on and how that target is
+found in the caller's scope (and found again when the job runs), its steps, what an approver must
+see, its wording, and whether it needs a second person by default. Commands take their permission,
+help line and approval hint from it; the job runner and the approval service only ever ask the
+entry, so a new operation is one entry in :mod:`core.services.catalog`, with no branch elsewhere.
+
+A step is a Proxmox call not yet made: the runner first confirms that the guest it acts on is
+still the one the request was made for (:class:`core.model.GuestIdentity`), then makes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import enum
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from core.errors import Conflict, InvalidArguments, NotFound
-from core.model import Guest, GuestRef, TaskRef
-from core.ports import ConfigChange, Hypervisor
+from core.model import Cluster, Company, Guest, GuestRef, TaskRef
+from core.ports import Hypervisor
+from core.principal import Principal
 from core.rbac import Perm
+from core.services.deps import Deps
+
+
+class TargetKind(enum.StrEnum):
+    GUEST = "guest"
+    TEMPLATE = "template"
+    BACKUP = "backup volume"
+    SCHEDULE = "backup schedule"
+    NETWORK = "network"
+    NODE = "node"
+    CLUSTER = "cluster"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an operation acts on, as found in the caller's scope."""
+
+    kind: TargetKind
+    # how people read it: "db-01 (lab/102)"
+    label: str
+    company: Company | None
+    # primitives a job or approval keeps to find it again (for a guest: where it is and which guest)
+    record: dict[str, Any]
+    cluster: Cluster | None = None
+    guest: Guest | None = None
+
+    @property
+    def company_id(self) -> int | None:
+        return None if self.company is None else self.company.id
+
+
+class Resolver(Protocol):
+    """Finds an operation's target from what the user typed, and again from what a job stored."""
+
+    kind: TargetKind
+
+    def resolve(self, deps: Deps, principal: Principal, ref: str) -> Target:
+        """The target ``ref`` names in ``principal``'s scope; out of scope answers like not found."""
+        ...
+
+    def recheck(self, deps: Deps, principal: Principal, record: dict[str, Any], *, company_id: int,
+                fresh: bool) -> Target:
+        """The stored target as it is now, still in ``company_id``; raises NotFound when it is gone."""
+        ...
+
+    def replaced(self, deps: Deps, target: Target) -> str | None:
+        """Why ``target`` (rechecked) is not the thing the request was made for, or None when it is."""
+        ...
 
 
 @dataclass(frozen=True)
 class Step:
-    """One state-changing Proxmox call, made by the runner once ``on`` is confirmed to be the right guest."""
+    """One state-changing Proxmox call, made by the runner once its target is confirmed."""
 
     label: str
     call: Callable[[], TaskRef]
-    # the guest the call changes
-    on: GuestRef
+    # the guest the call changes, whose identity the runner confirms first; None for other targets
+    on: GuestRef | None = None
     # a further precondition, checked right before the call (a snapshot is still the one approved)
     check: Callable[[], None] | None = None
 
 
-StepsFn = Callable[[Hypervisor, Guest, dict[str, Any]], Iterator[Step]]
-# facts about the target taken when the request is made, kept in its params and checked again by the steps
-RecordFn = Callable[[Hypervisor, Guest, dict[str, Any]], dict[str, Any]]
+StepsFn = Callable[[Hypervisor | None, Target, dict[str, Any]], Iterator[Step]]
+# facts about the target taken when the request is made, kept in its params and checked again later
+RecordFn = Callable[[Hypervisor | None, Target, dict[str, Any]], dict[str, Any]]
+# what an approver must see, label and value, in the order shown
+PreviewFn = Callable[[Hypervisor | None, Target, dict[str, Any]], list[tuple[str, str]]]
+CheckFn = Callable[[Target, dict[str, Any]], None]
+ResultFn = Callable[[Target, dict[str, Any]], str]
 
 
 @dataclass(frozen=True)
@@ -41,98 +100,70 @@ class Operation:
     perm: Perm
     # what chat says while it runs: "start web-01"
     verb: str
+    # the one-line help of its command
+    summary: str
+    target: Resolver
     steps: StepsFn
+    preview: PreviewFn | None = None
     record: RecordFn | None = None
+    # refuses a request that cannot work before anything is queued (a container has no reset)
+    check: CheckFn | None = None
+    # the outcome in plain words once every step succeeded
+    result: ResultFn | None = None
+    # needs a second person unless a company's policy exempts it
+    approval: bool = False
+    # needs a second person whatever the policy says
+    always_approval: bool = False
 
 
-def _power(action: str) -> StepsFn:
-    def steps(hv: Hypervisor, guest: Guest, params: dict[str, Any]) -> Iterator[Step]:
-        if action == "reset" and guest.kind == "lxc":
-            raise InvalidArguments("containers (lxc) have no reset; use vm reboot or vm stop")
-        yield Step(action, lambda: hv.power(guest.ref, action), on=guest.ref)
+class Catalog:
+    """Every operation by name; the single source of permissions, wording and default approvals."""
 
-    return steps
+    def __init__(self, operations: Iterable[Operation] = ()) -> None:
+        self._entries: dict[str, Operation] = {}
+        for op in operations:
+            self.add(op)
 
+    def add(self, op: Operation) -> None:
+        if op.name in self._entries:
+            raise ValueError(f"operation {op.name!r} defined twice")
+        self._entries[op.name] = op
 
-def _delete(hv: Hypervisor, guest: Guest, params: dict[str, Any]) -> Iterator[Step]:
-    # Proxmox refuses to destroy a running guest; the approver saw its state, so stop it first
-    if guest.status != "stopped":
-        yield Step("stop", lambda: hv.power(guest.ref, "stop"), on=guest.ref)
-    yield Step("delete", lambda: hv.delete(guest.ref), on=guest.ref)
+    def get(self, name: str) -> Operation:
+        return self._entries[name]
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
 
-def _snapshot_create(hv: Hypervisor, guest: Guest, params: dict[str, Any]) -> Iterator[Step]:
-    yield Step("snapshot", lambda: hv.create_snapshot(guest.ref, params["name"],
-                                                      description=params.get("description", "")), on=guest.ref)
+    def __iter__(self) -> Iterator[Operation]:
+        return iter(sorted(self._entries.values(), key=lambda o: o.name))
 
+    @contextmanager
+    def registered(self, op: Operation) -> Iterator[Operation]:
+        """``op`` in the catalog for the length of a block (a plug-in, or a test)."""
+        self.add(op)
+        try:
+            yield op
+        finally:
+            self._entries.pop(op.name, None)
 
-def _record_snapshot(hv: Hypervisor, guest: Guest, params: dict[str, Any]) -> dict[str, Any]:
-    """The snapshot's time of taking: a snapshot deleted and taken again under its name is another one."""
-    name = params["name"]
-    found = next((s for s in hv.snapshots(guest.ref) if s.name == name), None)
-    if found is None:
-        raise NotFound(f"snapshot '{str(name)[:40]}' not found on {guest.name} ({guest.cluster}/{guest.vmid})")
-    return {"snaptime": found.snaptime}
+    @property
+    def default_approvals(self) -> frozenset[str]:
+        return frozenset(o.name for o in self._entries.values() if o.approval or o.always_approval)
 
+    @property
+    def mandatory_approvals(self) -> frozenset[str]:
+        return frozenset(o.name for o in self._entries.values() if o.always_approval)
 
-def _same_snapshot(hv: Hypervisor, guest: Guest, params: dict[str, Any]) -> Callable[[], None]:
-    def check() -> None:
-        now = _record_snapshot(hv, guest, params)
-        if "snaptime" not in params or now["snaptime"] != params["snaptime"]:
-            raise Conflict(
-                f"snapshot '{params['name']}' of {guest.name} ({guest.cluster}/{guest.vmid}) is not the one this "
-                "request was made for: it was deleted and taken again under the same name. Nothing was done."
-            )
+    def approval_actions(self, company: Company | None) -> frozenset[str]:
+        """The defaults, plus what the company adds, less what it exempts (never a mandatory one)."""
+        if company is None:
+            return frozenset(self._entries)
+        policy = company.approval_policy
+        added = frozenset(policy.get("required_for", ()))
+        exempt = frozenset(policy.get("exempt", ())) - self.mandatory_approvals
+        return (self.default_approvals | added) - exempt
 
-    return check
-
-
-def _snapshot_rollback(hv: Hypervisor, guest: Guest, params: dict[str, Any]) -> Iterator[Step]:
-    yield Step("rollback", lambda: hv.rollback_snapshot(guest.ref, params["name"]), on=guest.ref,
-               check=_same_snapshot(hv, guest, params))
-
-
-def _snapshot_delete(hv: Hypervisor, guest: Guest, params: dict[str, Any]) -> Iterator[Step]:
-    yield Step("delete snapshot", lambda: hv.delete_snapshot(guest.ref, params["name"]), on=guest.ref,
-               check=_same_snapshot(hv, guest, params))
-
-
-def _create(hv: Hypervisor, template_guest: Guest, params: dict[str, Any]) -> Iterator[Step]:
-    template = template_guest.ref
-    newid = hv.next_vmid()
-    params["vmid"] = newid  # the runner records it in the job's result
-    yield Step("clone", lambda: hv.clone(template, newid=newid, name=params["name"], pool=params["pool"], full=True),
-               on=template)
-    # the runner meets the new guest first here and takes its identity from this first sight
-    new = GuestRef(cluster=template.cluster, node=template.node, kind=template.kind, vmid=newid)
-    change = ConfigChange(cores=params.get("cores"), memory_mb=params.get("memory_mb"))
-    if not change.empty:
-        yield Step("configure", lambda: hv.configure(new, change), on=new)
-    if params.get("disk"):
-        yield Step("resize disk", lambda: hv.resize_disk(new, disk=params.get("disk_name", "scsi0"),
-                                                         size=params["disk"]), on=new)
-
-
-OPERATIONS: dict[str, Operation] = {
-    op.name: op
-    for op in (
-        Operation("vm.start", Perm.VM_OPERATE, "start", _power("start")),
-        Operation("vm.shutdown", Perm.VM_OPERATE, "shut down", _power("shutdown")),
-        Operation("vm.reboot", Perm.VM_OPERATE, "reboot", _power("reboot")),
-        Operation("vm.suspend", Perm.VM_OPERATE, "suspend", _power("suspend")),
-        Operation("vm.resume", Perm.VM_OPERATE, "resume", _power("resume")),
-        Operation("vm.stop", Perm.VM_DESTROY, "stop (hard)", _power("stop")),
-        Operation("vm.reset", Perm.VM_DESTROY, "reset", _power("reset")),
-        Operation("vm.delete", Perm.VM_DESTROY, "delete", _delete),
-        Operation("vm.create", Perm.VM_CREATE, "create", _create),
-        Operation("snapshot.create", Perm.SNAPSHOT_CREATE, "snapshot", _snapshot_create),
-        Operation("snapshot.rollback", Perm.SNAPSHOT_DESTROY, "roll back", _snapshot_rollback,
-                  record=_record_snapshot),
-        Operation("snapshot.delete", Perm.SNAPSHOT_DESTROY, "delete snapshot of", _snapshot_delete,
-                  record=_record_snapshot),
-    )
-}
-
-
-def get(name: str) -> Operation:
-    return OPERATIONS[name]
+    def needs_approval(self, company: Company | None, name: str) -> bool:
+        """Whether ``name`` waits for a second person in ``company`` (no company: always)."""
+        return name in self.approval_actions(company)

@@ -3,70 +3,22 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from core import rbac
 from core.chat import ConversationRef
 from core.errors import Conflict, InvalidArguments, NotFound
-from core.model import ApprovalRequest, GuestStatus, Job, Snapshot
+from core.model import GuestStatus, Job, Snapshot
 from core.principal import Principal
-from core.services import approvals, inventory, jobs
-from core.services import operations as ops
+from core.services import inventory, requests, targets
 from core.services.deps import Deps
+from core.services.operations import Target, TargetKind
+from core.services.requests import Outcome, operate
+
+__all__ = ["Outcome", "operate", "status", "snapshots", "create"]
 
 _SNAPSHOT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,39}$")  # Proxmox's pve-configid, kept short
 _SIZE = re.compile(r"^(\d+)\s*([MGT]?)i?B?$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What an operation request became: a queued job, or an approval request waiting for a second person.
-
-    ``created`` is False when the request was known already: a re-delivery, or an approval request
-    that was still pending for the same action on the same guest.
-    """
-
-    job: Job | None = None
-    created: bool = True
-    approval: ApprovalRequest | None = None
-
-
-def operate(
-    deps: Deps,
-    principal: Principal,
-    *,
-    action: str,
-    ref: str,
-    params: dict[str, Any] | None = None,
-    reason: str = "",
-    conversation: ConversationRef,
-    request_id: str,
-) -> Outcome:
-    """Request ``action`` on the VM ``ref``: a job, or an approval request when the company's policy says so."""
-    op = ops.get(action)
-    rbac.require(principal, op.perm)
-    owned = inventory.find(deps, principal, ref)
-    company_id = owned.company_id
-    if company_id is None:  # a super_admin looking at a guest in no company's pool
-        raise Conflict(f"{owned.label} is in no company's pool; bind its pool first")
-    rbac.require(principal, op.perm, company_id, what="VM")
-    params = dict(params or {})
-    if action == "vm.reset" and owned.guest.kind == "lxc":
-        raise InvalidArguments("containers (lxc) have no reset; use vm reboot or vm stop")
-    hv = deps.hypervisors.for_cluster(owned.cluster)
-    # which guest this is, not only its VMID: the job and the approval act only while it is still this one
-    identity = hv.identity(owned.guest.ref)
-    if op.record is not None:
-        params.update(op.record(hv, owned.guest, params))
-    if approvals.needs_approval(owned.company, action):
-        approval, created = approvals.request(deps, principal, action=action, owned=owned, identity=identity,
-                                              params=params, reason=reason, conversation=conversation,
-                                              request_id=request_id)
-        return Outcome(approval=approval, created=created)
-    job, created = jobs.submit(deps, principal, action=action, owned=owned, identity=identity, company_id=company_id,
-                               params=params, conversation=conversation, request_id=request_id)
-    return Outcome(job=job, created=created)
 
 
 def status(deps: Deps, principal: Principal, ref: str) -> tuple[inventory.OwnedGuest, GuestStatus, Job | None]:
@@ -158,13 +110,13 @@ def create(
         params["memory_mb"] = memory_mb
     if disk_arg:
         params["disk"] = disk_arg
-    company_id = principal.company_id
     identity = deps.hypervisors.for_cluster(tpl.cluster).identity(tpl.guest.ref)
-    job, created = jobs.submit(deps, principal, action="vm.create", owned=tpl, identity=identity,
-                               company_id=company_id, params=params,
-                               conversation=conversation, request_id=request_id,
-                               summary=f"create {name} from {tpl.guest.name} on {tpl.cluster.name}")
-    return Outcome(job=job, created=created)
+    target = Target(kind=TargetKind.TEMPLATE, label=tpl.label, company=company, cluster=tpl.cluster,
+                    guest=tpl.guest, record=targets.guest_record(tpl, identity))
+    # the new VM is the caller's company's, whoever owns the (shared) template
+    return requests.submit(deps, principal, action="vm.create", target=target, params=params,
+                           conversation=conversation, request_id=request_id, company_id=principal.company_id,
+                           summary=f"create {name} from {tpl.guest.name} on {tpl.cluster.name}")
 
 
 def _bindings(deps: Deps, principal: Principal) -> list[tuple[int, str]]:

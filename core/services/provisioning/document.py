@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigurationError
-from core.model import DEFAULT_APPROVAL_ACTIONS, Role, TlsMode
+from core.model import Role, TlsMode
+from core.services.catalog import CATALOG
 from core.services.identity import GROUP_ROLES
 
 PathT = tuple[str | int, ...]
@@ -30,7 +31,9 @@ _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _URL = re.compile(r"^https://[^\s/]+(:\d+)?/?$")
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
-APPROVABLE_ACTIONS = frozenset(DEFAULT_APPROVAL_ACTIONS) | {"vm.shutdown", "vm.reboot", "vm.suspend", "vm.resume"}
+# what a policy may name: every operation may be made to wait; defaults come from the catalog
+APPROVABLE_ACTIONS = frozenset(op.name for op in CATALOG)
+DEFAULT_APPROVAL_ACTIONS = tuple(sorted(CATALOG.default_approvals))
 
 
 @dataclass(frozen=True)
@@ -310,8 +313,8 @@ def _approval(c: _Checker, value: Any, path: PathT) -> dict[str, Any]:
         # defaults a company chooses to run without a second person; never vm.delete
         exempt = c.strings(value["exempt"], (*path, "exempt"))
         for i, a in enumerate(exempt):
-            if a == "vm.delete":
-                c.fail((*path, "exempt", i), "vm.delete always needs approval; it cannot be exempt")
+            if a in CATALOG.mandatory_approvals:
+                c.fail((*path, "exempt", i), f"{a} always needs approval; it cannot be exempt")
             elif a not in DEFAULT_APPROVAL_ACTIONS:
                 c.fail((*path, "exempt", i), f"not a default approval action (defaults: "
                                              f"{', '.join(DEFAULT_APPROVAL_ACTIONS)})")

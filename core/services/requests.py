@@ -1,0 +1,88 @@
+"""Asking for an operation: find its target in the caller's scope, then queue a job or ask for approval.
+
+One path for every operation in the catalog: the entry says what its target is, what to record about
+it, what could make it refuse at once, and whether a second person must agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core import rbac
+from core.chat import ConversationRef
+from core.model import ApprovalRequest, Job
+from core.principal import Principal
+from core.services import approvals, catalog, jobs
+from core.services.deps import Deps
+from core.services.operations import Target
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an operation request became: a queued job, or an approval request waiting for a second person.
+
+    ``created`` is False when the request was known already: a re-delivery, or an approval request
+    that was still pending for the same action on the same target.
+    """
+
+    job: Job | None = None
+    created: bool = True
+    approval: ApprovalRequest | None = None
+
+
+def operate(
+    deps: Deps,
+    principal: Principal,
+    *,
+    action: str,
+    ref: str,
+    params: dict[str, Any] | None = None,
+    reason: str = "",
+    conversation: ConversationRef,
+    request_id: str,
+) -> Outcome:
+    """Request ``action`` on the target ``ref`` names: a job, or an approval request when the policy says so.
+
+    Raises:
+        PermissionDenied: the role may not do ``action``.
+        NotFound: nothing ``ref`` names is in the caller's scope (another company's answers alike).
+        InvalidArguments / Conflict: the operation refuses this target or these parameters.
+    """
+    op = catalog.get(action)
+    rbac.require(principal, op.perm)
+    target = op.target.resolve(deps, principal, ref)
+    rbac.require(principal, op.perm, target.company_id, what=op.target.kind.value)
+    return submit(deps, principal, action=action, target=target, params=dict(params or {}), reason=reason,
+                  conversation=conversation, request_id=request_id)
+
+
+def submit(
+    deps: Deps,
+    principal: Principal,
+    *,
+    action: str,
+    target: Target,
+    params: dict[str, Any],
+    reason: str = "",
+    conversation: ConversationRef,
+    request_id: str,
+    company_id: int | None = None,
+    summary: str | None = None,
+) -> Outcome:
+    """Queue ``action`` on a resolved ``target``, or ask for approval first; see :func:`operate`."""
+    op = catalog.get(action)
+    if op.check is not None:
+        op.check(target, params)
+    if op.record is not None:
+        hv = None if target.cluster is None else deps.hypervisors.for_cluster(target.cluster)
+        params.update(op.record(hv, target, params))
+    company = target.company
+    if approvals.needs_approval(company, action):
+        approval, created = approvals.request(deps, principal, action=action, target=target, params=params,
+                                              reason=reason, conversation=conversation, request_id=request_id)
+        return Outcome(approval=approval, created=created)
+    job, created = jobs.submit(deps, principal, action=action, target=target, params=params,
+                               conversation=conversation, request_id=request_id, company_id=company_id,
+                               summary=summary)
+    return Outcome(job=job, created=created)

@@ -1,0 +1,177 @@
+"""The operations on one guest: power, create, delete and snapshots, each one catalog entry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from core.errors import Conflict, InvalidArguments, NotFound
+from core.model import Guest, GuestRef
+from core.ports import ConfigChange, Hypervisor
+from core.rbac import Perm
+from core.services.operations import Operation, Step, StepsFn, Target
+from core.services.targets import GUEST, TEMPLATE
+
+
+def _on(hv: Hypervisor | None, target: Target) -> tuple[Hypervisor, Guest]:
+    assert hv is not None and target.guest is not None, "a guest operation runs on the guest's cluster"
+    return hv, target.guest
+
+
+def _no_lxc_reset(target: Target, params: dict[str, Any]) -> None:
+    if target.guest is not None and target.guest.kind == "lxc":
+        raise InvalidArguments("containers (lxc) have no reset; use vm reboot or vm stop")
+
+
+def _power(action: str) -> StepsFn:
+    def steps(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Iterator[Step]:
+        api, guest = _on(hv, target)
+        yield Step(action, lambda: api.power(guest.ref, action), on=guest.ref)
+
+    return steps
+
+
+def _state(target: Target) -> list[tuple[str, str]]:
+    return [("Current state", target.guest.status)] if target.guest is not None else []
+
+
+def _state_preview(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> list[tuple[str, str]]:
+    return _state(target)
+
+
+def _delete(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Iterator[Step]:
+    api, guest = _on(hv, target)
+    # Proxmox refuses to destroy a running guest; the approver saw its state, so stop it first
+    if guest.status != "stopped":
+        yield Step("stop", lambda: api.power(guest.ref, "stop"), on=guest.ref)
+    yield Step("delete", lambda: api.delete(guest.ref), on=guest.ref)
+
+
+def _delete_preview(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a delete destroys (disks, snapshots) and what outlives it (backups)."""
+    api, g = _on(hv, target)
+    status = api.status(g.ref)
+    disks = sorted(f"{key}: {value.split(',')[0]} ({_size(value)})" for key, value in status.config.items()
+                   if _is_disk(key, value))
+    snapshots = [s.name for s in api.snapshots(g.ref)]
+    backups = sorted(b.volid for storage in api.backup_storages(g.node)
+                     for b in api.backups(node=g.node, storage=storage, vmid=g.vmid))
+    kept = ", ".join(backups[:10]) + (" …" if len(backups) > 10 else "")
+    return [("Disks deleted", ", ".join(disks) or "none"), ("Snapshots deleted", ", ".join(snapshots) or "none"),
+            ("Backups kept", kept or "none"), *_state(target)]
+
+
+def _is_disk(key: str, value: str) -> bool:
+    prefixes = ("scsi", "virtio", "sata", "ide", "efidisk", "tpmstate", "rootfs", "mp")
+    return key.startswith(prefixes) and "media=cdrom" not in value and ":" in value
+
+
+def _size(value: str) -> str:
+    for part in value.split(","):
+        if part.startswith("size="):
+            return part[5:]
+    return "size unknown"
+
+
+def _create(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Iterator[Step]:
+    api, template_guest = _on(hv, target)
+    template = template_guest.ref
+    newid = api.next_vmid()
+    params["vmid"] = newid  # the job keeps it, and the result names it
+    yield Step("clone", lambda: api.clone(template, newid=newid, name=params["name"], pool=params["pool"], full=True),
+               on=template)
+    # the runner meets the new guest first here and takes its identity from this first sight
+    new = GuestRef(cluster=template.cluster, node=template.node, kind=template.kind, vmid=newid)
+    change = ConfigChange(cores=params.get("cores"), memory_mb=params.get("memory_mb"))
+    if not change.empty:
+        yield Step("configure", lambda: api.configure(new, change), on=new)
+    if params.get("disk"):
+        yield Step("resize disk", lambda: api.resize_disk(new, disk=params.get("disk_name", "scsi0"),
+                                                          size=params["disk"]), on=new)
+
+
+def _created(target: Target, params: dict[str, Any]) -> str:
+    cluster = target.cluster.name if target.cluster else "?"
+    return f"created {params['name']} as {cluster}/{params.get('vmid')}"
+
+
+def _snapshot_create(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Iterator[Step]:
+    api, guest = _on(hv, target)
+    yield Step("snapshot", lambda: api.create_snapshot(guest.ref, params["name"],
+                                                       description=params.get("description", "")), on=guest.ref)
+
+
+def _record_snapshot(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot's time of taking: a snapshot deleted and taken again under its name is another one."""
+    api, guest = _on(hv, target)
+    name = params["name"]
+    found = next((s for s in api.snapshots(guest.ref) if s.name == name), None)
+    if found is None:
+        raise NotFound(f"snapshot '{str(name)[:40]}' not found on {target.label}")
+    return {"snaptime": found.snaptime}
+
+
+def _same_snapshot(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Callable[[], None]:
+    def check() -> None:
+        now = _record_snapshot(hv, target, params)
+        if "snaptime" not in params or now["snaptime"] != params["snaptime"]:
+            raise Conflict(f"snapshot '{params['name']}' of {target.label} is not the one this request was made "
+                           "for: it was deleted and taken again under the same name. Nothing was done.")
+
+    return check
+
+
+def _snapshot_preview(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> list[tuple[str, str]]:
+    return [("Snapshot", str(params["name"])), *_state(target)]
+
+
+def _rollback_preview(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> list[tuple[str, str]]:
+    api, guest = _on(hv, target)
+    names = [s.name for s in api.snapshots(guest.ref)]
+    name = params["name"]
+    if name not in names:
+        raise NotFound(f"snapshot '{str(name)[:40]}' not found on {target.label}")
+    newer = names[names.index(name) + 1 :]
+    return [("Snapshot", name), ("Returns to", name), ("Newer snapshots", ", ".join(newer) or "none"),
+            *_state(target)]
+
+
+def _snapshot_rollback(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Iterator[Step]:
+    api, guest = _on(hv, target)
+    yield Step("rollback", lambda: api.rollback_snapshot(guest.ref, params["name"]), on=guest.ref,
+               check=_same_snapshot(hv, target, params))
+
+
+def _snapshot_delete(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Iterator[Step]:
+    api, guest = _on(hv, target)
+    yield Step("delete snapshot", lambda: api.delete_snapshot(guest.ref, params["name"]), on=guest.ref,
+               check=_same_snapshot(hv, target, params))
+
+
+def _power_op(name: str, perm: Perm, verb: str, summary: str, *, approval: bool = False,
+              check: Any = None) -> Operation:
+    return Operation(f"vm.{name}", perm, verb, summary, GUEST, _power(name), preview=_state_preview,
+                     approval=approval, check=check)
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    _power_op("start", Perm.VM_OPERATE, "start", "Start a VM."),
+    _power_op("shutdown", Perm.VM_OPERATE, "shut down", "Shut a VM down cleanly (ACPI / container init)."),
+    _power_op("reboot", Perm.VM_OPERATE, "reboot", "Reboot a VM cleanly."),
+    _power_op("suspend", Perm.VM_OPERATE, "suspend", "Suspend (pause) a VM."),
+    _power_op("resume", Perm.VM_OPERATE, "resume", "Resume a suspended VM."),
+    _power_op("stop", Perm.VM_DESTROY, "stop (hard)", "Stop a VM hard, like pulling the plug.", approval=True),
+    _power_op("reset", Perm.VM_DESTROY, "reset", "Reset a VM hard (not for containers).", approval=True,
+              check=_no_lxc_reset),
+    Operation("vm.delete", Perm.VM_DESTROY, "delete", "Delete a VM and its disks.", GUEST, _delete,
+              preview=_delete_preview, always_approval=True),
+    Operation("vm.create", Perm.VM_CREATE, "create",
+              "Create a VM by cloning a template into your company's pool (quota-checked).", TEMPLATE, _create,
+              result=_created),
+    Operation("snapshot.create", Perm.SNAPSHOT_CREATE, "snapshot", "Take a snapshot (default name: "
+              "pvebot-<date>-<time>).", GUEST, _snapshot_create, preview=_snapshot_preview),
+    Operation("snapshot.rollback", Perm.SNAPSHOT_DESTROY, "roll back", "Roll a VM back to a snapshot.", GUEST,
+              _snapshot_rollback, preview=_rollback_preview, record=_record_snapshot, approval=True),
+    Operation("snapshot.delete", Perm.SNAPSHOT_DESTROY, "delete snapshot of", "Delete a snapshot.", GUEST,
+              _snapshot_delete, preview=_snapshot_preview, record=_record_snapshot, approval=True),
+)
