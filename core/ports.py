@@ -276,6 +276,14 @@ class Clock(Protocol):
         """Timezone-aware UTC now."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back, for deadlines and intervals."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait; a fake clock moves on instead."""
+        ...
+
 
 class Directory(Protocol):
     """Platform lookups for automatic linking (Slack users.info, Teams member info, Microsoft Graph).

@@ -24,6 +24,13 @@ class FakeClock:
     def advance(self, **kwargs: float) -> None:
         self.current += timedelta(**kwargs)
 
+    def monotonic(self) -> float:
+        return (self.current - datetime(2026, 1, 1, tzinfo=UTC)).total_seconds()
+
+    def sleep(self, seconds: float) -> None:
+        # a job that waits for its Proxmox task moves this clock on, as the waiting would
+        self.advance(seconds=seconds)
+
 
 @dataclass
 class FakeHypervisor:

@@ -9,7 +9,6 @@ and edits one progress message (at most one edit per ``Deps.progress_interval``)
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -169,7 +168,7 @@ class _Progress:
     last_sent: float = 0.0
 
     def show(self, *, force: bool = False) -> None:
-        now = time.monotonic()
+        now = self.deps.clock.monotonic()
         if force or now - self.last_sent >= self.deps.progress_interval:
             _notify(self.deps, self.job)
             self.last_sent = now
@@ -217,7 +216,7 @@ def run(deps: Deps, job_id: str) -> str:
         assert job is not None
     progress = _Progress(deps, job)
     progress.show(force=True)
-    deadline = time.monotonic() + deps.job_timeout
+    deadline = deps.clock.monotonic() + deps.job_timeout
     try:
         _execute(deps, job, progress, deadline)
         _finish(deps, job, JobState.SUCCEEDED, job.result or "done")
@@ -297,10 +296,10 @@ def _follow(
         if cancel:
             hv.cancel_task(task)
             raise _Cancelled()
-        if time.monotonic() > deadline:
+        if deps.clock.monotonic() > deadline:
             raise ExternalSystemError(f"timed out after {deps.job_timeout} s; the Proxmox task may still run")
         # short tasks end in a fraction of a second: look again soon, then settle at poll_interval
-        time.sleep(min(deps.poll_interval, 0.05 * 2**polls))
+        deps.clock.sleep(min(deps.poll_interval, 0.05 * 2**polls))
         polls += 1
 
 
