@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.crypto import generate_key
-from adapters.proxmox.simulator import PveSimulator, SimServer
 from adapters.shell.session import ShellSession
 from bot.bootstrap import App, build_app, open_storage
 from bot.config import Settings
 from core.principal import Scope
+from pvesim import PveSimulator, SimServer
 from tests.proxmox_support import TOKEN_ID, TOKEN_SECRET, build_simulator
 from tests.support import REDIS_URL, provision, service_missing
 

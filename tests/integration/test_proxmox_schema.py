@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import requests
 
-from adapters.proxmox.schema import load_subset
-from adapters.proxmox.simulator import PveSimulator, SimServer
-from adapters.proxmox.simulator.context import ROUTES
-from adapters.proxmox.simulator.schema import SchemaIndex
+from pvesim import PveSimulator, SimServer
+from pvesim.apidata import load_subset
+from pvesim.context import ROUTES
+from pvesim.schema import SchemaIndex
 from tests import proxmox_support
 from tests.proxmox_support import TOKEN_ID, TOKEN_SECRET
 
