@@ -23,7 +23,6 @@ from pathlib import Path
 import _path  # noqa: F401  (the repository first on sys.path)
 
 from adapters.crypto import generate_key
-from adapters.proxmox.simulator import PveSimulator
 from bot.bootstrap import build_app, open_storage
 from bot.config import Settings
 from bot.dispatch import RateLimiter
@@ -31,6 +30,7 @@ from core.chat import CommandRequest, ConversationRef
 from core.model import JobState
 from core.principal import Scope
 from core.services import identity
+from pvesim import PveSimulator
 from tests.support import provision
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.crypto import FernetCipher, generate_key  # noqa: E402
 from adapters.proxmox import ProxmoxHypervisors  # noqa: E402
-from adapters.proxmox.simulator import PveSimulator  # noqa: E402
-from adapters.proxmox.simulator.population import populate  # noqa: E402
 from core.model import Cluster, TlsMode  # noqa: E402
+from pvesim import PveSimulator  # noqa: E402
+from pvesim.population import populate  # noqa: E402
 
 TOKEN_ID, SECRET = "pvebot@pve!bench", "bench-secret"
 

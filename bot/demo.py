@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.crypto import generate_key
-from adapters.proxmox.simulator import PveSimulator, SimServer
 from bot.bootstrap import App, build_app, open_storage
 from bot.config import Settings
 from bot.yamlfile import LocatedDocument
 from core.principal import Scope
 from core.services import provisioning
+from pvesim import PveSimulator, SimServer
 
 TOKEN_ID = "pvebot@pve!demo"
 TOKEN_ENV = "PVEBOT_DEMO_PVE_TOKEN"

@@ -6,9 +6,12 @@ import argparse
 import logging
 import sys
 from datetime import timedelta
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.config import Settings
+
+if TYPE_CHECKING:
+    from adapters.shell.session import ShellSession
 
 log = logging.getLogger("pvebot")
 
@@ -63,11 +66,18 @@ def _lines(stream: TextIO, *, interactive: bool) -> Any:
         yield line
 
 
-def _run_shell(app: Any, *, email: str, wait: float, banner: str = "") -> int:
-    from adapters.shell.session import ShellSession
+def shell_session(app: Any, *, email: str, out: TextIO, echo: bool, wait_seconds: float) -> ShellSession:
+    """A terminal chat session on ``app`` (a ``bot.bootstrap.App``), wired to its dispatcher and outbox."""
+    from adapters.shell.session import ShellPorts, ShellSession
 
+    ports = ShellPorts(dispatcher=app.dispatcher, notifier=app.notifier, uow_factory=app.deps.uow_factory,
+                       clock=app.deps.clock, engine=app.storage.engine)
+    return ShellSession(ports, email=email, out=out, echo=echo, wait_seconds=wait_seconds)
+
+
+def _run_shell(app: Any, *, email: str, wait: float, banner: str = "") -> int:
     interactive = sys.stdin.isatty()
-    session = ShellSession(app, email=email, out=sys.stdout, echo=not interactive, wait_seconds=wait)
+    session = shell_session(app, email=email, out=sys.stdout, echo=not interactive, wait_seconds=wait)
     if banner:
         print(banner)
     if interactive:

@@ -26,9 +26,9 @@ import pytest
 
 from adapters.crypto import FernetCipher, generate_key
 from adapters.proxmox import ProxmoxHypervisors
-from adapters.proxmox.simulator import PveSimulator, SimServer
 from core.model import Cluster, TaskRef, TaskStatus, TlsMode
 from core.ports import Hypervisor
+from pvesim import PveSimulator, SimServer
 
 TOKEN_ID = "pvebot@pve!bot"
 TOKEN_SECRET = "5f3c1a9e-0d2b-4c7e-9a61-3b8f2e7d4c10"

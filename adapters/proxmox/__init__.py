@@ -1,4 +1,4 @@
-"""Proxmox VE: the gateway (``gateway.py``, over proxmoxer) and an API simulator (``simulator/``)."""
+"""Proxmox VE: the gateway (``gateway.py``, over proxmoxer). Its simulated counterpart is the ``pvesim`` package."""
 
 from __future__ import annotations
 

@@ -10,28 +10,52 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from typing import TextIO
+from dataclasses import dataclass
+from typing import Protocol, TextIO
+
+from sqlalchemy import Engine
 
 from adapters.shell.outbox import OutboxEntry, OutboxReader
-from bot.bootstrap import App
-from core.chat import CommandRequest, ConversationRef, IdentityKey
+from core.chat import CommandRequest, ConversationRef, IdentityKey, MessageRef, Reply
 from core.errors import BotError
 from core.ids import show_job
 from core.model import JobState
+from core.ports import Clock, Notifier, UnitOfWorkFactory
 from core.principal import Scope
 from core.services import identity
 
 PROMPT = "pvebot> "
 
 
+class ShellDispatcher(Protocol):
+    """The part of bot's dispatcher a shell session drives (as Slack's ``CommandDispatcher``)."""
+
+    def handle(self, request: CommandRequest) -> Reply: ...
+
+    def reply_posted(self, reply: Reply, posted: MessageRef | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class ShellPorts:
+    """What a session talks to, handed in by bot (an adapter does not reach into the composition root)."""
+
+    dispatcher: ShellDispatcher
+    notifier: Notifier
+    uow_factory: UnitOfWorkFactory
+    clock: Clock
+    engine: Engine  # the outbox's database, where replies and job progress arrive
+
+
 class ShellSession:
-    def __init__(self, app: App, *, email: str, out: TextIO, echo: bool = False, wait_seconds: float = 120.0) -> None:
-        self.app = app
+    def __init__(
+        self, ports: ShellPorts, *, email: str, out: TextIO, echo: bool = False, wait_seconds: float = 120.0,
+    ) -> None:
+        self.ports = ports
         self.out = out
         self.echo = echo
         self.wait_seconds = wait_seconds
         self.conversation = ConversationRef(platform="shell", channel=f"shell-{uuid.uuid4().hex[:12]}")
-        self._reader = OutboxReader(app.storage.engine, self.conversation.channel)
+        self._reader = OutboxReader(ports.engine, self.conversation.channel)
         self._print_lock = threading.Lock()
         self._last_text: dict[str, str] = {}
         self.email = ""
@@ -41,7 +65,7 @@ class ShellSession:
     # ---- input ----
 
     def switch_user(self, email: str) -> None:
-        self.identity = identity.link_local(self.app.deps.uow_factory, email, clock=self.app.deps.clock)
+        self.identity = identity.link_local(self.ports.uow_factory, email, clock=self.ports.clock)
         self.email = email.lower()
 
     def run_line(self, line: str) -> None:
@@ -60,9 +84,9 @@ class ShellSession:
             return
         request = CommandRequest(identity=self.identity, text=line, conversation=self.conversation,
                                  request_id=uuid.uuid4().hex)
-        reply = self.app.dispatcher.handle(request)
-        posted = self.app.notifier.post(self.conversation, reply)
-        self.app.dispatcher.reply_posted(reply, posted)
+        reply = self.ports.dispatcher.handle(request)
+        posted = self.ports.notifier.post(self.conversation, reply)
+        self.ports.dispatcher.reply_posted(reply, posted)
         self.flush()
 
     def run(self, lines: Iterable[str]) -> int:
@@ -115,7 +139,7 @@ class ShellSession:
     # ---- end of input ----
 
     def _active_jobs(self) -> list[str]:
-        with self.app.deps.uow_factory(Scope.everything()) as uow:
+        with self.ports.uow_factory(Scope.everything()) as uow:
             active = uow.jobs.list(states=[JobState.QUEUED, JobState.RUNNING], limit=1000)
         return [j.id for j in active if j.conversation.get("channel") == self.conversation.channel]
 

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.crypto import generate_key
-from adapters.proxmox.simulator import PveSimulator, SimServer
 from adapters.shell.session import ShellSession
 from bot.bootstrap import App, build_app, open_storage
 from bot.config import Settings
+from bot.processes import shell_session
 from core.principal import Scope
+from pvesim import PveSimulator, SimServer
 from tests.proxmox_support import TOKEN_ID, TOKEN_SECRET, build_simulator
 from tests.support import REDIS_URL, provision, service_missing
 
@@ -61,7 +62,7 @@ class World:
 
     def shell(self, email: str) -> tuple[ShellSession, io.StringIO]:
         out = io.StringIO()
-        return ShellSession(self.app, email=email, out=out, echo=True, wait_seconds=30), out
+        return shell_session(self.app, email=email, out=out, echo=True, wait_seconds=30), out
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT)}

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.proxmox.simulator.state import SimSnapshot
 from core.model import GuestRef
 from core.ports import Hypervisor
 from core.principal import Scope
+from pvesim.state import SimSnapshot
 from tests.e2e.shell_world import World, job_ids, world
 from tests.proxmox_support import wait_task
 

@@ -12,7 +12,6 @@ import pytest
 
 from adapters.crypto import FernetCipher
 from adapters.proxmox import ProxmoxHypervisor, ProxmoxHypervisors
-from adapters.proxmox.simulator import PveSimulator, SimServer
 from core.errors import (
     BotError,
     ConfigurationError,
@@ -24,6 +23,7 @@ from core.errors import (
 )
 from core.model import GuestRef, TlsMode
 from core.ports import ConfigChange
+from pvesim import PveSimulator, SimServer
 from tests import proxmox_support
 from tests.proxmox_support import TOKEN_SECRET, make_cluster, wait_task
 

@@ -6,10 +6,10 @@ import pytest
 
 from adapters.crypto import FernetCipher
 from adapters.proxmox import ProxmoxHypervisor, ProxmoxHypervisors
-from adapters.proxmox.simulator import PveSimulator, SimServer
 from core.errors import Conflict, InvalidArguments, NotFound
 from core.model import GuestRef, TlsMode
 from core.ports import ConfigChange
+from pvesim import PveSimulator, SimServer
 from tests import proxmox_support
 from tests.proxmox_support import make_cluster, wait_task
 

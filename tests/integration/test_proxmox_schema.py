@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import requests
 
-from adapters.proxmox.schema import load_subset
-from adapters.proxmox.simulator import PveSimulator, SimServer
-from adapters.proxmox.simulator.context import ROUTES
-from adapters.proxmox.simulator.schema import SchemaIndex
+from pvesim import PveSimulator, SimServer
+from pvesim.apidata import load_subset
+from pvesim.context import ROUTES
+from pvesim.schema import SchemaIndex
 from tests import proxmox_support
 from tests.proxmox_support import TOKEN_ID, TOKEN_SECRET
 
@@ -103,6 +103,12 @@ def test_unknown_path_is_501(api: tuple[requests.Session, str]) -> None:
         ("POST", "/nodes/pve1/qemu/100/config", {"net0": "virtio,bridge=vmbr0,colour=blue"}, "net0",
          "property 'colour' is not defined"),
         ("POST", "/nodes/pve1/qemu/100/config", {"net0": "virtio,tag=ten"}, "net0", "type check ('integer')"),
+        ("POST", "/nodes/pve1/qemu/100/config", {"net0": "virtio,bridge=vmbr0,tag=2,tag=3"}, "net0",
+         "duplicate key in comma-separated list property: tag"),
+        ("POST", "/nodes/pve1/qemu/100/config", {"net0": "virtio=BC:24:11:00:00:01,macaddr=BC:24:11:00:00:02"},
+         "net0", "duplicate key in comma-separated list property: macaddr"),  # virtio= is an alias of macaddr
+        ("POST", "/nodes/pve1/qemu/100/config", {"net0": "virtio,bridge="}, "net0", "missing key"),
+        ("POST", "/nodes/pve1/qemu/100/config", {"agent": "enabled=maybe"}, "agent", "type check ('boolean')"),
         ("PUT", "/nodes/pve1/lxc/200/config", {"ipconfig0": "ip=dhcp"}, "ipconfig0", "not defined in schema"),
         ("POST", "/nodes/pve1/lxc/200/status/reset", {}, None, None),
     ],
@@ -120,6 +126,13 @@ def test_parameters_the_schema_rejects_are_400(
     assert answer.reason == "Parameter verification failed."
     body = answer.json()
     assert body["data"] is None and message in body["errors"][field]
+
+
+def test_booleans_inside_property_strings_take_pve_words(api: tuple[requests.Session, str]) -> None:
+    # top-level booleans are only 0/1, but inside a property string PVE reads yes/on/true too
+    session, base = api
+    answer = session.post(f"{base}/nodes/pve1/qemu/100/config", data={"agent": "enabled=yes,fstrim_cloned_disks=on"})
+    assert answer.status_code == 200, answer.reason
 
 
 def test_bad_or_missing_token_is_401_with_empty_body(pve_sim: Sim) -> None:

@@ -1,12 +1,12 @@
-"""Serve a simulated cluster by hand: ``python -m adapters.proxmox.simulator --guests 50 --port 8006``."""
+"""Serve a simulated cluster by hand: ``python -m pvesim --guests 50 --port 8006``."""
 
 from __future__ import annotations
 
 import argparse
 import threading
 
-from adapters.proxmox.simulator import PveSimulator
-from adapters.proxmox.simulator.population import populate
+from pvesim import PveSimulator
+from pvesim.population import populate
 
 
 def main() -> None:

@@ -21,12 +21,12 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from adapters.proxmox.simulator.context import SimContext
-from adapters.proxmox.simulator.faults import Faults
-from adapters.proxmox.simulator.server import ApiApp, ApiSettings, RecordedRequest, SimServer
-from adapters.proxmox.simulator.state import SimGuest, SimNode, SimState, SimStorage, default_config
-from adapters.proxmox.simulator.tasks import TaskEngine
-from adapters.proxmox.simulator.tls import make_certificates
+from pvesim.context import SimContext
+from pvesim.faults import Faults
+from pvesim.server import ApiApp, ApiSettings, RecordedRequest, SimServer
+from pvesim.state import SimGuest, SimNode, SimState, SimStorage, default_config
+from pvesim.tasks import TaskEngine
+from pvesim.tls import make_certificates
 
 __all__ = ["PveSimulator", "RecordedRequest", "SimServer"]
 

@@ -1,4 +1,4 @@
-"""Request validation driven by the official PVE 8.4 schema (the subset shipped in ``adapters/proxmox/schema``).
+"""Request validation driven by the official PVE 8.4 schema (the subset shipped in ``pvesim/apidata``).
 
 It answers like ``PVE::JSONSchema``: an unknown path is 501, every parameter problem is a 400
 ``Parameter verification failed.`` with ``{"errors": {name: message}}``, booleans are only
@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.proxmox.schema import load_subset
-from adapters.proxmox.simulator.state import ApiError
+from pvesim.apidata import load_subset
+from pvesim.propstring import PropertyStringError, parse_boolean, parse_property_string
+from pvesim.state import ApiError
 
 # Formats the shipped formats.json does not carry. Our own approximations of pve-common's checks,
 # kept loose on purpose: they only need to refuse what is clearly malformed.
@@ -128,16 +129,26 @@ class SchemaIndex:
 
     def _property_string(self, keys: dict[str, Any], value: str) -> str | None:
         default_key = next((k for k, v in keys.items() if v.get("default_key")), None)
-        for part in value.split(","):
-            key, sep, val = part.partition("=")
-            if not sep:
-                key, val = default_key or "", part
+        try:
+            props = parse_property_string(value, default_key=default_key)
+        except PropertyStringError as e:
+            return f"invalid format - {e}"
+        seen: set[str] = set()
+        for key, val in props.items():
             spec = keys.get(key)
             if spec is None:
                 return f"invalid format - property '{key}' is not defined"
-            if "alias" in spec:
-                spec = keys.get(spec["alias"], {})
-            problem = self._check(spec, val) if spec.get("type") else None
+            # an alias (``virtio=MAC`` for ``macaddr=MAC``) stores its value under the other key
+            name = spec.get("alias", key)
+            if name in seen:
+                return f"invalid format - duplicate key in comma-separated list property: {name}"
+            seen.add(name)
+            spec = keys.get(name, {})
+            if spec.get("type") == "boolean":
+                # inside a property string PVE reads 1|on|yes|true and 0|off|no|false
+                problem = None if parse_boolean(val) is not None else f"type check ('boolean') failed - got '{val}'"
+            else:
+                problem = self._check(spec, val) if spec.get("type") else None
             if problem:
                 return f"invalid format - {key}: {problem}"
         return None

@@ -10,9 +10,9 @@ import copy
 import time
 from typing import Any
 
-from adapters.proxmox.props import format_props, parse_props
-from adapters.proxmox.simulator.context import Call, SimContext, check_config_lock, render_bytes, route
-from adapters.proxmox.simulator.state import (
+from pvesim.context import Call, SimContext, check_config_lock, render_bytes, route
+from pvesim.propstring import format_property_string
+from pvesim.state import (
     ApiError,
     SimGuest,
     SimSnapshot,
@@ -21,7 +21,7 @@ from adapters.proxmox.simulator.state import (
     renew_macs,
     size_to_bytes,
 )
-from adapters.proxmox.simulator.tasks import SimTask, TaskFailed, percent_lines
+from pvesim.tasks import SimTask, TaskFailed, percent_lines
 
 # Options a running VM only takes at its next start (qemu-server keeps them pending).
 COLD_OPTIONS = frozenset({"cores", "memory", "sockets", "cpu", "machine"})
@@ -146,10 +146,11 @@ async def clone(ctx: SimContext, call: Call) -> Any:
         config.pop("template", None)
         name_key = "name" if call.kind == "qemu" else "hostname"
         config[name_key] = p.get(name_key, f"Copy-of-{source.name}")
-        disk = source.disk_key
-        src_volume = parse_props(config[disk])[0][1]
-        new_volume = f"local-lvm:{'base-' + str(source.vmid) + '-disk-0/' if not full else ''}vm-{newid}-disk-0"
-        config[disk] = config[disk].replace(src_volume, new_volume, 1)
+        disk, props = source.disk_key, source.disk()
+        src_volume = props[source.volume_key]
+        base = f"base-{source.vmid}-disk-0/" if not full else ""  # a linked clone names its base volume
+        props[source.volume_key] = f"local-lvm:{base}vm-{newid}-disk-0"
+        config[disk] = format_property_string(props, default_key=source.volume_key)
         # a clone is a new machine: new MACs, and for qemu a new SMBIOS uuid, generation id and creation time
         renew_macs(config)
         if call.kind == "qemu":
@@ -248,8 +249,8 @@ async def resize(ctx: SimContext, call: Call) -> Any:
         _check_digest(guest, call.params)
         if disk not in guest.config:
             raise ApiError(500, f"disk '{disk}' does not exist")
-        props = parse_props(guest.config[disk])
-        current = next((size_to_bytes(v) for k, v in props if k == "size"), 0)
+        size_now = guest.disk(disk).get("size")
+        current = size_to_bytes(size_now) if size_now else 0
         new = current + size_to_bytes(size[1:]) if size.startswith("+") else size_to_bytes(size)
         if new < current:
             raise ApiError(500, "shrinking disks is not supported")
@@ -258,8 +259,10 @@ async def resize(ctx: SimContext, call: Call) -> Any:
         await ctx.tasks.progress(task, [f"Size of logical volume changed from {render_bytes(current)} to "
                                         f"{render_bytes(new)}."])
         with ctx.state.lock:
-            kept = [(k, v) for k, v in parse_props(guest.config[disk]) if k != "size"]
-            guest.config[disk] = format_props([*kept, ("size", bytes_to_size(new))])
+            props = guest.disk(disk)
+            props.pop("size", None)  # written last, as before the resize
+            props["size"] = bytes_to_size(new)
+            guest.config[disk] = format_property_string(props, default_key=guest.volume_key)
 
     with ctx.state.lock:
         return ctx.tasks.start(node=call.node, type_="resize", id_=str(call.vmid), user=call.user, work=work,
@@ -392,7 +395,7 @@ async def agent_interfaces(ctx: SimContext, call: Call) -> Any:
         guest = ctx.guest(call)
         if guest.status != "running":
             raise ApiError(500, f"VM {guest.vmid} is not running")
-        if guest.config.get("agent", "0").split(",")[0] not in ("1", "enabled=1"):
+        if not guest.agent_enabled():
             raise ApiError(500, "No QEMU guest agent configured")
         if guest.ip is None:
             raise ApiError(500, "QEMU guest agent is not running")

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.proxmox.simulator.state import ApiError, SimGuest, SimState
+from pvesim.state import ApiError, SimGuest, SimState
 
 
 class TaskFailed(Exception):

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from adapters.proxmox.simulator.state import SimState
-from adapters.proxmox.simulator.tasks import TaskEngine
+from pvesim.state import SimState
+from pvesim.tasks import TaskEngine
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Regenerate the shipped schema subset from the official dump in ``../shared/pve-api``.
 
-Usage: ``python -m adapters.proxmox.schema.refresh [../shared/pve-api]``. Entries are copied
+Usage: ``python -m pvesim.apidata.refresh [../shared/pve-api]``. Entries are copied
 unchanged so that a test can compare them with the source.
 """
 
@@ -54,7 +54,7 @@ SOURCE_NOTE = (
     "Subset of ../shared/pve-api/endpoints-pve8.4.json (PVE API viewer apidata.js, proxmox/pve-docs 8.4.2, "
     "stable-bookworm, commit ae1bf37ed06b2fab39c9fa28a0e6c18e6435b7de), entries copied unchanged; formats from "
     "../shared/pve-api/formats.json (proxmox/pve-common stable-bookworm commit "
-    "91962804ffce2cdb70261f03b2df5c0b7a0a2c4d). Regenerate with: python -m adapters.proxmox.schema.refresh"
+    "91962804ffce2cdb70261f03b2df5c0b7a0a2c4d). Regenerate with: python -m pvesim.apidata.refresh"
 )
 
 

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.proxmox.props import parse_props
+from pvesim.propstring import parse_boolean, parse_property_string
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -127,11 +127,26 @@ class SimGuest:
         return "scsi0" if self.kind == "qemu" else "rootfs"
 
     @property
+    def volume_key(self) -> str:
+        """The default key of the disk's property string: qemu-server's ``file``, pct's ``volume``."""
+        return "file" if self.kind == "qemu" else "volume"
+
+    def disk(self, key: str | None = None) -> dict[str, str]:
+        """A disk's property string, parsed (``{"file": "local-lvm:vm-100-disk-0", "size": "32G"}``).
+
+        ``key`` is the config key (``scsi1``, ``mp0``); the boot disk when None.
+        """
+        return parse_property_string(self.config.get(key or self.disk_key, ""), default_key=self.volume_key)
+
+    @property
     def disk_bytes(self) -> int:
-        for key, val in parse_props(self.config.get(self.disk_key, "")):
-            if key == "size":
-                return size_to_bytes(val)
-        return 0
+        size = self.disk().get("size")
+        return size_to_bytes(size) if size else 0
+
+    def agent_enabled(self) -> bool:
+        """``agent: 1`` or ``agent: enabled=yes,fstrim_cloned_disks=1``: booleans as property strings take them."""
+        enabled = parse_property_string(self.config.get("agent", "0"), default_key="enabled").get("enabled", "0")
+        return parse_boolean(enabled) is True
 
     @property
     def lock_file(self) -> str:
@@ -165,7 +180,7 @@ class SimGuest:
         return self.config.get("tags")
 
     def memory_bytes(self) -> int:
-        return int(self.config.get("memory", "512").split(",")[0].removeprefix("current=")) * MiB
+        return int(parse_property_string(self.config.get("memory", "512"), default_key="current")["current"]) * MiB
 
     def resource_row(self, *, node_online: bool) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -224,7 +239,7 @@ class SimGuest:
         }
         if self.kind == "qemu":
             data["qmpstatus"] = self.qmpstatus or self.status
-            if self.config.get("agent", "0").split(",")[0] in ("1", "enabled=1"):
+            if self.agent_enabled():
                 data["agent"] = 1
             if running:
                 data["pid"] = 10000 + self.vmid

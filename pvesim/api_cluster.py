@@ -6,10 +6,10 @@ import copy
 import time
 from typing import Any
 
-from adapters.proxmox.props import parse_props
-from adapters.proxmox.simulator.context import Call, Listing, SimContext, check_config_lock, render_bytes, route
-from adapters.proxmox.simulator.state import ApiError, SimBackup, SimGuest
-from adapters.proxmox.simulator.tasks import SimTask, percent_lines
+from pvesim.context import Call, Listing, SimContext, check_config_lock, render_bytes, route
+from pvesim.propstring import format_property_string, parse_property_string
+from pvesim.state import ApiError, SimBackup, SimGuest
+from pvesim.tasks import SimTask, percent_lines
 
 
 @route("GET", "/version")
@@ -166,8 +166,10 @@ async def create_or_restore(ctx: SimContext, call: Call) -> Any:
         target_storage = p.get("storage")
         disk_key = "scsi0" if kind == "qemu" else "rootfs"
         if target_storage and disk_key in config:
-            volume = parse_props(config[disk_key])[0][1]
-            config[disk_key] = config[disk_key].replace(volume, f"{target_storage}:vm-{vmid}-disk-0", 1)
+            volume_key = "file" if kind == "qemu" else "volume"
+            disk = parse_property_string(config[disk_key], default_key=volume_key)
+            disk[volume_key] = f"{target_storage}:vm-{vmid}-disk-0"
+            config[disk_key] = format_property_string(disk, default_key=volume_key)
         pool = p.get("pool") or (existing.pool if existing else None)
         guest = existing or SimGuest(vmid=vmid, kind=kind, node=call.node, pool=pool, status="stopped",
                                      config={}, qmpstatus="stopped" if kind == "qemu" else None)

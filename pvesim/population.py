@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from adapters.proxmox.simulator import PveSimulator
+    from pvesim import PveSimulator
 
 POOLS = ("acme", "globex", "initech", "umbrella")
 

@@ -20,12 +20,12 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from adapters.proxmox.simulator import api_cluster, api_guests  # noqa: F401  (registers the routes)
-from adapters.proxmox.simulator.context import ROUTES, Call, Listing, SimContext
-from adapters.proxmox.simulator.faults import Faults
-from adapters.proxmox.simulator.schema import SchemaIndex
-from adapters.proxmox.simulator.state import ApiError
-from adapters.proxmox.simulator.tls import SimCertificates
+from pvesim import api_cluster, api_guests  # noqa: F401  (registers the routes)
+from pvesim.context import ROUTES, Call, Listing, SimContext
+from pvesim.faults import Faults
+from pvesim.schema import SchemaIndex
+from pvesim.state import ApiError
+from pvesim.tls import SimCertificates
 
 API_PREFIX = "/api2/json"
 

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.proxmox.simulator.state import ApiError, SimGuest, SimState
-from adapters.proxmox.simulator.tasks import TaskEngine
+from pvesim.state import ApiError, SimGuest, SimState
+from pvesim.tasks import TaskEngine
 
 
 @dataclass(frozen=True)
