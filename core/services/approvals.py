@@ -19,7 +19,7 @@ from core.errors import BotError, Conflict, DuplicateRequest, InvalidArguments, 
 from core.ids import new_id, show_approval, show_job
 from core.model import ApprovalRequest, ApprovalState, Company, Role, User
 from core.principal import Principal, Scope
-from core.services import audit, inventory, jobs
+from core.services import audit, channels, inventory, jobs
 from core.services import operations as ops
 from core.services.deps import Deps
 
@@ -90,20 +90,28 @@ def request(
             if existing is None:
                 raise
             return existing
-    channel = (company.approval_policy.get("approvers_channel") if company else None) or ""
-    if channel and ":" in channel:
-        platform, _, channel_id = channel.partition(":")
-        try:
-            copy = deps.notifier.post(ConversationRef(platform=platform, channel=channel_id), card(deps, approval))
-        except Exception:
-            log.warning("could not post %s to the approvers channel", show_approval(approval.id), exc_info=True)
-        else:
-            with deps.uow_factory(Scope.everything()) as uow:
-                stored = uow.approvals.get(approval.id)
-                if stored is not None:
-                    stored.copies = [*stored.copies, copy.to_dict()]
-                    uow.commit()
-                    approval = stored
+    return _copy_to_approvers(deps, approval, company)
+
+
+def _copy_to_approvers(deps: Deps, approval: ApprovalRequest, company: Company | None) -> ApprovalRequest:
+    """Post a copy of the card into the approvers channel the company's provisioning names, if it can be reached.
+
+    When it cannot, the requester's card says why (:func:`card`'s footer): no copy is stored.
+    """
+    resolution = channels.approvers_channel(deps.uow_factory, company)
+    if resolution is None or resolution.channel is None:
+        return approval
+    try:
+        copy = deps.notifier.post(resolution.channel.conversation(), replace(card(deps, approval), footer=None))
+    except Exception:
+        log.warning("could not post %s to the approvers channel", show_approval(approval.id), exc_info=True)
+        return approval
+    with deps.uow_factory(Scope.everything()) as uow:
+        stored = uow.approvals.get(approval.id)
+        if stored is not None:
+            stored.copies = [*stored.copies, copy.to_dict()]
+            uow.commit()
+            return stored
     return approval
 
 
@@ -383,7 +391,17 @@ def card(deps: Deps, approval: ApprovalRequest) -> Reply:
         severity = Severity.SUCCESS if approval.state in (ApprovalState.APPROVED, ApprovalState.EXECUTED) \
             else Severity.ERROR if approval.state is ApprovalState.FAILED else Severity.INFO
     return Reply(title=f"{label}: approval needed for {approval.action}", text=text, severity=severity,
-                 fields=tuple(fields), actions=actions, approval_id=approval.id)
+                 fields=tuple(fields), actions=actions, approval_id=approval.id, footer=_undelivered(deps, approval))
+
+
+def _undelivered(deps: Deps, approval: ApprovalRequest) -> str | None:
+    """Why a pending request has no copy in the approvers channel its company names, or None."""
+    if approval.state is not ApprovalState.PENDING or approval.copies:
+        return None
+    with deps.uow_factory(Scope.everything()) as uow:
+        company = uow.companies.get(approval.company_id)
+    resolution = channels.approvers_channel(deps.uow_factory, company)
+    return None if resolution is None else channels.describe(resolution)
 
 
 def _update_card(deps: Deps, approval: ApprovalRequest) -> None:
