@@ -134,7 +134,9 @@ class Dispatcher:
         channel = call.request.channel
         if channel is not None:
             try:
-                channels.capture(self.deps.uow_factory, channel, clock=self.deps.clock, seen=self.seen_channels)
+                if channels.capture(self.deps.uow_factory, channel, clock=self.deps.clock, seen=self.seen_channels):
+                    # requests made before the bot could reach this channel get their copy now
+                    approvals.deliver_waiting(self.deps, channel)
             except Exception:
                 # the command itself does not depend on it; the next message tries again
                 log.exception("could not remember the channel of a command")

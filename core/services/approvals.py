@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core import rbac
-from core.chat import Action, ActionStyle, ConversationRef, Field, MessageRef, Reply, Severity
+from core.chat import Action, ActionStyle, ChannelRef, ConversationRef, Field, MessageRef, Reply, Severity
 from core.errors import BotError, Conflict, DuplicateRequest, InvalidArguments, NotFound, PermissionDenied
 from core.ids import new_id, show_approval, show_job
 from core.model import ApprovalRequest, ApprovalState, Company, Role, User
@@ -113,6 +113,32 @@ def _copy_to_approvers(deps: Deps, approval: ApprovalRequest, company: Company |
             uow.commit()
             return stored
     return approval
+
+
+def deliver_waiting(deps: Deps, channel: ChannelRef) -> int:
+    """Post the pending requests that waited for ``channel`` to become reachable; returns how many.
+
+    Only requests of companies whose provisioning names this very channel are posted.
+    """
+    now = deps.clock.now()
+    with deps.uow_factory(Scope.everything()) as uow:
+        naming = {c.id: c for c in uow.companies.list() if channels.named_by(c) == channel.name}
+        waiting = [a for a in uow.approvals.list(states=[ApprovalState.PENDING], limit=1000)
+                   if a.company_id in naming and not a.copies and a.expires_at > now] if naming else []
+    count = 0
+    for approval in reversed(waiting):  # oldest first, as they were asked
+        delivered = _copy_to_approvers(deps, approval, naming[approval.company_id])
+        if not delivered.copies:
+            continue
+        count += 1
+        if delivered.message_ref:
+            # the requester's card no longer needs to say that the approvers cannot see it
+            try:
+                deps.notifier.update(MessageRef.from_dict(delivered.message_ref),
+                                     replace(card(deps, delivered), approval_id=None))
+            except Exception:
+                log.warning("could not update the card of %s", show_approval(approval.id), exc_info=True)
+    return count
 
 
 def _preview(deps: Deps, *, action: str, owned: inventory.OwnedGuest, params: dict[str, Any]) -> dict[str, Any]:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from core import rbac
 from core.chat import DIRECT_PLATFORMS, ChannelRef
 from core.errors import DuplicateRequest, InvalidArguments
 from core.model import Company, KnownChannel
 from core.ports import Clock, UnitOfWork, UnitOfWorkFactory
-from core.principal import Scope
+from core.principal import Principal, Scope
 
 _PLATFORM_LABELS = {"teams": "Teams", "slack": "Slack"}
 _Key = tuple[str, str, str]
@@ -130,13 +131,43 @@ def resolve(uow: UnitOfWork, name: str) -> Resolution:
     return Resolution(name, ChannelRef.from_dict(found[0].reference))
 
 
+def named_by(company: Company | None) -> str | None:
+    """The approvers channel the company's provisioning names, as ``platform:id``; None when it names none."""
+    name = str((company.approval_policy.get("approvers_channel") if company else None) or "").strip()
+    if not name:
+        return None
+    try:
+        return ChannelRef.parse(name).name
+    except InvalidArguments:
+        return name  # resolve() says what is wrong with it
+
+
 def approvers_channel(uow_factory: UnitOfWorkFactory, company: Company | None) -> Resolution | None:
     """The company's approvers channel, resolved; None when its provisioning names none."""
-    name = str((company.approval_policy.get("approvers_channel") if company else None) or "")
-    if not name:
+    name = named_by(company)
+    if name is None:
         return None
     with uow_factory(Scope.everything()) as uow:
         return resolve(uow, name)
+
+
+def approvers_channels(uow_factory: UnitOfWorkFactory, principal: Principal) -> list[tuple[Company, Resolution]]:
+    """The approvers channel of each company in the principal's scope that names one, resolved.
+
+    Raises:
+        PermissionDenied: the principal may not read its companies' VMs.
+    """
+    rbac.require(principal, rbac.Perm.VM_READ)
+    with uow_factory(principal.scope) as uow:
+        companies = uow.companies.list()
+    with uow_factory(Scope.everything()) as uow:
+        return [(c, resolve(uow, name)) for c in companies if (name := named_by(c)) is not None]
+
+
+def waiting(uow: UnitOfWork) -> list[tuple[Company, Resolution]]:
+    """Every company's approvers channel that cannot be posted into yet (for ``pvebot admin apply``)."""
+    found = [(c, resolve(uow, name)) for c in uow.companies.list() if (name := named_by(c)) is not None]
+    return [(c, r) for c, r in found if r.waiting]
 
 
 def describe(resolution: Resolution) -> str:
