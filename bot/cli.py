@@ -52,7 +52,7 @@ def _apply(args: argparse.Namespace, settings: Settings) -> int:
     from bot.bootstrap import open_storage
     from bot.yamlfile import LocatedDocument
     from core.principal import Scope
-    from core.services import provisioning
+    from core.services import channels, provisioning
 
     storage = open_storage(settings)
     doc = LocatedDocument.read(Path(args.file))
@@ -61,6 +61,9 @@ def _apply(args: argparse.Namespace, settings: Settings) -> int:
         changes = provisioning.apply(
             uow, spec, cipher=storage.cipher, env=settings.env, clock=storage.clock, actor="cli", locate=doc.locate
         )
+        # as the file would leave it, dry run or not (read before a rollback expires the rows)
+        waiting = [f"! company {company.slug}: {channels.describe(resolution)}"
+                   for company, resolution in channels.waiting(uow)]
         if args.dry_run:
             uow.rollback()
         else:
@@ -69,6 +72,8 @@ def _apply(args: argparse.Namespace, settings: Settings) -> int:
         print(line)
     verb = "would change" if args.dry_run else "changed"
     print(f"{verb} {len(changes)} item(s)" if changes else "no change")
+    for line in waiting:
+        print(line)
     return 0
 
 

@@ -23,7 +23,7 @@ from core.ids import new_id
 from core.ports import Directory
 from core.principal import Principal
 from core.rbac import allows
-from core.services import approvals, audit, identity, jobs
+from core.services import approvals, audit, channels, identity, jobs
 from core.services.deps import Deps
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,8 @@ class Dispatcher:
         self.deps = deps
         self.directory = directory
         self.rate_limiter = rate_limiter or RateLimiter()
-        self._chain: list[Middleware] = [self._resolve_principal, self._rate_limit, self._audit]
+        self.seen_channels = channels.SeenChannels()
+        self._chain: list[Middleware] = [self._resolve_principal, self._rate_limit, self._capture_channel, self._audit]
 
     # ---- public API for adapters ----
 
@@ -126,6 +127,19 @@ class Dispatcher:
 
     def _rate_limit(self, call: Call, next_: Next) -> Reply:
         self.rate_limiter.check(call.request.identity)
+        return next_(call)
+
+    def _capture_channel(self, call: Call, next_: Next) -> Reply:
+        """Remember where a known user wrote, so that the bot can post there later (Teams approvers channels)."""
+        channel = call.request.channel
+        if channel is not None:
+            try:
+                if channels.capture(self.deps.uow_factory, channel, clock=self.deps.clock, seen=self.seen_channels):
+                    # requests made before the bot could reach this channel get their copy now
+                    approvals.deliver_waiting(self.deps, channel)
+            except Exception:
+                # the command itself does not depend on it; the next message tries again
+                log.exception("could not remember the channel of a command")
         return next_(call)
 
     def _audit(self, call: Call, next_: Next) -> Reply:

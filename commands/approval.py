@@ -1,4 +1,4 @@
-"""``approve``, ``deny`` and ``approval list``."""
+"""``approve``, ``deny``, ``approval list`` and ``approval channel``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from commands.registry import Args, CommandContext, CommandRegistry, Param
 from core.chat import Reply, Table
 from core.ids import parse_approval_id, show_approval, show_job
 from core.rbac import Perm
-from core.services import approvals
+from core.services import approvals, channels
 
 
 def register(registry: CommandRegistry) -> None:
@@ -39,3 +39,15 @@ def register(registry: CommandRegistry) -> None:
         )
         return Reply(title="Approval requests",
                      table=Table(columns=("request", "state", "action", "target", "expires (UTC)"), rows=rows))
+
+    @registry.command("approval channel", permission=Perm.VM_READ)
+    def approval_channel(args: Args, ctx: CommandContext) -> Reply:
+        """Your companies' approvers channels, and whether pvebot can post there yet."""
+        found = channels.approvers_channels(ctx.deps.uow_factory, ctx.principal)
+        if not found:
+            return Reply(text="no approvers channel is set; approval cards go only to whoever asked")
+        rows = tuple(
+            (company.slug, resolution.name, "ready" if not resolution.waiting else f"waiting: {resolution.problem}")
+            for company, resolution in found
+        )
+        return Reply(title="Approvers channels", table=Table(columns=("company", "channel", "state"), rows=rows))

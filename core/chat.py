@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from core.errors import InvalidArguments
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,72 @@ class ConversationRef:
         )
 
 
+# the platforms whose channels can be posted into from their id alone (the bot token, the outbox)
+DIRECT_PLATFORMS = frozenset({"slack", "shell"})
+
+
+@dataclass(frozen=True)
+class ChannelRef:
+    """A channel or chat the bot can post into unprompted, with everything a notifier needs for it.
+
+    Slack needs only the channel id (the bot token names the workspace). Teams needs what the
+    Bot Framework told us when someone last wrote there: the serviceUrl (regional, and it can
+    change), the AAD tenant, the bot's own id and the kind of conversation. That is why a Teams
+    channel is captured from a typed command before the bot can post into it.
+    """
+
+    platform: str
+    channel_id: str
+    # Slack team / Teams AAD tenant; empty when the platform does not say
+    workspace_id: str = ""
+    service_url: str = ""
+    tenant_id: str = ""
+    bot_id: str = ""
+    bot_name: str = ""
+    # the Bot Framework channel the activity came through: msteams, or emulator
+    bot_channel: str = ""
+    # Teams: personal, groupChat or channel
+    conversation_type: str = ""
+
+    @property
+    def name(self) -> str:
+        """How provisioning writes it: ``platform:channel id``."""
+        return f"{self.platform}:{self.channel_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> ChannelRef:
+        """A channel as provisioning names it (``slack:C0123``, ``teams:19:abc@thread.tacv2``), without details.
+
+        Raises:
+            InvalidArguments: no ``platform:`` prefix or no id after it.
+        """
+        platform, sep, channel_id = text.strip().partition(":")
+        if not sep or not platform or not channel_id:
+            raise InvalidArguments("write a channel as slack:C0123ABCD or teams:<conversation id>")
+        return cls(platform=platform.lower(), channel_id=channel_id)
+
+    def conversation(self) -> ConversationRef:
+        """The conversation to post into (a new message at the channel's top level)."""
+        details = {
+            "service_url": self.service_url,
+            "tenant_id": self.tenant_id,
+            "bot_id": self.bot_id,
+            "bot_name": self.bot_name,
+            "channel_id": self.bot_channel,
+            "conversation_type": self.conversation_type,
+        }
+        extra = tuple(sorted((k, v) for k, v in details.items() if v))
+        return ConversationRef(platform=self.platform, channel=self.channel_id, extra=extra)
+
+    def to_dict(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if v}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChannelRef:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: str(v) for k, v in data.items() if k in known})
+
+
 @dataclass(frozen=True)
 class MessageRef:
     """A posted message that can be edited later (Slack ts, Teams activity id, shell line id)."""
@@ -84,6 +152,8 @@ class CommandRequest:
     request_id: str
     # a display name or email the platform told us, for automatic linking; never trusted for auth
     claimed_email: str | None = None
+    # the channel typed in, as the adapter saw it, for platforms that must capture one before posting there
+    channel: ChannelRef | None = None
 
 
 class Severity(enum.StrEnum):

@@ -76,6 +76,22 @@ class ChatIdentity:
 
 
 @dataclass(eq=False)
+class KnownChannel:
+    """The latest reference to a channel or chat the bot was written to in, per (platform, workspace, channel).
+
+    No company owns it: a company's cards go only to a channel its provisioning names.
+    ``reference`` is :meth:`core.chat.ChannelRef.to_dict`.
+    """
+
+    platform: str
+    workspace_id: str
+    channel_id: str
+    reference: dict[str, Any]
+    updated_at: datetime
+    id: int | None = None
+
+
+@dataclass(eq=False)
 class Cluster:
     name: str
     api_urls: list[str]

@@ -27,6 +27,7 @@ from core.model import (
     GuestStatus,
     Job,
     JobState,
+    KnownChannel,
     PoolBinding,
     Snapshot,
     TaskRef,
@@ -165,6 +166,20 @@ class IdentityRepository(Protocol):
     def remove(self, identity: ChatIdentity) -> None: ...
 
 
+class KnownChannelRepository(Protocol):
+    """Channels the bot was written to; unscoped (a channel is no company's until provisioning names it)."""
+
+    def get(self, *, platform: str, workspace_id: str, channel_id: str) -> KnownChannel | None: ...
+
+    def with_id(self, *, platform: str, channel_id: str) -> builtins.list[KnownChannel]:
+        """Every workspace's channel with this id (one, unless two tenants report the same id)."""
+        ...
+
+    def add(self, channel: KnownChannel) -> None:
+        """Store a new channel; raises ``DuplicateRequest`` when another process stored it first."""
+        ...
+
+
 class ClusterRepository(Protocol):
     def get(self, cluster_id: int) -> Cluster | None: ...
     def by_name(self, name: str) -> Cluster | None: ...
@@ -234,6 +249,7 @@ class UnitOfWork(Protocol):
     companies: CompanyRepository
     users: UserRepository
     identities: IdentityRepository
+    channels: KnownChannelRepository
     clusters: ClusterRepository
     pool_bindings: PoolBindingRepository
     audit: AuditLog

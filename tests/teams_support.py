@@ -378,8 +378,8 @@ def standard_hypervisors() -> Any:
 
 
 @contextlib.asynccontextmanager
-async def running_bot(tmp_path: Path, monkeypatch: Any, *, auth: bool = True,
-                      progress_interval: float = 0.0) -> AsyncIterator[TeamsBot]:
+async def running_bot(tmp_path: Path, monkeypatch: Any, *, auth: bool = True, progress_interval: float = 0.0,
+                      doc: str | None = None) -> AsyncIterator[TeamsBot]:
     """Fake Bot Framework + provisioned pvebot (embedded RQ queue, fake hypervisors) + ``create_app`` on loopback."""
     from aiohttp.test_utils import TestServer
 
@@ -392,7 +392,10 @@ async def running_bot(tmp_path: Path, monkeypatch: Any, *, auth: bool = True,
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(fake.cert))  # msal's https to the fake Azure AD
     fake.require_token = auth
     storage = make_storage(f"sqlite:///{tmp_path / 'pvebot.db'}")
-    provision(storage)
+    if doc is None:
+        provision(storage)
+    else:
+        provision(storage, doc)
     extra = {} if auth else {"MICROSOFT_APP_ID": "", "PVEBOT_TEAMS_EMULATOR": "1"}
     hypervisors = standard_hypervisors()
     app = build_app(teams_settings(storage, fake, **extra), storage=storage, hypervisors=hypervisors,

@@ -26,6 +26,7 @@ from core.model import (
     Company,
     Job,
     JobState,
+    KnownChannel,
     PoolBinding,
     User,
 )
@@ -125,6 +126,25 @@ class SqlIdentityRepository(_Scoped):
     def remove(self, identity: ChatIdentity) -> None:
         self._session.delete(identity)
         self._session.flush()
+
+
+class SqlKnownChannelRepository(_Scoped):
+    """Not scoped, like identities: a channel belongs to no company until provisioning names it for one."""
+
+    def get(self, *, platform: str, workspace_id: str, channel_id: str) -> KnownChannel | None:
+        c = t.known_channels.c
+        stmt = select(KnownChannel).where(
+            c.platform == platform, c.workspace_id == workspace_id, c.channel_id == channel_id
+        )
+        return self._session.scalars(stmt).first()
+
+    def with_id(self, *, platform: str, channel_id: str) -> builtins.list[KnownChannel]:
+        c = t.known_channels.c
+        stmt = select(KnownChannel).where(c.platform == platform, c.channel_id == channel_id).order_by(c.workspace_id)
+        return list(self._session.scalars(stmt))
+
+    def add(self, channel: KnownChannel) -> None:
+        _add_once(self._session, channel)
 
 
 class SqlClusterRepository(_Scoped):

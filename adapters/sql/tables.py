@@ -109,6 +109,20 @@ chat_identities = Table(
     UniqueConstraint("platform", "workspace_id", "platform_user_id", name="uq_chat_identities_key"),
 )
 
+# Where the bot was last written to, per channel: a Teams channel can only be posted into with the
+# serviceUrl and tenant of an activity from it. Not a company's: provisioning names which channel a company uses.
+known_channels = Table(
+    "known_channels",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("platform", String(16), nullable=False),
+    Column("workspace_id", String(128), nullable=False),
+    Column("channel_id", String(255), nullable=False, index=True),
+    Column("reference", JSON, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("platform", "workspace_id", "channel_id", name="uq_known_channels_key"),
+)
+
 clusters = Table(
     "clusters",
     metadata,
@@ -228,6 +242,7 @@ def start_mappers() -> None:
         },
     )
     mapper_registry.map_imperatively(model.ChatIdentity, chat_identities)
+    mapper_registry.map_imperatively(model.KnownChannel, known_channels)
     mapper_registry.map_imperatively(model.Cluster, clusters)
     mapper_registry.map_imperatively(model.PoolBinding, pool_bindings)
     mapper_registry.map_imperatively(model.AuditEvent, audit_events)

@@ -39,6 +39,7 @@ class SqlUnitOfWork:
     companies: ports.CompanyRepository
     users: ports.UserRepository
     identities: ports.IdentityRepository
+    channels: ports.KnownChannelRepository
     clusters: ports.ClusterRepository
     pool_bindings: ports.PoolBindingRepository
     audit: ports.AuditLog
@@ -55,6 +56,7 @@ class SqlUnitOfWork:
         self.companies = r.SqlCompanyRepository(s, scope)
         self.users = r.SqlUserRepository(s, scope)
         self.identities = r.SqlIdentityRepository(s, scope)
+        self.channels = r.SqlKnownChannelRepository(s, scope)
         self.clusters = r.SqlClusterRepository(s, scope)
         self.pool_bindings = r.SqlPoolBindingRepository(s, scope)
         self.audit = r.SqlAuditLog(s, scope)

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from core.chat import CommandRequest, ConversationRef, IdentityKey
+from core.chat import ChannelRef, CommandRequest, ConversationRef, IdentityKey
 
 PLATFORM = "teams"
 ADAPTIVE_CARD_ACTION = "adaptiveCard/action"
@@ -96,6 +96,27 @@ def conversation_of(activity: dict[str, Any]) -> ConversationRef:
     )
 
 
+def channel_of(activity: dict[str, Any]) -> ChannelRef:
+    """The channel or chat an activity came from, as the bot can post a new message into it later.
+
+    A message in a channel's thread arrives in ``19:…@thread.tacv2;messageid=…``: the channel is the
+    part before ``;messageid=``, which is also how provisioning names it.
+    """
+    conversation = conversation_of(activity)
+    tenant = conversation.get("tenant_id") or ""
+    return ChannelRef(
+        platform=PLATFORM,
+        channel_id=conversation.channel.split(";messageid=", 1)[0],
+        workspace_id=tenant,
+        service_url=conversation.get("service_url") or "",
+        tenant_id=tenant,
+        bot_id=conversation.get("bot_id") or "",
+        bot_name=conversation.get("bot_name") or "",
+        bot_channel=conversation.get("channel_id") or "",
+        conversation_type=conversation.get("conversation_type") or "",
+    )
+
+
 def _request(activity: dict[str, Any], text: str) -> CommandRequest:
     sender = activity.get("from") or {}
     return CommandRequest(
@@ -105,6 +126,7 @@ def _request(activity: dict[str, Any], text: str) -> CommandRequest:
         # Teams redelivers an activity with the same id: that is what makes a job run once
         request_id=str(activity.get("id") or uuid.uuid4().hex),
         claimed_email=sender.get("email") or None,
+        channel=channel_of(activity),
     )
 
 

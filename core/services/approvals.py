@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core import rbac
-from core.chat import Action, ActionStyle, ConversationRef, Field, MessageRef, Reply, Severity
+from core.chat import Action, ActionStyle, ChannelRef, ConversationRef, Field, MessageRef, Reply, Severity
 from core.errors import BotError, Conflict, DuplicateRequest, InvalidArguments, NotFound, PermissionDenied
 from core.ids import new_id, show_approval, show_job
 from core.model import ApprovalRequest, ApprovalState, Company, Role, User
 from core.ports import Hypervisor, UnitOfWork
 from core.principal import Principal, Scope
-from core.services import audit, catalog, jobs
+from core.services import audit, catalog, channels, jobs
 from core.services.deps import Deps
 from core.services.operations import Target
 
@@ -101,21 +101,55 @@ def request(
             if existing is None:
                 raise
             return existing, False
-    channel = (company.approval_policy.get("approvers_channel") if company else None) or ""
-    if channel and ":" in channel:
-        platform, _, channel_id = channel.partition(":")
-        try:
-            copy = deps.notifier.post(ConversationRef(platform=platform, channel=channel_id), card(deps, approval))
-        except Exception:
-            log.warning("could not post %s to the approvers channel", show_approval(approval.id), exc_info=True)
-        else:
-            with deps.uow_factory(Scope.everything()) as uow:
-                stored = uow.approvals.get(approval.id)
-                if stored is not None:
-                    stored.copies = [*stored.copies, copy.to_dict()]
-                    uow.commit()
-                    approval = stored
-    return approval, True
+    return _copy_to_approvers(deps, approval, company), True
+
+
+def _copy_to_approvers(deps: Deps, approval: ApprovalRequest, company: Company | None) -> ApprovalRequest:
+    """Post a copy of the card into the approvers channel the company's provisioning names, if it can be reached.
+
+    When it cannot, the requester's card says why (:func:`card`'s footer): no copy is stored.
+    """
+    resolution = channels.approvers_channel(deps.uow_factory, company)
+    if resolution is None or resolution.channel is None:
+        return approval
+    try:
+        copy = deps.notifier.post(resolution.channel.conversation(), replace(card(deps, approval), footer=None))
+    except Exception:
+        log.warning("could not post %s to the approvers channel", show_approval(approval.id), exc_info=True)
+        return approval
+    with deps.uow_factory(Scope.everything()) as uow:
+        stored = uow.approvals.get(approval.id)
+        if stored is not None:
+            stored.copies = [*stored.copies, copy.to_dict()]
+            uow.commit()
+            return stored
+    return approval
+
+
+def deliver_waiting(deps: Deps, channel: ChannelRef) -> int:
+    """Post the pending requests that waited for ``channel`` to become reachable; returns how many.
+
+    Only requests of companies whose provisioning names this very channel are posted.
+    """
+    now = deps.clock.now()
+    with deps.uow_factory(Scope.everything()) as uow:
+        naming = {c.id: c for c in uow.companies.list() if channels.named_by(c) == channel.name}
+        waiting = [a for a in uow.approvals.list(states=[ApprovalState.PENDING], limit=1000)
+                   if a.company_id in naming and not a.copies and a.expires_at > now] if naming else []
+    count = 0
+    for approval in reversed(waiting):  # oldest first, as they were asked
+        delivered = _copy_to_approvers(deps, approval, naming[approval.company_id])
+        if not delivered.copies:
+            continue
+        count += 1
+        if delivered.message_ref:
+            # the requester's card no longer needs to say that the approvers cannot see it
+            try:
+                deps.notifier.update(MessageRef.from_dict(delivered.message_ref),
+                                     replace(card(deps, delivered), approval_id=None))
+            except Exception:
+                log.warning("could not update the card of %s", show_approval(approval.id), exc_info=True)
+    return count
 
 
 def _pending_for(
@@ -362,7 +396,17 @@ def card(deps: Deps, approval: ApprovalRequest) -> Reply:
         severity = Severity.SUCCESS if approval.state in (ApprovalState.APPROVED, ApprovalState.EXECUTED) \
             else Severity.ERROR if approval.state is ApprovalState.FAILED else Severity.INFO
     return Reply(title=f"{label}: approval needed for {approval.action}", text=text, severity=severity,
-                 fields=tuple(fields), actions=actions, approval_id=approval.id)
+                 fields=tuple(fields), actions=actions, approval_id=approval.id, footer=_undelivered(deps, approval))
+
+
+def _undelivered(deps: Deps, approval: ApprovalRequest) -> str | None:
+    """Why a pending request has no copy in the approvers channel its company names, or None."""
+    if approval.state is not ApprovalState.PENDING or approval.copies:
+        return None
+    with deps.uow_factory(Scope.everything()) as uow:
+        company = uow.companies.get(approval.company_id)
+    resolution = channels.approvers_channel(deps.uow_factory, company)
+    return None if resolution is None else channels.describe(resolution)
 
 
 def _update_card(deps: Deps, approval: ApprovalRequest) -> None:

@@ -21,12 +21,12 @@ from adapters.sql.uow import SqlUnitOfWorkFactory, make_engine
 from bot import cli
 from bot.dispatch import Dispatcher
 from commands import build_registry
-from core.chat import CommandRequest, ConversationRef, IdentityKey
+from core.chat import ChannelRef, CommandRequest, ConversationRef, IdentityKey
 from core.errors import NotLinked
 from core.model import AuditEvent, Role
 from core.principal import Scope
 from core.rbac import matrix_markdown
-from core.services import identity
+from core.services import channels, identity
 from core.services.deps import Deps
 from tests.fakes import FakeClock, FakeHypervisors, FakeNotifier, FakeQueue
 from tests.support import TOKEN_ENV
@@ -175,6 +175,32 @@ def test_export_round_trips_and_holds_no_secret(pvebot: Cli, tmp_path: Path) -> 
     copy.write_text(exported.out)
     again = pvebot("admin", "apply", str(copy))
     assert (again.code, again.out) == (0, "no change\n")
+
+
+def test_apply_lists_an_approvers_channel_pvebot_cannot_post_into_yet(pvebot: Cli, tmp_path: Path,
+                                                                       db_url: str) -> None:
+    teams = EXAMPLE.read_text().replace('approvers_channel: "slack:C0ACMEOPS"',
+                                        'approvers_channel: "teams:19:ops@thread.tacv2"')
+    assert teams != EXAMPLE.read_text()
+    changed = tmp_path / "teams.yaml"
+    changed.write_text(teams)
+    waiting = ("! company acme: the approvers channel teams:19:ops@thread.tacv2 cannot be reached yet: the bot has not "
+               "been added to this Teams channel (type any pvebot command there once)")
+    dry = pvebot("admin", "apply", str(changed), "--dry-run")
+    assert dry.code == 0 and dry.out.splitlines()[-1] == waiting
+    assert waiting in pvebot("admin", "apply", str(changed)).out.splitlines()
+
+    # once someone has written in the channel, it is ready and apply says nothing more
+    engine = make_engine(db_url)
+    try:
+        channel = ChannelRef(platform="teams", channel_id="19:ops@thread.tacv2", workspace_id="tenant-acme",
+                             service_url="https://smba.trafficmanager.net/amer/")
+        channels.capture(SqlUnitOfWorkFactory(engine), channel, clock=FakeClock(), seen=channels.SeenChannels())
+    finally:
+        engine.dispose()
+    assert pvebot("admin", "apply", str(changed)).out == "no change\n"
+    # the Slack channel of the example needs no capture
+    assert pvebot("admin", "apply", str(EXAMPLE)).out.splitlines()[-1].startswith("changed 1 item")
 
 
 def _seed_audit(db_url: str) -> None:
