@@ -135,10 +135,12 @@ class JobState(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Proxmox stopped answering while its task ran: it may well have succeeded, and nobody can say
+    UNKNOWN = "unknown"
 
     @property
     def finished(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.UNKNOWN)
 
 
 @dataclass(eq=False)
@@ -177,6 +179,8 @@ class ApprovalState(enum.StrEnum):
     EXPIRED = "expired"
     EXECUTED = "executed"
     FAILED = "failed"
+    # approved, and its job's outcome could not be learnt from Proxmox
+    UNKNOWN = "unknown"
 
 
 @dataclass(eq=False)

@@ -344,7 +344,8 @@ def _already(deps: Deps, approval: ApprovalRequest) -> str:
     state = approval.state
     if state is ApprovalState.EXPIRED:
         return f"{label} expired at {approval.expires_at:%Y-%m-%d %H:%M} UTC; ask again if it is still needed"
-    if state in (ApprovalState.APPROVED, ApprovalState.EXECUTED, ApprovalState.FAILED) and approval.job_id:
+    if state in (ApprovalState.APPROVED, ApprovalState.EXECUTED, ApprovalState.FAILED,
+                 ApprovalState.UNKNOWN) and approval.job_id:
         return f"{label} was already approved by {who} at {when} ({show_job(approval.job_id)}, {state.value})"
     if state is ApprovalState.FAILED:
         return f"{label} was closed at {when}: {approval.decision_note or 'it could not run'}"

@@ -19,3 +19,6 @@ class Deps:
     progress_interval: float = 1.0
     # how often a running job looks at its Proxmox task
     poll_interval: float = 0.5
+    # how long a job keeps asking after its task when Proxmox (or pvebot's database) does not answer,
+    # before it says the outcome is unknown: the task goes on in Proxmox whatever our connection does
+    follow_grace: float = 60.0

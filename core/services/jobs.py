@@ -9,9 +9,10 @@ and edits one progress message (at most one edit per ``Deps.progress_interval``)
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from core import rbac
 from core.chat import ConversationRef, MessageRef, Reply, Severity
@@ -25,6 +26,7 @@ from core.services.deps import Deps
 from core.services.operations import Target
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 RUN_JOB = "jobs.run.run_job"  # the RQ entry point, by dotted path
 
 
@@ -159,6 +161,14 @@ class _Cancelled(Exception):
     pass
 
 
+class _OutcomeUnknown(Exception):
+    """The task was started and then could not be followed to its end."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 @dataclass
 class _Progress:
     """Edits a job's message, at most once per ``interval`` unless forced."""
@@ -199,6 +209,11 @@ def _principal(uow: UnitOfWork, user_id: int) -> Principal:
     return Principal.of(user)
 
 
+def _requester(deps: Deps, job: Job) -> Principal:
+    with deps.uow_factory(Scope.everything()) as uow:
+        return _principal(uow, job.actor_user_id)
+
+
 def run(deps: Deps, job_id: str) -> str:
     """Execute one job; safe to call twice for the same id (the second call does nothing).
 
@@ -222,6 +237,8 @@ def run(deps: Deps, job_id: str) -> str:
         _finish(deps, job, JobState.SUCCEEDED, job.result or "done")
     except _Cancelled:
         _finish(deps, job, JobState.CANCELLED, "cancelled while running")
+    except _OutcomeUnknown as e:
+        _finish(deps, job, JobState.UNKNOWN, e.message)
     except BotError as e:
         _finish(deps, job, JobState.FAILED, e.user_message)
     except Exception:
@@ -234,13 +251,13 @@ def run(deps: Deps, job_id: str) -> str:
 
 def _execute(deps: Deps, job: Job, progress: _Progress, deadline: float) -> None:
     op = catalog.get(job.action)
-    with deps.uow_factory(Scope.everything()) as uow:
-        principal = _principal(uow, job.actor_user_id)
+    principal = _through_outage(deps, job, "read the requester of", lambda: _requester(deps, job))
     # the world may have changed since the request: who asks, what they may do, what the target is now
     rbac.require(principal, op.perm, job.company_id, what=op.target.kind.value)
     # the gateway's inventory cache is seconds old at most: fresh enough to re-check ownership, and it
     # spares Proxmox a full resource listing per job; identity is confirmed before each call below
-    target = op.target.recheck(deps, principal, job.target, company_id=job.company_id, fresh=False)
+    target = _through_outage(deps, job, "find the target of", lambda: op.target.recheck(
+        deps, principal, job.target, company_id=job.company_id, fresh=False))
     hv = None if target.cluster is None else deps.hypervisors.for_cluster(target.cluster)
     # the records of the guests this job touches: the target's as requested, a new clone's from first sight
     known: dict[int, dict[str, Any]] = {target.guest.vmid: job.target} if target.guest is not None else {}
@@ -286,8 +303,22 @@ def _follow(
         return TaskStatus(running=False, exitstatus="OK")
     job.upid = task.upid
     polls = 0
+    silent_since: float | None = None
     while True:
-        status = hv.task_status(task)
+        try:
+            status = hv.task_status(task)
+        except ExternalSystemError as e:
+            # following is a read: the task goes on in Proxmox whatever our connection does, so a
+            # 500 or a reset is no verdict; ask again, and past the grace say that nobody knows
+            now = deps.clock.monotonic()
+            silent_since = now if silent_since is None else silent_since
+            if now - silent_since >= deps.follow_grace or now > deadline:
+                raise _OutcomeUnknown(
+                    f"Proxmox stopped answering while {label} ran ({e.user_message}); it may have succeeded: "
+                    f"{_how_to_check(job)}") from e
+            deps.clock.sleep(deps.poll_interval)
+            continue
+        silent_since = None
         job.progress = _progress_line(label, status)
         cancel = _heartbeat(deps, job)
         progress.show()
@@ -303,6 +334,12 @@ def _follow(
         polls += 1
 
 
+def _how_to_check(job: Job) -> str:
+    if "vmid" in job.target:
+        return f"check `vm status {job.target['cluster']}/{job.target['vmid']}`"
+    return "check in Proxmox before trying again"
+
+
 def _progress_line(label: str, status: TaskStatus) -> str:
     parts = [label]
     if status.percent is not None:
@@ -313,7 +350,20 @@ def _progress_line(label: str, status: TaskStatus) -> str:
 
 
 def _heartbeat(deps: Deps, job: Job) -> bool:
-    """Save progress and liveness; answer whether someone asked to cancel."""
+    """Save progress and liveness; answer whether someone asked to cancel.
+
+    A database that does not answer for a while must not end a job whose Proxmox task runs on: the
+    beat is skipped (the reaper tolerates a missed beat or two) and the next poll tries again.
+    """
+    try:
+        return _beat(deps, job)
+    except Exception:
+        log.warning("could not save the progress of %s; following its task anyway", show_job(job.id),
+                    exc_info=True)
+        return False
+
+
+def _beat(deps: Deps, job: Job) -> bool:
     with deps.uow_factory(Scope.everything()) as uow:
         stored = uow.jobs.get(job.id)
         if stored is None:
@@ -330,9 +380,34 @@ def _finish(
 ) -> bool:
     """Settle the job unless it already left ``expected`` (a reaper, a canceller and a worker may race).
 
+    The verdict is written even through a short database outage: it is retried for ``follow_grace``.
+
     Returns:
         Whether this call settled it; only then are the approval and the audit trail updated.
     """
+    return _through_outage(deps, job, "save the verdict of",
+                           lambda: _settle(deps, job, state, result, expected=expected))
+
+
+def _through_outage(deps: Deps, job: Job, what: str, work: Callable[[], _T]) -> _T:
+    """``work`` (database reads and writes), retried for ``follow_grace`` while the database does not answer.
+
+    Only failures that are not the core's own verdicts are retried: a ``BotError`` is an answer.
+    """
+    give_up = deps.clock.monotonic() + deps.follow_grace
+    while True:
+        try:
+            return work()
+        except BotError:
+            raise
+        except Exception:
+            if deps.clock.monotonic() >= give_up:
+                raise
+            log.warning("could not %s %s yet; trying again", what, show_job(job.id), exc_info=True)
+            deps.clock.sleep(min(2.0, max(deps.poll_interval, 0.1)))
+
+
+def _settle(deps: Deps, job: Job, state: JobState, result: str, *, expected: tuple[JobState, ...]) -> bool:
     now = deps.clock.now()
     with deps.uow_factory(Scope.everything()) as uow:
         settled = uow.jobs.settle(job.id, expected=expected, to=state, at=now, result=result[:2000])
@@ -344,7 +419,8 @@ def _finish(
             if job.approval_id:
                 request = uow.approvals.get(job.approval_id)
                 if request is not None:
-                    request.state = ApprovalState.EXECUTED if state is JobState.SUCCEEDED else ApprovalState.FAILED
+                    request.state = {JobState.SUCCEEDED: ApprovalState.EXECUTED,
+                                     JobState.UNKNOWN: ApprovalState.UNKNOWN}.get(state, ApprovalState.FAILED)
                     audit.record(uow, clock=deps.clock, actor="system", action=f"approval.{request.state.value}",
                                  company_id=job.company_id, target=f"{show_approval(request.id)} {request.action}",
                                  detail={"job": show_job(job.id)})
@@ -386,6 +462,7 @@ _STATE_MARK = {
     JobState.SUCCEEDED: "✅ done",
     JobState.FAILED: "❌ failed",
     JobState.CANCELLED: "⛔ cancelled",
+    JobState.UNKNOWN: "❓ outcome unknown",
 }
 
 
@@ -404,7 +481,7 @@ def render(job: Job, *, now: datetime) -> Reply:
         if job.result and job.result != "done":
             line += f": {job.result}"
         severity = Severity.SUCCESS
-    elif job.state in (JobState.FAILED, JobState.CANCELLED):
+    elif job.state in (JobState.FAILED, JobState.CANCELLED, JobState.UNKNOWN):
         line = f"{mark}: {job.result}"
         severity = Severity.ERROR if job.state is JobState.FAILED else Severity.WARNING
     elif job.state is JobState.RUNNING:

@@ -99,12 +99,14 @@ class World:
 
 @contextmanager
 def world(
-    tmp_path: Path, *, queue: str, task_seconds: float = 0.3, stale_seconds: int = 60, start_worker: bool = True
+    tmp_path: Path, *, queue: str, task_seconds: float = 0.3, stale_seconds: int = 60, start_worker: bool = True,
+    database_url: str | None = None,
 ) -> Iterator[World]:
+    """A running pvebot; ``database_url`` (an empty, migrated database) replaces the SQLite file."""
     sim = build_simulator(task_seconds=task_seconds)
     server = sim.start()
     env = {
-        "PVEBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'pvebot.db'}",
+        "PVEBOT_DATABASE_URL": database_url or f"sqlite:///{tmp_path / 'pvebot.db'}",
         "PVEBOT_SECRET_KEY": generate_key(),
         "PVE_LAB_TOKEN": TOKEN_SECRET,
         "PVEBOT_JOB_TIMEOUT": "60",
