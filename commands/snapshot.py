@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from commands.common import outcome_reply
 from commands.registry import Args, CommandContext, CommandRegistry, Param
-from core.chat import Reply, Table
+from core.chat import Answer, Reply, Table
 from core.rbac import Perm
 from core.services import vms
 
@@ -32,7 +32,7 @@ def register(registry: CommandRegistry) -> None:
 
     @registry.command("snapshot create", permission=Perm.SNAPSHOT_CREATE,
                       args=(Param("vm"), Param("name", required=False)))
-    def snapshot_create(args: Args, ctx: CommandContext) -> Reply:
+    def snapshot_create(args: Args, ctx: CommandContext) -> Answer:
         """Take a snapshot (default name: pvebot-<date>-<time>)."""
         name = args["name"] or ctx.deps.clock.now().strftime("pvebot-%Y%m%d-%H%M%S")
         outcome = vms.operate(
@@ -49,7 +49,7 @@ def register(registry: CommandRegistry) -> None:
 
 
 def _register_destructive(registry: CommandRegistry, verb: str, operation: str, summary: str) -> None:
-    def handler(args: Args, ctx: CommandContext) -> Reply:
+    def handler(args: Args, ctx: CommandContext) -> Answer:
         outcome = vms.operate(
             ctx.deps, ctx.principal, action=operation, ref=args["vm"],
             params={"name": vms.check_snapshot_name(args["name"])}, reason=args["reason"] or "",

@@ -6,7 +6,7 @@ import shlex
 
 from commands.common import human_bytes, human_duration, outcome_reply
 from commands.registry import Args, CommandContext, CommandRegistry, Param
-from core.chat import Action, Field, Reply, Severity, Table
+from core.chat import Action, Answer, Field, Reply, Severity, Table
 from core.errors import InvalidArguments
 from core.ids import show_job
 from core.rbac import Perm
@@ -124,7 +124,7 @@ def register(registry: CommandRegistry) -> None:
         flags=(Param("template"), Param("cores", int), Param("memory"), Param("disk"), Param("cluster")),
         usage="vm create <name> --template T [--cores N] [--memory 4G] [--disk +10G] [--cluster C]",
     )
-    def vm_create(args: Args, ctx: CommandContext) -> Reply:
+    def vm_create(args: Args, ctx: CommandContext) -> Answer:
         """Create a VM by cloning a template into your company's pool (quota-checked)."""
         if not args["template"]:
             raise InvalidArguments("--template is required. Usage: vm create <name> --template T")
@@ -148,7 +148,7 @@ def _list_command(args: Args) -> str:
 def _register_power(registry: CommandRegistry, verb: str, operation: str, permission: Perm) -> None:
     destructive = permission is Perm.VM_DESTROY
 
-    def handler(args: Args, ctx: CommandContext) -> Reply:
+    def handler(args: Args, ctx: CommandContext) -> Answer:
         outcome = vms.operate(
             ctx.deps, ctx.principal, action=operation, ref=args["vm"], reason=args["reason"] or "",
             conversation=ctx.conversation, request_id=ctx.request_id,

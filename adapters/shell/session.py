@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from functools import partial
 from typing import TextIO
 
 from adapters.shell.outbox import OutboxEntry, OutboxReader
@@ -60,9 +61,8 @@ class ShellSession:
             return
         request = CommandRequest(identity=self.identity, text=line, conversation=self.conversation,
                                  request_id=uuid.uuid4().hex)
-        reply = self.app.dispatcher.handle(request)
-        posted = self.app.notifier.post(self.conversation, reply)
-        self.app.dispatcher.reply_posted(reply, posted)
+        answer = self.app.dispatcher.handle(request)
+        self.app.dispatcher.deliver(answer, partial(self.app.notifier.post, self.conversation))
         self.flush()
 
     def run(self, lines: Iterable[str]) -> int:
@@ -96,8 +96,9 @@ class ShellSession:
 
     def _show(self, entry: OutboxEntry) -> None:
         reply = entry.reply
-        if entry.edit or reply.job_id is not None and reply.title and reply.title.startswith("job-"):
-            line = f"  [{show_job(reply.job_id)}] {reply.text}" if reply.job_id else f"  (updated) {reply.title}"
+        if entry.edit or reply.progress_of is not None:
+            job = reply.progress_of
+            line = f"  [{show_job(job)}] {reply.text}" if job else f"  (updated) {reply.title}"
             if self._last_text.get(entry.message_id) != line:
                 self._last_text[entry.message_id] = line
                 self._write(line)

@@ -60,13 +60,12 @@ def config_of(settings: Any) -> TeamsConfig:
     )
 
 
-def register(settings: Any, *, notifiers: Any, directories: Any) -> TeamsConfig:
-    """Add Teams' notifier and directory to the routers (every process: bot, worker, CLI)."""
-    from adapters.teams.notifier import TeamsNotifier
+@dataclass
+class TeamsParts:
+    """Teams' outbound side, built once per process by ``bot/bootstrap.py``: the endpoint reuses it."""
 
-    config = config_of(settings)
-    if config.enabled:
-        tokens = config.tokens()
-        notifiers.add("teams", TeamsNotifier(settings, tokens=tokens))
-        directories.add("teams", TeamsDirectory(tokens=tokens, graph_url=config.graph_url))
-    return config
+    config: TeamsConfig
+    tokens: AppTokens | None  # one token cache for the notifier, the directory and the endpoint
+    notifier: Any  # TeamsNotifier
+    directory: TeamsDirectory
+    audience: Any  # IdentityAudience: pvebot user ids → AAD object ids, for cards only approvers see

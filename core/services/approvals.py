@@ -9,7 +9,6 @@ simultaneous clicks exactly one wins; the winner enqueues exactly one job.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -383,7 +382,7 @@ def card(deps: Deps, approval: ApprovalRequest) -> Reply:
         severity = Severity.SUCCESS if approval.state in (ApprovalState.APPROVED, ApprovalState.EXECUTED) \
             else Severity.ERROR if approval.state is ApprovalState.FAILED else Severity.INFO
     return Reply(title=f"{label}: approval needed for {approval.action}", text=text, severity=severity,
-                 fields=tuple(fields), actions=actions, approval_id=approval.id)
+                 fields=tuple(fields), actions=actions)
 
 
 def _update_card(deps: Deps, approval: ApprovalRequest) -> None:
@@ -391,7 +390,7 @@ def _update_card(deps: Deps, approval: ApprovalRequest) -> None:
     places = ([approval.message_ref] if approval.message_ref else []) + list(approval.copies)
     if not places:
         return
-    reply = replace(card(deps, approval), approval_id=None)
+    reply = card(deps, approval)
     for place in places:
         try:
             deps.notifier.update(MessageRef.from_dict(place), reply)
