@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from core.chat import Answer, MessageRef, Reply, StartJob, TrackApproval
 from core.errors import BotError
@@ -32,7 +33,7 @@ def not_posted(job_id: str) -> str:
     return f"{show_job(job_id)} was not started: its reply could not be posted; nothing was done"
 
 
-def deliver(deps: Deps, answer: Answer, post: Post) -> MessageRef | None:
+def deliver(deps: Deps, answer: Answer, *, post: Post) -> MessageRef | None:
     """Post ``answer.reply`` with ``post``, then start and track what it announced.
 
     Returns:
@@ -46,18 +47,20 @@ def deliver(deps: Deps, answer: Answer, post: Post) -> MessageRef | None:
     except BaseException:
         abandon(deps, answer)
         raise
-    follow_up(deps, answer, posted)
+    follow_up(deps, answer, posted=posted)
     return posted
 
 
-async def deliver_async(deps: Deps, answer: Answer, post: AsyncPost) -> MessageRef | None:
+async def deliver_async(deps: Deps, answer: Answer, *, post: AsyncPost) -> MessageRef | None:
     """:func:`deliver` for adapters on an event loop: ``post`` is awaited, the follow-ups run in a thread."""
     try:
         posted = await post(answer.reply)
     except BaseException:  # a cancelled post too: nobody will see the announcement
-        await asyncio.to_thread(abandon, deps, answer)
+        if answer.followups:
+            await asyncio.to_thread(abandon, deps, answer)
         raise
-    await asyncio.to_thread(follow_up, deps, answer, posted)
+    if answer.followups:  # most answers announce nothing: spare them the thread hop
+        await asyncio.to_thread(partial(follow_up, deps, answer, posted=posted))
     return posted
 
 
@@ -65,12 +68,12 @@ def abandon(deps: Deps, answer: Answer) -> None:
     """The reply never reached the user: fail the jobs it announced, so none waits or runs unseen."""
     for job_id in answer.job_ids:
         try:
-            jobs.abandon(deps, job_id, not_posted(job_id))
+            jobs.abandon(deps, job_id, why=not_posted(job_id))
         except Exception:
             log.exception("could not fail %s after its reply was lost", show_job(job_id))
 
 
-def follow_up(deps: Deps, answer: Answer, posted: MessageRef | None) -> None:
+def follow_up(deps: Deps, answer: Answer, *, posted: MessageRef | None) -> None:
     """The reply is out: track approval cards where they landed, queue the jobs (threaded under it)."""
     for item in answer.followups:
         try:

@@ -104,10 +104,10 @@ class Dispatcher:
 
     def deliver(self, answer: Answer, post: delivery.Post) -> MessageRef | None:
         """Post the answer's reply through the adapter's ``post``, then start what it announced."""
-        return delivery.deliver(self.deps, answer, post)
+        return delivery.deliver(self.deps, answer, post=post)
 
     async def deliver_async(self, answer: Answer, post: delivery.AsyncPost) -> MessageRef | None:
-        return await delivery.deliver_async(self.deps, answer, post)
+        return await delivery.deliver_async(self.deps, answer, post=post)
 
     # ---- the chain ----
 

@@ -60,11 +60,12 @@ class PvebotTeamsBot(ActivityHandler):  # type: ignore[misc]
             return
         if incoming.request is None:
             return
+        conversation = incoming.request.conversation
 
         async def send(reply: Reply) -> MessageRef | None:
             activity = render.message(reply, audience=await self._audience(reply, incoming))
             sent = await turn_context.send_activity(Activity().deserialize(activity))
-            return MessageRef(incoming.request.conversation, sent.id) if sent is not None and sent.id else None
+            return MessageRef(conversation, sent.id) if sent is not None and sent.id else None
 
         await self.dispatcher.deliver_async(await self._run(incoming), send)
 
@@ -81,6 +82,7 @@ class PvebotTeamsBot(ActivityHandler):  # type: ignore[misc]
             return InvokeResponse(status=200, body=render.invoke_answer(card))
         if incoming.request is None:
             return InvokeResponse(status=501)
+        conversation = incoming.request.conversation
         answers: list[InvokeResponse] = []
 
         async def replace_card(reply: Reply) -> MessageRef | None:
@@ -92,7 +94,7 @@ class PvebotTeamsBot(ActivityHandler):  # type: ignore[misc]
                 card = render.card(reply, audience=await self._audience(reply, incoming))
                 answers.append(InvokeResponse(status=200, body=render.invoke_answer(card)))
             card_id = activity.reply_to_id
-            return MessageRef(incoming.request.conversation, card_id) if card_id else None
+            return MessageRef(conversation, card_id) if card_id else None
 
         await self.dispatcher.deliver_async(await self._run(incoming), replace_card)
         return answers[0]

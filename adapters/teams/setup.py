@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters.teams.directory import GRAPH_URL, TeamsDirectory
 from adapters.teams.tokens import PUBLIC_LOGIN_URL, AppTokens
+
+if TYPE_CHECKING:
+    from adapters.teams.directory import IdentityAudience
+    from adapters.teams.notifier import TeamsNotifier
 
 log = logging.getLogger("pvebot.teams")
 
@@ -66,6 +70,6 @@ class TeamsParts:
 
     config: TeamsConfig
     tokens: AppTokens | None  # one token cache for the notifier, the directory and the endpoint
-    notifier: Any  # TeamsNotifier
+    notifier: TeamsNotifier
     directory: TeamsDirectory
-    audience: Any  # IdentityAudience: pvebot user ids → AAD object ids, for cards only approvers see
+    audience: IdentityAudience  # pvebot user ids → AAD object ids, for cards only approvers see

@@ -126,11 +126,11 @@ def start(deps: Deps, job_id: str, *, posted: MessageRef | None) -> None:
     except Exception as e:
         log.warning("could not queue %s", show_job(job_id), exc_info=True)
         why = f"could not queue {show_job(job_id)}: the job queue is unavailable; nothing was done"
-        abandon(deps, job_id, why)
+        abandon(deps, job_id, why=why)
         raise ExternalSystemError(why) from e
 
 
-def abandon(deps: Deps, job_id: str, why: str) -> bool:
+def abandon(deps: Deps, job_id: str, *, why: str) -> bool:
     """Fail a job no worker was given (its announcement was never posted, the queue refused it).
 
     Args:
