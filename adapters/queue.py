@@ -8,8 +8,11 @@ the workers are threads, so a newcomer needs no server.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
@@ -25,8 +28,34 @@ def rq_job_id(job_id: str) -> str:
     return f"pvebot-{job_id}"
 
 
+def owner_gone(owner: str) -> bool:
+    """Whether the process behind an embedded queue's :attr:`EmbeddedQueue.owner` has ended.
+
+    Only a process on this host can be checked; elsewhere (or on an id of another form) the
+    answer is False and the start timeout settles its jobs instead. A recycled pid reads as
+    alive, which errs the same safe way.
+    """
+    kind, _, rest = owner.partition(":")
+    host, _, rest = rest.partition(":")
+    pid, _, _ = rest.partition(":")
+    if kind != "embedded" or host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, under another user
+        return False
+    return False
+
+
 class RqJobQueue:
     """:class:`core.ports.JobQueue` over an RQ queue."""
+
+    # a Redis queue is shared: whichever worker process is up takes its jobs
+    owner: str | None = None
 
     def __init__(self, connection: Redis, *, name: str = "pvebot") -> None:
         self.connection = connection
@@ -68,16 +97,31 @@ class ThreadWorker(SimpleWorker):
 
 
 class EmbeddedQueue(RqJobQueue):
-    """RQ with an in-process Redis and worker threads that wake when a job is enqueued."""
+    """RQ with an in-process Redis and worker threads that wake when a job is enqueued.
+
+    The threads start with :meth:`serve`, given what makes a thread ready to run jobs (the
+    owner installs its dependencies there), so a queue never runs a job with nobody's deps.
+    """
 
     def __init__(self, *, name: str = "pvebot", workers: int = 2) -> None:
         import fakeredis
 
         super().__init__(fakeredis.FakeStrictRedis(server=fakeredis.FakeServer()), name=name)
+        # what it holds dies with this process: the id names the process (host and pid) so that
+        # another pvebot can tell a dead holder from a live one, and this queue among several
+        self.owner = f"embedded:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = threading.Event()
         self._stopped = threading.Event()
+        self._workers = workers
+        self._threads: list[threading.Thread] = []
+
+    def serve(self, setup: Callable[[], None]) -> None:
+        """Start the worker threads; each runs ``setup`` first (e.g. ``jobs.run.install(deps, thread=True)``)."""
+        if self._threads:
+            raise RuntimeError("this embedded queue is served already")
         self._threads = [
-            threading.Thread(target=self._work, name=f"pvebot-worker-{i}", daemon=True) for i in range(workers)
+            threading.Thread(target=self._work, args=(setup,), name=f"pvebot-worker-{i}", daemon=True)
+            for i in range(self._workers)
         ]
         for thread in self._threads:
             thread.start()
@@ -86,7 +130,8 @@ class EmbeddedQueue(RqJobQueue):
         super().enqueue(function, job_id=job_id, kwargs=kwargs, timeout=timeout)
         self._wake.set()
 
-    def _work(self) -> None:
+    def _work(self, setup: Callable[[], None]) -> None:
+        setup()
         worker = ThreadWorker([self.queue], connection=self.connection, name=f"embedded-{uuid.uuid4().hex[:8]}")
         while not self._stopped.is_set():
             self._wake.wait(timeout=1.0)

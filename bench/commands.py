@@ -91,9 +91,9 @@ users:
         t0 = time.perf_counter()
         request = CommandRequest(identity=key, text=f"vm start vm-{i:05d}", conversation=conversation,
                                  request_id=uuid.uuid4().hex)
-        reply = app.dispatcher.handle(request)
-        assert reply.job_id, reply.text
-        app.dispatcher.reply_posted(reply, None)
+        answer = app.dispatcher.handle(request)
+        assert answer.job_ids, answer.reply.text
+        app.dispatcher.deliver(answer, lambda reply: None)
         per_command.append(time.perf_counter() - t0)
     elapsed = time.perf_counter() - began
     print(f"dispatcher: {n} commands (parse, RBAC, audit, inventory, job record, Redis enqueue) in {elapsed:.2f} s")

@@ -2,7 +2,7 @@
 
 Both sit behind the same fake Bot Framework on loopback (JWT validation on, replies posted to a
 fake connector with msal-acquired tokens), so the ratio is what pvebot adds: our auth edge,
-translation, the dispatcher (identity, rate limit, audit in SQLite), rendering and ``reply_posted``.
+translation, the dispatcher (identity, rate limit, audit in SQLite), rendering and the delivery path.
 
     .venv/bin/python -m bench.teams_latency [--messages 500] [--concurrency 50] [--text whoami]
 
@@ -31,9 +31,8 @@ from botbuilder.integration.aiohttp import CloudAdapter
 from adapters.queue import EmbeddedQueue
 from adapters.teams.auth import build_authentication
 from adapters.teams.setup import config_of
-from bot.bootstrap import build_app
+from bot.bootstrap import build_app, build_server
 from bot.dispatch import RateLimiter
-from bot.server import create_app
 from tests.support import make_storage, provision
 from tests.teams_support import FakeBotFramework, message, standard_hypervisors, teams_settings
 
@@ -94,7 +93,7 @@ async def main(args: argparse.Namespace) -> None:
     settings = teams_settings(storage, fake)
     app = build_app(settings, storage=storage, hypervisors=standard_hypervisors(), queue=EmbeddedQueue(workers=1))
     app.dispatcher.rate_limiter = RateLimiter(limit=10**6)  # the bench is one user hammering: measure, not throttle
-    servers = {"pvebot": TestServer(create_app(app), host="127.0.0.1"),
+    servers = {"pvebot": TestServer(build_server(app), host="127.0.0.1"),
                "echo": TestServer(echo_app(settings), host="127.0.0.1")}
     results: dict[str, tuple[float, float]] = {}
     try:

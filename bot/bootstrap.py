@@ -1,20 +1,28 @@
-"""The composition root: the only place that builds concrete adapters and wires them together."""
+"""The composition root: the only place that builds concrete adapters and wires them together.
+
+``build_app`` builds each outbound adapter once (queue, notifiers, directories, Teams' token
+cache); ``build_server`` adds the inbound faces (bolt, Teams' CloudAdapter) from those same
+parts; ``build_worker`` gives ``pvebot worker`` its RQ worker. Nothing here sets a process
+global: the process that runs workers installs their dependencies itself (``jobs.run.install``),
+and an embedded queue's threads get their app's deps when ``build_app`` starts them.
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from adapters.crypto import FernetCipher
 from adapters.notify import DirectoryRouter, NotifierRouter
-from adapters.queue import EmbeddedQueue, RqJobQueue
+from adapters.queue import EmbeddedQueue, RqJobQueue, owner_gone
 from adapters.shell.outbox import OutboxNotifier
 from adapters.sql import migrate
 from adapters.sql.uow import SqlUnitOfWorkFactory, make_engine
 from bot.config import Settings, SettingsError
 from bot.dispatch import Dispatcher
+from bot.maintenance import Maintenance
 from commands import build_registry
 from core.clock import SystemClock
 from core.ports import Clock, Hypervisors, JobQueue, SecretCipher
@@ -84,6 +92,7 @@ class App:
     notifier: NotifierRouter
     directory: DirectoryRouter
     queue: JobQueue
+    teams: Any | None = None  # adapters.teams.setup.TeamsParts when Teams is on
 
     def close(self) -> None:
         for part in (self.queue, self.deps.hypervisors):
@@ -101,6 +110,7 @@ def build_app(
     clock: Clock | None = None,
     progress_interval: float = 1.0,
     poll_interval: float = 0.5,
+    follow_grace: float = 60.0,
 ) -> App:
     """Wire the application from settings; tests pass their own clock or queue where they need to."""
     storage = storage or open_storage(settings)
@@ -115,7 +125,7 @@ def build_app(
     notifier = NotifierRouter({"shell": OutboxNotifier(storage.engine)})
     directory = DirectoryRouter()
     _slack(settings, notifier, directory)
-    _teams(settings, notifier, directory)
+    teams = _teams(settings, storage, notifier, directory)
     deps = Deps(
         uow_factory=storage.uow_factory,
         hypervisors=hypervisors,
@@ -125,11 +135,17 @@ def build_app(
         job_timeout=settings.job_timeout,
         progress_interval=progress_interval,
         poll_interval=poll_interval,
+        follow_grace=follow_grace,
     )
     dispatcher = Dispatcher(registry=build_registry(), deps=deps, directory=directory)
     app = App(settings=settings, storage=storage, deps=deps, dispatcher=dispatcher, notifier=notifier,
-              directory=directory, queue=queue)
-    install_worker_deps(deps)
+              directory=directory, queue=queue, teams=teams)
+    if isinstance(queue, EmbeddedQueue):
+        # this app owns the in-process queue: its worker threads run jobs with this app's deps
+        # (thread-local, so two apps in one process, as in tests, keep theirs apart)
+        from jobs import run
+
+        queue.serve(lambda: run.install(deps, thread=True))
     return app
 
 
@@ -152,27 +168,91 @@ def _slack(settings: Settings, notifier: NotifierRouter, directory: DirectoryRou
     directory.add("slack", SlackDirectory(settings.slack_bot_token, settings.slack_api_url))
 
 
-def _teams(settings: Settings, notifier: NotifierRouter, directory: DirectoryRouter) -> None:
-    """Teams' notifier and directory, when an app id is configured."""
-    from adapters.teams.setup import register
+def _teams(settings: Settings, storage: Storage, notifier: NotifierRouter, directory: DirectoryRouter) -> Any:
+    """Teams' token cache, notifier, directory and audience lookup, once, when Teams is on."""
+    from adapters.teams.setup import TeamsParts, config_of
 
-    register(settings, notifiers=notifier, directories=directory)
+    config = config_of(settings)
+    if not config.enabled:
+        return None
+    from adapters.teams.directory import IdentityAudience, TeamsDirectory
+    from adapters.teams.notifier import TeamsNotifier
+
+    tokens = config.tokens()
+    audience = IdentityAudience(storage.uow_factory)
+    parts = TeamsParts(config=config, tokens=tokens, audience=audience,
+                       notifier=TeamsNotifier(settings, tokens=tokens, audience=audience),
+                       directory=TeamsDirectory(tokens=tokens, graph_url=config.graph_url))
+    notifier.add("teams", parts.notifier)
+    directory.add("teams", parts.directory)
+    return parts
 
 
-# Workers rebuild their dependencies per process, not per job: the first job builds them from
-# the settings, and an embedding process (demo, shell, serve with the embedded queue) installs its own.
-_worker_deps: Deps | None = None
-_worker_lock = threading.Lock()
+# ---- what each process adds ------------------------------------------------------------
 
 
-def install_worker_deps(deps: Deps) -> None:
-    global _worker_deps
-    _worker_deps = deps
+def build_server(app: App) -> Any:
+    """``pvebot serve``'s aiohttp application: Slack's bolt app and Teams' endpoint over ``app``'s parts."""
+    from bot.server import create_app
+
+    return create_app(app, slack=_bolt(app), teams=_teams_endpoint(app))
 
 
-def worker_deps() -> Deps:
-    global _worker_deps
-    with _worker_lock:
-        if _worker_deps is None:
-            _worker_deps = build_app(Settings.load()).deps
-        return _worker_deps
+def _bolt(app: App) -> Any:
+    settings = app.settings
+    if settings.slack_bot_token is None:
+        return None
+    if settings.slack_signing_secret is None and settings.slack_app_token is None:
+        log.warning("SLACK_BOT_TOKEN is set but neither SLACK_SIGNING_SECRET nor SLACK_APP_TOKEN: Slack is off")
+        return None
+    from adapters.slack.app import build_bolt_app
+
+    return build_bolt_app(dispatcher=app.dispatcher, bot_token=settings.slack_bot_token,
+                          signing_secret=settings.slack_signing_secret, base_url=settings.slack_api_url)
+
+
+def _teams_endpoint(app: App) -> Any:
+    if app.teams is None:
+        log.info("Teams is off: set MICROSOFT_APP_ID (or PVEBOT_TEAMS_EMULATOR=1 for the Bot Framework Emulator)")
+        return None
+    from botbuilder.integration.aiohttp import CloudAdapter
+
+    from adapters.teams.app import PvebotTeamsBot, TeamsEndpoint
+    from adapters.teams.auth import build_authentication
+
+    parts = app.teams
+    auth = build_authentication(parts.config, parts.tokens)
+    bot = PvebotTeamsBot(dispatcher=app.dispatcher, directory=parts.directory, audience=parts.audience)
+    return TeamsEndpoint(config=parts.config, adapter=CloudAdapter(auth), auth=auth, bot=bot)
+
+
+def build_worker(app: App) -> Any:
+    """``pvebot worker``'s RQ worker on ``PVEBOT_REDIS_URL``; installs ``app``'s deps for this process's jobs.
+
+    Raises:
+        SettingsError: no Redis configured, or it does not answer.
+    """
+    from redis import Redis
+    from rq import SimpleWorker
+
+    from jobs import run
+
+    settings = app.settings
+    if settings.redis_url is None:
+        raise SettingsError("PVEBOT_REDIS_URL", "is not set: 'pvebot worker' serves a Redis queue")
+    connection = Redis.from_url(settings.redis_url)
+    try:
+        connection.ping()
+    except Exception as e:
+        raise SettingsError("PVEBOT_REDIS_URL", f"Redis does not answer ({type(e).__name__})") from None
+    run.install(app.deps)
+    # SimpleWorker runs jobs in this process, which keeps the database pool and the
+    # hypervisor sessions warm; run more worker processes for more parallel jobs
+    return SimpleWorker([settings.queue_name], connection=connection)
+
+
+def build_maintenance(app: App, *, interval: float = 10.0) -> Maintenance:
+    """The background sweep every pvebot process runs (not started yet)."""
+    settings = app.settings
+    return Maintenance(app.deps, interval=interval, stale_after=timedelta(seconds=settings.job_stale_seconds),
+                       start_timeout=timedelta(seconds=settings.job_start_timeout), owner_gone=owner_gone)

@@ -1,8 +1,11 @@
 """The dispatcher: every adapter's one entry into the bot.
 
 A :class:`CommandRequest` goes through a middleware chain (resolve the principal, rate
-limit, audit) to its command; whatever happens, the adapter gets a :class:`Reply` back,
-never an exception. Services are synchronous; async adapters call :meth:`handle_async`.
+limit, audit) to its command; whatever happens, the adapter gets an :class:`Answer` back
+(the reply and its follow-ups), never an exception. The adapter then hands that answer and
+its own post callback to :meth:`Dispatcher.deliver` (see :mod:`bot.delivery`), which posts
+and starts what the reply announced. Services are synchronous; async adapters call the
+``_async`` methods.
 """
 
 from __future__ import annotations
@@ -15,15 +18,16 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from bot import delivery
 from commands.grammar import parse
 from commands.registry import CommandContext, CommandRegistry
-from core.chat import CommandRequest, IdentityKey, MessageRef, Reply
+from core.chat import Answer, CommandRequest, IdentityKey, MessageRef, Reply
 from core.errors import BotError, PermissionDenied, RateLimited
 from core.ids import new_id
 from core.ports import Directory
 from core.principal import Principal
 from core.rbac import allows
-from core.services import approvals, audit, channels, identity, jobs
+from core.services import approvals, audit, channels, identity
 from core.services.deps import Deps
 
 log = logging.getLogger(__name__)
@@ -38,8 +42,8 @@ class Call:
     newly_linked: bool = False
 
 
-Next = Callable[[Call], Reply]
-Middleware = Callable[[Call, Next], Reply]
+Next = Callable[[Call], Answer]
+Middleware = Callable[[Call, Next], Answer]
 
 
 class RateLimiter:
@@ -79,57 +83,52 @@ class Dispatcher:
 
     # ---- public API for adapters ----
 
-    def handle(self, request: CommandRequest) -> Reply:
-        """Run one command; always answers, errors included (``Reply.error``)."""
+    def handle(self, request: CommandRequest) -> Answer:
+        """Run one command; always answers, errors included (``Reply.error``, no follow-ups)."""
         call = Call(request)
         try:
-            reply = self._run_chain(call, 0)
+            answer = self._run_chain(call, 0)
         except BotError as e:
-            reply = Reply.error(e.user_message)
+            answer = Answer(Reply.error(e.user_message))
         except Exception:
             ref = new_id(6)
             log.exception("command failed, ref %s", ref)
-            reply = Reply.error(f"internal error, ref {ref}")
+            answer = Answer(Reply.error(f"internal error, ref {ref}"))
         if call.newly_linked and call.principal is not None:
             note = f"👋 linked your account to pvebot as {call.principal.email}"
-            reply = replace(reply, footer=f"{note}\n{reply.footer}" if reply.footer else note)
-        return reply
+            reply = answer.reply
+            answer = replace(answer, reply=replace(reply, footer=f"{note}\n{reply.footer}" if reply.footer else note))
+        return answer
 
-    async def handle_async(self, request: CommandRequest) -> Reply:
+    async def handle_async(self, request: CommandRequest) -> Answer:
         return await asyncio.to_thread(self.handle, request)
 
-    def reply_posted(self, reply: Reply, posted: MessageRef | None) -> None:
-        """Tell the bot where its reply landed: jobs start and thread under it, approval cards are tracked."""
-        try:
-            if reply.approval_id is not None and posted is not None:
-                approvals.card_posted(self.deps, reply.approval_id, posted)
-            if reply.job_id is not None:
-                jobs.start(self.deps, reply.job_id, posted=posted)
-        except Exception:
-            log.exception("could not start the work announced by a reply")
+    def deliver(self, answer: Answer, post: delivery.Post) -> MessageRef | None:
+        """Post the answer's reply through the adapter's ``post``, then start what it announced."""
+        return delivery.deliver(self.deps, answer, post=post)
 
-    async def reply_posted_async(self, reply: Reply, posted: MessageRef | None) -> None:
-        await asyncio.to_thread(self.reply_posted, reply, posted)
+    async def deliver_async(self, answer: Answer, post: delivery.AsyncPost) -> MessageRef | None:
+        return await delivery.deliver_async(self.deps, answer, post=post)
 
     # ---- the chain ----
 
-    def _run_chain(self, call: Call, index: int) -> Reply:
+    def _run_chain(self, call: Call, index: int) -> Answer:
         if index == len(self._chain):
             return self._run_command(call)
         return self._chain[index](call, lambda c: self._run_chain(c, index + 1))
 
-    def _resolve_principal(self, call: Call, next_: Next) -> Reply:
+    def _resolve_principal(self, call: Call, next_: Next) -> Answer:
         resolved = identity.resolve(
             self.deps.uow_factory, call.request.identity, clock=self.deps.clock, directory=self.directory
         )
         call.principal, call.newly_linked = resolved.principal, resolved.newly_linked
         return next_(call)
 
-    def _rate_limit(self, call: Call, next_: Next) -> Reply:
+    def _rate_limit(self, call: Call, next_: Next) -> Answer:
         self.rate_limiter.check(call.request.identity)
         return next_(call)
 
-    def _capture_channel(self, call: Call, next_: Next) -> Reply:
+    def _capture_channel(self, call: Call, next_: Next) -> Answer:
         """Remember where a known user wrote, so that the bot can post there later (Teams approvers channels)."""
         channel = call.request.channel
         if channel is not None:
@@ -142,14 +141,14 @@ class Dispatcher:
                 log.exception("could not remember the channel of a command")
         return next_(call)
 
-    def _audit(self, call: Call, next_: Next) -> Reply:
+    def _audit(self, call: Call, next_: Next) -> Answer:
         assert call.principal is not None
         outcome = "ok"
         try:
-            reply = next_(call)
-            if reply.severity.value == "error":
+            answer = next_(call)
+            if answer.reply.severity.value == "error":
                 outcome = "error"
-            return reply
+            return answer
         except BotError as e:
             outcome = "denied" if isinstance(e, PermissionDenied) else "error"
             raise
@@ -174,7 +173,7 @@ class Dispatcher:
         except Exception:
             log.exception("could not audit a command")
 
-    def _run_command(self, call: Call) -> Reply:
+    def _run_command(self, call: Call) -> Answer:
         assert call.principal is not None
         parsed = parse(call.request.text, self.registry)
         permission = parsed.spec.permission
@@ -188,4 +187,4 @@ class Dispatcher:
             registry=self.registry,
             command=parsed.spec.name,
         )
-        return parsed.spec.handler(parsed.args, ctx)
+        return Answer.of(parsed.spec.handler(parsed.args, ctx))

@@ -1,10 +1,11 @@
-"""Housekeeping every pvebot process runs in the background: dead jobs and expired approvals."""
+"""Housekeeping every pvebot process runs in the background: dead, lost and unstarted jobs, expired approvals."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 
 from core.services import approvals, jobs
 from core.services.deps import Deps
@@ -12,37 +13,59 @@ from core.services.deps import Deps
 log = logging.getLogger(__name__)
 
 
-def sweep(deps: Deps, *, stale_after: timedelta, queued_before: datetime | None = None) -> int:
-    """One pass: fail jobs whose worker died, expire approvals past their time."""
-    count = jobs.reap(deps, stale_after=stale_after, queued_before=queued_before)
+def sweep(
+    deps: Deps,
+    *,
+    stale_after: timedelta,
+    start_timeout: timedelta | None = None,
+    owner_gone: Callable[[str], bool] | None = None,
+) -> int:
+    """One pass: fail jobs whose worker died or that no worker took, expire approvals past their time."""
+    count = jobs.reap(deps, stale_after=stale_after, start_timeout=start_timeout, owner_gone=owner_gone)
     count += approvals.expire_due(deps)
     return count
 
 
 class Maintenance:
-    """Runs :func:`sweep` every ``interval`` seconds in a daemon thread."""
+    """Runs :func:`sweep` at start and then every ``interval`` seconds in a daemon thread.
 
-    def __init__(self, deps: Deps, *, interval: float = 10.0, stale_after: timedelta = timedelta(seconds=60)) -> None:
-        self.deps, self.interval, self.stale_after = deps, interval, stale_after
+    Every pass, in either queue mode, fails what waited longer than ``start_timeout`` for a
+    worker and what an embedded queue of a process that has ended still held (``owner_gone``);
+    a live process's waiting jobs are left to it.
+    """
+
+    def __init__(
+        self,
+        deps: Deps,
+        *,
+        interval: float = 10.0,
+        stale_after: timedelta = timedelta(seconds=60),
+        start_timeout: timedelta = timedelta(seconds=600),
+        owner_gone: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.deps, self.interval = deps, interval
+        self.stale_after, self.start_timeout, self.owner_gone = stale_after, start_timeout, owner_gone
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pvebot-maintenance", daemon=True)
 
-    def start(self, *, embedded_queue: bool) -> Maintenance:
-        # an in-process queue dies with its process: what it held before we started can never run
-        before = self.deps.clock.now() if embedded_queue else None
-        try:
-            sweep(self.deps, stale_after=self.stale_after, queued_before=before)
-        except Exception:
-            log.exception("maintenance sweep failed")
+    def sweep(self) -> int:
+        return sweep(self.deps, stale_after=self.stale_after, start_timeout=self.start_timeout,
+                     owner_gone=self.owner_gone)
+
+    def start(self) -> Maintenance:
+        self._sweep_logged()
         self._thread.start()
         return self
 
+    def _sweep_logged(self) -> None:
+        try:
+            self.sweep()
+        except Exception:
+            log.exception("maintenance sweep failed")
+
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                sweep(self.deps, stale_after=self.stale_after)
-            except Exception:
-                log.exception("maintenance sweep failed")
+            self._sweep_logged()
 
     def stop(self) -> None:
         self._stop.set()

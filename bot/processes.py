@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.config import Settings
@@ -40,11 +39,9 @@ def add_commands(sub: Any) -> None:
 
 
 def _maintenance(app: Any) -> Any:
-    from bot.maintenance import Maintenance
+    from bot.bootstrap import build_maintenance
 
-    return Maintenance(app.deps, stale_after=timedelta(seconds=app.settings.job_stale_seconds)).start(
-        embedded_queue=app.settings.embedded_queue
-    )
+    return build_maintenance(app).start()
 
 
 def _lines(stream: TextIO, *, interactive: bool) -> Any:
@@ -113,37 +110,27 @@ def _shell(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from redis import Redis
-    from rq import SimpleWorker
-
-    from bot.bootstrap import build_app
+    from bot.bootstrap import build_app, build_worker
     from bot.config import SettingsError
 
-    if settings.redis_url is None:
+    if settings.redis_url is None:  # before build_app, which would start an embedded queue
         raise SettingsError("PVEBOT_REDIS_URL", "is not set: 'pvebot worker' serves a Redis queue")
-    app = build_app(settings)  # also installs itself as this process's job dependencies
+    app = build_app(settings)
+    worker = build_worker(app)  # installs app.deps as what this process's jobs run with
     maintenance = _maintenance(app)
-    connection = Redis.from_url(settings.redis_url)
-    try:
-        connection.ping()
-    except Exception as e:
-        raise SettingsError("PVEBOT_REDIS_URL", f"Redis does not answer ({type(e).__name__})") from None
-    # SimpleWorker runs jobs in this process, which keeps the database pool and the
-    # hypervisor sessions warm; run more worker processes for more parallel jobs
-    worker = SimpleWorker([settings.queue_name], connection=connection)
     log.info("worker %s on queue %s", worker.name, settings.queue_name)
     try:
         worker.work(burst=args.burst, logging_level=settings.log_level, with_scheduler=False)
     finally:
         maintenance.stop()
+        app.close()
     return 0
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
-    from bot.bootstrap import build_app
-    from bot.server import create_app
+    from bot.bootstrap import build_app, build_server
 
     # work after an ack runs in threads; a short GIL switch interval hands the event loop back
     # sooner, so acks keep within Slack's 3 s even while those threads run Python code
@@ -153,7 +140,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if not (settings.slack_signing_secret or settings.slack_app_token or settings.microsoft_app_id):
         log.warning("neither Slack nor Teams is configured: only /healthz will answer")
     try:
-        web.run_app(create_app(app), host=settings.http_host, port=settings.http_port, print=None)
+        web.run_app(build_server(app), host=settings.http_host, port=settings.http_port, print=None)
     finally:
         maintenance.stop()
         app.close()

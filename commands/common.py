@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from commands.registry import CommandContext
-from core.chat import Reply, Severity
+from core.chat import Answer, Reply, Severity, StartJob, TrackApproval
 from core.ids import show_approval, show_job
 from core.services import approvals
 from core.services.vms import Outcome
@@ -32,16 +32,17 @@ def human_duration(seconds: int) -> str:
     return f"{minutes}m" if minutes else f"{seconds}s"
 
 
-def outcome_reply(ctx: CommandContext, outcome: Outcome, what: str) -> Reply:
-    """The answer to an operation: "queued job-…", or the approval card."""
+def outcome_reply(ctx: CommandContext, outcome: Outcome, what: str) -> Answer:
+    """The answer to an operation: "queued job-…" and the job to start, or the approval card to track."""
     if outcome.approval is not None:
         card = approvals.card(ctx.deps, outcome.approval)
         note = f"{what} needs approval: {show_approval(outcome.approval.id)}"
         if not outcome.created:
             note = f"{what} is already waiting for approval: {show_approval(outcome.approval.id)}"
-        return replace(card, text=f"{note}. {card.text}")
+        return Answer(replace(card, text=f"{note}. {card.text}"), followups=(TrackApproval(outcome.approval.id),))
     assert outcome.job is not None
     job = outcome.job
     if not outcome.created:
-        return Reply(text=f"already received: {show_job(job.id)} ({job.state.value})", severity=Severity.INFO)
-    return Reply(text=f"⏳ queued {show_job(job.id)}: {job.summary}", job_id=job.id)
+        # a re-delivery: the first delivery started it (or failed it); starting again would do nothing
+        return Answer(Reply(text=f"already received: {show_job(job.id)} ({job.state.value})", severity=Severity.INFO))
+    return Answer(Reply(text=f"⏳ queued {show_job(job.id)}: {job.summary}"), followups=(StartJob(job.id),))

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.chat import ConversationRef, Reply
+from core.chat import Answer, ConversationRef, Reply
 from core.errors import InvalidArguments
 from core.principal import Principal
 from core.rbac import Perm, allows
@@ -56,7 +56,8 @@ class CommandContext:
     command: str = ""
 
 
-Handler = Callable[[Args, CommandContext], Reply]
+# a bare Reply, or an Answer when the reply announces work to start once it is posted
+Handler = Callable[[Args, CommandContext], Reply | Answer]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from commands.common import outcome_reply
 from commands.registry import Args, CommandContext, CommandRegistry, Param
-from core.chat import Reply, Table
+from core.chat import Answer, Reply, Table
 from core.rbac import Perm
 from core.services import vms
 
@@ -32,7 +32,7 @@ def register(registry: CommandRegistry) -> None:
 
     @registry.command("snapshot create", operation="snapshot.create",
                       args=(Param("vm"), Param("name", required=False)))
-    def snapshot_create(args: Args, ctx: CommandContext) -> Reply:
+    def snapshot_create(args: Args, ctx: CommandContext) -> Answer:
         name = args["name"] or ctx.deps.clock.now().strftime("pvebot-%Y%m%d-%H%M%S")
         outcome = vms.operate(
             ctx.deps, ctx.principal, action="snapshot.create", ref=args["vm"],
@@ -45,7 +45,7 @@ def register(registry: CommandRegistry) -> None:
                          flags=(Param("reason", help="why (shown to the approver)"),))(snapshot_destroy)
 
 
-def snapshot_destroy(args: Args, ctx: CommandContext) -> Reply:
+def snapshot_destroy(args: Args, ctx: CommandContext) -> Answer:
     """Roll back to, or delete, one snapshot: the operation the command names."""
     verb = ctx.command.split(" ", 1)[1]
     outcome = vms.operate(

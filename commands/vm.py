@@ -6,7 +6,7 @@ import shlex
 
 from commands.common import human_bytes, human_duration, outcome_reply
 from commands.registry import Args, CommandContext, CommandRegistry, Param
-from core.chat import Action, Field, Reply, Severity, Table
+from core.chat import Action, Answer, Field, Reply, Severity, Table
 from core.errors import InvalidArguments
 from core.ids import show_job
 from core.rbac import Perm
@@ -107,7 +107,7 @@ def register(registry: CommandRegistry) -> None:
         flags=(Param("template"), Param("cores", int), Param("memory"), Param("disk"), Param("cluster")),
         usage="vm create <name> --template T [--cores N] [--memory 4G] [--disk +10G] [--cluster C]",
     )
-    def vm_create(args: Args, ctx: CommandContext) -> Reply:
+    def vm_create(args: Args, ctx: CommandContext) -> Answer:
         """Create a VM by cloning a template into your company's pool (quota-checked)."""
         if not args["template"]:
             raise InvalidArguments("--template is required. Usage: vm create <name> --template T")
@@ -128,7 +128,7 @@ def _list_command(args: Args) -> str:
     return " ".join(parts)
 
 
-def vm_operate(args: Args, ctx: CommandContext) -> Reply:
+def vm_operate(args: Args, ctx: CommandContext) -> Answer:
     """Run the operation the command names (``vm stop`` runs ``vm.stop``) on one VM."""
     verb = ctx.command.split(" ", 1)[1]
     outcome = vms.operate(

@@ -208,9 +208,9 @@ class Reply:
     footer: str | None = None
     # only the caller should see it (Slack ephemeral); errors are
     private: bool = False
-    # jobs and approvals the reply is about, for adapters that thread progress under it
-    job_id: str | None = None
-    approval_id: str | None = None
+    # this message is the live progress of that job (the shell prints it as "[job-…] …"); it
+    # describes the message and asks for nothing: what to start travels beside it, in an Answer
+    progress_of: str | None = None
 
     @classmethod
     def error(cls, message: str) -> Reply:
@@ -235,8 +235,7 @@ class Reply:
             "actions": [[a.label, a.command, a.style.value, list(a.only_for)] for a in self.actions],
             "footer": self.footer,
             "private": self.private,
-            "job_id": self.job_id,
-            "approval_id": self.approval_id,
+            "progress_of": self.progress_of,
         }
 
     @classmethod
@@ -254,12 +253,50 @@ class Reply:
             ),
             footer=data.get("footer"),
             private=bool(data.get("private", False)),
-            job_id=data.get("job_id"),
-            approval_id=data.get("approval_id"),
+            # outbox rows written before progress_of existed say job_id
+            progress_of=data.get("progress_of", data.get("job_id")),
         )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class StartJob:
+    """Follow-up: queue this recorded job once the reply announcing it is posted (it threads under it)."""
+
+    job_id: str
+
+
+@dataclass(frozen=True)
+class TrackApproval:
+    """Follow-up: remember where this approval's card was posted, so the decision can edit it."""
+
+    approval_id: str
+
+
+FollowUp = StartJob | TrackApproval
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the dispatcher gives an adapter: the reply to post, and the work that waits for the post.
+
+    The reply stays a description of a message; the follow-ups say what to do once it is posted
+    (or that posting failed), and only the one delivery path in ``bot/`` acts on them.
+    """
+
+    reply: Reply
+    followups: tuple[FollowUp, ...] = ()
+
+    @classmethod
+    def of(cls, result: Reply | Answer) -> Answer:
+        """A handler may answer with a bare :class:`Reply` (no follow-ups) or a full Answer."""
+        return result if isinstance(result, Answer) else cls(result)
+
+    @property
+    def job_ids(self) -> tuple[str, ...]:
+        return tuple(f.job_id for f in self.followups if isinstance(f, StartJob))
 
 
 _SEVERITY_MARK = {Severity.INFO: "", Severity.SUCCESS: "✅ ", Severity.WARNING: "⚠️ ", Severity.ERROR: "❌ "}

@@ -170,6 +170,9 @@ class Job:
     message_ref: dict[str, Any] = field(default_factory=dict)
     # set by "job cancel" while the job runs; the runner stops the Proxmox task
     cancel_requested: bool = False
+    # the in-process queue (one per pvebot process) it was handed to; None on a shared Redis queue,
+    # where any worker may take it. Lets a starting process fail only what a dead process held.
+    queue_owner: str | None = None
 
 
 class ApprovalState(enum.StrEnum):

@@ -222,6 +222,9 @@ class JobRepository(Protocol):
         ...
 
     def stale(self, *, heartbeat_before: datetime) -> builtins.list[Job]: ...
+    def waiting(self) -> builtins.list[Job]:
+        """Every job still queued (not claimed by a worker), oldest first."""
+        ...
 
 
 class ApprovalRepository(Protocol):
@@ -271,6 +274,10 @@ class UnitOfWorkFactory(Protocol):
 
 class JobQueue(Protocol):
     """Runs job functions elsewhere (RQ workers), found by dotted path, with primitive kwargs."""
+
+    # who holds what is enqueued: an id of this process for a queue that dies with it (embedded),
+    # None for a shared queue (Redis) that any worker process serves
+    owner: str | None
 
     def enqueue(self, function: str, *, job_id: str, kwargs: dict[str, Any], timeout: int) -> None: ...
 

@@ -181,6 +181,8 @@ class FakeHypervisors:
 class FakeQueue:
     """Records enqueued jobs; ``run_all`` executes them in this thread through the given runner."""
 
+    owner: str | None = None  # a shared queue, as Redis is
+
     def __init__(self) -> None:
         self.enqueued: list[tuple[str, str, dict[str, Any]]] = []
         self.cancelled: list[str] = []

@@ -459,9 +459,8 @@ def fake_slack() -> Iterator[FakeSlack]:
 @pytest.fixture
 async def slack_bot(tmp_path: Path, fake_slack: FakeSlack) -> AsyncIterator[SlackBot]:
     from adapters.queue import EmbeddedQueue
-    from bot.bootstrap import build_app
+    from bot.bootstrap import build_app, build_server
     from bot.config import Settings
-    from bot.server import create_app
     from tests.fakes import FakeClock
     from tests.support import make_storage, provision
 
@@ -473,7 +472,7 @@ async def slack_bot(tmp_path: Path, fake_slack: FakeSlack) -> AsyncIterator[Slac
     app = build_app(settings, storage=storage, hypervisors=hv, queue=EmbeddedQueue(workers=2),
                     progress_interval=0.0, poll_interval=0.01)
     try:
-        async with serving(create_app(app)) as url, aiohttp.ClientSession() as session:
+        async with serving(build_server(app)) as url, aiohttp.ClientSession() as session:
             yield SlackBot(app=app, fake=fake_slack, slack=SlackSender(session, bot_url=url, fake=fake_slack),
                            hypervisors=hv)
     finally:

@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ from adapters.sql.uow import SqlUnitOfWorkFactory, make_engine
 from bot.bootstrap import App, Storage, build_app
 from bot.config import Settings
 from bot.yamlfile import LocatedDocument
-from core.chat import CommandRequest, ConversationRef, IdentityKey, Reply
+from core.chat import Answer, CommandRequest, ConversationRef, IdentityKey, Reply, StartJob, TrackApproval
+from core.ids import parse_approval_id
 from core.principal import Principal, Scope
 from core.services import provisioning
 from tests.fakes import FakeClock
@@ -162,6 +164,10 @@ class ChatDriver:
         self.conversation = ConversationRef(platform="shell", channel=f"test-{uuid.uuid4().hex[:8]}")
 
     def run(self, text: str, *, as_: str, request_id: str | None = None, post: bool = True) -> Reply:
+        return self.ask(text, as_=as_, request_id=request_id, post=post).reply
+
+    def ask(self, text: str, *, as_: str, request_id: str | None = None, post: bool = True) -> Answer:
+        """Like :meth:`run`, and the answer's follow-ups too (which job it starts, which approval it tracks)."""
         team, user = SLACK_IDS[as_]
         request = CommandRequest(
             identity=IdentityKey("slack", team, user),
@@ -169,8 +175,25 @@ class ChatDriver:
             conversation=self.conversation,
             request_id=request_id or uuid.uuid4().hex,
         )
-        reply = self.app.dispatcher.handle(request)
+        answer = self.app.dispatcher.handle(request)
         if post:
-            posted = self.app.notifier.post(self.conversation, reply)
-            self.app.dispatcher.reply_posted(reply, posted)
-        return reply
+            self.app.dispatcher.deliver(answer, partial(self.app.notifier.post, self.conversation))
+        return answer
+
+
+def job_of(answer: Answer) -> str | None:
+    """The job an answer starts once posted, if any."""
+    return next((f.job_id for f in answer.followups if isinstance(f, StartJob)), None)
+
+
+def card_approval(reply: Reply) -> str | None:
+    """The approval an approval card is about, read from its title ("apr-…: approval needed for …")."""
+    title = reply.title or ""
+    if not title.startswith("apr-") or ": approval needed" not in title:
+        return None
+    return parse_approval_id(title.split(":", 1)[0])
+
+
+def approval_of(answer: Answer) -> str | None:
+    """The approval whose card an answer is (tracked once posted), if any."""
+    return next((f.approval_id for f in answer.followups if isinstance(f, TrackApproval)), None)

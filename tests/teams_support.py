@@ -384,8 +384,7 @@ async def running_bot(tmp_path: Path, monkeypatch: Any, *, auth: bool = True, pr
     from aiohttp.test_utils import TestServer
 
     from adapters.queue import EmbeddedQueue
-    from bot.bootstrap import build_app
-    from bot.server import create_app
+    from bot.bootstrap import build_app, build_server
     from tests.support import make_storage, provision
 
     fake = FakeBotFramework(tmp_path).start()
@@ -400,7 +399,7 @@ async def running_bot(tmp_path: Path, monkeypatch: Any, *, auth: bool = True, pr
     hypervisors = standard_hypervisors()
     app = build_app(teams_settings(storage, fake, **extra), storage=storage, hypervisors=hypervisors,
                     queue=EmbeddedQueue(workers=1), progress_interval=progress_interval, poll_interval=0.01)
-    server = TestServer(create_app(app), host="127.0.0.1")
+    server = TestServer(build_server(app), host="127.0.0.1")
     await server.start_server()
     try:
         yield TeamsBot(fake=fake, app=app, url=str(server.make_url("/api/messages")), hypervisors=hypervisors)

@@ -9,14 +9,15 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol, TextIO
 
 from sqlalchemy import Engine
 
 from adapters.shell.outbox import OutboxEntry, OutboxReader
-from core.chat import CommandRequest, ConversationRef, IdentityKey, MessageRef, Reply
+from core.chat import Answer, CommandRequest, ConversationRef, IdentityKey, MessageRef, Reply
 from core.errors import BotError
 from core.ids import show_job
 from core.model import JobState
@@ -30,9 +31,9 @@ PROMPT = "pvebot> "
 class ShellDispatcher(Protocol):
     """The part of bot's dispatcher a shell session drives (as Slack's ``CommandDispatcher``)."""
 
-    def handle(self, request: CommandRequest) -> Reply: ...
+    def handle(self, request: CommandRequest) -> Answer: ...
 
-    def reply_posted(self, reply: Reply, posted: MessageRef | None) -> None: ...
+    def deliver(self, answer: Answer, post: Callable[[Reply], MessageRef]) -> MessageRef | None: ...
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,8 @@ class ShellSession:
             return
         request = CommandRequest(identity=self.identity, text=line, conversation=self.conversation,
                                  request_id=uuid.uuid4().hex)
-        reply = self.ports.dispatcher.handle(request)
-        posted = self.ports.notifier.post(self.conversation, reply)
-        self.ports.dispatcher.reply_posted(reply, posted)
+        answer = self.ports.dispatcher.handle(request)
+        self.ports.dispatcher.deliver(answer, partial(self.ports.notifier.post, self.conversation))
         self.flush()
 
     def run(self, lines: Iterable[str]) -> int:
@@ -120,8 +120,9 @@ class ShellSession:
 
     def _show(self, entry: OutboxEntry) -> None:
         reply = entry.reply
-        if entry.edit or reply.job_id is not None and reply.title and reply.title.startswith("job-"):
-            line = f"  [{show_job(reply.job_id)}] {reply.text}" if reply.job_id else f"  (updated) {reply.title}"
+        if entry.edit or reply.progress_of is not None:
+            job = reply.progress_of
+            line = f"  [{show_job(job)}] {reply.text}" if job else f"  (updated) {reply.title}"
             if self._last_text.get(entry.message_id) != line:
                 self._last_text[entry.message_id] = line
                 self._write(line)

@@ -1,9 +1,10 @@
 """The Slack face of pvebot: a bolt ``AsyncApp`` for slash commands, mentions and buttons.
 
 Every listener acknowledges first (bolt answers Slack's HTTP request as soon as ``ack()``
-runs, ``process_before_response=False``) and only then dispatches, posts the reply and
-tells the dispatcher where it landed. Signature checks are bolt's ``RequestVerification``
-(bad signature or a timestamp older than five minutes: 401, nothing runs).
+runs, ``process_before_response=False``) and only then dispatches and hands the answer,
+with how to post it here, to the dispatcher's one delivery path (which starts the jobs).
+Signature checks are bolt's ``RequestVerification`` (bad signature or a timestamp older
+than five minutes: 401, nothing runs).
 
 HTTP mode mounts ``POST /slack/events`` on the aiohttp application; Socket Mode (an app
 token) opens a websocket from inside the same process instead.
@@ -17,6 +18,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any, Protocol
 
 import aiohttp
@@ -33,7 +35,7 @@ from adapters.slack import translate
 from adapters.slack.notifier import api_url
 from adapters.slack.outbound import SlackPoster, is_private
 from adapters.slack.render import ACTION_PREFIX, decided, escape, render, when
-from core.chat import CommandRequest, MessageRef, Reply
+from core.chat import Answer, CommandRequest, MessageRef, Reply
 
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
@@ -44,9 +46,11 @@ QUIET, MAX_DEFER = 0.01, 2.0
 class CommandDispatcher(Protocol):
     """What the adapter needs of ``bot.dispatch.Dispatcher``."""
 
-    async def handle_async(self, request: CommandRequest) -> Reply: ...
+    async def handle_async(self, request: CommandRequest) -> Answer: ...
 
-    async def reply_posted_async(self, reply: Reply, posted: MessageRef | None) -> None: ...
+    async def deliver_async(
+        self, answer: Answer, post: Callable[[Reply], Awaitable[MessageRef | None]]
+    ) -> MessageRef | None: ...
 
 
 class RecentKeys:
@@ -118,32 +122,30 @@ class SlackHandlers:
             log.exception("could not answer a Slack request")
 
     async def _run(self, incoming: translate.Incoming) -> None:
-        reply = await self.dispatcher.handle_async(incoming.request)
-        posted = None
-        try:
-            posted = await self.poster.deliver(incoming, reply)
-        finally:
-            # whatever happened to the message, announced work must start (unthreaded if need be)
-            await self.dispatcher.reply_posted_async(reply, posted)
+        answer = await self.dispatcher.handle_async(incoming.request)
+        await self.dispatcher.deliver_async(answer, partial(self.poster.deliver, incoming))
 
     async def _press(self, press: translate.ButtonPress) -> None:
         if press.kind == "run":
             await self._run(press)
             return
-        reply = await self.dispatcher.handle_async(press.request)
-        if is_private(reply):
-            await self.poster.deliver(press, reply)
-            await self.dispatcher.reply_posted_async(reply, None)
-            return
-        posted: MessageRef | None = None
-        try:
-            if press.kind == "page":
-                posted = await self._replace_clicked(press, reply)
-            else:
-                await self._show_decision(press, reply)
-                posted = await self.poster.deliver(press, reply)
-        finally:
-            await self.dispatcher.reply_posted_async(reply, posted)
+        answer = await self.dispatcher.handle_async(press.request)
+        if is_private(answer.reply):
+            how = self._post_private
+        elif press.kind == "page":
+            how = self._replace_clicked
+        else:
+            how = self._post_decision
+        await self.dispatcher.deliver_async(answer, partial(how, press))
+
+    async def _post_private(self, press: translate.ButtonPress, reply: Reply) -> MessageRef | None:
+        """Only the presser sees it: there is no message to thread under."""
+        await self.poster.deliver(press, reply)
+        return None
+
+    async def _post_decision(self, press: translate.ButtonPress, reply: Reply) -> MessageRef | None:
+        await self._show_decision(press, reply)
+        return await self.poster.deliver(press, reply)
 
     async def _replace_clicked(self, press: translate.ButtonPress, reply: Reply) -> MessageRef | None:
         """Next/previous page: the list message itself changes."""

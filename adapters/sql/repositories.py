@@ -273,6 +273,11 @@ class SqlJobRepository(_Scoped):
             )
         )
 
+    def waiting(self) -> builtins.list[Job]:
+        c = t.jobs.c
+        stmt = self._select().where(c.state == JobState.QUEUED).order_by(c.created_at, c.id)
+        return list(self._session.scalars(stmt))
+
 
 class SqlApprovalRepository(_Scoped):
     def _select(self) -> Any:

@@ -184,6 +184,7 @@ jobs = Table(
     Column("approval_id", String(32), nullable=True),
     Column("message_ref", JSON, nullable=False),
     Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("queue_owner", String(96), nullable=True),
 )
 
 approval_requests = Table(

@@ -1,7 +1,8 @@
 """``POST /api/messages``: botbuilder's ``CloudAdapter`` behind our auth edge, and the bot's turn logic.
 
-The turn is thin: translate (``translate.py``), dispatch, render (``render.py``), send, then tell the
-dispatcher where the reply landed so jobs thread under it and approval cards can be edited later.
+The turn is thin: translate (``translate.py``), dispatch, then hand the answer and how to send it here
+(render with ``render.py``, send) to the dispatcher's one delivery path, which starts the jobs under
+the sent reply and tracks approval cards. Everything here is built once, by ``bot/bootstrap.py``.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ from botbuilder.schema import Activity
 from botframework.connector.auth import BotFrameworkAuthentication
 
 from adapters.teams import render
-from adapters.teams.auth import Unauthorized, authenticate, build_authentication, prefetch_openid_metadata
-from adapters.teams.directory import IdentityAudience, TeamsDirectory
-from adapters.teams.notifier import Audience, TeamsNotifier, audience_of
-from adapters.teams.setup import TeamsConfig, config_of
+from adapters.teams.auth import Unauthorized, authenticate, prefetch_openid_metadata
+from adapters.teams.directory import TeamsDirectory
+from adapters.teams.notifier import Audience, audience_of
+from adapters.teams.setup import TeamsConfig
 from adapters.teams.translate import MalformedActivity, to_incoming
-from core.chat import MessageRef, Reply, Severity
-from core.ports import UnitOfWorkFactory
+from core.chat import Answer, MessageRef, Reply, Severity
 
 log = logging.getLogger("pvebot.teams")
 
@@ -39,13 +39,13 @@ class PvebotTeamsBot(ActivityHandler):  # type: ignore[misc]
         self.directory = directory
         self.audience = audience
 
-    async def _run(self, incoming: Any) -> Reply:
+    async def _run(self, incoming: Any) -> Answer:
         request = incoming.request
         if self.directory is not None:
             self.directory.remember(request.conversation, workspace_id=request.identity.workspace_id,
                                     user_id=request.identity.user_id)
-        reply: Reply = await self.dispatcher.handle_async(request)
-        return reply
+        answer: Answer = await self.dispatcher.handle_async(request)
+        return answer
 
     async def _audience(self, reply: Reply, incoming: Any) -> list[str]:
         if not any(a.only_for for a in reply.actions):
@@ -60,11 +60,14 @@ class PvebotTeamsBot(ActivityHandler):  # type: ignore[misc]
             return
         if incoming.request is None:
             return
-        reply = await self._run(incoming)
-        activity = render.message(reply, audience=await self._audience(reply, incoming))
-        sent = await turn_context.send_activity(Activity().deserialize(activity))
-        posted = MessageRef(incoming.request.conversation, sent.id) if sent is not None and sent.id else None
-        await self.dispatcher.reply_posted_async(reply, posted)
+        conversation = incoming.request.conversation
+
+        async def send(reply: Reply) -> MessageRef | None:
+            activity = render.message(reply, audience=await self._audience(reply, incoming))
+            sent = await turn_context.send_activity(Activity().deserialize(activity))
+            return MessageRef(conversation, sent.id) if sent is not None and sent.id else None
+
+        await self.dispatcher.deliver_async(await self._run(incoming), send)
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
         # answered here, not in on_adaptive_card_invoke: botbuilder 4.17.1 serialises that answer twice (HTTP 500)
@@ -79,16 +82,22 @@ class PvebotTeamsBot(ActivityHandler):  # type: ignore[misc]
             return InvokeResponse(status=200, body=render.invoke_answer(card))
         if incoming.request is None:
             return InvokeResponse(status=501)
-        reply = await self._run(incoming)
-        card_id = activity.reply_to_id
-        if reply.job_id or reply.approval_id:
-            posted = MessageRef(incoming.request.conversation, card_id) if card_id else None
-            await self.dispatcher.reply_posted_async(reply, posted)
-        if reply.severity is Severity.ERROR:
-            # keep the card as it is and tell only the presser why
-            return InvokeResponse(status=200, body=render.invoke_message(reply.plain_text()))
-        card = render.card(reply, audience=await self._audience(reply, incoming))
-        return InvokeResponse(status=200, body=render.invoke_answer(card))
+        conversation = incoming.request.conversation
+        answers: list[InvokeResponse] = []
+
+        async def replace_card(reply: Reply) -> MessageRef | None:
+            # the invoke's own answer is the post: it replaces the pressed card, so work threads under that card
+            if reply.severity is Severity.ERROR:
+                # keep the card as it is and tell only the presser why
+                answers.append(InvokeResponse(status=200, body=render.invoke_message(reply.plain_text())))
+            else:
+                card = render.card(reply, audience=await self._audience(reply, incoming))
+                answers.append(InvokeResponse(status=200, body=render.invoke_answer(card)))
+            card_id = activity.reply_to_id
+            return MessageRef(conversation, card_id) if card_id else None
+
+        await self.dispatcher.deliver_async(await self._run(incoming), replace_card)
+        return answers[0]
 
 
 @dataclass
@@ -128,31 +137,18 @@ class TeamsEndpoint:
         return web.json_response(payload, status=invoke.status or 200)
 
 
-def mount(web_app: web.Application, *, settings: Any, dispatcher: Any, uow_factory: UnitOfWorkFactory,
-          notifiers: Any, directories: Any) -> TeamsConfig:
-    """Serve ``POST /api/messages`` and re-register the notifier with the approvers' audience lookup."""
-    config = config_of(settings)
-    if not config.enabled:
-        log.info("Teams is off: set MICROSOFT_APP_ID (or PVEBOT_TEAMS_EMULATOR=1 for the Bot Framework Emulator)")
-        return config
+def mount(web_app: web.Application, endpoint: TeamsEndpoint) -> None:
+    """Serve ``POST /api/messages`` with ``endpoint`` (built by the composition root)."""
+    config = endpoint.config
     if not config.auth_enabled:
         for line in ("*" * 72,
                      "TEAMS AUTHENTICATION IS OFF: no MICROSOFT_APP_ID, PVEBOT_TEAMS_EMULATOR is set.",
                      "Anyone who can reach /api/messages can act as any Teams user. Emulator use only.",
                      "*" * 72):
             log.warning(line)
-    tokens = config.tokens()
-    audience = IdentityAudience(uow_factory)
-    directory = TeamsDirectory(tokens=tokens, graph_url=config.graph_url)
-    notifiers.add("teams", TeamsNotifier(settings, tokens=tokens, audience=audience))
-    directories.add("teams", directory)
-    auth = build_authentication(config, tokens)
-    endpoint = TeamsEndpoint(config=config, adapter=CloudAdapter(auth), auth=auth,
-                             bot=PvebotTeamsBot(dispatcher=dispatcher, directory=directory, audience=audience))
     web_app.router.add_post("/api/messages", endpoint.handle)
 
     async def on_startup(_: web.Application) -> None:
         await prefetch_openid_metadata(config)
 
     web_app.on_startup.append(on_startup)
-    return config

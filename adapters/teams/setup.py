@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters.teams.directory import GRAPH_URL, TeamsDirectory
 from adapters.teams.tokens import PUBLIC_LOGIN_URL, AppTokens
+
+if TYPE_CHECKING:
+    from adapters.teams.directory import IdentityAudience
+    from adapters.teams.notifier import TeamsNotifier
 
 log = logging.getLogger("pvebot.teams")
 
@@ -60,13 +64,12 @@ def config_of(settings: Any) -> TeamsConfig:
     )
 
 
-def register(settings: Any, *, notifiers: Any, directories: Any) -> TeamsConfig:
-    """Add Teams' notifier and directory to the routers (every process: bot, worker, CLI)."""
-    from adapters.teams.notifier import TeamsNotifier
+@dataclass
+class TeamsParts:
+    """Teams' outbound side, built once per process by ``bot/bootstrap.py``: the endpoint reuses it."""
 
-    config = config_of(settings)
-    if config.enabled:
-        tokens = config.tokens()
-        notifiers.add("teams", TeamsNotifier(settings, tokens=tokens))
-        directories.add("teams", TeamsDirectory(tokens=tokens, graph_url=config.graph_url))
-    return config
+    config: TeamsConfig
+    tokens: AppTokens | None  # one token cache for the notifier, the directory and the endpoint
+    notifier: TeamsNotifier
+    directory: TeamsDirectory
+    audience: IdentityAudience  # pvebot user ids → AAD object ids, for cards only approvers see

@@ -146,7 +146,7 @@ def deliver_waiting(deps: Deps, channel: ChannelRef) -> int:
             # the requester's card no longer needs to say that the approvers cannot see it
             try:
                 deps.notifier.update(MessageRef.from_dict(delivered.message_ref),
-                                     replace(card(deps, delivered), approval_id=None))
+                                     card(deps, delivered))
             except Exception:
                 log.warning("could not update the card of %s", show_approval(approval.id), exc_info=True)
     return count
@@ -397,7 +397,7 @@ def card(deps: Deps, approval: ApprovalRequest) -> Reply:
         severity = Severity.SUCCESS if approval.state in (ApprovalState.APPROVED, ApprovalState.EXECUTED) \
             else Severity.ERROR if approval.state is ApprovalState.FAILED else Severity.INFO
     return Reply(title=f"{label}: approval needed for {approval.action}", text=text, severity=severity,
-                 fields=tuple(fields), actions=actions, approval_id=approval.id, footer=_undelivered(deps, approval))
+                 fields=tuple(fields), actions=actions, footer=_undelivered(deps, approval))
 
 
 def _undelivered(deps: Deps, approval: ApprovalRequest) -> str | None:
@@ -415,7 +415,7 @@ def _update_card(deps: Deps, approval: ApprovalRequest) -> None:
     places = ([approval.message_ref] if approval.message_ref else []) + list(approval.copies)
     if not places:
         return
-    reply = replace(card(deps, approval), approval_id=None)
+    reply = card(deps, approval)
     for place in places:
         try:
             deps.notifier.update(MessageRef.from_dict(place), reply)

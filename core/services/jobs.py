@@ -1,7 +1,8 @@
 """Jobs: Proxmox operations requested from chat, run once by a worker, reported as they move.
 
 ``submit`` records a job (idempotent per request id) and ``start`` queues it once the reply
-that announced it is posted, so progress threads under that reply. ``run`` is the body a
+that announced it is posted, so progress threads under that reply; a job that cannot be queued,
+or that no worker takes, is failed (``abandon``, ``reap``), never left waiting. ``run`` is the body a
 worker executes: it re-checks who asked and what they may touch, follows every Proxmox task,
 and edits one progress message (at most one edit per ``Deps.progress_interval``).
 """
@@ -100,7 +101,16 @@ def submit(
 
 
 def start(deps: Deps, job_id: str, *, posted: MessageRef | None) -> None:
-    """Queue a recorded job; its progress threads under ``posted`` (the reply that announced it)."""
+    """Queue a recorded job; its progress threads under ``posted`` (the reply that announced it).
+
+    Args:
+        deps: the process's dependencies; ``deps.queue`` receives the job.
+        job_id: a job recorded by :func:`submit`; one no longer queued is left alone.
+        posted: where the announcing reply landed, or None when it has no message to thread under.
+
+    Raises:
+        ExternalSystemError: the queue refused the job; it is failed and reported already, nothing ran.
+    """
     with deps.uow_factory(Scope.everything()) as uow:
         job = uow.jobs.get(job_id)
         if job is None or job.state is not JobState.QUEUED:
@@ -108,9 +118,36 @@ def start(deps: Deps, job_id: str, *, posted: MessageRef | None) -> None:
         conversation = ConversationRef.from_dict(job.conversation)
         if posted is not None and conversation.thread is None:
             job.conversation = conversation.with_thread(posted.message_id).to_dict()
-            uow.commit()
-    # RQ gets a little longer than our own deadline, so that we report the timeout, not RQ
-    deps.queue.enqueue(RUN_JOB, job_id=job_id, kwargs={"job_id": job_id}, timeout=deps.job_timeout + 60)
+        # recorded before the hand-over: if this process dies holding it, the next one can tell
+        job.queue_owner = deps.queue.owner
+        uow.commit()
+    try:
+        # RQ gets a little longer than our own deadline, so that we report the timeout, not RQ
+        deps.queue.enqueue(RUN_JOB, job_id=job_id, kwargs={"job_id": job_id}, timeout=deps.job_timeout + 60)
+    except Exception as e:
+        log.warning("could not queue %s", show_job(job_id), exc_info=True)
+        why = f"could not queue {show_job(job_id)}: the job queue is unavailable; nothing was done"
+        abandon(deps, job_id, why=why)
+        raise ExternalSystemError(why) from e
+
+
+def abandon(deps: Deps, job_id: str, *, why: str) -> bool:
+    """Fail a job no worker was given (its announcement was never posted, the queue refused it).
+
+    Args:
+        deps: the process's dependencies.
+        job_id: the job to fail; only a job still queued is failed.
+        why: the result shown to the user, e.g. "…; nothing was done".
+
+    Returns:
+        Whether this call failed it (False: it was gone, or a worker or canceller got there first).
+    """
+    with deps.uow_factory(Scope.everything()) as uow:
+        job = uow.jobs.get(job_id)
+    if job is None or not _finish(deps, job, JobState.FAILED, why, expected=(JobState.QUEUED,)):
+        return False
+    _notify(deps, job)
+    return True
 
 
 def get(deps: Deps, principal: Principal, job_id: str) -> Job:
@@ -432,8 +469,21 @@ def _settle(deps: Deps, job: Job, state: JobState, result: str, *, expected: tup
         return settled
 
 
-def reap(deps: Deps, *, stale_after: timedelta, queued_before: datetime | None = None) -> int:
-    """Fail jobs whose worker died (no heartbeat for ``stale_after``) or that never started.
+def reap(
+    deps: Deps,
+    *,
+    stale_after: timedelta,
+    start_timeout: timedelta | None = None,
+    owner_gone: Callable[[str], bool] | None = None,
+) -> int:
+    """Fail jobs whose worker died, that no worker took in time, or whose in-process queue is gone.
+
+    Args:
+        deps: the process's dependencies.
+        stale_after: a running job without a heartbeat this long lost its worker.
+        start_timeout: a queued job older than this was never taken by any worker (None: no limit).
+        owner_gone: answers whether the process behind a ``Job.queue_owner`` has ended, so that what
+            its embedded queue held (and took with it) is failed now rather than at ``start_timeout``.
 
     Returns:
         How many jobs were marked failed (and reported).
@@ -441,17 +491,36 @@ def reap(deps: Deps, *, stale_after: timedelta, queued_before: datetime | None =
     now = deps.clock.now()
     with deps.uow_factory(Scope.everything()) as uow:
         dead = uow.jobs.stale(heartbeat_before=now - stale_after)
-        lost = []
-        if queued_before is not None:
-            lost = [j for j in uow.jobs.list(states=[JobState.QUEUED], limit=1000) if j.created_at < queued_before]
+        waiting = uow.jobs.waiting()
+    verdicts = [(j, "the worker stopped while running it", JobState.RUNNING) for j in dead]
+    for job in waiting:
+        if start_timeout is not None and job.created_at <= now - start_timeout:
+            why = f"never started within {_span(start_timeout)}: no worker took it; nothing was done"
+            verdicts.append((job, why, JobState.QUEUED))
+        elif owner_gone is not None and job.queue_owner and owner_gone(job.queue_owner):
+            verdicts.append((job, "never started: the pvebot process holding it stopped; nothing was done",
+                             JobState.QUEUED))
     count = 0
-    for job, why, state in [(j, "the worker stopped while running it", JobState.RUNNING) for j in dead] + [
-        (j, "it was never started (pvebot restarted)", JobState.QUEUED) for j in lost
-    ]:
+    for job, why, state in verdicts:
         if _finish(deps, job, JobState.FAILED, why, expected=(state,)):
+            if state is JobState.QUEUED:
+                _drop_from_queue(deps, job.id)
             _notify(deps, job)
             count += 1
     return count
+
+
+def _drop_from_queue(deps: Deps, job_id: str) -> None:
+    # a worker that takes it later would only skip it (the claim fails); this spares it the trip
+    try:
+        deps.queue.cancel(job_id)
+    except Exception:
+        log.info("could not drop %s from the queue", show_job(job_id), exc_info=True)
+
+
+def _span(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    return f"{seconds // 60} min" if seconds >= 120 and seconds % 60 == 0 else f"{seconds} s"
 
 
 # ---- rendering -------------------------------------------------------------------------
@@ -489,4 +558,4 @@ def render(job: Job, *, now: datetime) -> Reply:
         severity = Severity.INFO
     else:
         line, severity = mark, Severity.INFO
-    return Reply(title=f"{show_job(job.id)}: {job.summary}", text=line, severity=severity, job_id=job.id)
+    return Reply(title=f"{show_job(job.id)}: {job.summary}", text=line, severity=severity, progress_of=job.id)

@@ -100,7 +100,7 @@ class World:
 @contextmanager
 def world(
     tmp_path: Path, *, queue: str, task_seconds: float = 0.3, stale_seconds: int = 60, start_worker: bool = True,
-    database_url: str | None = None,
+    database_url: str | None = None, follow_grace: float = 60.0,
 ) -> Iterator[World]:
     """A running pvebot; ``database_url`` (an empty, migrated database) replaces the SQLite file."""
     sim = build_simulator(task_seconds=task_seconds)
@@ -126,7 +126,7 @@ def world(
     settings = Settings.from_mapping(env)
     storage = open_storage(settings)
     provision(storage, world_doc(server), env)
-    app = build_app(settings, storage=storage, progress_interval=0.2, poll_interval=0.05)
+    app = build_app(settings, storage=storage, progress_interval=0.2, poll_interval=0.05, follow_grace=follow_grace)
     w = World(app=app, sim=sim, server=server, env=env, log_dir=tmp_path)
     if queue == "redis" and start_worker:
         w.start_worker()

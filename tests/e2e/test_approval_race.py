@@ -22,7 +22,7 @@ from core.model import ApprovalState, GuestRef, GuestStatus
 from core.principal import Scope
 from core.services import jobs
 from tests.fakes import FakeClock, FakeHypervisor, FakeHypervisors, FakeQueue
-from tests.support import SLACK_IDS, ChatDriver, make_storage, mariadb_database, provision, test_app
+from tests.support import SLACK_IDS, ChatDriver, card_approval, make_storage, mariadb_database, provision, test_app
 
 pytestmark = pytest.mark.mariadb
 
@@ -71,9 +71,9 @@ def click(race: Race, text: str, *, as_: str, request_id: str) -> Reply:
     team, user = SLACK_IDS[as_]
     request = CommandRequest(identity=IdentityKey("slack", team, user), text=text,
                              conversation=race.chat.conversation, request_id=request_id)
-    reply = race.app.dispatcher.handle(request)
-    race.app.dispatcher.reply_posted(reply, race.app.notifier.post(race.chat.conversation, reply))
-    return reply
+    answer = race.app.dispatcher.handle(request)
+    race.app.dispatcher.deliver(answer, lambda reply: race.app.notifier.post(race.chat.conversation, reply))
+    return answer.reply
 
 
 def at_once(race: Race, presses: list[tuple[str, str, str]]) -> list[tuple[str, Reply]]:
@@ -111,8 +111,9 @@ def destructive_calls(race: Race) -> list[tuple[str, object]]:
                                                ("vm stop web-01", ("qmstop", 101))])
 def test_many_approvers_at_once_run_it_exactly_once(race: Race, command: str, call: tuple[str, int]) -> None:
     card = race.chat.run(command, as_="bob@acme.example")
-    assert card.approval_id is not None, card.plain_text()
-    label = show_approval(card.approval_id)
+    approval_id = card_approval(card)
+    assert approval_id is not None, card.plain_text()
+    label = show_approval(approval_id)
 
     presses = [(f"approve {label}", APPROVERS[i % 3], f"click-{i}") for i in range(N)]
     answers = at_once(race, presses)
@@ -132,7 +133,7 @@ def test_many_approvers_at_once_run_it_exactly_once(race: Race, command: str, ca
     assert run_queue(race) == ["succeeded"]
     assert destructive_calls(race) == [call]
     with race.app.deps.uow_factory(Scope.everything()) as uow:
-        stored = uow.approvals.get(card.approval_id)
+        stored = uow.approvals.get(approval_id)
         decided = [e for e in uow.audit.query(limit=1000) if e.action in ("approval.approved", "approval.denied")]
     assert stored is not None and stored.state is ApprovalState.EXECUTED
     assert [e.actor for e in decided] == [winner]
@@ -140,8 +141,9 @@ def test_many_approvers_at_once_run_it_exactly_once(race: Race, command: str, ca
 
 def test_approve_and_deny_at_once_have_one_outcome(race: Race) -> None:
     card = race.chat.run("vm delete db-01", as_="bob@acme.example")
-    assert card.approval_id is not None
-    label = show_approval(card.approval_id)
+    approval_id = card_approval(card)
+    assert approval_id is not None
+    label = show_approval(approval_id)
 
     presses = [(f"{'approve' if i % 2 else 'deny'} {label}", APPROVERS[i % 3], f"click-{i}") for i in range(N)]
     answers = at_once(race, presses)
@@ -160,8 +162,9 @@ def test_approve_and_deny_at_once_have_one_outcome(race: Race) -> None:
 
 def test_the_same_click_delivered_twice_decides_once(race: Race) -> None:
     card = race.chat.run("vm stop web-01", as_="bob@acme.example")
-    assert card.approval_id is not None
-    label = show_approval(card.approval_id)
+    approval_id = card_approval(card)
+    assert approval_id is not None
+    label = show_approval(approval_id)
 
     # a platform retry: the very same event (same request id) arrives twice, concurrently
     answers = at_once(race, [(f"approve {label}", "alice@acme.example", "slack-evt-1")] * 2)
@@ -183,7 +186,7 @@ def test_the_same_command_delivered_many_times_at_once_makes_one_request(race: R
     race.lab.status_delay = 0.2
     answers = at_once(race, [("vm delete db-01 --reason cleanup", "bob@acme.example", "slack-evt-9")] * N)
 
-    ids = {r.approval_id for _, r in answers}
+    ids = {card_approval(r) for _, r in answers}
     assert len(ids) == 1 and None not in ids, [r.text for _, r in answers]
     with race.app.deps.uow_factory(Scope.everything()) as uow:
         assert [a.id for a in uow.approvals.list(limit=100) if a.request_id == "slack-evt-9"] == list(ids)

@@ -32,7 +32,7 @@ from core.model import (
 from core.principal import Scope
 from core.services import jobs
 from tests.fakes import FakeClock, FakeHypervisor, FakeHypervisors, FakeQueue
-from tests.support import STANDARD_DOC, ChatDriver, principal, provision, test_app
+from tests.support import STANDARD_DOC, ChatDriver, approval_of, card_approval, job_of, principal, provision, test_app
 
 BOB = "bob@acme.example"
 ALICE = "alice@acme.example"
@@ -80,7 +80,7 @@ class World:
         return out
 
     def approval(self, reply_or_id: Reply | str) -> ApprovalRequest:
-        approval_id = reply_or_id.approval_id if isinstance(reply_or_id, Reply) else reply_or_id
+        approval_id = card_approval(reply_or_id) if isinstance(reply_or_id, Reply) else reply_or_id
         assert approval_id, reply_or_id
         with self.app.deps.uow_factory(Scope.everything()) as uow:
             found = uow.approvals.get(approval_id)
@@ -145,8 +145,9 @@ def entries_of(entries: list[OutboxEntry], message_id: str) -> list[Reply]:
 
 
 def apr(reply: Reply) -> str:
-    assert reply.approval_id, reply.plain_text()
-    return show_approval(reply.approval_id)
+    approval_id = card_approval(reply)
+    assert approval_id, reply.plain_text()
+    return show_approval(approval_id)
 
 
 # ---- the request and its card ------------------------------------------------------------------
@@ -190,7 +191,7 @@ def test_delete_becomes_a_card_with_a_dry_run_preview_and_nothing_runs(world: Wo
     # the card's message is remembered: the decision edits it and the job threads under it
     posted = OutboxReader(world.storage.engine, world.chat.conversation.channel).poll()
     assert stored.message_ref["message_id"] == posted[-1].message_id
-    assert posted[-1].reply.approval_id == stored.id
+    assert card_approval(posted[-1].reply) == stored.id
 
     assert world.queue.enqueued == [] and world.proxmox_calls() == []
     assert 102 in world.lab.guests
@@ -227,7 +228,7 @@ def test_a_redelivered_command_gives_the_same_request(world: World) -> None:
     first = world.chat.run("vm stop web-01", as_=BOB, request_id="slack-retry-1")
     again = world.chat.run("vm stop web-01", as_=BOB, request_id="slack-retry-1")
 
-    assert first.approval_id == again.approval_id
+    assert apr(first) == apr(again)
     with world.app.deps.uow_factory(Scope.everything()) as uow:
         assert len(uow.approvals.list(limit=10)) == 1
     assert len(world.audit("approval.requested")) == 1
@@ -495,14 +496,14 @@ def test_a_company_policy_adds_actions_sets_expiry_and_posts_to_the_approvers_ch
     assert fields(card)["Expires"] == "2026-11-21 09:10 UTC"
     assert world.queue.enqueued == []
     [posted] = approvers.poll()
-    assert posted.reply.approval_id == card.approval_id
+    assert apr(posted.reply) == apr(card)
     assert posted.reply.title == card.title
     assert [a.command for a in posted.reply.actions] == [f"approve {apr(card)}", f"deny {apr(card)}"]
     assert fields(posted.reply) == fields(card)
 
     # globex keeps the default policy: a clean shutdown just runs
-    queued = world.chat.run("vm shutdown gx-01", as_=DAVE)
-    assert queued.approval_id is None and queued.job_id is not None
+    queued = world.chat.ask("vm shutdown gx-01", as_=DAVE)
+    assert approval_of(queued) is None and job_of(queued) is not None
     assert approvers.poll() == []
 
     world.chat.run(f"approve {apr(card)}", as_=ERIN)
@@ -523,10 +524,10 @@ def test_a_policy_cannot_exempt_vm_delete(storage: Storage) -> None:
 def test_a_policy_adds_to_the_defaults_and_may_exempt_others(storage: Storage, clock: FakeClock) -> None:
     policy = "    approval: {required_for: [vm.reboot], exempt: [vm.stop]}\n"
     world = make_world(storage, clock, with_acme_policy(policy))
-    assert world.chat.run("vm reboot web-01", as_=BOB).approval_id is not None  # added
-    assert world.chat.run("vm stop web-01", as_=BOB).job_id is not None  # exempted: runs at once
-    assert world.chat.run("vm reset web-01", as_=BOB).approval_id is not None  # a default, kept
-    assert world.chat.run("vm delete db-01", as_=BOB).approval_id is not None  # always
+    assert approval_of(world.chat.ask("vm reboot web-01", as_=BOB)) is not None  # added
+    assert job_of(world.chat.ask("vm stop web-01", as_=BOB)) is not None  # exempted: runs at once
+    assert approval_of(world.chat.ask("vm reset web-01", as_=BOB)) is not None  # a default, kept
+    assert approval_of(world.chat.ask("vm delete db-01", as_=BOB)) is not None  # always
 
 
 def test_a_policy_names_only_known_actions(storage: Storage) -> None:

@@ -23,7 +23,7 @@ from core.model import AuditEvent, Job, JobState, TaskRef, TaskStatus
 from core.principal import Scope
 from core.services import jobs
 from tests.fakes import FakeClock, FakeHypervisor, FakeHypervisors, FakeQueue
-from tests.support import ChatDriver, provision, test_app
+from tests.support import ChatDriver, approval_of, job_of, provision, test_app
 
 BOB = "bob@acme.example"
 ALICE = "alice@acme.example"
@@ -107,18 +107,20 @@ def world(storage: Storage, clock: FakeClock) -> World:
 
 
 def queued(world: World, command: str, *, as_: str = BOB, request_id: str | None = None) -> Job:
-    reply = world.chat.run(command, as_=as_, request_id=request_id)
-    assert reply.job_id is not None, reply.plain_text()
-    return world.job(reply.job_id)
+    answer = world.chat.ask(command, as_=as_, request_id=request_id)
+    job_id = job_of(answer)
+    assert job_id is not None, answer.reply.plain_text()
+    return world.job(job_id)
 
 
 def test_a_job_goes_queued_running_succeeded_with_progress_in_the_commands_thread(world: World) -> None:
-    reply = world.chat.run("vm start db-01", as_=BOB)
+    answer = world.chat.ask("vm start db-01", as_=BOB)
+    reply, job_id = answer.reply, job_of(answer)
 
-    assert reply.job_id is not None
-    label = show_job(reply.job_id)
+    assert job_id is not None
+    label = show_job(job_id)
     assert reply.text == f"⏳ queued {label}: start db-01 (lab/102)"
-    job = world.job(reply.job_id)
+    job = world.job(job_id)
     assert job.state is JobState.QUEUED and job.started_at is None
     assert world.queue.enqueued == [(jobs.RUN_JOB, job.id, {"job_id": job.id})]
     # the worker reports under the reply that announced the job
@@ -235,12 +237,12 @@ def test_a_job_delivered_to_several_workers_at_once_runs_once(world: World) -> N
 
 
 def test_a_redelivered_command_gives_the_same_job(world: World) -> None:
-    first = world.chat.run("vm start db-01", as_=BOB, request_id="slack-evt-42")
-    again = world.chat.run("vm start db-01", as_=BOB, request_id="slack-evt-42")
+    first = job_of(world.chat.ask("vm start db-01", as_=BOB, request_id="slack-evt-42"))
+    again = world.chat.ask("vm start db-01", as_=BOB, request_id="slack-evt-42")
 
-    assert first.job_id is not None
-    assert again.text == f"already received: {show_job(first.job_id)} (queued)"
-    assert again.job_id is None  # so that posting it starts nothing
+    assert first is not None
+    assert again.reply.text == f"already received: {show_job(first)} (queued)"
+    assert again.followups == ()  # so that posting it starts nothing
     assert len(world.all_jobs()) == 1
     assert len(world.queue.enqueued) == 1
 
@@ -359,10 +361,10 @@ def test_the_reaper_fails_jobs_that_were_never_started(world: World) -> None:
     world.clock.advance(minutes=5)
     fresh = queued(world, "vm shutdown web-01")
 
-    count = jobs.reap(world.app.deps, stale_after=timedelta(minutes=10), queued_before=world.clock.now())
+    count = jobs.reap(world.app.deps, stale_after=timedelta(minutes=10), start_timeout=timedelta(minutes=5))
 
     assert count == 1
-    assert world.job(lost.id).result == "it was never started (pvebot restarted)"
+    assert world.job(lost.id).result == "never started within 5 min: no worker took it; nothing was done"
     assert world.job(fresh.id).state is JobState.QUEUED
     assert jobs.run(world.app.deps, lost.id) == "skipped"
 
@@ -380,15 +382,15 @@ def test_a_reaper_and_a_finishing_worker_settle_a_job_once(world: World) -> None
 
 
 def test_cancelling_the_job_of_an_approval_closes_the_approval(world: World) -> None:
-    card = world.chat.run("vm delete db-01", as_=BOB)
-    assert card.approval_id is not None
-    world.chat.run(f"approve apr-{card.approval_id}", as_=ALICE)
+    approval_id = approval_of(world.chat.ask("vm delete db-01", as_=BOB))
+    assert approval_id is not None
+    world.chat.run(f"approve apr-{approval_id}", as_=ALICE)
     [job] = world.all_jobs()
     world.chat.run(f"job cancel {show_job(job.id)}", as_=BOB)
     with world.app.deps.uow_factory(Scope.everything()) as uow:
-        approval = uow.approvals.get(card.approval_id)
+        approval = uow.approvals.get(approval_id)
     assert approval is not None and approval.state.value == "failed"
-    assert [e.target.split()[0] for e in world.audit("approval.failed")] == [f"apr-{card.approval_id}"]
+    assert [e.target.split()[0] for e in world.audit("approval.failed")] == [f"apr-{approval_id}"]
 
 
 def test_another_company_cannot_see_or_cancel_a_job(world: World) -> None:

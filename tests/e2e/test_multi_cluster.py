@@ -7,7 +7,7 @@ import pytest
 from bot.bootstrap import Storage
 from core.chat import Severity
 from tests.fakes import FakeClock, FakeHypervisors, FakeQueue
-from tests.support import STANDARD_DOC, ChatDriver, provision, test_app
+from tests.support import STANDARD_DOC, ChatDriver, job_of, provision, test_app
 
 BOB = "bob@acme.example"
 EDGE = """\
@@ -52,7 +52,7 @@ def test_while_a_cluster_is_silent_only_qualified_references_act(chat: tuple[Cha
     refused = driver.run("vm start web-01", as_=BOB)
     assert refused.severity is Severity.ERROR
     assert "cluster edge is not answering" in refused.text and "cluster/vmid" in refused.text
-    assert driver.run("vm start lab/101", as_=BOB).job_id is not None
+    assert job_of(driver.ask("vm start lab/101", as_=BOB)) is not None
     assert "cluster edge: no API URL" in driver.run("vm start edge/301", as_=BOB).text
 
 

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from adapters.queue import EmbeddedQueue
-from bot.bootstrap import build_app
+from bot.bootstrap import build_app, build_server
 from bot.config import Settings
-from bot.server import create_app
 from tests import slack_support
 from tests.fakes import FakeClock
 from tests.slack_support import FakeSlack, all_text, lab_hypervisors, posted, serving, slack_env
@@ -29,7 +28,7 @@ async def socket_bot(tmp_path: Path, fake_slack: FakeSlack) -> AsyncIterator[str
     app = build_app(settings, storage=storage, hypervisors=lab_hypervisors(), queue=EmbeddedQueue(workers=1),
                     progress_interval=0.0, poll_interval=0.01)
     try:
-        async with serving(create_app(app)) as url:
+        async with serving(build_server(app)) as url:
             yield url
     finally:
         app.close()

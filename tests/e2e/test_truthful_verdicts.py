@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from adapters.sql import migrate
-from bot.bootstrap import install_worker_deps
 from core.principal import Scope
 from tests.e2e.shell_world import World, job_ids, world
 from tests.relay import Relay
@@ -55,6 +53,7 @@ def _result(w: World, job_id: str) -> str:
 def test_errors_while_following_a_task_do_not_make_a_verdict(tmp_path: Path) -> None:
     with world(tmp_path, queue="embedded", task_seconds=1.5) as w:
         job = _queue(w, "vm start db-01")
+        _task_running(w, 101)
         # the task runs on in Proxmox while its status answers 500 and connections drop
         w.sim.faults.http_500("/nodes/pve1/tasks", count=12)
         w.sim.faults.drop_connection(count=3)
@@ -63,9 +62,9 @@ def test_errors_while_following_a_task_do_not_make_a_verdict(tmp_path: Path) -> 
 
 
 def test_a_task_that_cannot_be_followed_to_its_end_is_reported_unknown_not_failed(tmp_path: Path) -> None:
-    with world(tmp_path, queue="embedded", task_seconds=3.0) as w:
-        install_worker_deps(replace(w.app.deps, follow_grace=1.0))
+    with world(tmp_path, queue="embedded", task_seconds=3.0, follow_grace=1.0) as w:
         job = _queue(w, "vm start db-01")
+        _task_running(w, 101)
         w.sim.faults.node_offline("pve1")  # its API stops answering for good
         assert w.wait_state(job, {"succeeded", "failed", "unknown"}, timeout=30) == "unknown"
         result = _result(w, job)

@@ -19,7 +19,7 @@ from core.ids import show_approval, show_job
 from core.principal import Scope
 from core.services import jobs
 from tests.fakes import FakeClock, FakeHypervisors, FakeQueue
-from tests.support import ChatDriver, provision, test_app
+from tests.support import ChatDriver, card_approval, provision, test_app
 
 AuditCli = Callable[..., list[str]]
 
@@ -57,8 +57,9 @@ def audit_cli(
 
 
 def apr(reply: Reply) -> str:
-    assert reply.approval_id is not None, reply.plain_text()
-    return reply.approval_id
+    approval_id = card_approval(reply)
+    assert approval_id is not None, reply.plain_text()
+    return approval_id
 
 
 def test_the_full_trail_of_one_request(app: App, clock: FakeClock, audit_cli: AuditCli) -> None:

@@ -278,7 +278,7 @@ def test_an_unknown_chat_identity_is_told_to_ask_an_administrator(pvebot: Cli, d
         dispatcher = Dispatcher(registry=build_registry(), deps=deps)
         reply = dispatcher.handle(CommandRequest(identity=stranger, text="vm list",
                                                  conversation=ConversationRef(platform="shell", channel="t"),
-                                                 request_id="r1"))
+                                                 request_id="r1")).reply
         assert reply.text == "you are not linked to pvebot; ask your administrator"
         assert reply.severity.value == "error"
     finally:

@@ -74,7 +74,7 @@ def test_activities_url_keeps_the_service_path() -> None:
 REPLY = Reply(title="apr-1: approval needed", text="Waiting", severity=Severity.WARNING,
               fields=(Field("Action", "vm.delete"),), table=Table(("a", "b"), (("1", "2"),)),
               actions=(Action("Approve", "approve apr-1", ActionStyle.PRIMARY, (2,)),
-                       Action("Deny", "deny apr-1", ActionStyle.DANGER, (2,))), footer="f", approval_id="1")
+                       Action("Deny", "deny apr-1", ActionStyle.DANGER, (2,))), footer="f")
 
 
 def test_cards_validate_and_hide_restricted_buttons() -> None:
