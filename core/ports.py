@@ -70,6 +70,10 @@ class Hypervisor(Protocol):
         """Current state, config, pending changes and guest-agent IPs when known."""
         ...
 
+    def guest_config(self, ref: GuestRef) -> dict[str, str]:
+        """The guest's current configuration, from one ``GET …/config`` (``ostype``, ``cores``, disks, …)."""
+        ...
+
     def power(self, ref: GuestRef, action: str) -> TaskRef:
         """start | shutdown | stop | reboot | reset | suspend | resume."""
         ...

@@ -90,6 +90,9 @@ class ProxmoxHypervisor:
             pending=mapping.pending_changes(pending),
         )
 
+    def guest_config(self, ref: GuestRef) -> dict[str, str]:
+        return mapping.config_strings(self._api.call("GET", f"{self._guest_path(ref)}/config"))
+
     def _ips(self, ref: GuestRef, current: dict[str, Any]) -> tuple[str, ...]:
         if current.get("status") != "running":
             return ()

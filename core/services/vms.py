@@ -11,7 +11,7 @@ from core.chat import ConversationRef
 from core.errors import Conflict, InvalidArguments, NotFound
 from core.model import ApprovalRequest, GuestStatus, Job, Snapshot
 from core.principal import Principal
-from core.services import approvals, inventory, jobs
+from core.services import approvals, inventory, jobs, templates
 from core.services import operations as ops
 from core.services.deps import Deps
 
@@ -133,7 +133,7 @@ def create(
     mine = [o for o in view.guests if o.company_id == principal.company_id]
     if any(o.guest.name.lower() == name.lower() for o in mine):
         raise Conflict(f"you already have a VM named {name}")
-    tpl = inventory.resolve(view.templates, template, what="template")
+    tpl = templates.find(templates.usable(view, principal), template)
     bindings = [b for b in _bindings(deps, principal) if b[0] == tpl.cluster.id]
     if not bindings:
         raise NotFound(f"template '{template[:40]}' not found")
