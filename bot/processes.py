@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.config import Settings
@@ -31,11 +32,30 @@ def add_commands(sub: Any) -> None:
     worker.set_defaults(handler=_worker)
 
     serve = sub.add_parser("serve", help="serve Slack and Teams over HTTP (and Slack Socket Mode)")
+    serve.add_argument("--host", help="address to listen on (default: PVEBOT_HTTP_HOST, else 127.0.0.1)")
+    serve.add_argument("--port", type=_port, help="port to listen on (default: PVEBOT_HTTP_PORT, else 3000)")
     serve.set_defaults(handler=_serve)
 
     from adapters.teams.package import add_commands as add_teams_package
 
     add_teams_package(sub)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text[:20]}' is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError("a port is from 1 to 65535")
+    return port
+
+
+def serve_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """``settings`` with ``serve``'s ``--host``/``--port`` applied: a flag wins over its environment variable."""
+    host = settings.http_host if args.host is None else args.host
+    port = settings.http_port if args.port is None else args.port
+    return replace(settings, http_host=host, http_port=port)
 
 
 def _maintenance(app: Any) -> Any:
@@ -63,13 +83,15 @@ def _lines(stream: TextIO, *, interactive: bool) -> Any:
         yield line
 
 
-def shell_session(app: Any, *, email: str, out: TextIO, echo: bool, wait_seconds: float) -> ShellSession:
+def shell_session(
+    app: Any, *, email: str, out: TextIO, echo: bool = False, wait_seconds: float = 120.0, width: int | None = None
+) -> ShellSession:
     """A terminal chat session on ``app`` (a ``bot.bootstrap.App``), wired to its dispatcher and outbox."""
     from adapters.shell.session import ShellPorts, ShellSession
 
     ports = ShellPorts(dispatcher=app.dispatcher, notifier=app.notifier, uow_factory=app.deps.uow_factory,
                        clock=app.deps.clock, engine=app.storage.engine)
-    return ShellSession(ports, email=email, out=out, echo=echo, wait_seconds=wait_seconds)
+    return ShellSession(ports, email=email, out=out, echo=echo, wait_seconds=wait_seconds, width=width)
 
 
 def _run_shell(app: Any, *, email: str, wait: float, banner: str = "") -> int:
@@ -135,10 +157,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # work after an ack runs in threads; a short GIL switch interval hands the event loop back
     # sooner, so acks keep within Slack's 3 s even while those threads run Python code
     sys.setswitchinterval(0.0005)
+    settings = serve_settings(args, settings)
     app = build_app(settings)
     maintenance = _maintenance(app)
     if not (settings.slack_signing_secret or settings.slack_app_token or settings.microsoft_app_id):
         log.warning("neither Slack nor Teams is configured: only /healthz will answer")
+    log.info("serving on http://%s:%d", settings.http_host, settings.http_port)
     try:
         web.run_app(build_server(app), host=settings.http_host, port=settings.http_port, print=None)
     finally:

@@ -220,9 +220,12 @@ class Reply:
     def ok(cls, message: str, **kwargs: Any) -> Reply:
         return cls(text=message, severity=Severity.SUCCESS, **kwargs)
 
-    def plain_text(self) -> str:
-        """The reply as plain text: the shell's output and every platform's fallback."""
-        return render_plain(self)
+    def plain_text(self, *, width: int | None = None) -> str:
+        """The reply as plain text: the shell's output and every platform's fallback.
+
+        ``width`` wraps a table to that many characters a line (see :func:`render_table`).
+        """
+        return render_plain(self, width=width)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -302,18 +305,74 @@ class Answer:
 _SEVERITY_MARK = {Severity.INFO: "", Severity.SUCCESS: "✅ ", Severity.WARNING: "⚠️ ", Severity.ERROR: "❌ "}
 
 
-def render_table(table: Table) -> str:
-    """Columns padded to their widest cell, as monospace text."""
+GAP = "  "
+MIN_WRAPPED = 8
+
+
+def render_table(table: Table, *, width: int | None = None) -> str:
+    """Columns padded to their widest cell, as monospace text.
+
+    Args:
+        table: what to render.
+        width: the most characters a line may take (a terminal's width). A wider table has its
+            widest column wrapped onto continuation lines, down to the next widest and then both
+            while needed, so that columns stay aligned; no character of a cell is ever dropped. A table that
+            cannot fit even so (too many columns) keeps its columns at :data:`MIN_WRAPPED`.
+
+    Returns:
+        The lines of the table, the header first; no trailing spaces.
+    """
     widths = [len(c) for c in table.columns]
     for row in table.rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
-    def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)).rstrip()
-    return "\n".join([line(table.columns), *(line(r) for r in table.rows)])
+    if width is not None:
+        widths = _fit(widths, width)
+
+    def lines(cells: tuple[str, ...]) -> list[str]:
+        wrapped = [_wrap(cell, widths[i]) for i, cell in enumerate(cells)]
+        height = max((len(w) for w in wrapped), default=1)
+        return [
+            GAP.join((w[k] if k < len(w) else "").ljust(widths[i]) for i, w in enumerate(wrapped)).rstrip()
+            for k in range(height)
+        ]
+
+    return "\n".join([*lines(table.columns), *(line for r in table.rows for line in lines(r))])
 
 
-def render_plain(reply: Reply) -> str:
+def _fit(widths: list[int], width: int) -> list[int]:
+    # one character at a time off the widest column: the widest wraps first, and a very wide
+    # column never shrinks below the next widest, so the table stays balanced
+    widths = list(widths)
+    over = sum(widths) + len(GAP) * (len(widths) - 1) - width
+    while over > 0:
+        widest = max(range(len(widths)), key=lambda i: widths[i])
+        if widths[widest] <= MIN_WRAPPED:
+            break
+        widths[widest] -= 1
+        over -= 1
+    return widths
+
+
+def _wrap(cell: str, width: int) -> list[str]:
+    if len(cell) <= width:
+        return [cell]
+    # break at spaces where there are some, else inside the word; keep every character
+    out: list[str] = []
+    rest = cell
+    while len(rest) > width:
+        cut = rest.rfind(" ", 1, width + 1)
+        if cut <= 0:
+            out.append(rest[:width])
+            rest = rest[width:]
+        else:
+            out.append(rest[:cut])
+            rest = rest[cut + 1:]
+    out.append(rest)
+    return out
+
+
+def render_plain(reply: Reply, *, width: int | None = None) -> str:
     parts: list[str] = []
     mark = _SEVERITY_MARK[reply.severity]
     if mark and reply.text.startswith(mark.strip()):
@@ -328,7 +387,7 @@ def render_plain(reply: Reply) -> str:
         width = max(len(f.label) for f in reply.fields)
         parts.append("\n".join(f"{f.label.ljust(width)}  {f.value}" for f in reply.fields))
     if reply.table is not None:
-        parts.append(render_table(reply.table))
+        parts.append(render_table(reply.table, width=width))
     if reply.actions:
         parts.append("  ".join(f"[{a.label}: {a.command}]" for a in reply.actions))
     if reply.footer:

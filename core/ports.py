@@ -76,6 +76,10 @@ class Hypervisor(Protocol):
         """What tells this guest from a later one with the same VMID (one config read, never cached)."""
         ...
 
+    def guest_config(self, ref: GuestRef) -> dict[str, str]:
+        """The guest's current configuration, from one ``GET …/config`` (``ostype``, ``cores``, disks, …)."""
+        ...
+
     def power(self, ref: GuestRef, action: str) -> TaskRef:
         """start | shutdown | stop | reboot | reset | suspend | resume."""
         ...

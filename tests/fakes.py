@@ -46,16 +46,19 @@ class FakeHypervisor:
     backup_files: dict[int, list[Backup]] = field(default_factory=dict)
     # each guest's creation number: adding or cloning into a VMID makes a new guest there
     births: dict[int, int] = field(default_factory=dict)
+    configs: dict[int, dict[str, str]] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _births: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, vmid: int, name: str, *, pool: str | None, status: str = "running", kind: str = "qemu",
-            node: str = "pve1", template: bool = False, cores: int = 2, memory_gb: int = 2, disk_gb: int = 32) -> Guest:
+            node: str = "pve1", template: bool = False, cores: int = 2, memory_gb: int = 2, disk_gb: int = 32,
+            ostype: str | None = None) -> Guest:
         guest = Guest(cluster=self.cluster_name, vmid=vmid, name=name, kind=kind, node=node, status=status, pool=pool,
                       template=template, maxcpu=cores, maxmem=memory_gb * 1024**3, maxdisk=disk_gb * 1024**3)
         self.guests[vmid] = guest
         self.births[vmid] = next(self._births)
+        self.configs[vmid] = {"cores": str(cores), "ostype": ostype or ("l26" if kind == "qemu" else "debian")}
         return guest
 
     def _task(self, ref: GuestRef, what: str) -> TaskRef:
@@ -85,6 +88,13 @@ class FakeHypervisor:
     def status(self, ref: GuestRef) -> GuestStatus:
         guest = self._get(ref)
         return GuestStatus(guest=guest, ips=("10.0.0.5",), config={"scsi0": f"local-lvm:vm-{ref.vmid}-disk-0,size=32G"})
+
+    def guest_config(self, ref: GuestRef) -> dict[str, str]:
+        self.calls.append(("config", ref.vmid))
+        if self.down:
+            raise ExternalSystemError(self.down)
+        self._get(ref)
+        return dict(self.configs.get(ref.vmid, {}))
 
     def power(self, ref: GuestRef, action: str) -> TaskRef:
         guest = self._get(ref)

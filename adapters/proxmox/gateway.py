@@ -104,6 +104,9 @@ class ProxmoxHypervisor:
     def identity(self, ref: GuestRef) -> GuestIdentity:
         return mapping.identity_from_config(ref.kind, self._api.call("GET", f"{self._guest_path(ref)}/config"))
 
+    def guest_config(self, ref: GuestRef) -> dict[str, str]:
+        return mapping.config_strings(self._api.call("GET", f"{self._guest_path(ref)}/config"))
+
     def _ips(self, ref: GuestRef, current: dict[str, Any]) -> tuple[str, ...]:
         if current.get("status") != "running":
             return ()

@@ -6,6 +6,7 @@ so a job run by a worker on another machine reports here just as it would in Sla
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import uuid
@@ -50,9 +51,12 @@ class ShellPorts:
 class ShellSession:
     def __init__(
         self, ports: ShellPorts, *, email: str, out: TextIO, echo: bool = False, wait_seconds: float = 120.0,
+        width: int | None = None,
     ) -> None:
         self.ports = ports
         self.out = out
+        # None: the terminal's width when writing to one (it may be resized), else no wrapping
+        self.width = width
         self.echo = echo
         self.wait_seconds = wait_seconds
         self.conversation = ConversationRef(platform="shell", channel=f"shell-{uuid.uuid4().hex[:12]}")
@@ -127,7 +131,15 @@ class ShellSession:
                 self._last_text[entry.message_id] = line
                 self._write(line)
             return
-        self._write(reply.plain_text())
+        self._write(reply.plain_text(width=self._width()))
+
+    def _width(self) -> int | None:
+        if self.width is not None:
+            return self.width
+        isatty = getattr(self.out, "isatty", None)
+        if isatty is not None and isatty():
+            return shutil.get_terminal_size().columns
+        return None  # a file or a pipe: whoever reads it has no width we know
 
     def _print(self, text: str) -> None:
         with self._print_lock:

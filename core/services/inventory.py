@@ -47,6 +47,8 @@ class View:
     companies: dict[int, Company]
     # clusters that did not answer, with why: their guests are missing from this view
     unreachable: dict[str, str] = field(default_factory=dict)
+    # clusters where a company in scope has a pool: the only ones it can clone into
+    pooled_clusters: frozenset[int] = frozenset()
 
 
 def view(deps: Deps, principal: Principal, *, refresh: bool = False, cluster: str | None = None) -> View:
@@ -86,7 +88,8 @@ def view(deps: Deps, principal: Principal, *, refresh: bool = False, cluster: st
     guests.sort(key=lambda o: (o.guest.name.lower(), o.cluster.name, o.guest.vmid))
     templates.sort(key=lambda o: (o.guest.name.lower(), o.cluster.name, o.guest.vmid))
     return View(guests=guests, templates=templates, clusters=clusters, companies=companies,
-                unreachable={name: e.user_message for name, e in unreachable.items()})
+                unreachable={name: e.user_message for name, e in unreachable.items()},
+                pooled_clusters=frozenset(b.cluster_id for b in bindings))
 
 
 def _inventories(

@@ -10,7 +10,7 @@ from core.chat import ConversationRef
 from core.errors import Conflict, InvalidArguments, NotFound
 from core.model import GuestStatus, Job, Snapshot
 from core.principal import Principal
-from core.services import inventory, requests, targets
+from core.services import inventory, requests, targets, templates
 from core.services.deps import Deps
 from core.services.operations import Target, TargetKind
 from core.services.requests import Outcome, operate
@@ -95,7 +95,7 @@ def create(
     mine = [o for o in view.guests if o.company_id == principal.company_id]
     if any(o.guest.name.lower() == name.lower() for o in mine):
         raise Conflict(f"you already have a VM named {name}")
-    tpl = inventory.resolve(view.templates, template, what="template")
+    tpl = templates.find(templates.usable(view, principal), template)
     bindings = [b for b in _bindings(deps, principal) if b[0] == tpl.cluster.id]
     if not bindings:
         raise NotFound(f"template '{template[:40]}' not found")

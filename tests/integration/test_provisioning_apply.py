@@ -192,8 +192,8 @@ def test_a_bad_fingerprint_is_a_validation_error_at_its_line(pvebot: Callable[..
     assert len(errors) == 2  # every problem at once
     assert errors[0].startswith(f"{path} line {fingerprint_line}: clusters[0].tls.fingerprint: 'ZZ:1B:7A")
     assert errors[0].endswith("is not valid: 32 colon-separated hex pairs (SHA-256)")
-    assert errors[1] == (f"{path} line {role_line}: users[0].role: must be one of super_admin, company_admin, "
-                         "salesperson, user")
+    assert errors[1] == (f"{path} line {role_line}: users[0].role: 'admin' is not a role; one of super_admin, "
+                         "company_admin, salesperson, user")
     assert _state(pvebot) == "clusters: []\ncompanies: []\nusers: []\n"
 
 

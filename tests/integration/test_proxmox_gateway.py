@@ -115,6 +115,19 @@ def test_status_of_container_and_stopped_guest(hv: ProxmoxHypervisor) -> None:
     assert stopped.guest.status == "stopped" and stopped.ips == () and stopped.guest.pool == "globex"
 
 
+def test_a_template_config_is_one_call_with_its_os_type(
+    hv: ProxmoxHypervisor, pve_sim: tuple[PveSimulator, SimServer]
+) -> None:
+    sim, _ = pve_sim
+    before = len(sim.requests)
+    assert hv.guest_config(TEMPLATE)["ostype"] == "l26"
+    assert hv.guest_config(CT_TEMPLATE)["ostype"] == "debian"
+    assert [r.path for r in sim.requests[before:]] == [
+        "/api2/json/nodes/pve1/qemu/9000/config", "/api2/json/nodes/pve1/lxc/9001/config"]
+    with pytest.raises(NotFound):
+        hv.guest_config(GuestRef(cluster="lab", node="pve1", kind="qemu", vmid=555))
+
+
 def test_status_of_missing_guest_is_not_found(hv: ProxmoxHypervisor) -> None:
     with pytest.raises(NotFound, match="guest 555 was not found on node pve1"):
         hv.status(GuestRef(cluster="lab", node="pve1", kind="qemu", vmid=555))

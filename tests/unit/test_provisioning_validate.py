@@ -66,14 +66,14 @@ users:
         "p.yaml line 2: clusters[0].name: 'Lab' is not valid: lower-case letters, digits, - and _",
         "p.yaml line 3: clusters[0].api_urls[0]: 'http://10.0.0.1:8006' is not valid: like https://10.0.0.11:8006",
         "p.yaml line 3: clusters[0].api_urls: needs at least one URL",
-        "p.yaml line 4: clusters[0].token_id: 'pvebot' is not valid: like pvebot@pve!bot",
+        "p.yaml line 4: clusters[0].token_id: 'pvebot' is not valid: like pvebot@pve!bot (no secret)",
         "p.yaml line 5: clusters[0].token_secret_env: environment variable PVE_MISSING is not set",
-        f"p.yaml line 6: clusters[0].tls.fingerprint: '{FINGERPRINT[:80]}' is not valid: "
+        f"p.yaml line 6: clusters[0].tls.fingerprint: '{FINGERPRINT[:29]}…{FINGERPRINT[-33:-3]}' is not valid: "
         "32 colon-separated hex pairs (SHA-256)",
         "p.yaml line 10: companies[0].quotas.gpus: unknown key (allowed: vms, cores, memory_gb, disk_gb)",
-        "p.yaml line 10: companies[0].quotas.vms: must be a whole number from 0 to 1000000000",
+        "p.yaml line 10: companies[0].quotas.vms: must be a whole number from 0 to 1000000000, got -1",
         "p.yaml line 12: users[0].email: 'not-an-email' is not valid: an email address",
-        "p.yaml line 12: users[0].role: must be one of super_admin, company_admin, salesperson, user",
+        "p.yaml line 12: users[0].role: 'owner' is not a role; one of super_admin, company_admin, salesperson, user",
         "p.yaml line 13: users[1]: a user needs 'company'",
     ]
 
@@ -87,9 +87,10 @@ def test_unknown_keys_are_named_with_what_is_allowed() -> None:
 
 
 def test_the_document_and_its_sections_must_have_the_right_shape() -> None:
-    assert problems("- a\n- b\n") == ["p.yaml line 1: document: must be a mapping"]
-    assert problems("clusters: {name: lab}\n") == ["p.yaml line 1: clusters: must be a list"]
-    assert problems("users:\n  - just-a-string\n") == ["p.yaml line 2: users[0]: must be a mapping"]
+    assert problems("- a\n- b\n") == ["p.yaml line 1: document: must be a mapping, got a list"]
+    assert problems("clusters: {name: lab}\n") == ["p.yaml line 1: clusters: must be a list, got a mapping"]
+    assert problems("users:\n  - just-a-string\n") == [
+        "p.yaml line 2: users[0]: must be a mapping, got 'just-a-string'"]
 
 
 def test_required_keys_are_named_once() -> None:
@@ -118,11 +119,11 @@ def test_tls_is_one_of_fingerprint_ca_file_or_verify_false(tmp_path: Path) -> No
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     assert validate(_cluster(f"{{ca_file: {ca}}}")).clusters[0].tls_value == str(ca)
-    assert problems(_cluster(f"{{ca_file: {tmp_path}/nope.pem}}")) == [
-        f"p.yaml line 6: clusters[0].tls.ca_file: file {tmp_path}/nope.pem does not exist"]
+    assert problems(_cluster("{ca_file: /etc/pvebot/nope.pem}")) == [
+        "p.yaml line 6: clusters[0].tls.ca_file: file '/etc/pvebot/nope.pem' does not exist"]
     assert problems(_cluster("{verify: true}")) == [
-        "p.yaml line 6: clusters[0].tls.verify: only 'verify: false' is allowed here; use ca_file or fingerprint "
-        "to verify"]
+        "p.yaml line 6: clusters[0].tls.verify: only 'verify: false' is allowed here, got true; use ca_file or "
+        "fingerprint to verify"]
     assert problems(_cluster(f'{{verify: false, fingerprint: "{FINGERPRINT}"}}')) == [
         "p.yaml line 6: clusters[0].tls: give exactly one of fingerprint, ca_file or verify: false"]
 
@@ -130,8 +131,8 @@ def test_tls_is_one_of_fingerprint_ca_file_or_verify_false(tmp_path: Path) -> No
 def test_shared_templates_are_vmids() -> None:
     text = _cluster("{verify: false}") + "    shared_templates: [9000, 99, x]\n"
     assert problems(text) == [
-        "p.yaml line 7: clusters[0].shared_templates[1]: must be a whole number from 100 to 999999999",
-        "p.yaml line 7: clusters[0].shared_templates[2]: must be a whole number from 100 to 999999999",
+        "p.yaml line 7: clusters[0].shared_templates[1]: must be a whole number from 100 to 999999999, got 99",
+        "p.yaml line 7: clusters[0].shared_templates[2]: must be a whole number from 100 to 999999999, got 'x'",
     ]
 
 
@@ -147,12 +148,13 @@ companies:
       approvers_channel: C0123
 """
     found = problems(text)
-    assert found[0].startswith("p.yaml line 5: companies[0].approval.required_for[1]: unknown action (known: ")
+    assert found[0].startswith("p.yaml line 5: companies[0].approval.required_for[1]: unknown action "
+                               "'vm.explode' (known: snapshot.create, ")
     assert found[1:] == [
         "p.yaml line 6: companies[0].approval.exempt[1]: vm.delete always needs approval; it cannot be exempt",
-        "p.yaml line 7: companies[0].approval.expires_minutes: must be a whole number from 1 to 10080",
-        "p.yaml line 8: companies[0].approval.approvers_channel: write it as slack:C0123ABCD or teams:<conversation "
-        "id>",
+        "p.yaml line 7: companies[0].approval.expires_minutes: must be a whole number from 1 to 10080, got 0",
+        "p.yaml line 8: companies[0].approval.approvers_channel: 'C0123' is not a channel: write it as "
+        "slack:C0123ABCD or teams:<conversation id>",
     ]
 
 
@@ -183,7 +185,7 @@ users:
       - {platform: teams, tenant_id: t1, aad_object_id: a1, user_id: U1}
 """
     assert problems(text) == [
-        "p.yaml line 5: users[0].identities[0]: needs platform: slack or teams",
+        "p.yaml line 5: users[0].identities[0]: needs platform: slack or teams, got 'discord'",
         "p.yaml line 6: users[0].identities[1]: 'team_id' is required",
         "p.yaml line 7: users[0].identities[2].user_id: unknown key (allowed: platform, tenant_id, aad_object_id)",
     ]
@@ -281,12 +283,12 @@ companies:
                                   f"give {role}: it reaches beyond one company")
         assert "whoever manages the group in Azure AD" in problem and "list such people under users" in problem
     assert found[3:] == [
-        "p.yaml line 9: companies[0].teams_groups[3].role: must be one of user, company_admin",
+        "p.yaml line 9: companies[0].teams_groups[3].role: 'admin' is not a group role; one of user, company_admin",
         "p.yaml line 10: companies[0].teams_groups[4]: 'group_id' is required",
         "p.yaml line 11: companies[0].teams_groups[5].name: unknown key (allowed: group_id, role)",
         "p.yaml line 14: companies[1].teams_groups: needs email_domains: a group member is added only with an email "
         "in them",
-        "p.yaml line 15: companies[2].teams_groups: must be a list",
+        "p.yaml line 15: companies[2].teams_groups: must be a list, got a mapping",
     ]
 
 
@@ -306,3 +308,50 @@ companies:
         f"p.yaml line 3: companies[0].teams_groups[1]: Teams group {ACME_USERS} appears twice (first at p.yaml line 3)",
         f"p.yaml line 9: companies[1].teams_groups[1]: Teams group {ACME_USERS} appears twice (first at p.yaml line 3)",
     ]
+
+
+# ---- how values are quoted ------------------------------------------------------------------------------------
+
+
+def test_a_bad_value_is_quoted_in_its_message() -> None:
+    text = """\
+users:
+  - {email: a@acme.example, role: super_admin}
+  - {email: b@acme.example, role: super_admin}
+  - {email: c@acme.example, role: super_admin}
+  - {email: d@acme.example, role: super_admin}
+  - {email: e@acme.example, role: wizard}
+  - {email: f@acme.example, role: super_admin, active: "yes"}
+"""
+    assert problems(text) == [
+        "p.yaml line 6: users[4].role: 'wizard' is not a role; one of super_admin, company_admin, salesperson, user",
+        "p.yaml line 7: users[5].active: must be true or false, got 'yes'",
+    ]
+    assert problems("companies:\n  - {slug: acme, name: 42}\n") == [
+        "p.yaml line 2: companies[0].name: must be a non-empty string, got 42"]
+    assert problems("companies:\n  - {slug: acme, name: ''}\n") == [
+        "p.yaml line 2: companies[0].name: must be a non-empty string, got ''"]
+
+
+def test_a_long_value_is_cut_in_the_middle_to_sixty_characters() -> None:
+    long_name = "a" + "b" * 100 + "z"
+    (line,) = problems(f"companies:\n  - {{slug: {long_name}, name: Acme}}\n")
+    quoted = line.split("slug: ", 1)[1].split(" is not valid", 1)[0]
+    assert quoted == "'" + "a" + "b" * 28 + "…" + "b" * 29 + "z" + "'"
+    assert len(quoted) == 60 + 2
+    assert provisioning.document.shown("x\ny") == "'x\\ny'"  # one line, whatever the value holds
+
+
+def test_a_secret_pasted_into_the_cluster_is_never_repeated() -> None:
+    secret = "5f3c1a9e-0d2b-4c7e-9a61-3b8f2e7d4c10"
+    text = _cluster("{verify: false}").replace('"pvebot@pve!bot"', f'"pvebot@pve!bot={secret}"').replace(
+        "token_secret_env: PVE_LAB_TOKEN", f"token_secret_env: {secret}")
+    found = problems(text)
+    assert found == [
+        "p.yaml line 4: clusters[0].token_id: 'pvebot@pve!bot…' is not valid: like pvebot@pve!bot (no secret)",
+        "p.yaml line 5: clusters[0].token_secret_env: is not an environment variable name like PVE_LAB_TOKEN "
+        "(value not shown: it may be the secret; put the secret in the environment and its name here)",
+    ]
+    assert not any(secret in line or secret[:8] in line for line in found)
+    bare = problems(_cluster("{verify: false}").replace('"pvebot@pve!bot"', f'"{secret}"'))
+    assert bare == ["p.yaml line 4: clusters[0].token_id: '…' is not valid: like pvebot@pve!bot (no secret)"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.config import DOCUMENTED, Settings
+from commands import build_registry
 from core.rbac import matrix_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,3 +37,10 @@ def test_permission_matrix_is_the_code_matrix() -> None:
 def test_example_provisioning_file_is_shown_verbatim() -> None:
     example = (ROOT / "docs" / "example-provisioning.yaml").read_text(encoding="utf-8").rstrip("\n")
     assert example in README
+
+
+def test_command_reference_names_every_command() -> None:
+    reference = README.split("| command | what it does |", 1)[1].split("\n\n", 1)[0].splitlines()
+    for spec in build_registry():
+        group, _, verb = spec.name.partition(" ")
+        assert any(f"`{group}" in line and verb in line for line in reference), spec.name

@@ -34,6 +34,40 @@ _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 # what a policy may name: every operation may be made to wait; defaults come from the catalog
 APPROVABLE_ACTIONS = frozenset(op.name for op in CATALOG)
 DEFAULT_APPROVAL_ACTIONS = tuple(sorted(CATALOG.default_approvals))
+SHOWN_CHARS = 60
+# a token secret pasted where its id belongs: `user@realm!name=<uuid>`, or the bare uuid
+_SECRET_LIKE = re.compile(r"=.*$|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def shown(value: Any, *, secret_like: bool = False) -> str:
+    """How a value from the document is quoted in a message: short, one line, never a pasted secret.
+
+    Args:
+        value: what the document holds at the offending path.
+        secret_like: the key is one where a token secret is sometimes pasted by mistake; such
+            parts are cut out.
+
+    Returns:
+        ``'text'`` for strings (longer ones cut in the middle, so both ends show), YAML spelling
+        for scalars, and only the kind for mappings and lists.
+    """
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = str(value)
+    if secret_like:
+        text = _SECRET_LIKE.sub("…", text)
+    if len(text) > SHOWN_CHARS:
+        head = (SHOWN_CHARS - 1) // 2
+        text = text[:head] + "…" + text[len(text) - (SHOWN_CHARS - 1 - head):]
+    return repr(text)
 
 
 @dataclass(frozen=True)
@@ -117,7 +151,7 @@ class _Checker:
 
     def mapping(self, value: Any, path: PathT, *, allowed: Sequence[str], required: Sequence[str] = ()) -> bool:
         if not isinstance(value, Mapping):
-            self.fail(path, "must be a mapping")
+            self.fail(path, f"must be a mapping, got {shown(value)}")
             return False
         for key in value:
             if key not in allowed:
@@ -128,12 +162,13 @@ class _Checker:
                 self._missing.add((*path, key))
         return True
 
-    def string(self, value: Any, path: PathT, pattern: re.Pattern[str] | None = None, hint: str = "") -> str | None:
+    def string(self, value: Any, path: PathT, pattern: re.Pattern[str] | None = None, hint: str = "", *,
+               secret_like: bool = False) -> str | None:
         if not isinstance(value, str) or not value.strip():
-            self.fail(path, "must be a non-empty string")
+            self.fail(path, f"must be a non-empty string, got {shown(value, secret_like=secret_like)}")
             return None
         if pattern is not None and not pattern.match(value):
-            self.fail(path, f"'{value[:80]}' is not valid{': ' + hint if hint else ''}")
+            self.fail(path, f"{shown(value, secret_like=secret_like)} is not valid{': ' + hint if hint else ''}")
             return None
         return value
 
@@ -141,21 +176,21 @@ class _Checker:
         if value is None:
             return []
         if not isinstance(value, list):
-            self.fail(path, "must be a list")
+            self.fail(path, f"must be a list, got {shown(value)}")
             return []
         out = [self.string(v, (*path, i), pattern, hint) for i, v in enumerate(value)]
         return [v for v in out if v is not None]
 
     def integer(self, value: Any, path: PathT, *, low: int = 0, high: int = 10**9) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            self.fail(path, f"must be a whole number from {low} to {high}")
+            self.fail(path, f"must be a whole number from {low} to {high}, got {shown(value)}")
             return None
         return value
 
     def items(self, doc: Mapping[str, Any], key: str) -> list[tuple[PathT, Any]]:
         value = doc.get(key) or []
         if not isinstance(value, list):
-            self.fail((key,), "must be a list")
+            self.fail((key,), f"must be a list, got {shown(value)}")
             return []
         return [((key, i), v) for i, v in enumerate(value)]
 
@@ -200,8 +235,9 @@ def _clusters(c: _Checker, doc: Mapping[str, Any], spec: Spec, env: Mapping[str,
         urls = c.strings(item.get("api_urls"), (*path, "api_urls"), _URL, "like https://10.0.0.11:8006")
         if "api_urls" in item and not urls and isinstance(item.get("api_urls"), list):
             c.fail((*path, "api_urls"), "needs at least one URL")
-        token_id = c.string(item.get("token_id"), (*path, "token_id"), _TOKEN_ID, "like pvebot@pve!bot")
-        env_name = c.string(item.get("token_secret_env"), (*path, "token_secret_env"), _ENV_NAME, "an env var name")
+        token_id = c.string(item.get("token_id"), (*path, "token_id"), _TOKEN_ID, "like pvebot@pve!bot (no secret)",
+                            secret_like=True)
+        env_name = _token_secret_env(c, item.get("token_secret_env"), (*path, "token_secret_env"))
         if env_name and not env.get(env_name):
             c.fail((*path, "token_secret_env"), f"environment variable {env_name} is not set")
         mode, value = _tls(c, item["tls"], (*path, "tls")) if "tls" in item else (None, None)
@@ -212,6 +248,15 @@ def _clusters(c: _Checker, doc: Mapping[str, Any], spec: Spec, env: Mapping[str,
                 ClusterSpec(name, tuple(urls), token_id, env_name, mode, value,
                             tuple(v for v in vmids if v is not None), path)
             )
+
+
+def _token_secret_env(c: _Checker, value: Any, path: PathT) -> str | None:
+    if isinstance(value, str) and value.strip() and not _ENV_NAME.match(value):
+        # not a variable name: most likely the secret itself, pasted in; never repeat it
+        c.fail(path, "is not an environment variable name like PVE_LAB_TOKEN (value not shown: it may be the "
+                     "secret; put the secret in the environment and its name here)")
+        return None
+    return c.string(value, path, _ENV_NAME, "an env var name")
 
 
 def _tls(c: _Checker, tls: Any, path: PathT) -> tuple[TlsMode | None, str | None]:
@@ -228,11 +273,12 @@ def _tls(c: _Checker, tls: Any, path: PathT) -> tuple[TlsMode | None, str | None
     if "ca_file" in tls:
         ca = c.string(tls["ca_file"], (*path, "ca_file"))
         if ca and not Path(ca).is_file():
-            c.fail((*path, "ca_file"), f"file {ca} does not exist")
+            c.fail((*path, "ca_file"), f"file {shown(ca)} does not exist")
             return None, None
         return (TlsMode.CA_FILE, ca) if ca else (None, None)
     if tls["verify"] is not False:
-        c.fail((*path, "verify"), "only 'verify: false' is allowed here; use ca_file or fingerprint to verify")
+        c.fail((*path, "verify"), f"only 'verify: false' is allowed here, got {shown(tls['verify'])}; use ca_file or "
+                                  "fingerprint to verify")
         return None, None
     return TlsMode.INSECURE, None
 
@@ -275,7 +321,7 @@ def _teams_groups(c: _Checker, value: Any, path: PathT) -> list[GroupSpec]:
     if value is None:
         return []
     if not isinstance(value, list):
-        c.fail(path, "must be a list")
+        c.fail(path, f"must be a list, got {shown(value)}")
         return []
     out: list[GroupSpec] = []
     for i, item in enumerate(value):
@@ -290,7 +336,8 @@ def _teams_groups(c: _Checker, value: Any, path: PathT) -> list[GroupSpec]:
                                      "the group in Azure AD would hand it out; list such people under users")
             continue
         if "role" in item and role not in GROUP_ROLES:
-            c.fail((*gpath, "role"), f"must be one of {', '.join(r.value for r in GROUP_ROLES)}")
+            roles = ", ".join(r.value for r in GROUP_ROLES)
+            c.fail((*gpath, "role"), f"{shown(role)} is not a group role; one of {roles}")
             continue
         if group_id and role:
             out.append(GroupSpec(group_id.lower(), Role(role), gpath))
@@ -307,7 +354,8 @@ def _approval(c: _Checker, value: Any, path: PathT) -> dict[str, Any]:
         actions = c.strings(value["required_for"], (*path, "required_for"))
         for i, a in enumerate(actions):
             if a not in APPROVABLE_ACTIONS:
-                c.fail((*path, "required_for", i), f"unknown action (known: {', '.join(sorted(APPROVABLE_ACTIONS))})")
+                c.fail((*path, "required_for", i),
+                       f"unknown action {shown(a)} (known: {', '.join(sorted(APPROVABLE_ACTIONS))})")
         out["required_for"] = sorted(set(actions))
     if "exempt" in value:
         # defaults a company chooses to run without a second person; never vm.delete
@@ -316,8 +364,8 @@ def _approval(c: _Checker, value: Any, path: PathT) -> dict[str, Any]:
             if a in CATALOG.mandatory_approvals:
                 c.fail((*path, "exempt", i), f"{a} always needs approval; it cannot be exempt")
             elif a not in DEFAULT_APPROVAL_ACTIONS:
-                c.fail((*path, "exempt", i), f"not a default approval action (defaults: "
-                                             f"{', '.join(DEFAULT_APPROVAL_ACTIONS)})")
+                c.fail((*path, "exempt", i), f"{shown(a)} is not a default approval action; one of "
+                                             f"{', '.join(DEFAULT_APPROVAL_ACTIONS)}")
         out["exempt"] = sorted(set(exempt))
     if "expires_minutes" in value:
         minutes = c.integer(value["expires_minutes"], (*path, "expires_minutes"), low=1, high=7 * 24 * 60)
@@ -326,7 +374,8 @@ def _approval(c: _Checker, value: Any, path: PathT) -> dict[str, Any]:
     if value.get("approvers_channel") is not None:
         channel = c.string(value["approvers_channel"], (*path, "approvers_channel"))
         if channel and ":" not in channel:
-            c.fail((*path, "approvers_channel"), "write it as slack:C0123ABCD or teams:<conversation id>")
+            c.fail((*path, "approvers_channel"),
+                   f"{shown(channel)} is not a channel: write it as slack:C0123ABCD or teams:<conversation id>")
         elif channel:
             out["approvers_channel"] = channel
     return out
@@ -345,7 +394,8 @@ def _users(c: _Checker, doc: Mapping[str, Any], spec: Spec) -> None:
         try:
             role = Role(item.get("role"))
         except ValueError:
-            c.fail((*path, "role"), f"must be one of {', '.join(r.value for r in Role)}")
+            roles = ", ".join(r.value for r in Role)
+            c.fail((*path, "role"), f"{shown(item.get('role'))} is not a role; one of {roles}")
         company = item.get("company")
         if company is not None:
             company = c.string(company, (*path, "company"), _SLUG)
@@ -358,13 +408,14 @@ def _users(c: _Checker, doc: Mapping[str, Any], spec: Spec) -> None:
             c.fail(path, "a salesperson needs 'companies' (or 'company')")
         active = item.get("active", True)
         if not isinstance(active, bool):
-            c.fail((*path, "active"), "must be true or false")
+            c.fail((*path, "active"), f"must be true or false, got {shown(active)}")
         identities: list[IdentitySpec] = []
         for i, ident in enumerate(item.get("identities") or []):
             ipath = (*path, "identities", i)
             platform = ident.get("platform") if isinstance(ident, Mapping) else None
             if platform not in IDENTITY_KEYS:
-                c.fail(ipath, "needs platform: slack or teams")
+                given = f", got {shown(platform)}" if platform is not None else ""
+                c.fail(ipath, f"needs platform: slack or teams{given}")
                 continue
             keys = IDENTITY_KEYS[platform]
             if c.mapping(ident, ipath, allowed=("platform", *keys), required=keys):

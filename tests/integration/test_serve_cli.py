@@ -1,0 +1,102 @@
+"""``pvebot serve --host H --port P``: the flags win over ``PVEBOT_HTTP_HOST``/``PVEBOT_HTTP_PORT``.
+
+One test really starts ``pvebot serve`` in a child process on a free loopback port and asks it
+for ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from adapters.crypto import generate_key
+from bot import cli
+from bot.config import Settings
+from bot.processes import serve_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _serve_settings(argv: list[str], env: dict[str, str]) -> Settings:
+    args = cli.build_parser().parse_args(argv)
+    return serve_settings(args, Settings.from_mapping(env))
+
+
+def test_without_flags_the_environment_decides() -> None:
+    settings = _serve_settings(["serve"], {"PVEBOT_HTTP_HOST": "0.0.0.0", "PVEBOT_HTTP_PORT": "8080"})
+    assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8080)
+    defaults = _serve_settings(["serve"], {})
+    assert (defaults.http_host, defaults.http_port) == ("127.0.0.1", 3000)
+
+
+def test_the_flags_win_over_the_environment() -> None:
+    settings = _serve_settings(["serve", "--host", "::1", "--port", "8443"],
+                               {"PVEBOT_HTTP_HOST": "0.0.0.0", "PVEBOT_HTTP_PORT": "8080"})
+    assert (settings.http_host, settings.http_port) == ("::1", 8443)
+    only_port = _serve_settings(["serve", "--port", "9000"], {"PVEBOT_HTTP_HOST": "0.0.0.0"})
+    assert (only_port.http_host, only_port.http_port) == ("0.0.0.0", 9000)
+
+
+@pytest.mark.parametrize(("port", "why"), [("http", "'http' is not a port number"), ("0", "a port is from 1 to 65535"),
+                                           ("65536", "a port is from 1 to 65535")])
+def test_a_bad_port_flag_is_refused_by_the_parser(port: str, why: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.build_parser().parse_args(["serve", "--port", port])
+    assert caught.value.code == 2
+    assert f"argument --port: {why}" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _healthz(url: str, process: subprocess.Popen[bytes], *, patience: float = 60.0) -> dict[str, str]:
+    """Ask until the server answers; the deadline only bounds a start-up that never happens."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                answer: dict[str, str] = json.loads(response.read())
+                return answer
+        except (urllib.error.URLError, ConnectionError):
+            if process.poll() is not None:
+                pytest.fail(f"pvebot serve exited with {process.returncode}")
+            if time.monotonic() > deadline:
+                pytest.fail("pvebot serve did not answer /healthz")
+            time.sleep(0.1)
+
+
+def test_serve_listens_where_the_flags_say(tmp_path: Path) -> None:
+    port, env_port = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PVEBOT_", "SLACK_", "MICROSOFT_"))}
+    env.update(PVEBOT_DATA_DIR=str(tmp_path / "data"), PVEBOT_SECRET_KEY=generate_key(),
+               PVEBOT_HTTP_HOST="0.0.0.0", PVEBOT_HTTP_PORT=str(env_port))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        assert _healthz(f"http://127.0.0.1:{port}/healthz", process) == {"status": "ok"}
+        with pytest.raises(urllib.error.URLError):  # nothing on the environment's port: the flag won
+            urllib.request.urlopen(f"http://127.0.0.1:{env_port}/healthz", timeout=2)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            _, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, err = process.communicate()
+    assert b"Traceback" not in err, err.decode(errors="replace")
