@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from core.chat import ConversationRef, MessageRef, Reply
+from core.guest_index import GuestIndex
 from core.model import (
     ApprovalRequest,
     ApprovalState,
@@ -64,6 +65,15 @@ class Hypervisor(Protocol):
 
     def inventory(self, *, refresh: bool = False) -> builtins.list[Guest]:
         """Every guest of the cluster from one ``GET /cluster/resources?type=vm`` (cached briefly)."""
+        ...
+
+    def index(self, *, refresh: bool = False) -> GuestIndex:
+        """The same inventory, indexed once per refresh and shared by every caller of the process.
+
+        Args:
+            refresh: fetch anew (ownership re-checks before destructive work) instead of
+                taking the cached answer, which is never older than the configured bound.
+        """
         ...
 
     def status(self, ref: GuestRef) -> GuestStatus:
