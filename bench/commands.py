@@ -74,6 +74,38 @@ def add_guests(sim: PveSimulator, *, first: int, upto: int) -> None:
                       status="stopped" if i % 2 else "running", tags=("bench",))
 
 
+class Simulator:
+    """The simulated cluster in a process of its own, so that its work is not counted as ours (as in production)."""
+
+    def __init__(self, *, size: int, secret: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", str(size)], env={**os.environ,
+                                     "BENCH_SIM_SECRET": secret}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        assert self.proc.stdout is not None
+        self.url, self.fingerprint = self.proc.stdout.readline().split()
+
+    def stop(self) -> int:
+        """Stop it; how many inventory fetches it answered."""
+        out, _ = self.proc.communicate("")
+        return int(out.strip() or 0)
+
+
+def serve(size: int) -> None:
+    sim = PveSimulator(task_seconds=0.05)
+    sim.add_token("pvebot@pve!bot", os.environ["BENCH_SIM_SECRET"])
+    for node in ("pve1", "pve2", "pve3"):
+        sim.add_node(node)
+    sim.add_storage("local-lvm", content="images,rootdir")
+    for pool in ("acme", *OTHERS):
+        sim.add_pool(pool)
+    add_guests(sim, first=0, upto=size)
+    server = sim.start()
+    print(server.url, server.fingerprint, flush=True)
+    sys.stdin.read()  # until the benchmark closes our stdin
+    print(sum(1 for r in sim.requests if r.path.endswith("/cluster/resources")), flush=True)
+    sim.stop()
+
+
 def provisioning_doc(server: Any) -> str:
     pools = "\n".join(f"  - {{slug: {c}, name: {c.upper()}, pools: [{{cluster: lab, pool: {c}}}]}}" for c in OTHERS)
     return f"""\
@@ -119,21 +151,18 @@ def main() -> None:
     parser.add_argument("--guests", default="100,20000", help="inventory sizes, comma-separated, ascending")
     parser.add_argument("--workers", type=int, default=0, help="pvebot worker processes to drain the queued jobs")
     parser.add_argument("--profile", help="write a cProfile of the largest size's commands to this file")
+    parser.add_argument("--inventory-max-age", type=int, help="PVEBOT_INVENTORY_MAX_AGE for the run")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # internal: be the simulator
     args = parser.parse_args()
+    if args.serve is not None:
+        serve(args.serve)
+        return
     sizes = [int(s) for s in args.guests.split(",")]
     n = args.commands
 
     redis_url = os.environ.get("PVEBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     tmp = Path(tempfile.mkdtemp(prefix="pvebot-bench-"))
     secret = generate_key()
-    sim = PveSimulator(task_seconds=0.05)
-    sim.add_token("pvebot@pve!bot", secret)
-    for node in ("pve1", "pve2", "pve3"):
-        sim.add_node(node)
-    sim.add_storage("local-lvm", content="images,rootdir")
-    for pool in ("acme", *OTHERS):
-        sim.add_pool(pool)
-    server = sim.start()
     env = {
         "PVEBOT_DATABASE_URL": os.environ.get("PVEBOT_BENCH_DATABASE_URL") or f"sqlite:///{tmp / 'bench.db'}",
         "PVEBOT_SECRET_KEY": generate_key(),
@@ -142,6 +171,8 @@ def main() -> None:
         "PVEBOT_LOG_LEVEL": "WARNING",
         "PVE_LAB_TOKEN": secret,
     }
+    if args.inventory_max_age is not None:
+        env["PVEBOT_INVENTORY_MAX_AGE"] = str(args.inventory_max_age)
     settings = Settings.from_mapping(env)
     if not settings.database_url.startswith("sqlite"):
         from adapters.sql import migrate
@@ -149,7 +180,8 @@ def main() -> None:
 
         migrate.upgrade(make_engine(settings.database_url))
     storage = open_storage(settings)
-    provision(storage, provisioning_doc(server), env)
+    sim = Simulator(size=sizes[0], secret=secret)
+    provision(storage, provisioning_doc(sim), env)
     app = build_app(settings, storage=storage)
     app.dispatcher.rate_limiter = RateLimiter(limit=10**9)  # measure the path, not the limiter
     key = identity.link_local(app.deps.uow_factory, "bob@acme.example", clock=app.deps.clock)
@@ -158,13 +190,15 @@ def main() -> None:
 
     print(f"database: {backend}; {n} commands of each kind per size, one after the other; acme owns {MINE} guests")
     print(f"{'guests':>7}  {'command':<17} {'cmd/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'SQL/cmd':>8}")
-    have = 0
     p50s: dict[tuple[str, int], float] = {}
     all_latencies: list[float] = []
     all_elapsed = 0.0
+    fetches = 0
     for size in sizes:
-        add_guests(sim, first=have, upto=size)
-        have = size
+        if size != sizes[0]:
+            fetches += sim.stop()
+            sim = Simulator(size=size, secret=secret)
+            provision(storage, provisioning_doc(sim), env)  # the cluster's new URL
         for _ in range(5):  # warm-up: TLS sessions, the new inventory, SQL statement caches
             for text, check in KINDS.values():
                 run_kind(app, key, counter, text=text, n=1, check=check)
@@ -186,7 +220,8 @@ def main() -> None:
         ratios = ", ".join(f"{kind} {p50s[kind, sizes[-1]] / p50s[kind, sizes[0]]:.2f}x" for kind in KINDS)
         print(f"p50 at {sizes[-1]} guests / p50 at {sizes[0]}: {ratios}")
     print(f"all kinds at {sizes[-1]} guests: {len(all_latencies) / all_elapsed:.0f} commands/s")
-    print(f"Proxmox inventory fetches (GET /cluster/resources): {sum(1 for r in sim.requests if 'resources' in r[1])}")
+    fetches += sim.stop()
+    print(f"Proxmox inventory fetches (GET /cluster/resources), all sizes: {fetches}")
 
     if args.workers:
         drain(app, env, workers=args.workers)
@@ -196,7 +231,6 @@ def main() -> None:
 
         Queue(env["PVEBOT_QUEUE"], connection=Redis.from_url(redis_url)).empty()  # leave Redis as we found it
     app.close()
-    sim.stop()
 
 
 def drain(app: App, env: dict[str, str], *, workers: int) -> None:

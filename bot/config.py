@@ -38,6 +38,8 @@ class Settings:
     job_timeout: int = 1800
     embedded_workers: int = 2
     job_stale_seconds: int = 60
+    # the oldest inventory a command may be answered from; a background refresh starts at half of it
+    inventory_max_age: int = 5
     # Slack
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_signing_secret: str | None = field(default=None, repr=False)
@@ -118,6 +120,7 @@ class Settings:
             job_timeout=integer("PVEBOT_JOB_TIMEOUT", 1800, 10, 86400),
             embedded_workers=integer("PVEBOT_EMBEDDED_WORKERS", 2, 1, 32),
             job_stale_seconds=integer("PVEBOT_JOB_STALE_SECONDS", 60, 2, 3600),
+            inventory_max_age=integer("PVEBOT_INVENTORY_MAX_AGE", 5, 1, 600),
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_signing_secret=get("SLACK_SIGNING_SECRET"),
             slack_app_token=get("SLACK_APP_TOKEN"),
@@ -146,6 +149,8 @@ DOCUMENTED: tuple[tuple[str, str, str], ...] = (
     ("PVEBOT_JOB_TIMEOUT", "1800", "seconds before a job is given up and reported failed"),
     ("PVEBOT_EMBEDDED_WORKERS", "2", "worker threads of the embedded queue"),
     ("PVEBOT_JOB_STALE_SECONDS", "60", "a running job silent this long is reported failed (its worker died)"),
+    ("PVEBOT_INVENTORY_MAX_AGE", "5", "seconds a cluster's cached guest list may be old; refreshed in the "
+                                      "background from half of that"),
     ("SLACK_BOT_TOKEN", "(unset)", "Slack bot token `xoxb-…`"),
     ("SLACK_SIGNING_SECRET", "(unset)", "Slack signing secret (HTTP mode)"),
     ("SLACK_APP_TOKEN", "(unset)", "Slack app-level token `xapp-…`: Socket Mode"),
