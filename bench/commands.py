@@ -220,17 +220,19 @@ def main() -> None:
         ratios = ", ".join(f"{kind} {p50s[kind, sizes[-1]] / p50s[kind, sizes[0]]:.2f}x" for kind in KINDS)
         print(f"p50 at {sizes[-1]} guests / p50 at {sizes[0]}: {ratios}")
     print(f"all kinds at {sizes[-1]} guests: {len(all_latencies) / all_elapsed:.0f} commands/s")
+    if not args.workers:
+        app.close()  # before the simulator goes: no background refresh is left to find it gone
     fetches += sim.stop()
     print(f"Proxmox inventory fetches (GET /cluster/resources), all sizes: {fetches}")
 
     if args.workers:
         drain(app, env, workers=args.workers)
+        app.close()
     else:
         from redis import Redis
         from rq import Queue
 
         Queue(env["PVEBOT_QUEUE"], connection=Redis.from_url(redis_url)).empty()  # leave Redis as we found it
-    app.close()
 
 
 def drain(app: App, env: dict[str, str], *, workers: int) -> None:
