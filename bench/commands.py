@@ -1,16 +1,25 @@
-"""Dispatcher throughput and command-to-job-start latency on real Redis.
+"""Dispatcher cost per command at 100 and at 20,000 guests, and command-to-job-start latency on real Redis.
 
-1. N ``vm start`` commands through the dispatcher (identity → parse → RBAC → audit → inventory →
-   job record → enqueue on Redis), one after the other: commands per second and latency per command.
-2. With those N jobs queued, W ``pvebot worker`` processes drain the queue: p50/p99 of the time from
-   the command to the job starting (its claim), and jobs started per second.
+1. For each inventory size (``--guests``, default 100 and 20000), N commands of each kind through the
+   dispatcher, one after the other: ``vm status``, ``vm start`` (identity → parse → RBAC → audit →
+   inventory → job record → enqueue on Redis) and ``vm list --search``. Printed per kind: commands/s,
+   p50/p99 per command and SQL statements per command (counted with SQLAlchemy's
+   ``before_cursor_execute`` event). The caller's company (acme) owns the same 50 guests at every
+   size; the other guests belong to nine other companies, so a bigger inventory is other people's.
+2. With ``--workers W`` (default 0: skipped), W ``pvebot worker`` processes then drain the queued
+   ``vm start`` jobs: p50/p99 of the time from the command to the job starting (its claim).
 
-The Proxmox side is the simulator over HTTPS on loopback, with one guest per command. Needs Redis
-(PVEBOT_TEST_REDIS_URL, default redis://127.0.0.1:6379/0). Usage: python bench/commands.py [N] [WORKERS]
+The Proxmox side is the simulator over HTTPS on loopback, in this process. Needs Redis
+(PVEBOT_TEST_REDIS_URL, default redis://127.0.0.1:6379/0); PVEBOT_BENCH_DATABASE_URL: an empty
+MySQL/MariaDB database instead of the embedded SQLite.
+
+    .venv/bin/python bench/commands.py [--commands 300] [--guests 100,20000] [--workers 0] [--profile FILE]
 """
 
 from __future__ import annotations
 
+import argparse
+import cProfile
 import os
 import statistics
 import subprocess
@@ -18,15 +27,18 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import _path  # noqa: F401  (the repository first on sys.path)
+from sqlalchemy import event
 
 from adapters.crypto import generate_key
-from bot.bootstrap import build_app, open_storage
+from bot.bootstrap import App, build_app, open_storage
 from bot.config import Settings
 from bot.dispatch import RateLimiter
-from core.chat import CommandRequest, ConversationRef
+from core.chat import CommandRequest, ConversationRef, IdentityKey
 from core.model import JobState
 from core.principal import Scope
 from core.services import identity
@@ -34,6 +46,8 @@ from pvesim import PveSimulator
 from tests.support import provision
 
 ROOT = Path(__file__).resolve().parents[1]
+OTHERS = tuple(f"co{i:02d}" for i in range(1, 10))  # the other companies
+MINE = 50  # acme's guests, at every inventory size
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -41,21 +55,115 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+class StatementCounter:
+    """Counts the SQL statements the engine sends, whoever sends them."""
+
+    def __init__(self, engine: Any) -> None:
+        self.count = 0
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_args: Any) -> None:
+        self.count += 1
+
+
+def add_guests(sim: PveSimulator, *, first: int, upto: int) -> None:
+    """Guests ``first`` .. ``upto - 1`` of the population: acme's 50 first, then the other companies'."""
+    for i in range(first, upto):
+        pool = "acme" if i < MINE else OTHERS[i % len(OTHERS)]
+        sim.add_guest(vmid=1000 + i, name=f"{pool}-{i:05d}", node=f"pve{1 + i % 3}", pool=pool,
+                      status="stopped" if i % 2 else "running", tags=("bench",))
+
+
+class Simulator:
+    """The simulated cluster in a process of its own, so that its work is not counted as ours (as in production)."""
+
+    def __init__(self, *, size: int, secret: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", str(size)], env={**os.environ,
+                                     "BENCH_SIM_SECRET": secret}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        assert self.proc.stdout is not None
+        self.url, self.fingerprint = self.proc.stdout.readline().split()
+
+    def stop(self) -> int:
+        """Stop it; how many inventory fetches it answered."""
+        out, _ = self.proc.communicate("")
+        return int(out.strip() or 0)
+
+
+def serve(size: int) -> None:
+    sim = PveSimulator(task_seconds=0.05)
+    sim.add_token("pvebot@pve!bot", os.environ["BENCH_SIM_SECRET"])
+    for node in ("pve1", "pve2", "pve3"):
+        sim.add_node(node)
+    sim.add_storage("local-lvm", content="images,rootdir")
+    for pool in ("acme", *OTHERS):
+        sim.add_pool(pool)
+    add_guests(sim, first=0, upto=size)
+    server = sim.start()
+    print(server.url, server.fingerprint, flush=True)
+    sys.stdin.read()  # until the benchmark closes our stdin
+    print(sum(1 for r in sim.requests if r.path.endswith("/cluster/resources")), flush=True)
+    sim.stop()
+
+
+def provisioning_doc(server: Any) -> str:
+    pools = "\n".join(f"  - {{slug: {c}, name: {c.upper()}, pools: [{{cluster: lab, pool: {c}}}]}}" for c in OTHERS)
+    return f"""\
+clusters:
+  - {{name: lab, api_urls: ["{server.url}"], token_id: "pvebot@pve!bot", token_secret_env: PVE_LAB_TOKEN,
+     tls: {{fingerprint: "{server.fingerprint}"}}}}
+companies:
+  - {{slug: acme, name: Acme, pools: [{{cluster: lab, pool: acme}}]}}
+{pools}
+users:
+  - {{email: bob@acme.example, name: Bob, role: user, company: acme}}
+"""
+
+
+def run_kind(app: App, key: IdentityKey, counter: StatementCounter, *, text: Callable[[int], str], n: int,
+             check: Callable[[Any], bool]) -> tuple[list[float], float, float]:
+    """Run ``n`` commands; (latencies, elapsed seconds, SQL statements per command)."""
+    conversation = ConversationRef(platform="shell", channel="bench")
+    per_command: list[float] = []
+    statements = counter.count
+    began = time.perf_counter()
+    for i in range(n):
+        t0 = time.perf_counter()
+        request = CommandRequest(identity=key, text=text(i), conversation=conversation, request_id=uuid.uuid4().hex)
+        answer = app.dispatcher.handle(request)
+        assert check(answer), answer.reply.text
+        app.dispatcher.deliver(answer, lambda reply: None)
+        per_command.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - began
+    return per_command, elapsed, (counter.count - statements) / n
+
+
+KINDS: dict[str, tuple[Callable[[int], str], Callable[[Any], bool]]] = {
+    "vm status": (lambda i: f"vm status acme-{i % MINE:05d}", lambda a: a.reply.title and "acme-" in a.reply.title),
+    "vm start": (lambda i: f"vm start acme-{i % MINE:05d}", lambda a: bool(a.job_ids)),
+    "vm list --search": (lambda i: f"vm list --search {i % MINE:05d}", lambda a: a.reply.table is not None),
+}
+
+
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    workers = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--commands", type=int, default=300, help="commands of each kind at each size")
+    parser.add_argument("--guests", default="100,20000", help="inventory sizes, comma-separated, ascending")
+    parser.add_argument("--workers", type=int, default=0, help="pvebot worker processes to drain the queued jobs")
+    parser.add_argument("--profile", help="write a cProfile of the largest size's commands to this file")
+    parser.add_argument("--inventory-max-age", type=int, help="PVEBOT_INVENTORY_MAX_AGE for the run")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # internal: be the simulator
+    args = parser.parse_args()
+    if args.serve is not None:
+        serve(args.serve)
+        return
+    sizes = [int(s) for s in args.guests.split(",")]
+    n = args.commands
+
     redis_url = os.environ.get("PVEBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     tmp = Path(tempfile.mkdtemp(prefix="pvebot-bench-"))
     secret = generate_key()
-    sim = PveSimulator(task_seconds=0.05)
-    sim.add_token("pvebot@pve!bot", secret)
-    sim.add_node("pve1")
-    sim.add_storage("local-lvm", content="images,rootdir")
-    for i in range(n):
-        sim.add_guest(vmid=1000 + i, name=f"vm-{i:05d}", node="pve1", pool="acme", status="stopped")
-    server = sim.start()
     env = {
-        # PVEBOT_BENCH_DATABASE_URL: an empty MySQL/MariaDB database instead of the embedded SQLite
         "PVEBOT_DATABASE_URL": os.environ.get("PVEBOT_BENCH_DATABASE_URL") or f"sqlite:///{tmp / 'bench.db'}",
         "PVEBOT_SECRET_KEY": generate_key(),
         "PVEBOT_REDIS_URL": redis_url,
@@ -63,15 +171,8 @@ def main() -> None:
         "PVEBOT_LOG_LEVEL": "WARNING",
         "PVE_LAB_TOKEN": secret,
     }
-    doc = f"""\
-clusters:
-  - {{name: lab, api_urls: ["{server.url}"], token_id: "pvebot@pve!bot", token_secret_env: PVE_LAB_TOKEN,
-     tls: {{fingerprint: "{server.fingerprint}"}}}}
-companies:
-  - {{slug: acme, name: Acme, pools: [{{cluster: lab, pool: acme}}]}}
-users:
-  - {{email: bob@acme.example, name: Bob, role: user, company: acme}}
-"""
+    if args.inventory_max_age is not None:
+        env["PVEBOT_INVENTORY_MAX_AGE"] = str(args.inventory_max_age)
     settings = Settings.from_mapping(env)
     if not settings.database_url.startswith("sqlite"):
         from adapters.sql import migrate
@@ -79,46 +180,78 @@ users:
 
         migrate.upgrade(make_engine(settings.database_url))
     storage = open_storage(settings)
-    provision(storage, doc, env)
+    sim = Simulator(size=sizes[0], secret=secret)
+    provision(storage, provisioning_doc(sim), env)
     app = build_app(settings, storage=storage)
     app.dispatcher.rate_limiter = RateLimiter(limit=10**9)  # measure the path, not the limiter
     key = identity.link_local(app.deps.uow_factory, "bob@acme.example", clock=app.deps.clock)
-    conversation = ConversationRef(platform="shell", channel="bench")
+    counter = StatementCounter(storage.engine)
+    backend = storage.engine.dialect.name
 
-    per_command: list[float] = []
-    began = time.perf_counter()
-    for i in range(n):
-        t0 = time.perf_counter()
-        request = CommandRequest(identity=key, text=f"vm start vm-{i:05d}", conversation=conversation,
-                                 request_id=uuid.uuid4().hex)
-        answer = app.dispatcher.handle(request)
-        assert answer.job_ids, answer.reply.text
-        app.dispatcher.deliver(answer, lambda reply: None)
-        per_command.append(time.perf_counter() - t0)
-    elapsed = time.perf_counter() - began
-    print(f"dispatcher: {n} commands (parse, RBAC, audit, inventory, job record, Redis enqueue) in {elapsed:.2f} s")
-    print(f"  throughput: {n / elapsed:.0f} commands/s; per command p50 {percentile(per_command, .5) * 1000:.1f} ms,"
-          f" p99 {percentile(per_command, .99) * 1000:.1f} ms")
-    print(f"  Proxmox HTTP calls for the inventory: {sum(1 for r in sim.requests if 'resources' in r[1])}")
+    print(f"database: {backend}; {n} commands of each kind per size, one after the other; acme owns {MINE} guests")
+    print(f"{'guests':>7}  {'command':<17} {'cmd/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'SQL/cmd':>8}")
+    p50s: dict[tuple[str, int], float] = {}
+    all_latencies: list[float] = []
+    all_elapsed = 0.0
+    fetches = 0
+    for size in sizes:
+        if size != sizes[0]:
+            fetches += sim.stop()
+            sim = Simulator(size=size, secret=secret)
+            provision(storage, provisioning_doc(sim), env)  # the cluster's new URL
+        for _ in range(5):  # warm-up: TLS sessions, the new inventory, SQL statement caches
+            for text, check in KINDS.values():
+                run_kind(app, key, counter, text=text, n=1, check=check)
+        profiler = cProfile.Profile() if args.profile and size == sizes[-1] else None
+        if profiler:
+            profiler.enable()
+        for kind, (text, check) in KINDS.items():
+            latencies, elapsed, sql = run_kind(app, key, counter, text=text, n=n, check=check)
+            p50s[kind, size] = statistics.median(latencies)
+            if size == sizes[-1]:
+                all_latencies += latencies
+                all_elapsed += elapsed
+            print(f"{size:>7}  {kind:<17} {n / elapsed:>7.0f} {p50s[kind, size] * 1000:>8.1f} "
+                  f"{percentile(latencies, .99) * 1000:>8.1f} {sql:>8.1f}")
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+    if len(sizes) > 1:
+        ratios = ", ".join(f"{kind} {p50s[kind, sizes[-1]] / p50s[kind, sizes[0]]:.2f}x" for kind in KINDS)
+        print(f"p50 at {sizes[-1]} guests / p50 at {sizes[0]}: {ratios}")
+    print(f"all kinds at {sizes[-1]} guests: {len(all_latencies) / all_elapsed:.0f} commands/s")
+    if not args.workers:
+        app.close()  # before the simulator goes: no background refresh is left to find it gone
+    fetches += sim.stop()
+    print(f"Proxmox inventory fetches (GET /cluster/resources), all sizes: {fetches}")
 
+    if args.workers:
+        drain(app, env, workers=args.workers)
+        app.close()
+    else:
+        from redis import Redis
+        from rq import Queue
+
+        Queue(env["PVEBOT_QUEUE"], connection=Redis.from_url(redis_url)).empty()  # leave Redis as we found it
+
+
+def drain(app: App, env: dict[str, str], *, workers: int) -> None:
     worker_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
     drain_start = time.perf_counter()
     procs = [subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--burst"], env=worker_env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(workers)]
     for p in procs:
         p.wait()
-    drain = time.perf_counter() - drain_start
+    drain_s = time.perf_counter() - drain_start
     with app.deps.uow_factory(Scope.everything()) as uow:
-        jobs = uow.jobs.list(limit=n + 10)
+        jobs = uow.jobs.list(limit=10**6)
     started = [j for j in jobs if j.started_at is not None]
     waits = [(j.started_at - j.created_at).total_seconds() for j in started if j.started_at]
     ok = sum(1 for j in jobs if j.state is JobState.SUCCEEDED)
-    print(f"queue: {n} jobs queued on Redis, drained by {workers} 'pvebot worker' processes in {drain:.2f} s "
-          f"({len(started) / drain:.0f} jobs started/s), {ok} succeeded")
-    print(f"  command to job start: p50 {statistics.median(waits):.2f} s, p99 {percentile(waits, .99):.2f} s, "
-          f"max {max(waits):.2f} s")
-    app.close()
-    sim.stop()
+    print(f"queue: {len(jobs)} jobs drained by {workers} 'pvebot worker' processes in {drain_s:.2f} s "
+          f"({len(started) / drain_s:.0f} jobs started/s), {ok} succeeded")
+    if waits:
+        print(f"  command to job start: p50 {statistics.median(waits):.2f} s, p99 {percentile(waits, .99):.2f} s")
 
 
 if __name__ == "__main__":

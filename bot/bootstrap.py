@@ -119,7 +119,7 @@ def build_app(
     if hypervisors is None:
         from adapters.proxmox.gateway import ProxmoxHypervisors
 
-        hypervisors = ProxmoxHypervisors(storage.cipher)
+        hypervisors = ProxmoxHypervisors(storage.cipher, cache_seconds=settings.inventory_max_age)
     if queue is None:
         queue = _queue(settings)
     notifier = NotifierRouter({"shell": OutboxNotifier(storage.engine)})

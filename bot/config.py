@@ -39,6 +39,8 @@ class Settings:
     embedded_workers: int = 2
     job_stale_seconds: int = 60
     job_start_timeout: int = 600
+    # the oldest inventory a command may be answered from; a background refresh starts at half of it
+    inventory_max_age: int = 5
     # Slack
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_signing_secret: str | None = field(default=None, repr=False)
@@ -120,6 +122,7 @@ class Settings:
             embedded_workers=integer("PVEBOT_EMBEDDED_WORKERS", 2, 1, 32),
             job_stale_seconds=integer("PVEBOT_JOB_STALE_SECONDS", 60, 2, 3600),
             job_start_timeout=integer("PVEBOT_JOB_START_TIMEOUT", 600, 5, 86400),
+            inventory_max_age=integer("PVEBOT_INVENTORY_MAX_AGE", 5, 1, 600),
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_signing_secret=get("SLACK_SIGNING_SECRET"),
             slack_app_token=get("SLACK_APP_TOKEN"),
@@ -149,6 +152,8 @@ DOCUMENTED: tuple[tuple[str, str, str], ...] = (
     ("PVEBOT_EMBEDDED_WORKERS", "2", "worker threads of the embedded queue"),
     ("PVEBOT_JOB_STALE_SECONDS", "60", "a running job silent this long is reported failed (its worker died)"),
     ("PVEBOT_JOB_START_TIMEOUT", "600", "a queued job no worker took within this many seconds is reported failed"),
+    ("PVEBOT_INVENTORY_MAX_AGE", "5", "seconds a cluster's cached guest list may be old; refreshed in the "
+                                      "background from half of that"),
     ("SLACK_BOT_TOKEN", "(unset)", "Slack bot token `xoxb-…`"),
     ("SLACK_SIGNING_SECRET", "(unset)", "Slack signing secret (HTTP mode)"),
     ("SLACK_APP_TOKEN", "(unset)", "Slack app-level token `xapp-…`: Socket Mode"),

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from core.chat import ConversationRef, MessageRef, Reply
+from core.guest_index import GuestIndex
 from core.model import (
     ApprovalRequest,
     ApprovalState,
@@ -66,6 +67,15 @@ class Hypervisor(Protocol):
 
     def inventory(self, *, refresh: bool = False) -> builtins.list[Guest]:
         """Every guest of the cluster from one ``GET /cluster/resources?type=vm`` (cached briefly)."""
+        ...
+
+    def index(self, *, refresh: bool = False) -> GuestIndex:
+        """The same inventory, indexed once per refresh and shared by every caller of the process.
+
+        Args:
+            refresh: fetch anew (ownership re-checks before destructive work) instead of
+                taking the cached answer, which is never older than the configured bound.
+        """
         ...
 
     def status(self, ref: GuestRef) -> GuestStatus:
@@ -217,6 +227,10 @@ class JobRepository(Protocol):
     def get(self, job_id: str) -> Job | None: ...
     def by_request(self, request_id: str) -> Job | None: ...
     def list(self, *, states: Iterable[JobState] | None = None, limit: int = 50) -> builtins.list[Job]: ...
+    def last_for(self, *, cluster: str, vmid: int) -> Job | None:
+        """The newest job on guest ``vmid`` of ``cluster``, in scope."""
+        ...
+
     def claim(self, job_id: str, *, now: datetime) -> bool:
         """Move a queued job to running atomically; False when another delivery got there first."""
         ...

@@ -10,6 +10,7 @@ from typing import Any
 
 from core.chat import ConversationRef, MessageRef, Reply
 from core.errors import Conflict, ExternalSystemError, InvalidArguments, NotFound
+from core.guest_index import GuestIndex
 from core.model import Backup, Cluster, Guest, GuestIdentity, GuestRef, GuestStatus, Snapshot, TaskRef, TaskStatus
 from core.ports import ConfigChange
 
@@ -84,6 +85,10 @@ class FakeHypervisor:
         if self.down:
             raise ExternalSystemError(self.down)
         return list(self.guests.values())
+
+    def index(self, *, refresh: bool = False) -> GuestIndex:
+        # no cache to share here: every call sees the guests as they are now
+        return GuestIndex.build(self.cluster_name, self.inventory(refresh=refresh))
 
     def status(self, ref: GuestRef) -> GuestStatus:
         guest = self._get(ref)

@@ -1,6 +1,7 @@
 """The Proxmox VE gateway: :class:`core.ports.Hypervisor` for one cluster, over proxmoxer.
 
-Inventory is one ``GET /cluster/resources?type=vm`` per refresh, cached for ``cache_seconds``.
+Inventory is one ``GET /cluster/resources?type=vm`` per refresh, indexed once per refresh and served
+at most ``cache_seconds`` old, refreshed in the background before that (see :mod:`.inventory_cache`).
 Asynchronous actions return a :class:`TaskRef` with the UPID; :meth:`ProxmoxHypervisor.task_status`
 follows it, reading only the task-log lines it has not seen yet.
 """
@@ -8,14 +9,15 @@ follows it, reading only the task-log lines it has not seen yet.
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.proxmox import mapping
+from adapters.proxmox.inventory_cache import InventoryCache
 from adapters.proxmox.transport import ClusterTransport
 from core.errors import BotError, InvalidArguments, NotFound
+from core.guest_index import GuestIndex
 from core.model import (
     Backup,
     Cluster,
@@ -50,11 +52,8 @@ class ProxmoxHypervisor:
                  log_lines: int = 5) -> None:
         self.cluster_name = cluster_name
         self._api = transport
-        self._cache_seconds = cache_seconds
         self._log_lines = log_lines
-        self._inventory: list[Guest] | None = None
-        self._inventory_at = 0.0
-        self._inventory_lock = threading.Lock()
+        self._inventory = InventoryCache(self._fetch_inventory, max_age=cache_seconds)
         self._logs: OrderedDict[str, _LogCursor] = OrderedDict()
         self._logs_lock = threading.Lock()
 
@@ -64,28 +63,23 @@ class ProxmoxHypervisor:
     # -- inventory and status ------------------------------------------------------------
 
     def inventory(self, *, refresh: bool = False) -> list[Guest]:
-        # one caller refreshes while the others wait and reuse its answer
-        with self._inventory_lock:
-            fresh = time.monotonic() - self._inventory_at < self._cache_seconds
-            if self._inventory is None or refresh or not fresh:
-                rows = self._api.call("GET", "/cluster/resources", type="vm")
-                self._inventory = [
-                    mapping.guest_from_resource(self.cluster_name, row)
-                    for row in rows
-                    if row.get("type") in mapping.KINDS
-                ]
-                self._inventory_at = time.monotonic()
-            return list(self._inventory)
+        return list(self._inventory.get(refresh=refresh).guests)
+
+    def index(self, *, refresh: bool = False) -> GuestIndex:
+        return self._inventory.get(refresh=refresh)
+
+    def _fetch_inventory(self) -> GuestIndex:
+        rows = self._api.call("GET", "/cluster/resources", type="vm")
+        kinds = mapping.KINDS
+        guests = (mapping.guest_from_resource(self.cluster_name, row) for row in rows if row.get("type") in kinds)
+        return GuestIndex.build(self.cluster_name, guests)
 
     def _invalidate(self) -> None:
-        with self._inventory_lock:
-            self._inventory_at = 0.0
+        self._inventory.invalidate()
 
     def _pool_of(self, ref: GuestRef) -> str | None:
-        for guest in self.inventory():
-            if guest.vmid == ref.vmid:
-                return guest.pool
-        return None
+        guest = self.index().by_vmid(ref.vmid)
+        return None if guest is None else guest.pool
 
     def status(self, ref: GuestRef) -> GuestStatus:
         base = self._guest_path(ref)

@@ -166,6 +166,8 @@ class ShellSession:
             time.sleep(0.2)
             self.flush()
             active = self._active_jobs()
+        # a job settles before its last message is sent: print what arrived after the last look
+        self.flush()
         if active:
             still = ", ".join(show_job(j) for j in active)
             self._print(f"still running: {still}; 'job status' will tell how they end")

@@ -240,6 +240,12 @@ class SqlJobRepository(_Scoped):
             stmt = stmt.where(t.jobs.c.state.in_(list(states)))
         return list(self._session.scalars(stmt.order_by(t.jobs.c.created_at.desc(), t.jobs.c.id).limit(limit)))
 
+    def last_for(self, *, cluster: str, vmid: int) -> Job | None:
+        c = t.jobs.c
+        # the database picks the one row: loading a company's recent jobs to find it cost more than the command
+        stmt = self._select().where(c.target["cluster"].as_string() == cluster, c.target["vmid"].as_integer() == vmid)
+        return self._session.scalars(stmt.order_by(c.created_at.desc(), c.id).limit(1)).first()
+
     def claim(self, job_id: str, *, now: datetime) -> bool:
         c = t.jobs.c
         result = self._session.execute(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from core import rbac
 from core.errors import BotError, ExternalSystemError, InvalidArguments, NotFound
+from core.guest_index import GuestIndex
 from core.model import Cluster, Company, Guest
 from core.principal import Principal
 from core.services.deps import Deps
@@ -51,11 +52,47 @@ class View:
     pooled_clusters: frozenset[int] = frozenset()
 
 
+@dataclass(frozen=True)
+class _Owners:
+    """Who owns what, as far as one principal may know: its clusters, companies and pool bindings."""
+
+    clusters: list[Cluster]
+    companies: dict[int, Company]
+    # (cluster id, pool) -> the company bound to it; only bindings in the principal's scope are here
+    by_pool: dict[tuple[int | None, str], Company | None]
+
+    def company(self, cluster: Cluster, guest: Guest) -> Company | None:
+        return self.by_pool.get((cluster.id, guest.pool)) if guest.pool else None
+
+    def pools_on(self, cluster: Cluster) -> list[str]:
+        return [pool for (cluster_id, pool), company in self.by_pool.items()
+                if cluster_id == cluster.id and company is not None]
+
+
+def _owners(deps: Deps, principal: Principal) -> _Owners:
+    # one unit of work; the repositories filter by the principal's scope, so another company's
+    # bindings are not here to be looked at
+    with deps.uow_factory(principal.scope) as uow:
+        clusters = uow.clusters.list()
+        bindings = uow.pool_bindings.list()
+        companies = {c.id: c for c in uow.companies.list() if c.id is not None}
+    by_pool: dict[tuple[int | None, str], Company | None] = {
+        (b.cluster_id, b.pool): companies.get(b.company_id) for b in bindings
+    }
+    return _Owners(clusters=clusters, companies=companies, by_pool=by_pool)
+
+
+def _sort_key(o: OwnedGuest) -> tuple[str, str, int]:
+    return o.guest.name.lower(), o.cluster.name, o.guest.vmid
+
+
 def view(deps: Deps, principal: Principal, *, refresh: bool = False, cluster: str | None = None) -> View:
     """The guests (and usable templates) in ``principal``'s scope, sorted by name.
 
     Clusters are asked in parallel. One that does not answer leaves its guests out and is named
-    in ``View.unreachable``; only when none answers is its error raised.
+    in ``View.unreachable``; only when none answers is its error raised. A scoped principal's
+    guests are read from its pools in each cluster's index: other companies' guests are not
+    looked at, so the cost follows the size of the company, not of the cluster.
 
     Raises:
         PermissionDenied: the role cannot read VMs.
@@ -63,42 +100,42 @@ def view(deps: Deps, principal: Principal, *, refresh: bool = False, cluster: st
         ExternalSystemError: no cluster answered.
     """
     rbac.require(principal, rbac.Perm.VM_READ)
-    with deps.uow_factory(principal.scope) as uow:
-        clusters = uow.clusters.list()
-        bindings = uow.pool_bindings.list()
-        companies = {c.id: c for c in uow.companies.list() if c.id is not None}
+    owners = _owners(deps, principal)
+    clusters = owners.clusters
     if cluster is not None:
         clusters = [c for c in clusters if c.name == cluster]
         if not clusters:
             raise NotFound(f"cluster '{cluster[:40]}' not found")
-    owner: dict[tuple[int | None, str], Company | None] = {
-        (b.cluster_id, b.pool): companies.get(b.company_id) for b in bindings
-    }
-    inventories, unreachable = _inventories(deps, clusters, refresh=refresh)
+    indexes, unreachable = _indexes(deps, clusters, refresh=refresh)
+    everything = principal.scope.unrestricted
     guests: list[OwnedGuest] = []
     templates: list[OwnedGuest] = []
     for cl in clusters:
-        for g in inventories.get(cl.name, []):
-            company = owner.get((cl.id, g.pool)) if g.pool else None
-            visible = company is not None or principal.scope.unrestricted
-            if g.template and (visible or g.vmid in cl.shared_templates):
+        index = indexes.get(cl.name)
+        if index is None:
+            continue
+        pools = index.pools() if everything else owners.pools_on(cl)
+        for pool in pools:
+            for g in index.in_pool(pool):
+                guests.append(OwnedGuest(g, cl, owners.company(cl, g)))
+        for g in index.templates:
+            company = owners.company(cl, g)
+            if company is not None or everything or g.vmid in cl.shared_templates:
                 templates.append(OwnedGuest(g, cl, company))
-            elif visible and not g.template:
-                guests.append(OwnedGuest(g, cl, company))
-    guests.sort(key=lambda o: (o.guest.name.lower(), o.cluster.name, o.guest.vmid))
-    templates.sort(key=lambda o: (o.guest.name.lower(), o.cluster.name, o.guest.vmid))
-    return View(guests=guests, templates=templates, clusters=clusters, companies=companies,
+    guests.sort(key=_sort_key)
+    templates.sort(key=_sort_key)
+    return View(guests=guests, templates=templates, clusters=clusters, companies=owners.companies,
                 unreachable={name: e.user_message for name, e in unreachable.items()},
-                pooled_clusters=frozenset(b.cluster_id for b in bindings))
+                pooled_clusters=frozenset(cid for (cid, _pool) in owners.by_pool if cid is not None))
 
 
-def _inventories(
+def _indexes(
     deps: Deps, clusters: list[Cluster], *, refresh: bool
-) -> tuple[dict[str, list[Guest]], dict[str, BotError]]:
-    def fetch(cl: Cluster) -> list[Guest]:
-        return deps.hypervisors.for_cluster(cl).inventory(refresh=refresh)
+) -> tuple[dict[str, GuestIndex], dict[str, BotError]]:
+    def fetch(cl: Cluster) -> GuestIndex:
+        return deps.hypervisors.for_cluster(cl).index(refresh=refresh)
 
-    found: dict[str, list[Guest]] = {}
+    found: dict[str, GuestIndex] = {}
     failed: dict[str, BotError] = {}
     if len(clusters) <= 1:
         results = [(cl, _attempt(fetch, cl)) for cl in clusters]
@@ -116,11 +153,27 @@ def _inventories(
     return found, failed
 
 
-def _attempt(fetch: Callable[[Cluster], list[Guest]], cl: Cluster) -> list[Guest] | BotError:
+def _attempt(fetch: Callable[[Cluster], GuestIndex], cl: Cluster) -> GuestIndex | BotError:
     try:
         return fetch(cl)
     except BotError as e:
         return e
+
+
+def _parse(ref: str) -> tuple[str | None, int | None, str | None]:
+    """``ref`` as (cluster, vmid, name), whichever it names; refuses what can name nothing."""
+    if "/" in ref:
+        cluster, _, vmid = ref.partition("/")
+        if not VMID.match(vmid):
+            raise InvalidArguments(f"'{ref[:40]}' is not a VM reference: VMIDs are 100 to 999999999")
+        return cluster, int(vmid), None
+    if ref.isdigit():
+        if not VMID.match(ref):
+            raise InvalidArguments(f"'{ref[:40]}' is not a valid VMID (100 to 999999999)")
+        return None, int(ref), None
+    if not _NAME.match(ref):
+        raise InvalidArguments(f"'{ref[:40]}' is not a VM name, VMID or cluster/vmid")
+    return None, None, ref
 
 
 def resolve(candidates: list[OwnedGuest], ref: str, *, what: str = "VM") -> OwnedGuest:
@@ -131,19 +184,11 @@ def resolve(candidates: list[OwnedGuest], ref: str, *, what: str = "VM") -> Owne
         NotFound: nothing in scope matches.
     """
     ref = ref.strip()
-    if "/" in ref:
-        cluster, _, vmid = ref.partition("/")
-        if not VMID.match(vmid):
-            raise InvalidArguments(f"'{ref[:40]}' is not a VM reference: VMIDs are 100 to 999999999")
-        found = [o for o in candidates if o.cluster.name == cluster and o.guest.vmid == int(vmid)]
-    elif ref.isdigit():
-        if not VMID.match(ref):
-            raise InvalidArguments(f"'{ref[:40]}' is not a valid VMID (100 to 999999999)")
-        found = [o for o in candidates if o.guest.vmid == int(ref)]
+    cluster, vmid, name = _parse(ref)
+    if name is not None:
+        found = [o for o in candidates if o.guest.name.lower() == name.lower()]
     else:
-        if not _NAME.match(ref):
-            raise InvalidArguments(f"'{ref[:40]}' is not a VM name, VMID or cluster/vmid")
-        found = [o for o in candidates if o.guest.name.lower() == ref.lower()]
+        found = [o for o in candidates if o.guest.vmid == vmid and cluster in (None, o.cluster.name)]
     if not found:
         raise NotFound(f"{what} '{ref[:40]}' not found")
     if len(found) > 1:
@@ -153,20 +198,48 @@ def resolve(candidates: list[OwnedGuest], ref: str, *, what: str = "VM") -> Owne
 
 
 def find(deps: Deps, principal: Principal, ref: str, *, refresh: bool = False) -> OwnedGuest:
-    """Resolve ``ref`` among the guests ``principal`` can see.
+    """Resolve ``ref`` among the guests ``principal`` can see, through each cluster's index.
+
+    Only the guests that match the reference are looked at and wrapped, so a command costs the
+    same however many guests the clusters hold. A ``cluster/vmid`` reference asks that cluster only.
 
     While a cluster does not answer, only ``cluster/vmid`` references to the others resolve: a
     name or VMID might also stand in the silent cluster, and acting on a namesake is worse than
     asking for the full reference.
+
+    Raises:
+        PermissionDenied: the role cannot read VMs.
+        InvalidArguments: a malformed reference, or one that matches several guests.
+        NotFound: nothing in scope matches (out of scope answers exactly the same).
+        ExternalSystemError: a cluster that could hold the guest did not answer.
     """
-    seen = view(deps, principal, refresh=refresh)
+    rbac.require(principal, rbac.Perm.VM_READ)
+    owners = _owners(deps, principal)
+    ref = ref.strip()
     qualified = "/" in ref
-    if seen.unreachable and not qualified:
-        names = ", ".join(sorted(seen.unreachable))
+    clusters = owners.clusters
+    if qualified:
+        clusters = [c for c in clusters if c.name == ref.partition("/")[0]]
+    indexes, unreachable = _indexes(deps, clusters, refresh=refresh)
+    if unreachable and not qualified:
+        names = ", ".join(sorted(unreachable))
         raise ExternalSystemError(
             f"cluster {names} is not answering, so '{ref[:40]}' could be there too; name the VM as cluster/vmid"
         )
-    if qualified and ref.partition("/")[0] in seen.unreachable:
-        cluster = ref.partition("/")[0]
-        raise ExternalSystemError(seen.unreachable[cluster])
-    return resolve(seen.guests, ref)
+    cluster, vmid, name = _parse(ref)
+    everything = principal.scope.unrestricted
+    found: list[OwnedGuest] = []
+    for cl in clusters:
+        index = indexes[cl.name]
+        if name is not None:
+            matches: tuple[Guest, ...] = index.named(name)
+        else:
+            assert vmid is not None
+            by_vmid = index.by_vmid(vmid)
+            matches = () if by_vmid is None or by_vmid.template else (by_vmid,)
+        for g in matches:
+            company = owners.company(cl, g)
+            if company is not None or everything:
+                found.append(OwnedGuest(g, cl, company))
+    found.sort(key=_sort_key)
+    return resolve(found, ref)

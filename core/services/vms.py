@@ -23,12 +23,17 @@ _SIZE = re.compile(r"^(\d+)\s*([MGT]?)i?B?$", re.IGNORECASE)
 
 def status(deps: Deps, principal: Principal, ref: str) -> tuple[inventory.OwnedGuest, GuestStatus, Job | None]:
     """A VM's live status and the last job pvebot ran on it."""
-    owned = inventory.find(deps, principal, ref, refresh=True)
-    detail = deps.hypervisors.for_cluster(owned.cluster).status(owned.guest.ref)
+    # a read: the cached inventory (never older than its bound) names the guest; Proxmox's live
+    # answer says how it is. Only when either says "not found" (a guest made, moved or renamed
+    # since the last refresh) do we pay for a fresh inventory before answering so.
+    try:
+        owned = inventory.find(deps, principal, ref)
+        detail = deps.hypervisors.for_cluster(owned.cluster).status(owned.guest.ref)
+    except NotFound:
+        owned = inventory.find(deps, principal, ref, refresh=True)
+        detail = deps.hypervisors.for_cluster(owned.cluster).status(owned.guest.ref)
     with deps.uow_factory(principal.scope) as uow:
-        recent = uow.jobs.list(limit=200)
-    last = next((j for j in recent if j.target.get("cluster") == owned.cluster.name
-                 and int(j.target.get("vmid", 0)) == owned.guest.vmid), None)
+        last = uow.jobs.last_for(cluster=owned.cluster.name, vmid=owned.guest.vmid)
     return owned, detail, last
 
 

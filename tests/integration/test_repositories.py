@@ -214,6 +214,24 @@ def test_jobs_are_isolated(storage: Storage, tenants: dict[str, int]) -> None:
         assert job is not None and job.created_at == T0 and job.heartbeat_at == T0
 
 
+def test_last_job_of_a_guest_is_picked_by_the_database_within_scope(storage: Storage, tenants: dict[str, int]) -> None:
+    acme, globex = tenants["acme"], tenants["globex"]
+    with storage.uow_factory(Scope.everything()) as uow:
+        uow.jobs.add(_job("old", acme))
+        uow.jobs.add(_job("new", acme, at=T0 + timedelta(minutes=1)))
+        uow.jobs.add(_job("gxnewest", globex, at=T0 + timedelta(minutes=2)))
+        other = _job("othervm", acme, at=T0 + timedelta(minutes=3))
+        other.target = {"cluster": "lab", "vmid": 102}
+        uow.jobs.add(other)
+        uow.commit()
+    with storage.uow_factory(Scope.of(acme)) as uow:
+        assert uow.jobs.last_for(cluster="lab", vmid=101).id == "new"  # type: ignore[union-attr]
+        assert uow.jobs.last_for(cluster="edge", vmid=101) is None
+    with storage.uow_factory(Scope.of(globex)) as uow:
+        assert uow.jobs.last_for(cluster="lab", vmid=101).id == "gxnewest"  # type: ignore[union-attr]
+        assert uow.jobs.last_for(cluster="lab", vmid=102) is None  # acme's, so not there
+
+
 def test_claim_is_conditional_and_scoped(storage: Storage, tenants: dict[str, int]) -> None:
     acme, globex = tenants["acme"], tenants["globex"]
     with storage.uow_factory(Scope.everything()) as uow:

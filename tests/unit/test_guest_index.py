@@ -1,0 +1,44 @@
+"""GuestIndex: lookups by VMID, by name (any case) and by pool, with templates kept apart."""
+
+from __future__ import annotations
+
+from core.guest_index import GuestIndex
+from core.model import Guest
+
+
+def guest(vmid: int, name: str, *, pool: str | None = "acme", template: bool = False) -> Guest:
+    return Guest(cluster="lab", vmid=vmid, name=name, kind="qemu", node="pve1", status="running", pool=pool,
+                 template=template)
+
+
+INDEX = GuestIndex.build("lab", [
+    guest(102, "web-02"), guest(101, "Web-01"), guest(201, "web-01", pool="globex"), guest(300, "loose", pool=None),
+    guest(9000, "tmpl-debian", pool=None, template=True), guest(9001, "web-01", template=True),
+])
+
+
+def test_by_vmid_finds_guests_and_templates_and_nothing_else() -> None:
+    assert INDEX.by_vmid(101).name == "Web-01"  # type: ignore[union-attr]
+    assert INDEX.by_vmid(9000).template  # type: ignore[union-attr]
+    assert INDEX.by_vmid(999) is None
+
+
+def test_names_compare_without_case_and_never_answer_with_a_template() -> None:
+    assert [g.vmid for g in INDEX.named("WEB-01")] == [101, 201]  # both companies' namesakes: the caller filters
+    assert [g.vmid for g in INDEX.named("web-02")] == [102]
+    assert INDEX.named("tmpl-debian") == ()
+    assert INDEX.named("nope") == ()
+
+
+def test_a_pool_lists_its_own_guests_sorted_by_name() -> None:
+    assert [g.vmid for g in INDEX.in_pool("acme")] == [101, 102]
+    assert [g.vmid for g in INDEX.in_pool("globex")] == [201]
+    assert [g.vmid for g in INDEX.in_pool(None)] == [300]
+    assert INDEX.in_pool("initech") == ()
+    assert set(INDEX.pools()) == {"acme", "globex", None}
+
+
+def test_templates_and_the_whole_answer_are_kept() -> None:
+    assert [g.vmid for g in INDEX.templates] == [9000, 9001]
+    assert len(INDEX) == 6 and {g.vmid for g in INDEX.guests} == {101, 102, 201, 300, 9000, 9001}
+    assert GuestIndex.build("empty", []).named("x") == () and len(GuestIndex.build("empty", [])) == 0
