@@ -118,6 +118,15 @@ def _matrix(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from bot import doctor
+    from core.services.doctor import exit_code, render_json, render_text
+
+    checks = doctor.run(settings)
+    print(render_json(checks) if args.json else render_text(checks))
+    return exit_code(checks)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pvebot", description="Chat-ops for multi-tenant Proxmox VE.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -142,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=500)
     audit.set_defaults(handler=_audit)
     admin.add_parser("matrix", help="print the permission matrix").set_defaults(handler=_matrix)
+
+    doctor = sub.add_parser("doctor", help="check every dependency and privilege, one line each with its fix")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor.set_defaults(handler=_doctor)
 
     from bot import processes
 

@@ -113,7 +113,7 @@ class ClusterTransport:
         for session in self._sessions:
             session.close()
 
-    def call(self, method: str, path: str, **params: Any) -> Any:
+    def call(self, method: str, path: str, /, **params: Any) -> Any:
         """``method`` (GET, POST, PUT, DELETE) on ``path`` (e.g. ``/cluster/resources``) -> Proxmox's ``data``.
 
         Python booleans become 0/1: PVE refuses ``True``/``true`` for boolean parameters.
