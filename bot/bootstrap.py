@@ -15,6 +15,7 @@ from adapters.sql import migrate
 from adapters.sql.uow import SqlUnitOfWorkFactory, make_engine
 from bot.config import Settings, SettingsError
 from bot.dispatch import Dispatcher
+from bot.observe import ObservedDispatcher
 from commands import build_registry
 from core.clock import SystemClock
 from core.ports import Clock, Hypervisors, JobQueue, SecretCipher
@@ -84,6 +85,7 @@ class App:
     notifier: NotifierRouter
     directory: DirectoryRouter
     queue: JobQueue
+    telemetry: Any = None  # adapters.metrics.PrometheusTelemetry: /metrics reads its registry
 
     def close(self) -> None:
         for part in (self.queue, self.deps.hypervisors):
@@ -103,16 +105,19 @@ def build_app(
     poll_interval: float = 0.5,
 ) -> App:
     """Wire the application from settings; tests pass their own clock or queue where they need to."""
+    from adapters.metrics import PrometheusTelemetry, StateCollector
+
     storage = storage or open_storage(settings)
     if clock is not None:
         storage.clock = clock
+    telemetry = PrometheusTelemetry()
     if hypervisors is None:
         from adapters.proxmox.gateway import ProxmoxHypervisors
 
-        hypervisors = ProxmoxHypervisors(storage.cipher)
+        hypervisors = ProxmoxHypervisors(storage.cipher, telemetry=telemetry)
     if queue is None:
         queue = _queue(settings)
-    notifier = NotifierRouter({"shell": OutboxNotifier(storage.engine)})
+    notifier = NotifierRouter({"shell": OutboxNotifier(storage.engine)}, telemetry=telemetry)
     directory = DirectoryRouter()
     _slack(settings, notifier, directory)
     _teams(settings, notifier, directory)
@@ -125,10 +130,14 @@ def build_app(
         job_timeout=settings.job_timeout,
         progress_interval=progress_interval,
         poll_interval=poll_interval,
+        telemetry=telemetry,
     )
-    dispatcher = Dispatcher(registry=build_registry(), deps=deps, directory=directory)
+    dispatcher: Dispatcher = ObservedDispatcher(registry=build_registry(), deps=deps, directory=directory,
+                                                telemetry=telemetry)
+    telemetry.registry.register(StateCollector(engine=storage.engine, uow_factory=storage.uow_factory,
+                                               queue_depth=lambda: _queue_depth(queue)))
     app = App(settings=settings, storage=storage, deps=deps, dispatcher=dispatcher, notifier=notifier,
-              directory=directory, queue=queue)
+              directory=directory, queue=queue, telemetry=telemetry)
     install_worker_deps(deps)
     return app
 
@@ -139,6 +148,12 @@ def _queue(settings: Settings) -> JobQueue:
     from redis import Redis
 
     return RqJobQueue(Redis.from_url(settings.redis_url), name=settings.queue_name)
+
+
+def _queue_depth(queue: JobQueue) -> int:
+    """Jobs waiting in an RQ queue; 0 for a queue that cannot say (the tests' fakes)."""
+    rq_queue = getattr(queue, "queue", None)
+    return int(rq_queue.count) if rq_queue is not None else 0
 
 
 def _slack(settings: Settings, notifier: NotifierRouter, directory: DirectoryRouter) -> None:

@@ -166,10 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.load()
+        from bot.logs import configure
+
+        configure(level=settings.log_level, json_format=settings.log_format == "json", secrets=settings.secrets)
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-        )
         handler: Handler = args.handler
         return handler(args, settings)
     except SettingsError as e:

@@ -32,6 +32,7 @@ class Settings:
     redis_url: str | None
     secret_keys: tuple[str, ...] = field(repr=False)
     log_level: str = "INFO"
+    log_format: str = "text"
     http_host: str = "127.0.0.1"
     http_port: int = 3000
     queue_name: str = "pvebot"
@@ -58,6 +59,13 @@ class Settings:
     @property
     def embedded_queue(self) -> bool:
         return self.redis_url is None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value among the settings, for the log formatter's last-resort redaction."""
+        values = (*self.secret_keys, self.slack_bot_token, self.slack_signing_secret, self.slack_app_token,
+                  self.microsoft_app_password)
+        return tuple(v for v in values if v)
 
     def require_secret_keys(self) -> tuple[str, ...]:
         if not self.secret_keys:
@@ -106,12 +114,16 @@ class Settings:
         level = (get("PVEBOT_LOG_LEVEL") or "INFO").upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("PVEBOT_LOG_LEVEL", "use DEBUG, INFO, WARNING or ERROR")
+        log_format = (get("PVEBOT_LOG_FORMAT") or "text").lower()
+        if log_format not in {"text", "json"}:
+            raise SettingsError("PVEBOT_LOG_FORMAT", "use text or json")
         return cls(
             data_dir=data_dir,
             database_url=database_url,
             redis_url=redis_url,
             secret_keys=keys,
             log_level=level,
+            log_format=log_format,
             http_host=get("PVEBOT_HTTP_HOST") or "127.0.0.1",
             http_port=integer("PVEBOT_HTTP_PORT", 3000, 1, 65535),
             queue_name=get("PVEBOT_QUEUE") or "pvebot",
@@ -140,6 +152,7 @@ DOCUMENTED: tuple[tuple[str, str, str], ...] = (
     ("PVEBOT_REDIS_URL", "(unset)", "unset: jobs run on in-process RQ workers; set: on Redis and `pvebot worker`"),
     ("PVEBOT_SECRET_KEY", "(required)", "Fernet key(s) for secrets at rest, comma-separated, first encrypts"),
     ("PVEBOT_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    ("PVEBOT_LOG_FORMAT", "text", "`json`: one JSON object a line with request id, job id, company and user"),
     ("PVEBOT_HTTP_HOST", "127.0.0.1", "address `pvebot serve` listens on"),
     ("PVEBOT_HTTP_PORT", "3000", "port `pvebot serve` listens on"),
     ("PVEBOT_QUEUE", "pvebot", "RQ queue name"),

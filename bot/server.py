@@ -1,29 +1,60 @@
-"""``pvebot serve``: the aiohttp application that Slack and Teams post to."""
+"""``pvebot serve``: the aiohttp application that Slack and Teams post to, and its health endpoints.
+
+``/healthz`` says the process lives (for a restart policy), ``/readyz`` that its database and Redis
+answer (for a load balancer: 503 takes the instance out of rotation without restarting it), and
+``/metrics`` is Prometheus' text format.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
 
 from bot.bootstrap import App
+from bot.health import Readiness
 
 log = logging.getLogger(__name__)
 APP_KEY = web.AppKey("pvebot", App)
+READINESS_KEY = web.AppKey("pvebot-readiness", Readiness)
 
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def readyz(request: web.Request) -> web.Response:
+    checks = await asyncio.to_thread(request.app[READINESS_KEY].check)
+    ready = all(state == "ok" for state in checks.values())
+    return web.json_response({"status": "ok" if ready else "unavailable", "checks": checks},
+                             status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    from adapters.metrics import CONTENT_TYPE
+
+    app = request.app[APP_KEY]
+    body = await asyncio.to_thread(app.telemetry.render)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
 def create_app(app: App) -> web.Application:
-    """The HTTP face of ``app``: ``/healthz``, and each chat platform that is configured."""
+    """The HTTP face of ``app``: health, readiness, metrics, and each chat platform that is configured."""
     web_app = web.Application()
     web_app[APP_KEY] = app
+    web_app[READINESS_KEY] = Readiness(app.settings, engine=app.storage.engine)
     web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_get("/readyz", readyz)
+    web_app.router.add_get("/metrics", metrics)
+    web_app.on_cleanup.append(_close_readiness)
     _mount_slack(web_app, app)
     _mount_teams(web_app, app)
     return web_app
+
+
+async def _close_readiness(web_app: web.Application) -> None:
+    web_app[READINESS_KEY].close()
 
 
 def _mount_slack(web_app: web.Application, app: App) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.ports import Clock, Hypervisors, JobQueue, Notifier, UnitOfWorkFactory
+from core.telemetry import NullTelemetry, Telemetry
 
 
 @dataclass(frozen=True)
@@ -19,3 +20,4 @@ class Deps:
     progress_interval: float = 1.0
     # how often a running job looks at its Proxmox task
     poll_interval: float = 0.5
+    telemetry: Telemetry = field(default_factory=NullTelemetry)
