@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
@@ -112,3 +112,7 @@ class StateCollector(Collector):
             pending = uow.approvals.list(states=[ApprovalState.PENDING], limit=10000)
             return sum(1 for a in pending if a.company_id in waiting and not a.copies)
 
+
+def serve_metrics(telemetry: PrometheusTelemetry, *, host: str, port: int) -> None:
+    """Serve ``/metrics`` from a daemon thread (``pvebot worker --metrics-port``)."""
+    start_http_server(port, addr=host, registry=telemetry.registry)

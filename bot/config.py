@@ -39,6 +39,7 @@ class Settings:
     job_timeout: int = 1800
     embedded_workers: int = 2
     job_stale_seconds: int = 60
+    shutdown_grace: int = 25
     # Slack
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_signing_secret: str | None = field(default=None, repr=False)
@@ -130,6 +131,7 @@ class Settings:
             job_timeout=integer("PVEBOT_JOB_TIMEOUT", 1800, 10, 86400),
             embedded_workers=integer("PVEBOT_EMBEDDED_WORKERS", 2, 1, 32),
             job_stale_seconds=integer("PVEBOT_JOB_STALE_SECONDS", 60, 2, 3600),
+            shutdown_grace=integer("PVEBOT_SHUTDOWN_GRACE", 25, 1, 3600),
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_signing_secret=get("SLACK_SIGNING_SECRET"),
             slack_app_token=get("SLACK_APP_TOKEN"),
@@ -159,6 +161,8 @@ DOCUMENTED: tuple[tuple[str, str, str], ...] = (
     ("PVEBOT_JOB_TIMEOUT", "1800", "seconds before a job is given up and reported failed"),
     ("PVEBOT_EMBEDDED_WORKERS", "2", "worker threads of the embedded queue"),
     ("PVEBOT_JOB_STALE_SECONDS", "60", "a running job silent this long is reported failed (its worker died)"),
+    ("PVEBOT_SHUTDOWN_GRACE", "25", "seconds `pvebot serve` gives requests in flight, and the posts they owe, "
+                                    "after SIGTERM"),
     ("SLACK_BOT_TOKEN", "(unset)", "Slack bot token `xoxb-…`"),
     ("SLACK_SIGNING_SECRET", "(unset)", "Slack signing secret (HTTP mode)"),
     ("SLACK_APP_TOKEN", "(unset)", "Slack app-level token `xapp-…`: Socket Mode"),

@@ -29,6 +29,8 @@ def add_commands(sub: Any) -> None:
 
     worker = sub.add_parser("worker", help="run an RQ worker on PVEBOT_REDIS_URL")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    worker.add_argument("--metrics-port", type=int, metavar="P",
+                        help="serve this worker's Prometheus metrics on PVEBOT_HTTP_HOST:P/metrics")
     worker.set_defaults(handler=_worker)
 
     serve = sub.add_parser("serve", help="serve Slack and Teams over HTTP (and Slack Socket Mode)")
@@ -128,8 +130,16 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         connection.ping()
     except Exception as e:
         raise SettingsError("PVEBOT_REDIS_URL", f"Redis does not answer ({type(e).__name__})") from None
+    if args.metrics_port is not None:
+        from adapters.metrics import serve_metrics
+
+        serve_metrics(app.telemetry, host=settings.http_host, port=args.metrics_port)
+        log.info("worker metrics on http://%s:%d/metrics", settings.http_host, args.metrics_port)
     # SimpleWorker runs jobs in this process, which keeps the database pool and the
-    # hypervisor sessions warm; run more worker processes for more parallel jobs
+    # hypervisor sessions warm; run more worker processes for more parallel jobs.
+    # SIGTERM is RQ's warm shutdown: the current job finishes, then the worker exits. A second
+    # SIGTERM (cold shutdown) raises SystemExit inside the job, which the job runner settles as
+    # failed and reports before the process ends: no job is left RUNNING either way.
     worker = SimpleWorker([settings.queue_name], connection=connection)
     log.info("worker %s on queue %s", worker.name, settings.queue_name)
     try:
@@ -153,7 +163,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if not (settings.slack_signing_secret or settings.slack_app_token or settings.microsoft_app_id):
         log.warning("neither Slack nor Teams is configured: only /healthz will answer")
     try:
-        web.run_app(create_app(app), host=settings.http_host, port=settings.http_port, print=None)
+        # SIGTERM: stop listening, let requests in flight finish (up to the grace), then the work
+        # they started after answering (see bot.server's drain), then close
+        web.run_app(create_app(app), host=settings.http_host, port=settings.http_port, print=None,
+                    shutdown_timeout=settings.shutdown_grace)
     finally:
         maintenance.stop()
         app.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -50,7 +51,28 @@ def create_app(app: App) -> web.Application:
     web_app.on_cleanup.append(_close_readiness)
     _mount_slack(web_app, app)
     _mount_teams(web_app, app)
+    # last, so that its exit runs first: before the chat clients' sessions close
+    web_app.cleanup_ctx.append(lambda _: _drain(app.settings.shutdown_grace))
     return web_app
+
+
+async def _drain(grace: float) -> AsyncIterator[None]:
+    """On shutdown, wait for the work that requests started after answering (a Slack listener runs
+    after its ack and still owes its post), at most ``grace`` seconds.
+
+    What runs when the app has started (Socket Mode's connection) is not waited for: it ends with
+    the clients' cleanup, after this.
+    """
+    baseline = set(asyncio.all_tasks())
+    yield
+    current = asyncio.current_task()
+    owed = [t for t in asyncio.all_tasks() if t not in baseline and t is not current and not t.done()]
+    if not owed:
+        return
+    log.info("stopping: finishing %d piece(s) of work first", len(owed))
+    _, left = await asyncio.wait(owed, timeout=grace)
+    if left:
+        log.warning("stopping with %d piece(s) of work unfinished after %s s", len(left), grace)
 
 
 async def _close_readiness(web_app: web.Application) -> None:
