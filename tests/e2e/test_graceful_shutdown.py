@@ -133,3 +133,28 @@ async def test_sigterm_to_serve_stops_accepting_and_still_posts_the_answer_it_ow
             sim.stop()
         answers = [c for c in fake.calls if c.method in ("response_url", "chat.postMessage")]
     assert any("web-01" in str(c.args) for c in answers), (tmp_path / "serve.log").read_text()
+
+
+@pytest.mark.redis
+def test_a_worker_serves_its_own_metrics(tmp_path: Path) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with world(tmp_path, queue="redis", start_worker=False) as w:
+        port = _free_port()
+        env = {**os.environ, **w.env, "PYTHONPATH": str(ROOT)}
+        with open(tmp_path / "worker.log", "ab") as log:
+            w.worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker", "--metrics-port", str(port)],
+                                        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        session, out = w.shell("bob@acme.example")
+        session.run(["vm shutdown web-01"])
+        job = job_ids(out.getvalue())[0]
+        assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for f in text_string_to_metric_families(text) for s in f.samples}
+        assert samples[("pvebot_jobs_finished_total", (("action", "vm.shutdown"), ("state", "succeeded")))] == 1
+        assert samples[("pvebot_proxmox_calls_total", (("cluster", "lab"), ("outcome", "ok")))] >= 2
+        assert samples[("pvebot_queue_depth", ())] == 0

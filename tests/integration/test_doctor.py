@@ -176,3 +176,42 @@ def test_a_redis_without_workers_says_jobs_would_wait(tmp_path: Path) -> None:
     checks = doctor.check_queue(settings)
     assert checks[0].status is Status.OK
     assert checks[1].name == "workers" and checks[1].status is Status.FAIL and "pvebot worker" in checks[1].fix
+
+
+def test_a_refused_token_gets_its_line(tmp_path: Path, sim: tuple[PveSimulator, SimServer]) -> None:
+    _, server = sim
+    settings = _settings(tmp_path, PVE_FULL="not-the-secret-at-all")
+    storage = open_storage(settings)
+    provision(storage, _doc(server, clusters=_cluster("full", [server.url], token=TOKEN_ID, env="PVE_FULL",
+                                                      pin=server.fingerprint)), settings.env)
+    storage.engine.dispose()
+    (line,) = _lines(doctor.run(settings), "cluster full")
+    assert line.status is Status.FAIL and line.detail == "Proxmox refused the API token (401)"
+    assert "not-the-secret-at-all" not in render_text([line])
+
+
+def test_slack_scopes_are_held_against_the_manifest(tmp_path: Path) -> None:
+    from tests.slack_support import BOT_TOKEN, SIGNING_SECRET, FakeSlack
+
+    with FakeSlack() as fake:
+        settings = _settings(tmp_path, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                             PVEBOT_SLACK_API_URL=fake.api_url)
+        all_scopes = ",".join(sorted(doctor.manifest_scopes()))
+        fake.fail_next("auth.test", body={"ok": True, "team": "Acme"}, headers={"x-oauth-scopes": all_scopes})
+        assert [(c.name, c.status) for c in doctor.check_slack(settings)] == [
+            ("slack: bot token", Status.OK), ("slack: scopes", Status.OK)]
+        fake.fail_next("auth.test", body={"ok": True, "team": "Acme"},
+                       headers={"x-oauth-scopes": "commands,chat:write"})
+        scopes = doctor.check_slack(settings)[1]
+        assert scopes.status is Status.FAIL and "users:read.email" in scopes.detail and "reinstall" in scopes.fix
+        wrong = _settings(tmp_path, SLACK_BOT_TOKEN="xoxb-wrong-token-123456", SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                          PVEBOT_SLACK_API_URL=fake.api_url)
+        (refused,) = doctor.check_slack(wrong)
+        assert refused.status is Status.FAIL and "invalid_auth" in refused.detail
+        assert "xoxb-wrong-token-123456" not in render_text([refused])
+
+
+def test_teams_without_an_app_secret_is_a_failure_and_unset_teams_is_fine(tmp_path: Path) -> None:
+    assert doctor.check_teams(_settings(tmp_path))[0].status is Status.OK
+    (line,) = doctor.check_teams(_settings(tmp_path, MICROSOFT_APP_ID="00000000-0000-0000-0000-000000000001"))
+    assert line.status is Status.FAIL and "MICROSOFT_APP_PASSWORD" in line.detail
