@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from core.chat import ConversationRef, MessageRef, Reply
 from core.errors import ExternalSystemError
 from core.ports import Directory, Notifier
+from core.telemetry import NullTelemetry, Telemetry
+
+
+def _is_429(error: BaseException) -> bool:
+    """An HTTP 429 that outlasted the notifier's own retries (slack_sdk's and requests' errors carry a response)."""
+    for e in (error, error.__cause__):
+        response = getattr(e, "response", None)
+        if getattr(response, "status_code", None) == 429 or getattr(e, "status_code", None) == 429:
+            return True
+    return False
 
 
 class NotifierRouter:
     """:class:`core.ports.Notifier` that hands each message to its platform's notifier."""
 
-    def __init__(self, notifiers: Mapping[str, Notifier]) -> None:
+    def __init__(self, notifiers: Mapping[str, Notifier], *, telemetry: Telemetry | None = None) -> None:
         self._notifiers = dict(notifiers)
+        self.telemetry: Telemetry = telemetry or NullTelemetry()
 
     def add(self, platform: str, notifier: Notifier) -> None:
         self._notifiers[platform] = notifier
@@ -25,10 +37,24 @@ class NotifierRouter:
         return notifier
 
     def post(self, conversation: ConversationRef, reply: Reply) -> MessageRef:
-        return self._for(conversation.platform).post(conversation, reply)
+        notifier = self._for(conversation.platform)
+        with self._measured(conversation.platform):
+            return notifier.post(conversation, reply)
 
     def update(self, message: MessageRef, reply: Reply) -> None:
-        self._for(message.conversation.platform).update(message, reply)
+        notifier = self._for(message.conversation.platform)
+        with self._measured(message.conversation.platform):
+            notifier.update(message, reply)
+
+    @contextmanager
+    def _measured(self, platform: str) -> Iterator[None]:
+        # counted here, around each platform's notifier, so that their own posting code stays as it is
+        try:
+            yield
+        except Exception as e:
+            self.telemetry.chat_post(platform=platform, outcome="rate_limited" if _is_429(e) else "error")
+            raise
+        self.telemetry.chat_post(platform=platform, outcome="ok")
 
 
 class DirectoryRouter:

@@ -23,6 +23,7 @@ from adapters.sql.uow import SqlUnitOfWorkFactory, make_engine
 from bot.config import Settings, SettingsError
 from bot.dispatch import Dispatcher
 from bot.maintenance import Maintenance
+from bot.observe import ObservedDispatcher
 from commands import build_registry
 from core.clock import SystemClock
 from core.ports import Clock, Hypervisors, JobQueue, SecretCipher
@@ -93,6 +94,7 @@ class App:
     directory: DirectoryRouter
     queue: JobQueue
     teams: Any | None = None  # adapters.teams.setup.TeamsParts when Teams is on
+    telemetry: Any = None  # adapters.metrics.PrometheusTelemetry: /metrics reads its registry
 
     def close(self) -> None:
         for part in (self.queue, self.deps.hypervisors):
@@ -113,16 +115,20 @@ def build_app(
     follow_grace: float = 60.0,
 ) -> App:
     """Wire the application from settings; tests pass their own clock or queue where they need to."""
+    from adapters.metrics import PrometheusTelemetry, StateCollector
+
     storage = storage or open_storage(settings)
     if clock is not None:
         storage.clock = clock
+    telemetry = PrometheusTelemetry()
     if hypervisors is None:
         from adapters.proxmox.gateway import ProxmoxHypervisors
 
-        hypervisors = ProxmoxHypervisors(storage.cipher, cache_seconds=settings.inventory_max_age)
+        hypervisors = ProxmoxHypervisors(storage.cipher, cache_seconds=settings.inventory_max_age,
+                                         telemetry=telemetry)
     if queue is None:
         queue = _queue(settings)
-    notifier = NotifierRouter({"shell": OutboxNotifier(storage.engine)})
+    notifier = NotifierRouter({"shell": OutboxNotifier(storage.engine)}, telemetry=telemetry)
     directory = DirectoryRouter()
     _slack(settings, notifier, directory)
     teams = _teams(settings, storage, notifier, directory)
@@ -136,10 +142,14 @@ def build_app(
         progress_interval=progress_interval,
         poll_interval=poll_interval,
         follow_grace=follow_grace,
+        telemetry=telemetry,
     )
-    dispatcher = Dispatcher(registry=build_registry(), deps=deps, directory=directory)
+    dispatcher: Dispatcher = ObservedDispatcher(registry=build_registry(), deps=deps, directory=directory,
+                                                telemetry=telemetry)
+    telemetry.registry.register(StateCollector(engine=storage.engine, uow_factory=storage.uow_factory,
+                                               queue_depth=lambda: _queue_depth(queue)))
     app = App(settings=settings, storage=storage, deps=deps, dispatcher=dispatcher, notifier=notifier,
-              directory=directory, queue=queue, teams=teams)
+              directory=directory, queue=queue, teams=teams, telemetry=telemetry)
     if isinstance(queue, EmbeddedQueue):
         # this app owns the in-process queue: its worker threads run jobs with this app's deps
         # (thread-local, so two apps in one process, as in tests, keep theirs apart)
@@ -155,6 +165,12 @@ def _queue(settings: Settings) -> JobQueue:
     from redis import Redis
 
     return RqJobQueue(Redis.from_url(settings.redis_url), name=settings.queue_name)
+
+
+def _queue_depth(queue: JobQueue) -> int:
+    """Jobs waiting in an RQ queue; 0 for a queue that cannot say (the tests' fakes)."""
+    rq_queue = getattr(queue, "queue", None)
+    return int(rq_queue.count) if rq_queue is not None else 0
 
 
 def _slack(settings: Settings, notifier: NotifierRouter, directory: DirectoryRouter) -> None:

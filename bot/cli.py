@@ -118,6 +118,15 @@ def _matrix(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from bot import doctor
+    from core.services.doctor import exit_code, render_json, render_text
+
+    checks = doctor.run(settings)
+    print(render_json(checks) if args.json else render_text(checks))
+    return exit_code(checks)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pvebot", description="Chat-ops for multi-tenant Proxmox VE.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -143,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.set_defaults(handler=_audit)
     admin.add_parser("matrix", help="print the permission matrix").set_defaults(handler=_matrix)
 
+    doctor = sub.add_parser("doctor", help="check every dependency and privilege, one line each with its fix")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor.set_defaults(handler=_doctor)
+
     from bot import processes
 
     processes.add_commands(sub)
@@ -153,10 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.load()
+        from bot.logs import configure
+
+        configure(level=settings.log_level, json_format=settings.log_format == "json", secrets=settings.secrets)
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-        )
         handler: Handler = args.handler
         return handler(args, settings)
     except SettingsError as e:

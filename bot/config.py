@@ -32,6 +32,7 @@ class Settings:
     redis_url: str | None
     secret_keys: tuple[str, ...] = field(repr=False)
     log_level: str = "INFO"
+    log_format: str = "text"
     http_host: str = "127.0.0.1"
     http_port: int = 3000
     queue_name: str = "pvebot"
@@ -41,6 +42,7 @@ class Settings:
     job_start_timeout: int = 600
     # the oldest inventory a command may be answered from; a background refresh starts at half of it
     inventory_max_age: int = 5
+    shutdown_grace: int = 25
     # Slack
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_signing_secret: str | None = field(default=None, repr=False)
@@ -61,6 +63,13 @@ class Settings:
     @property
     def embedded_queue(self) -> bool:
         return self.redis_url is None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value among the settings, for the log formatter's last-resort redaction."""
+        values = (*self.secret_keys, self.slack_bot_token, self.slack_signing_secret, self.slack_app_token,
+                  self.microsoft_app_password)
+        return tuple(v for v in values if v)
 
     def require_secret_keys(self) -> tuple[str, ...]:
         if not self.secret_keys:
@@ -109,12 +118,16 @@ class Settings:
         level = (get("PVEBOT_LOG_LEVEL") or "INFO").upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("PVEBOT_LOG_LEVEL", "use DEBUG, INFO, WARNING or ERROR")
+        log_format = (get("PVEBOT_LOG_FORMAT") or "text").lower()
+        if log_format not in {"text", "json"}:
+            raise SettingsError("PVEBOT_LOG_FORMAT", "use text or json")
         return cls(
             data_dir=data_dir,
             database_url=database_url,
             redis_url=redis_url,
             secret_keys=keys,
             log_level=level,
+            log_format=log_format,
             http_host=get("PVEBOT_HTTP_HOST") or "127.0.0.1",
             http_port=integer("PVEBOT_HTTP_PORT", 3000, 1, 65535),
             queue_name=get("PVEBOT_QUEUE") or "pvebot",
@@ -123,6 +136,7 @@ class Settings:
             job_stale_seconds=integer("PVEBOT_JOB_STALE_SECONDS", 60, 2, 3600),
             job_start_timeout=integer("PVEBOT_JOB_START_TIMEOUT", 600, 5, 86400),
             inventory_max_age=integer("PVEBOT_INVENTORY_MAX_AGE", 5, 1, 600),
+            shutdown_grace=integer("PVEBOT_SHUTDOWN_GRACE", 25, 1, 3600),
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_signing_secret=get("SLACK_SIGNING_SECRET"),
             slack_app_token=get("SLACK_APP_TOKEN"),
@@ -145,6 +159,7 @@ DOCUMENTED: tuple[tuple[str, str, str], ...] = (
     ("PVEBOT_REDIS_URL", "(unset)", "unset: jobs run on in-process RQ workers; set: on Redis and `pvebot worker`"),
     ("PVEBOT_SECRET_KEY", "(required)", "Fernet key(s) for secrets at rest, comma-separated, first encrypts"),
     ("PVEBOT_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    ("PVEBOT_LOG_FORMAT", "text", "`json`: one JSON object a line with request id, job id, company and user"),
     ("PVEBOT_HTTP_HOST", "127.0.0.1", "address `pvebot serve` listens on; `--host` wins"),
     ("PVEBOT_HTTP_PORT", "3000", "port `pvebot serve` listens on; `--port` wins"),
     ("PVEBOT_QUEUE", "pvebot", "RQ queue name"),
@@ -154,6 +169,8 @@ DOCUMENTED: tuple[tuple[str, str, str], ...] = (
     ("PVEBOT_JOB_START_TIMEOUT", "600", "a queued job no worker took within this many seconds is reported failed"),
     ("PVEBOT_INVENTORY_MAX_AGE", "5", "seconds a cluster's cached guest list may be old; refreshed in the "
                                       "background from half of that"),
+    ("PVEBOT_SHUTDOWN_GRACE", "25", "seconds `pvebot serve` gives requests in flight, and the posts they owe, "
+                                    "after SIGTERM"),
     ("SLACK_BOT_TOKEN", "(unset)", "Slack bot token `xoxb-…`"),
     ("SLACK_SIGNING_SECRET", "(unset)", "Slack signing secret (HTTP mode)"),
     ("SLACK_APP_TOKEN", "(unset)", "Slack app-level token `xapp-…`: Socket Mode"),

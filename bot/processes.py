@@ -29,6 +29,8 @@ def add_commands(sub: Any) -> None:
 
     worker = sub.add_parser("worker", help="run an RQ worker on PVEBOT_REDIS_URL")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    worker.add_argument("--metrics-port", type=int, metavar="P",
+                        help="serve this worker's Prometheus metrics on PVEBOT_HTTP_HOST:P/metrics")
     worker.set_defaults(handler=_worker)
 
     serve = sub.add_parser("serve", help="serve Slack and Teams over HTTP (and Slack Socket Mode)")
@@ -140,6 +142,14 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     app = build_app(settings)
     worker = build_worker(app)  # installs app.deps as what this process's jobs run with
     maintenance = _maintenance(app)
+    if args.metrics_port is not None:
+        from adapters.metrics import serve_metrics
+
+        serve_metrics(app.telemetry, host=settings.http_host, port=args.metrics_port)
+        log.info("worker metrics on http://%s:%d/metrics", settings.http_host, args.metrics_port)
+    # SIGTERM is RQ's warm shutdown: the current job finishes, then the worker exits. A second
+    # SIGTERM (cold shutdown) raises SystemExit inside the job, which the job runner settles as
+    # failed and reports before the process ends: no job is left RUNNING either way.
     log.info("worker %s on queue %s", worker.name, settings.queue_name)
     try:
         worker.work(burst=args.burst, logging_level=settings.log_level, with_scheduler=False)
@@ -164,7 +174,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log.warning("neither Slack nor Teams is configured: only /healthz will answer")
     log.info("serving on http://%s:%d", settings.http_host, settings.http_port)
     try:
-        web.run_app(build_server(app), host=settings.http_host, port=settings.http_port, print=None)
+        # SIGTERM: stop listening, let requests in flight finish (up to the grace), then the work
+        # they started after answering (see bot.server's drain), then close
+        web.run_app(build_server(app), host=settings.http_host, port=settings.http_port, print=None,
+                    shutdown_timeout=settings.shutdown_grace)
     finally:
         maintenance.stop()
         app.close()

@@ -1,31 +1,57 @@
-"""``pvebot serve``: the aiohttp application that Slack and Teams post to.
+"""``pvebot serve``: the aiohttp application that Slack and Teams post to, and its health endpoints.
 
-It only mounts what the composition root built (``bot.bootstrap.build_server``): the bolt app
-and the Teams endpoint share that process's notifiers, directories and dispatcher.
+It only mounts what the composition root built (``bot.bootstrap.build_server``): the bolt app and
+the Teams endpoint share that process's notifiers, directories and dispatcher. ``/healthz`` says the
+process lives (for a restart policy), ``/readyz`` that its database and Redis answer (for a load
+balancer: 503 takes the instance out of rotation without restarting it), and ``/metrics`` is
+Prometheus' text format.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
 from bot.bootstrap import App
+from bot.health import Readiness
 
 log = logging.getLogger(__name__)
 APP_KEY = web.AppKey("pvebot", App)
+READINESS_KEY = web.AppKey("pvebot-readiness", Readiness)
 
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def readyz(request: web.Request) -> web.Response:
+    checks = await asyncio.to_thread(request.app[READINESS_KEY].check)
+    ready = all(state == "ok" for state in checks.values())
+    return web.json_response({"status": "ok" if ready else "unavailable", "checks": checks},
+                             status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    from adapters.metrics import CONTENT_TYPE
+
+    app = request.app[APP_KEY]
+    body = await asyncio.to_thread(app.telemetry.render)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
 def create_app(app: App, *, slack: Any | None = None, teams: Any | None = None) -> web.Application:
-    """The HTTP face of ``app``: ``/healthz``, Slack's bolt app and Teams' endpoint when given."""
+    """The HTTP face of ``app``: health, readiness, metrics, Slack's bolt app and Teams' endpoint when given."""
     web_app = web.Application()
     web_app[APP_KEY] = app
+    web_app[READINESS_KEY] = Readiness(app.settings, engine=app.storage.engine)
     web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_get("/readyz", readyz)
+    web_app.router.add_get("/metrics", metrics)
+    web_app.on_cleanup.append(_close_readiness)
     if slack is not None:
         from adapters.slack.app import mount as mount_slack
 
@@ -35,4 +61,29 @@ def create_app(app: App, *, slack: Any | None = None, teams: Any | None = None) 
         from adapters.teams.app import mount as mount_teams
 
         mount_teams(web_app, teams)
+    # last, so that its exit runs first: before the chat clients' sessions close
+    web_app.cleanup_ctx.append(lambda _: _drain(app.settings.shutdown_grace))
     return web_app
+
+
+async def _drain(grace: float) -> AsyncIterator[None]:
+    """On shutdown, wait for the work that requests started after answering (a Slack listener runs
+    after its ack and still owes its post), at most ``grace`` seconds.
+
+    What runs when the app has started (Socket Mode's connection) is not waited for: it ends with
+    the clients' cleanup, after this.
+    """
+    baseline = set(asyncio.all_tasks())
+    yield
+    current = asyncio.current_task()
+    owed = [t for t in asyncio.all_tasks() if t not in baseline and t is not current and not t.done()]
+    if not owed:
+        return
+    log.info("stopping: finishing %d piece(s) of work first", len(owed))
+    _, left = await asyncio.wait(owed, timeout=grace)
+    if left:
+        log.warning("stopping with %d piece(s) of work unfinished after %s s", len(left), grace)
+
+
+async def _close_readiness(web_app: web.Application) -> None:
+    web_app[READINESS_KEY].close()

@@ -222,3 +222,28 @@ async def stop_task(ctx: SimContext, call: Call) -> Any:
         task = ctx.tasks.find(call.path_params["upid"], node=call.node)
         ctx.tasks.cancel(task)
     return None
+
+
+# The privileges PVE 8.4 knows (pve-access-control's PVE::AccessControl role definitions); a token
+# granted everything has all of them.
+ALL_PRIVILEGES: tuple[str, ...] = (
+    "Datastore.Allocate", "Datastore.AllocateSpace", "Datastore.AllocateTemplate", "Datastore.Audit",
+    "Group.Allocate", "Mapping.Audit", "Mapping.Modify", "Mapping.Use", "Permissions.Modify", "Pool.Allocate",
+    "Pool.Audit", "Realm.Allocate", "Realm.AllocateUser", "SDN.Allocate", "SDN.Audit", "SDN.Use",
+    "Sys.AccessNetwork", "Sys.Audit", "Sys.Console", "Sys.Incoming", "Sys.Modify", "Sys.PowerMgmt", "Sys.Syslog",
+    "User.Modify", "VM.Allocate", "VM.Audit", "VM.Backup", "VM.Clone", "VM.Config.CDROM", "VM.Config.CPU",
+    "VM.Config.Cloudinit", "VM.Config.Disk", "VM.Config.HWType", "VM.Config.Memory", "VM.Config.Network",
+    "VM.Config.Options", "VM.Console", "VM.Migrate", "VM.Monitor", "VM.PowerMgmt", "VM.Snapshot",
+    "VM.Snapshot.Rollback",
+)
+
+
+@route("GET", "/access/permissions")
+async def permissions(ctx: SimContext, call: Call) -> Any:
+    """``{path: {privilege: propagate}}`` like PVE. The simulator grants a token's privileges on every
+    path, which PVE would show as one propagating ACL on ``/``; asked for one path, it answers for that one."""
+    userid = call.params.get("userid")
+    if userid and userid != call.user and call.privileges is not None and "Sys.Audit" not in call.privileges:
+        raise ApiError(403, "Permission check failed (/access, Sys.Audit)")
+    privileges = ALL_PRIVILEGES if call.privileges is None else sorted(call.privileges)
+    return {call.params.get("path") or "/": {name: 1 for name in privileges}}

@@ -31,6 +31,7 @@ from core.model import (
     TlsMode,
 )
 from core.ports import ConfigChange, SecretCipher
+from core.telemetry import Telemetry
 
 LOG_PAGE = 500
 BACKUP_MODES = ("snapshot", "suspend", "stop")
@@ -310,9 +311,10 @@ class ProxmoxHypervisors:
 
     def __init__(
         self, cipher: SecretCipher, *, timeout: float = 10, cache_seconds: float = 5, read_retries: int = 2,
-        retry_backoff: float = 0.2, log_lines: int = 5,
+        retry_backoff: float = 0.2, log_lines: int = 5, telemetry: Telemetry | None = None,
     ) -> None:
         self._cipher = cipher
+        self._telemetry = telemetry
         self._timeout = timeout
         self._cache_seconds = cache_seconds
         self._read_retries = read_retries
@@ -332,7 +334,7 @@ class ProxmoxHypervisors:
                     cluster=cluster.name, urls=list(cluster.api_urls), token_id=cluster.token_id,
                     secret=self._cipher.decrypt(cluster.token_secret_encrypted), tls_mode=TlsMode(cluster.tls_mode),
                     tls_value=cluster.tls_value, timeout=self._timeout, read_retries=self._read_retries,
-                    retry_backoff=self._retry_backoff,
+                    retry_backoff=self._retry_backoff, telemetry=self._telemetry,
                 )
                 found = ProxmoxHypervisor(cluster.name, transport, cache_seconds=self._cache_seconds,
                                           log_lines=self._log_lines)

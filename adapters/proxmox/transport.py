@@ -31,6 +31,7 @@ from adapters.proxmox.errors import Redactor, from_resource_error, from_transpor
 from adapters.proxmox.mapping import split_token_id
 from core.errors import ConfigurationError, ExternalSystemError
 from core.model import TlsMode
+from core.telemetry import NullTelemetry, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,13 @@ class ClusterTransport:
     def __init__(
         self, *, cluster: str, urls: list[str], token_id: str, secret: str, tls_mode: TlsMode,
         tls_value: str | None, timeout: float = 10.0, read_retries: int = 2, retry_backoff: float = 0.2,
+        telemetry: Telemetry | None = None,
     ) -> None:
         if not urls:
             raise ConfigurationError(f"cluster {cluster}: no API URL configured")
         self.cluster = cluster
         self.timeout = timeout
+        self._telemetry: Telemetry = telemetry or NullTelemetry()
         self._read_retries = read_retries
         self._backoff = retry_backoff
         self._user, self._token_name = split_token_id(token_id, cluster=cluster)
@@ -113,7 +116,7 @@ class ClusterTransport:
         for session in self._sessions:
             session.close()
 
-    def call(self, method: str, path: str, **params: Any) -> Any:
+    def call(self, method: str, path: str, /, **params: Any) -> Any:
         """``method`` (GET, POST, PUT, DELETE) on ``path`` (e.g. ``/cluster/resources``) -> Proxmox's ``data``.
 
         Python booleans become 0/1: PVE refuses ``True``/``true`` for boolean parameters.
@@ -158,6 +161,24 @@ class ClusterTransport:
         raise from_transport_error(last, cluster=self.cluster, timeout=self.timeout, idempotent=idempotent) from last
 
     def _send(self, index: int, method: str, path: str, params: dict[str, Any]) -> Any:
+        """One HTTP attempt, measured: failovers and retries each count as a call."""
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            return self._send_once(index, method, path, params)
+        except ResourceException as e:
+            outcome = f"http_{e.status_code}"
+            raise
+        except requests.exceptions.SSLError:
+            outcome = "tls"
+            raise
+        except requests.RequestException as e:
+            outcome = "unreachable" if not_sent(e) else "timeout" if isinstance(e, requests.Timeout) else "dropped"
+            raise
+        finally:
+            self._telemetry.proxmox_call(cluster=self.cluster, outcome=outcome, seconds=time.monotonic() - started)
+
+    def _send_once(self, index: int, method: str, path: str, params: dict[str, Any]) -> Any:
         resource = self._apis[index](path.strip("/"))
         if method == "GET":
             return resource.get(**params)

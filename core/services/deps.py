@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.ports import Clock, Hypervisors, JobQueue, Notifier, UnitOfWorkFactory
+from core.telemetry import NullTelemetry, Telemetry
 
 
 @dataclass(frozen=True)
@@ -22,3 +23,4 @@ class Deps:
     # how long a job keeps asking after its task when Proxmox (or pvebot's database) does not answer,
     # before it says the outcome is unknown: the task goes on in Proxmox whatever our connection does
     follow_grace: float = 60.0
+    telemetry: Telemetry = field(default_factory=NullTelemetry)

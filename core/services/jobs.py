@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from core import rbac
+from core import logcontext, rbac
 from core.chat import ConversationRef, MessageRef, Reply, Severity
 from core.errors import BotError, Conflict, DuplicateRequest, ExternalSystemError, NotFound, NotLinked
 from core.ids import new_id, show_approval, show_job
@@ -194,6 +194,10 @@ def cancel(deps: Deps, principal: Principal, job_id: str) -> Job:
 # ---- the worker side -------------------------------------------------------------------
 
 
+STOPPED_MIDWAY = ("pvebot was stopped while this job ran; the Proxmox task may have finished or may still run: "
+                  "check the guest, then ask again if needed")
+
+
 class _Cancelled(Exception):
     pass
 
@@ -266,6 +270,11 @@ def run(deps: Deps, job_id: str) -> str:
         uow.commit()
         job = uow.jobs.get(job_id)
         assert job is not None
+    with logcontext.bound(job_id=show_job(job.id), company=job.company_id):
+        return _run_claimed(deps, job)
+
+
+def _run_claimed(deps: Deps, job: Job) -> str:
     progress = _Progress(deps, job)
     progress.show(force=True)
     deadline = deps.clock.monotonic() + deps.job_timeout
@@ -282,7 +291,16 @@ def run(deps: Deps, job_id: str) -> str:
         ref = new_id(6)
         log.exception("job %s failed, ref %s", show_job(job.id), ref)
         _finish(deps, job, JobState.FAILED, f"internal error, ref {ref}")
+    except BaseException:
+        # The process is being stopped under the job: RQ's cold shutdown (a second SIGTERM) raises
+        # SystemExit in here. Settle it and say so now, rather than leave it RUNNING for the reaper.
+        _finish(deps, job, JobState.UNKNOWN, STOPPED_MIDWAY)
+        progress.show(force=True)
+        raise
     progress.show(force=True)
+    if job.started_at is not None and job.finished_at is not None:
+        seconds = (job.finished_at - job.started_at).total_seconds()
+        deps.telemetry.job_finished(action=job.action, state=job.state.value, seconds=max(0.0, seconds))
     return job.state.value
 
 

@@ -15,6 +15,7 @@ USED_ENDPOINTS: tuple[tuple[str, str], ...] = (
     ("GET", "/cluster/resources"),
     ("GET", "/cluster/nextid"),
     ("GET", "/version"),
+    ("GET", "/access/permissions"),
     *(
         (method, path.format(kind=kind))
         for kind in ("qemu", "lxc")

@@ -1,0 +1,146 @@
+"""``pvebot doctor``: one line per dependency and privilege, each with its fix.
+
+The probes live where the technology lives (``bot/doctor.py`` wires them); this module holds
+what they share: the shape of a check, how the report is written and scored, and which pvebot
+features a Proxmox token's privileges allow, so that "this token cannot create backup schedules:
+it lacks Sys.Modify on /" is said before a user meets it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from enum import Enum
+
+
+class Status(Enum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+MARK = {Status.OK: "✅", Status.WARN: "⚠️", Status.FAIL: "❌"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report: what was checked, how it went, and what to do about it."""
+
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+class Where(Enum):
+    """Where Proxmox checks a privilege, as pvebot uses it."""
+
+    POOL = "pool"  # every pool a company is bound to on the cluster: /pool/<pool>
+    ROOT = "root"  # /
+    STORAGE = "storage"  # /storage (backup targets)
+    VMS = "vms"  # /vms (the shared templates a clone starts from)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A pvebot feature and the privileges Proxmox asks of its token for it."""
+
+    what: str  # completes "this token cannot …"
+    needs: tuple[tuple[str, Where], ...]
+    # without it pvebot is of no use on the cluster (❌); otherwise one feature is missing (⚠️)
+    essential: bool = False
+
+
+# Privileges per endpoint from the PVE 8.4 API schema's permission checks (pvesim/apidata) and the
+# backups facts file (Sys.Modify on / for /cluster/backup and the notification endpoints).
+FEATURES: tuple[Feature, ...] = (
+    Feature("see the companies' guests (vm list, vm status)", (("VM.Audit", Where.POOL),), essential=True),
+    Feature("run power actions (start, shutdown, stop, reboot, reset, suspend, resume)",
+            (("VM.PowerMgmt", Where.POOL),)),
+    Feature("take, roll back or delete snapshots", (("VM.Snapshot", Where.POOL),)),
+    Feature("clone templates into the companies' pools (vm create)",
+            (("VM.Clone", Where.VMS), ("VM.Allocate", Where.POOL))),
+    Feature("change cores, memory or disks of a new VM",
+            (("VM.Config.CPU", Where.POOL), ("VM.Config.Memory", Where.POOL), ("VM.Config.Disk", Where.POOL))),
+    Feature("delete VMs", (("VM.Allocate", Where.POOL),)),
+    Feature("back up guests", (("VM.Backup", Where.POOL), ("Datastore.AllocateSpace", Where.STORAGE))),
+    Feature("create backup schedules", (("Sys.Modify", Where.ROOT),)),
+    Feature("set up the Proxmox event hook (notification webhook)", (("Sys.Modify", Where.ROOT),)),
+)
+
+
+def privilege_paths(pools: Iterable[str]) -> list[str]:
+    """The ACL paths whose effective privileges :func:`assess_privileges` needs, in a stable order.
+
+    Args:
+        pools: the pools companies are bound to on the cluster.
+
+    Returns:
+        ``/``, ``/storage``, ``/vms`` and ``/pool/<pool>`` for each pool.
+    """
+    return ["/", "/storage", "/vms", *(f"/pool/{pool}" for pool in sorted(set(pools)))]
+
+
+def _paths(where: Where, pools: Sequence[str]) -> list[str]:
+    if where is Where.POOL:
+        return [f"/pool/{pool}" for pool in sorted(set(pools))]
+    return {Where.ROOT: ["/"], Where.STORAGE: ["/storage"], Where.VMS: ["/vms"]}[where]
+
+
+def assess_privileges(*, cluster: str, pools: Sequence[str], granted: Mapping[str, frozenset[str]]) -> list[Check]:
+    """Which features the token's effective privileges allow, one line per blocked feature.
+
+    Args:
+        cluster: the cluster's name, for the lines.
+        pools: the pools companies are bound to on it.
+        granted: effective privileges per path, as ``GET /access/permissions?path=…`` answered.
+
+    Returns:
+        One ✅ line listing what works when nothing is blocked; otherwise a line per blocked
+        feature naming the missing privileges and where they are missing.
+    """
+    checks: list[Check] = []
+    allowed: list[str] = []
+    for feature in FEATURES:
+        missing: list[str] = []
+        for privilege, where in feature.needs:
+            lacking = [p for p in _paths(where, pools) if privilege not in granted.get(p, frozenset())]
+            if lacking:
+                missing.append(f"{privilege} on {', '.join(lacking)}")
+        if not missing:
+            allowed.append(feature.what.split(" (")[0])
+            continue
+        checks.append(Check(
+            name=f"cluster {cluster}: privileges",
+            status=Status.FAIL if feature.essential else Status.WARN,
+            detail=f"this token cannot {feature.what}: it lacks {'; '.join(missing)}",
+            fix=f"grant the token's role {', '.join(sorted({m.split(' on ')[0] for m in missing}))} there "
+                "(Datacenter → Permissions), or accept that pvebot cannot do it",
+        ))
+    if not checks:
+        checks.append(Check(name=f"cluster {cluster}: privileges", status=Status.OK,
+                            detail="the token may " + "; ".join(allowed)))
+    return checks
+
+
+def exit_code(checks: Iterable[Check]) -> int:
+    """1 when any check failed, else 0 (warnings do not fail)."""
+    return 1 if any(c.status is Status.FAIL for c in checks) else 0
+
+
+def render_text(checks: Iterable[Check]) -> str:
+    """One line per check, its fix indented beneath it."""
+    lines: list[str] = []
+    for check in checks:
+        lines.append(f"{MARK[check.status]} {check.name}: {check.detail}")
+        if check.fix and check.status is not Status.OK:
+            lines.append(f"   fix: {check.fix}")
+    return "\n".join(lines)
+
+
+def render_json(checks: Iterable[Check]) -> str:
+    """The checks as a JSON document: ``{"ok": bool, "checks": [{name, status, detail, fix}]}``."""
+    items = [{**asdict(c), "status": c.status.value} for c in checks]
+    return json.dumps({"ok": not any(i["status"] == Status.FAIL.value for i in items), "checks": items},
+                      ensure_ascii=False, indent=1)

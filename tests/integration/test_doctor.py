@@ -1,0 +1,217 @@
+"""``pvebot doctor`` against the Proxmox simulator over HTTPS, a real SQLite file and real Redis."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from adapters.crypto import generate_key
+from adapters.sql import migrate
+from adapters.sql.uow import make_engine
+from bot import doctor
+from bot.bootstrap import open_storage
+from bot.cli import main
+from bot.config import Settings
+from core.services.doctor import Status, exit_code, render_json, render_text
+from pvesim import PveSimulator, SimServer
+from pvesim.api_cluster import ALL_PRIVILEGES
+from tests.proxmox_support import TOKEN_ID, TOKEN_SECRET, build_simulator
+from tests.support import REDIS_URL, provision, service_missing
+
+LIMITED_ID = "pvebot@pve!limited"
+LIMITED_SECRET = "0d6c9b0e-8a3f-4d21-b7c5-2e9f4a1c6d38"
+WRONG_PIN = ":".join(["AB"] * 32)
+
+
+def _dead_url() -> str:
+    """An HTTPS URL on a loopback port nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"https://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[tuple[PveSimulator, SimServer]]:
+    simulator = build_simulator()
+    simulator.add_token(LIMITED_ID, LIMITED_SECRET, privileges=set(ALL_PRIVILEGES) - {"Sys.Modify"})
+    with simulator.start() as server:
+        yield simulator, server
+
+
+def _doc(server: SimServer, *, clusters: str) -> str:
+    return f"""\
+clusters:
+{clusters}
+companies:
+  - {{slug: acme, name: Acme Corp, email_domains: [acme.example], pools: [{{cluster: full, pool: acme}}]}}
+"""
+
+
+def _cluster(name: str, urls: list[str], *, token: str, env: str, pin: str) -> str:
+    quoted = ", ".join(f'"{u}"' for u in urls)
+    return (f'  - {{name: {name}, api_urls: [{quoted}], token_id: "{token}", token_secret_env: {env}, '
+            f'tls: {{fingerprint: "{pin}"}}}}\n')
+
+
+def _settings(tmp_path: Path, **extra: str) -> Settings:
+    env = {"PVEBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'pvebot.db'}", "PVEBOT_SECRET_KEY": generate_key(),
+           "PVE_FULL": TOKEN_SECRET, "PVE_LIMITED": LIMITED_SECRET, **extra}
+    return Settings.from_mapping(env)
+
+
+@pytest.fixture
+def provisioned(tmp_path: Path, sim: tuple[PveSimulator, SimServer]) -> Settings:
+    _, server = sim
+    settings = _settings(tmp_path)
+    clusters = (
+        _cluster("full", [server.url, _dead_url()], token=TOKEN_ID, env="PVE_FULL", pin=server.fingerprint)
+        + _cluster("limited", [server.url], token=LIMITED_ID, env="PVE_LIMITED", pin=server.fingerprint)
+        + _cluster("pinned", [server.url], token=TOKEN_ID, env="PVE_FULL", pin=WRONG_PIN)
+    )
+    storage = open_storage(settings)
+    provision(storage, _doc(server, clusters=clusters), settings.env)
+    storage.engine.dispose()
+    return settings
+
+
+def _lines(checks: list[doctor.Check], prefix: str) -> list[doctor.Check]:
+    return [c for c in checks if c.name.startswith(prefix)]
+
+
+def test_a_token_with_every_privilege_may_do_everything_and_a_dead_url_gets_its_line(provisioned: Settings) -> None:
+    checks = doctor.run(provisioned)
+    full = _lines(checks, "cluster full")
+    first, second = full[0], full[1]
+    assert first.status is Status.OK and "pinned certificate matches" in first.detail
+    assert "token accepted" in first.detail
+    assert second.name.startswith("cluster full: API URL #2") and second.status is Status.FAIL
+    assert "no connection" in second.detail and "8006" in second.fix
+    privileges = [c for c in full if c.name == "cluster full: privileges"]
+    assert len(privileges) == 1 and privileges[0].status is Status.OK
+    assert "create backup schedules" in privileges[0].detail
+
+
+def test_a_token_without_sys_modify_on_root_is_told_which_features_it_blocks(provisioned: Settings) -> None:
+    checks = _lines(doctor.run(provisioned), "cluster limited: privileges")
+    assert {c.status for c in checks} == {Status.WARN}
+    details = [c.detail for c in checks]
+    assert "this token cannot create backup schedules: it lacks Sys.Modify on /" in details
+    assert any(d.startswith("this token cannot set up the Proxmox event hook") and "Sys.Modify on /" in d
+               for d in details)
+    assert len(details) == 2  # nothing else is blocked
+    assert all("Sys.Modify" in c.fix for c in checks)
+
+
+def test_a_wrong_certificate_pin_is_its_own_line_and_nothing_is_sent(
+    provisioned: Settings, sim: tuple[PveSimulator, SimServer]
+) -> None:
+    simulator, _ = sim
+    before = len(simulator.requests)
+    pinned = _lines(doctor.run(provisioned), "cluster pinned")
+    assert len(pinned) == 1 and pinned[0].status is Status.FAIL
+    assert "does not match the pinned SHA-256 fingerprint" in pinned[0].detail
+    assert "pvenode cert info" in pinned[0].fix
+    # the other clusters' calls arrive; the pinned cluster's token never does
+    assert all(r.had_auth_header for r in simulator.requests[before:])
+
+
+def test_the_report_holds_no_secret_and_exits_1_on_any_failure(
+    provisioned: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checks = doctor.run(provisioned)
+    text, data = render_text(checks), render_json(checks)
+    for secret in (TOKEN_SECRET, LIMITED_SECRET, *provisioned.secret_keys):
+        assert secret not in text and secret not in data
+    assert exit_code(checks) == 1 and json.loads(data)["ok"] is False
+    assert "❌ cluster pinned" in text and "   fix: " in text
+    for name, value in provisioned.env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["doctor", "--json"]) == 1
+    printed = json.loads(capsys.readouterr().out)
+    assert {c["status"] for c in printed["checks"]} >= {"ok", "warn", "fail"}
+
+
+def test_a_database_behind_its_migration_head_gets_its_line(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine, "0002")
+    engine.dispose()
+    checks = doctor.run(settings)
+    assert checks[0].name == "database" and checks[0].status is Status.FAIL
+    assert "at revision 0002, behind the head" in checks[0].detail and checks[0].fix == "run 'pvebot db upgrade'"
+    assert any(c.name == "clusters" and c.status is Status.WARN for c in checks)
+
+
+def test_an_empty_database_and_a_current_one(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    assert "empty (no schema yet)" in doctor.check_database(settings)[0][0].detail
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    (check,), engine = doctor.check_database(settings)
+    engine.dispose()
+    assert check.status is Status.OK and "migration head" in check.detail
+
+
+def test_an_unreachable_redis_gets_its_line(tmp_path: Path) -> None:
+    port = _dead_url().rsplit(":", 1)[1]
+    checks = doctor.check_queue(_settings(tmp_path, PVEBOT_REDIS_URL=f"redis://127.0.0.1:{port}/0"))
+    assert [(c.name, c.status) for c in checks] == [("redis", Status.FAIL)]
+    assert "does not answer" in checks[0].detail and "PVEBOT_REDIS_URL" in checks[0].fix
+
+
+@pytest.mark.redis
+def test_a_redis_without_workers_says_jobs_would_wait(tmp_path: Path) -> None:
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except redis.RedisError as e:
+        service_missing("Redis", e)
+    settings = _settings(tmp_path, PVEBOT_REDIS_URL=REDIS_URL, PVEBOT_QUEUE="pvebot-doctor-nobody")
+    checks = doctor.check_queue(settings)
+    assert checks[0].status is Status.OK
+    assert checks[1].name == "workers" and checks[1].status is Status.FAIL and "pvebot worker" in checks[1].fix
+
+
+def test_a_refused_token_gets_its_line(tmp_path: Path, sim: tuple[PveSimulator, SimServer]) -> None:
+    _, server = sim
+    settings = _settings(tmp_path, PVE_FULL="not-the-secret-at-all")
+    storage = open_storage(settings)
+    provision(storage, _doc(server, clusters=_cluster("full", [server.url], token=TOKEN_ID, env="PVE_FULL",
+                                                      pin=server.fingerprint)), settings.env)
+    storage.engine.dispose()
+    (line,) = _lines(doctor.run(settings), "cluster full")
+    assert line.status is Status.FAIL and line.detail == "Proxmox refused the API token (401)"
+    assert "not-the-secret-at-all" not in render_text([line])
+
+
+def test_slack_scopes_are_held_against_the_manifest(tmp_path: Path) -> None:
+    from tests.slack_support import BOT_TOKEN, SIGNING_SECRET, FakeSlack
+
+    with FakeSlack() as fake:
+        settings = _settings(tmp_path, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                             PVEBOT_SLACK_API_URL=fake.api_url)
+        all_scopes = ",".join(sorted(doctor.manifest_scopes()))
+        fake.fail_next("auth.test", body={"ok": True, "team": "Acme"}, headers={"x-oauth-scopes": all_scopes})
+        assert [(c.name, c.status) for c in doctor.check_slack(settings)] == [
+            ("slack: bot token", Status.OK), ("slack: scopes", Status.OK)]
+        fake.fail_next("auth.test", body={"ok": True, "team": "Acme"},
+                       headers={"x-oauth-scopes": "commands,chat:write"})
+        scopes = doctor.check_slack(settings)[1]
+        assert scopes.status is Status.FAIL and "users:read.email" in scopes.detail and "reinstall" in scopes.fix
+        wrong = _settings(tmp_path, SLACK_BOT_TOKEN="xoxb-wrong-token-123456", SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                          PVEBOT_SLACK_API_URL=fake.api_url)
+        (refused,) = doctor.check_slack(wrong)
+        assert refused.status is Status.FAIL and "invalid_auth" in refused.detail
+        assert "xoxb-wrong-token-123456" not in render_text([refused])
+
+
+def test_teams_without_an_app_secret_is_a_failure_and_unset_teams_is_fine(tmp_path: Path) -> None:
+    assert doctor.check_teams(_settings(tmp_path))[0].status is Status.OK
+    (line,) = doctor.check_teams(_settings(tmp_path, MICROSOFT_APP_ID="00000000-0000-0000-0000-000000000001"))
+    assert line.status is Status.FAIL and "MICROSOFT_APP_PASSWORD" in line.detail
