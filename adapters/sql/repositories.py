@@ -81,6 +81,13 @@ class SqlCompanyRepository(_Scoped):
         self._session.add(company)
         self._session.flush()
 
+    def lock(self, company_id: int) -> None:
+        # a no-op UPDATE takes the row lock on MariaDB and the write lock on SQLite alike, where
+        # SELECT … FOR UPDATE would be ignored; a second transaction waits here until the first ends
+        self._session.execute(update(t.companies).where(t.companies.c.id == company_id,
+                                                        _in_scope(t.companies.c.id, self._scope))
+                              .values(id=t.companies.c.id))
+
 
 class SqlUserRepository(_Scoped):
     def _select(self) -> Any:

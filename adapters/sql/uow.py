@@ -29,6 +29,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_recycle", 3600)
+    # each statement sees what others committed before it: a decision taken under a row lock (a
+    # company's quota) must count the jobs the transaction it waited for has just added, which
+    # MariaDB's default REPEATABLE READ would hide behind the snapshot of its first read
+    kwargs.setdefault("isolation_level", "READ COMMITTED")
     return create_engine(url, **kwargs)
 
 

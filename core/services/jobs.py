@@ -23,6 +23,7 @@ from core.model import ApprovalState, GuestRef, Job, JobState, TaskRef, TaskStat
 from core.ports import Hypervisor, UnitOfWork
 from core.principal import Principal, Scope
 from core.services import audit, catalog, targets
+from core.services import operations as ops
 from core.services.deps import Deps
 from core.services.operations import Target
 
@@ -47,12 +48,14 @@ def submit(
     approval_id: str | None = None,
     summary: str | None = None,
     company_id: int | None = None,
+    admit: Callable[[UnitOfWork], None] | None = None,
 ) -> tuple[Job, bool]:
     """Record a job for ``action`` on ``target``; the same ``request_id`` gives back the same job.
 
     The target's record (for a guest, which guest it is) is what the job acts on: it refuses
     anything that took its place since. ``company_id`` defaults to the target's company (a
-    template's company is the caller's).
+    template's company is the caller's). ``admit`` runs in the same transaction as the job's record,
+    before it: what it checks (a quota) and the job it lets in are one decision.
 
     Returns:
         The job and whether it was created now (False: a re-delivery of a known request).
@@ -69,6 +72,8 @@ def submit(
         existing = uow.jobs.by_request(request_id)
         if existing is not None:
             return existing, False
+        if admit is not None:
+            admit(uow)
         now = deps.clock.now()
         job = Job(
             id=new_id(),
@@ -314,22 +319,54 @@ def _execute(deps: Deps, job: Job, progress: _Progress, deadline: float) -> None
     target = _through_outage(deps, job, "find the target of", lambda: op.target.recheck(
         deps, principal, job.target, company_id=job.company_id, fresh=False))
     hv = None if target.cluster is None else deps.hypervisors.for_cluster(target.cluster)
+    if op.precheck is not None:
+        op.precheck(deps, principal, target, job)
     # the records of the guests this job touches: the target's as requested, a new clone's from first sight
     known: dict[int, dict[str, Any]] = {target.guest.vmid: job.target} if target.guest is not None else {}
-    for step in op.steps(hv, target, job.params):
-        if step.on is not None:
-            assert hv is not None
-            # right before each call: is this still the guest the request was for? (its VMID may have been reused)
-            _confirm(deps, hv, job, step.on, known)
-        if step.check is not None:
-            step.check()
-        job.progress = step.label
-        status = _follow(deps, hv, job, step.label, step.call(), progress, deadline)
-        if not status.ok:
-            detail = status.exitstatus or "failed"
-            raise ExternalSystemError(f"Proxmox task {step.label} failed: {detail}"[:300])
+    done = 0
+    try:
+        for step in op.steps(hv, target, job.params):
+            _run_step(deps, hv, job, step, known, progress, deadline)
+            done += 1
+    except BotError as e:
+        if done and op.compensate is not None:
+            # what the first steps made must not outlive the failure unnoticed (a half-made clone)
+            raise ExternalSystemError(f"{e.user_message}; {_compensate(deps, hv, job, op, target, known, progress)}"
+                                      [:600]) from e
+        raise
     if op.result is not None:
         job.result = op.result(target, job.params)
+
+
+def _run_step(deps: Deps, hv: Hypervisor | None, job: Job, step: ops.Step, known: dict[int, dict[str, Any]],
+              progress: _Progress, deadline: float) -> None:
+    if step.on is not None:
+        assert hv is not None
+        # right before each call: is this still the guest the request was for? (its VMID may have been reused)
+        _confirm(deps, hv, job, step.on, known)
+    if step.check is not None:
+        step.check()
+    job.progress = step.label
+    status = _follow(deps, hv, job, step.label, step.call(), progress, deadline)
+    if not status.ok:
+        detail = status.exitstatus or "failed"
+        raise ExternalSystemError(f"Proxmox task {step.label} failed: {detail}"[:300])
+
+
+def _compensate(deps: Deps, hv: Hypervisor | None, job: Job, op: ops.Operation, target: Target,
+                known: dict[int, dict[str, Any]], progress: _Progress) -> str:
+    """Undo what the job's first steps made; says what was undone, or what is left behind."""
+    assert op.compensate is not None
+    deadline = deps.clock.monotonic() + deps.job_timeout
+    undone: list[str] = []
+    try:
+        for step in op.compensate(hv, target, job.params):
+            _run_step(deps, hv, job, step, known, progress, deadline)
+            undone.append(step.label)
+    except (BotError, _OutcomeUnknown) as e:
+        why = e.user_message if isinstance(e, BotError) else e.message
+        return f"and undoing it failed too ({why}): {op.leftover(target, job.params) if op.leftover else ''}".rstrip()
+    return "undone: " + ", ".join(undone) if undone else "nothing to undo"
 
 
 def _confirm(deps: Deps, hv: Hypervisor, job: Job, on: GuestRef, known: dict[int, dict[str, Any]]) -> None:

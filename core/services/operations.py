@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core.model import Cluster, Company, Guest, GuestRef, TaskRef
+from core.model import Cluster, Company, Guest, GuestRef, Job, TaskRef
 from core.ports import Hypervisor
 from core.principal import Principal
 from core.rbac import Perm
@@ -92,6 +92,8 @@ RecordFn = Callable[[Hypervisor | None, Target, dict[str, Any]], dict[str, Any]]
 PreviewFn = Callable[[Hypervisor | None, Target, dict[str, Any]], list[tuple[str, str]]]
 CheckFn = Callable[[Target, dict[str, Any]], None]
 ResultFn = Callable[[Target, dict[str, Any]], str]
+# checked by the runner before the first step, with what it knows then (a quota, again)
+PrecheckFn = Callable[[Deps, Principal, Target, Job], None]
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,10 @@ class Operation:
     check: CheckFn | None = None
     # the outcome in plain words once every step succeeded
     result: ResultFn | None = None
+    precheck: PrecheckFn | None = None
+    # steps that undo what earlier steps made when a later one fails, and how to name what is left otherwise
+    compensate: StepsFn | None = None
+    leftover: ResultFn | None = None
     # needs a second person unless a company's policy exempts it
     approval: bool = False
     # needs a second person whatever the policy says

@@ -6,12 +6,14 @@ it, what could make it refuse at once, and whether a second person must agree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from core import rbac
 from core.chat import ConversationRef
 from core.model import ApprovalRequest, Job
+from core.ports import UnitOfWork
 from core.principal import Principal
 from core.services import approvals, catalog, jobs
 from core.services.deps import Deps
@@ -69,6 +71,7 @@ def submit(
     request_id: str,
     company_id: int | None = None,
     summary: str | None = None,
+    admit: Callable[[UnitOfWork], None] | None = None,
 ) -> Outcome:
     """Queue ``action`` on a resolved ``target``, or ask for approval first; see :func:`operate`."""
     op = catalog.get(action)
@@ -84,5 +87,5 @@ def submit(
         return Outcome(approval=approval, created=created)
     job, created = jobs.submit(deps, principal, action=action, target=target, params=params,
                                conversation=conversation, request_id=request_id, company_id=company_id,
-                               summary=summary)
+                               summary=summary, admit=admit)
     return Outcome(job=job, created=created)

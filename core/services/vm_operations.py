@@ -6,9 +6,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from core.errors import Conflict, InvalidArguments, NotFound
-from core.model import Guest, GuestRef
+from core.model import Guest, GuestRef, Job
 from core.ports import ConfigChange, Hypervisor
+from core.principal import Principal
 from core.rbac import Perm
+from core.services import inventory, quotas
+from core.services.deps import Deps
 from core.services.operations import Operation, Step, StepsFn, Target
 from core.services.targets import GUEST, TEMPLATE
 
@@ -90,6 +93,33 @@ def _create(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> It
                                                           size=params["disk"]), on=new)
 
 
+def _create_precheck(deps: Deps, principal: Principal, target: Target, job: Job) -> None:
+    """The quota again, now that the job runs: against the guests as they are and the creates queued before it."""
+    if "reserve" not in job.params:
+        return
+    view = inventory.view(deps, principal, refresh=True)
+    mine = [o for o in view.guests if o.company_id == job.company_id]
+    with deps.uow_factory(principal.scope) as uow:
+        company = uow.companies.get(job.company_id)
+        earlier = quotas.in_flight(uow, job.company_id, before=job)
+    quotas.check(company.quotas if company else {}, mine=mine, pending=earlier, wanted=job.params["reserve"])
+
+
+def _uncreate(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Iterator[Step]:
+    """A clone whose configuration failed is removed rather than left counting against the quota."""
+    api, template_guest = _on(hv, target)
+    if "vmid" not in params:
+        return
+    new = GuestRef(cluster=template_guest.cluster, node=template_guest.node, kind=template_guest.kind,
+                   vmid=int(params["vmid"]))
+    yield Step(f"remove the half-made {params['name']}", lambda: api.delete(new), on=new)
+
+
+def _left_behind(target: Target, params: dict[str, Any]) -> str:
+    cluster = target.cluster.name if target.cluster else "?"
+    return f"{params['name']} ({cluster}/{params.get('vmid')}) is left behind; delete it with vm delete"
+
+
 def _created(target: Target, params: dict[str, Any]) -> str:
     cluster = target.cluster.name if target.cluster else "?"
     return f"created {params['name']} as {cluster}/{params.get('vmid')}"
@@ -167,7 +197,7 @@ OPERATIONS: tuple[Operation, ...] = (
               preview=_delete_preview, always_approval=True),
     Operation("vm.create", Perm.VM_CREATE, "create",
               "Create a VM by cloning a template into your company's pool (quota-checked).", TEMPLATE, _create,
-              result=_created),
+              result=_created, precheck=_create_precheck, compensate=_uncreate, leftover=_left_behind),
     Operation("snapshot.create", Perm.SNAPSHOT_CREATE, "snapshot", "Take a snapshot (default name: "
               "pvebot-<date>-<time>).", GUEST, _snapshot_create, preview=_snapshot_preview),
     Operation("snapshot.rollback", Perm.SNAPSHOT_DESTROY, "roll back", "Roll a VM back to a snapshot.", GUEST,

@@ -9,8 +9,9 @@ from core import rbac
 from core.chat import ConversationRef
 from core.errors import Conflict, InvalidArguments, NotFound
 from core.model import GuestStatus, Job, Snapshot
+from core.ports import UnitOfWork
 from core.principal import Principal
-from core.services import inventory, requests, targets, templates
+from core.services import inventory, quotas, requests, targets, templates
 from core.services.deps import Deps
 from core.services.operations import Target, TargetKind
 from core.services.requests import Outcome, operate
@@ -18,6 +19,8 @@ from core.services.requests import Outcome, operate
 __all__ = ["Outcome", "operate", "status", "snapshots", "create"]
 
 _SNAPSHOT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,39}$")  # Proxmox's pve-configid, kept short
+MIN_MEMORY_MB = 16
+MAX_MEMORY_MB = 4 * 1024 * 1024  # qemu-server's maximum for memory, 4 TiB
 _SIZE = re.compile(r"^(\d+)\s*([MGT]?)i?B?$", re.IGNORECASE)
 
 
@@ -96,6 +99,10 @@ def create(
         raise InvalidArguments(f"'{name[:40]}' is not a valid VM name (letters, digits, . and -)")
     if cores is not None and not 1 <= cores <= 512:
         raise InvalidArguments("cores must be from 1 to 512")
+    # Proxmox's own bounds (qemu-server and pct: memory from 16 MiB): refused here, before anything is cloned
+    if memory_mb is not None and not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
+        raise InvalidArguments(f"memory must be from {MIN_MEMORY_MB}M to {MAX_MEMORY_MB // 1024 // 1024}T, "
+                               f"got {memory_mb}M")
     view = inventory.view(deps, principal, refresh=True, cluster=cluster)
     mine = [o for o in view.guests if o.company_id == principal.company_id]
     if any(o.guest.name.lower() == name.lower() for o in mine):
@@ -106,9 +113,18 @@ def create(
         raise NotFound(f"template '{template[:40]}' not found")
     company = view.companies.get(principal.company_id)
     disk_arg, disk_gb = parse_disk_growth(disk) if disk else (None, 0)
-    _check_quota(company.quotas if company else {}, mine, tpl, cores=cores, memory_mb=memory_mb, disk_gb=disk_gb,
-                 grow_by=bool(disk_arg and disk_arg.startswith("+")))
-    params: dict[str, Any] = {"name": name, "pool": bindings[0][1]}
+    reserve = quotas.reservation(tpl, cores=cores, memory_mb=memory_mb, disk_gb=disk_gb,
+                                 grow_by=bool(disk_arg and disk_arg.startswith("+")))
+    limits = company.quotas if company else {}
+    company_id = principal.company_id
+
+    def admit(uow: UnitOfWork) -> None:
+        # concurrent creates of one company are decided one after the other, each seeing the others'
+        # reservations: seven at once cannot all fit in the room left for three
+        uow.companies.lock(company_id)
+        quotas.check(limits, mine=mine, pending=quotas.in_flight(uow, company_id), wanted=reserve)
+
+    params: dict[str, Any] = {"name": name, "pool": bindings[0][1], "reserve": reserve}
     if cores is not None:
         params["cores"] = cores
     if memory_mb is not None:
@@ -120,39 +136,10 @@ def create(
                     guest=tpl.guest, record=targets.guest_record(tpl, identity))
     # the new VM is the caller's company's, whoever owns the (shared) template
     return requests.submit(deps, principal, action="vm.create", target=target, params=params,
-                           conversation=conversation, request_id=request_id, company_id=principal.company_id,
-                           summary=f"create {name} from {tpl.guest.name} on {tpl.cluster.name}")
+                           conversation=conversation, request_id=request_id, company_id=company_id,
+                           summary=f"create {name} from {tpl.guest.name} on {tpl.cluster.name}", admit=admit)
 
 
 def _bindings(deps: Deps, principal: Principal) -> list[tuple[int, str]]:
     with deps.uow_factory(principal.scope) as uow:
         return [(b.cluster_id, b.pool) for b in uow.pool_bindings.list() if b.company_id == principal.company_id]
-
-
-def _check_quota(
-    quotas: dict[str, int],
-    mine: list[inventory.OwnedGuest],
-    tpl: inventory.OwnedGuest,
-    *,
-    cores: int | None,
-    memory_mb: int | None,
-    disk_gb: int,
-    grow_by: bool,
-) -> None:
-    gib = 1024**3
-    new_cores = cores or tpl.guest.maxcpu or 1
-    new_mem_gb = (memory_mb / 1024) if memory_mb else tpl.guest.maxmem / gib
-    new_disk_gb = tpl.guest.maxdisk / gib + disk_gb if grow_by else max(disk_gb, tpl.guest.maxdisk / gib)
-    used = {
-        "vms": len(mine),
-        "cores": sum(o.guest.maxcpu for o in mine),
-        "memory_gb": sum(o.guest.maxmem for o in mine) / gib,
-        "disk_gb": sum(o.guest.maxdisk for o in mine) / gib,
-    }
-    wanted = {"vms": 1, "cores": new_cores, "memory_gb": new_mem_gb, "disk_gb": new_disk_gb}
-    for key, limit in quotas.items():
-        if key in wanted and used[key] + wanted[key] > limit:
-            raise Conflict(
-                f"quota exceeded: {key} would be {used[key] + wanted[key]:.0f} of {limit} "
-                f"(in use {used[key]:.0f}); ask your administrator"
-            )
