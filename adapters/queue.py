@@ -54,8 +54,9 @@ def owner_gone(owner: str) -> bool:
 class RqJobQueue:
     """:class:`core.ports.JobQueue` over an RQ queue."""
 
-    # a Redis queue is shared: whichever worker process is up takes its jobs
-    owner: str | None = None
+    # a Redis queue is shared: whichever worker process is up takes its jobs; the mark says that a
+    # job was handed to Redis, so that one Redis lost (restarted empty) can be handed over again
+    owner: str | None = "redis"
 
     def __init__(self, connection: Redis, *, name: str = "pvebot") -> None:
         self.connection = connection
@@ -81,6 +82,12 @@ class RqJobQueue:
             job.cancel()
             return True
         return False
+
+    def holds(self, job_id: str) -> bool:
+        try:
+            return bool(Job.exists(rq_job_id(job_id), connection=self.connection))
+        except Exception:
+            return True  # cannot tell: nothing is handed over twice on a guess
 
     def close(self) -> None:
         self.connection.close()

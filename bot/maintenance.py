@@ -11,6 +11,8 @@ from core.services import approvals, jobs
 from core.services.deps import Deps
 
 log = logging.getLogger(__name__)
+# a job handed to Redis that Redis no longer has after this long is handed over again
+REQUEUE_AFTER = timedelta(seconds=30)
 
 
 def sweep(
@@ -19,9 +21,12 @@ def sweep(
     stale_after: timedelta,
     start_timeout: timedelta | None = None,
     owner_gone: Callable[[str], bool] | None = None,
+    requeue_after: timedelta | None = REQUEUE_AFTER,
 ) -> int:
-    """One pass: fail jobs whose worker died or that no worker took, expire approvals past their time."""
-    count = jobs.reap(deps, stale_after=stale_after, start_timeout=start_timeout, owner_gone=owner_gone)
+    """One pass: fail jobs whose worker died or that no worker took, hand over again what Redis lost,
+    expire approvals past their time."""
+    count = jobs.reap(deps, stale_after=stale_after, start_timeout=start_timeout, owner_gone=owner_gone,
+                      requeue_after=requeue_after)
     count += approvals.expire_due(deps)
     return count
 

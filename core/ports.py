@@ -307,6 +307,10 @@ class JobQueue(Protocol):
         """Drop a job that has not started; False if it already runs or ran."""
         ...
 
+    def holds(self, job_id: str) -> bool:
+        """Whether the queue still has the job (waiting, running or kept as done); True when it cannot tell."""
+        ...
+
 
 class Notifier(Protocol):
     """Posts and edits messages in a conversation, from any process."""

@@ -209,6 +209,9 @@ class FakeQueue:
         self.cancelled.append(job_id)
         return True
 
+    def holds(self, job_id: str) -> bool:
+        return any(j == job_id for _, j, _ in self.enqueued) and job_id not in self.cancelled
+
 
 class FakeNotifier:
     def __init__(self) -> None:

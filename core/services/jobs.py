@@ -530,8 +530,13 @@ def reap(
     stale_after: timedelta,
     start_timeout: timedelta | None = None,
     owner_gone: Callable[[str], bool] | None = None,
+    requeue_after: timedelta | None = None,
 ) -> int:
     """Fail jobs whose worker died, that no worker took in time, or whose in-process queue is gone.
+
+    A job handed to a shared queue that no longer has it (Redis restarted empty: the database is the
+    source of truth) is handed over again once it waited ``requeue_after``; it runs once whatever
+    happens, since a worker must claim it first.
 
     Args:
         deps: the process's dependencies.
@@ -555,6 +560,9 @@ def reap(
         elif owner_gone is not None and job.queue_owner and owner_gone(job.queue_owner):
             verdicts.append((job, "never started: the pvebot process holding it stopped; nothing was done",
                              JobState.QUEUED))
+        elif (requeue_after is not None and job.queue_owner == deps.queue.owner == "redis"
+              and job.created_at <= now - requeue_after and not deps.queue.holds(job.id)):
+            _requeue(deps, job)
     count = 0
     for job, why, state in verdicts:
         if _finish(deps, job, JobState.FAILED, why, expected=(state,)):
@@ -563,6 +571,19 @@ def reap(
             _notify(deps, job)
             count += 1
     return count
+
+
+def _requeue(deps: Deps, job: Job) -> None:
+    log.warning("%s was lost by the job queue (restarted empty?); handing it over again", show_job(job.id))
+    with deps.uow_factory(Scope.everything()) as uow:
+        audit.record(uow, clock=deps.clock, actor="system", action="job.requeued", company_id=job.company_id,
+                     target=job.summary, detail={"job": show_job(job.id), "why": "the job queue no longer had it"})
+        uow.commit()
+    try:
+        deps.queue.enqueue(RUN_JOB, job_id=job.id, kwargs={"job_id": job.id}, timeout=deps.job_timeout + 60)
+    except Exception:
+        # still down: the next sweep tries again, and the start timeout has the last word
+        log.warning("could not hand %s over again yet", show_job(job.id), exc_info=True)
 
 
 def _drop_from_queue(deps: Deps, job_id: str) -> None:
