@@ -25,6 +25,8 @@ from core.model import (
     GuestIdentity,
     GuestRef,
     GuestStatus,
+    IpAssignment,
+    IpRange,
     Job,
     JobState,
     KnownChannel,
@@ -239,6 +241,37 @@ class ApprovalRepository(Protocol):
         ...
 
 
+class IpRangeRepository(Protocol):
+    def get(self, range_id: int) -> IpRange | None: ...
+    def by_name(self, company_id: int, name: str) -> IpRange | None: ...
+    def list(self) -> builtins.list[IpRange]: ...
+    def add(self, ip_range: IpRange) -> None: ...
+    def remove(self, ip_range: IpRange) -> None: ...
+
+
+class IpAssignmentRepository(Protocol):
+    def add(self, assignment: IpAssignment) -> None:
+        """Store a new assignment; raises ``DuplicateRequest`` when its address, or its NIC, is taken already."""
+        ...
+
+    def numbers(self, range_id: int) -> builtins.list[int]:
+        """The addresses (as integers) of ``range_id`` held now, ascending."""
+        ...
+
+    def for_range(self, range_id: int) -> builtins.list[IpAssignment]: ...
+    def for_company(self) -> builtins.list[IpAssignment]: ...
+    def for_guest(self, cluster_id: int, vmid: int) -> builtins.list[IpAssignment]: ...
+    def get(self, assignment_id: int) -> IpAssignment | None: ...
+
+    def bind(self, assignment_id: int, *, vmid: int) -> bool:
+        """Give a held address to the guest just created; False when it was released meanwhile."""
+        ...
+
+    def release(self, assignment_id: int) -> bool:
+        """Remove one assignment; False when it was gone already."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """A transaction over repositories that all see only ``scope``'s companies.
 
@@ -255,6 +288,8 @@ class UnitOfWork(Protocol):
     audit: AuditLog
     jobs: JobRepository
     approvals: ApprovalRepository
+    ip_ranges: IpRangeRepository
+    ip_assignments: IpAssignmentRepository
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *args: object) -> None: ...
