@@ -354,6 +354,21 @@ class GuestStatus:
 
 
 @dataclass(frozen=True)
+class Nic:
+    """One network interface of a guest as its config says: where it connects and its static IPv4 address.
+
+    ``address`` is ``10.20.0.11/24`` (qemu: from cloud-init ``ipconfigN``; lxc: the NIC's ``ip=``), or None
+    for DHCP or no address.
+    """
+
+    index: int
+    bridge: str | None
+    vlan: int | None
+    mac: str | None = None
+    address: str | None = None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     name: str
     description: str = ""

@@ -30,6 +30,7 @@ from core.model import (
     Job,
     JobState,
     KnownChannel,
+    Nic,
     PoolBinding,
     Snapshot,
     TaskRef,
@@ -55,6 +56,23 @@ class ConfigChange:
     @property
     def empty(self) -> bool:
         return self.cores is None and self.memory_mb is None and self.vlan is None and self.ipconfig is None
+
+
+@dataclass(frozen=True)
+class NicAddress:
+    """What one NIC is set to: its static address and where it connects.
+
+    ``address`` is ``10.20.0.11/24``, or None to remove the static address. ``bridge`` None keeps the NIC's
+    bridge; ``vlan`` None removes its tag. DNS settings are left alone when empty.
+    """
+
+    nic: int
+    address: str | None
+    gateway: str | None = None
+    bridge: str | None = None
+    vlan: int | None = None
+    dns: tuple[str, ...] = ()
+    search_domain: str | None = None
 
 
 class Hypervisor(Protocol):
@@ -89,6 +107,22 @@ class Hypervisor(Protocol):
     ) -> TaskRef: ...
 
     def configure(self, ref: GuestRef, change: ConfigChange) -> TaskRef: ...
+
+    def nics(self, ref: GuestRef) -> builtins.list[Nic]:
+        """The guest's network interfaces as its config says (one config read)."""
+        ...
+
+    def set_address(self, ref: GuestRef, change: NicAddress) -> TaskRef:
+        """Give one NIC an address, bridge and VLAN (qemu: cloud-init ``ipconfigN``), keeping its MAC."""
+        ...
+
+    def regenerate_cloudinit(self, ref: GuestRef) -> TaskRef:
+        """Rebuild a qemu guest's cloud-init drive from its config (nothing happens without such a drive)."""
+        ...
+
+    def bridges(self, node: str) -> builtins.list[str]:
+        """The bridges of ``node`` a NIC can be attached to."""
+        ...
 
     def resize_disk(self, ref: GuestRef, *, disk: str, size: str) -> TaskRef:
         """``size`` as Proxmox takes it: ``+10G`` grows by, ``32G`` grows to."""

@@ -20,7 +20,7 @@ from core.ids import new_id, show_approval, show_job
 from core.model import ApprovalState, GuestRef, Job, JobState, TaskRef, TaskStatus
 from core.ports import Hypervisor, UnitOfWork
 from core.principal import Principal, Scope
-from core.services import audit, catalog, targets
+from core.services import audit, catalog, operations, targets
 from core.services.deps import Deps
 from core.services.operations import Target
 
@@ -353,7 +353,12 @@ def _finish(
         uow.commit()
         # whoever settled it, the caller now holds the final word
         job.state, job.result, job.finished_at = stored.state, stored.result, stored.finished_at
-        return settled
+    if settled:
+        # only the call that settled it: what the operation gives back is given back once
+        operations.end(catalog.get(job.action), deps, operations.Ended(
+            action=job.action, company_id=job.company_id, target=job.target, params=job.params,
+            succeeded=state is JobState.SUCCEEDED))
+    return settled
 
 
 def reap(deps: Deps, *, stale_after: timedelta, queued_before: datetime | None = None) -> int:
