@@ -27,6 +27,7 @@ FIRST_RUN = [
     "+ company acme",
     "+ pool lab/acme-prod -> acme",
     "+ pool lab/acme-dev -> acme",
+    "+ range acme/acme-prod 10.20.0.0/24 on lab VLAN 120",
     "+ company globex",
     "+ pool lab/globex -> globex",
     "+ user alice@acme.example (company_admin)",
@@ -93,7 +94,7 @@ def test_applying_the_readme_example_twice_changes_nothing_the_second_time(
 ) -> None:
     first = pvebot("admin", "apply", str(EXAMPLE))
     assert first.code == 0, first.err
-    assert first.out.splitlines() == [*FIRST_RUN, "changed 11 item(s)"]
+    assert first.out.splitlines() == [*FIRST_RUN, "changed 12 item(s)"]
     second = pvebot("admin", "apply", str(EXAMPLE))
     assert (second.code, second.out, second.err) == (0, "no change\n", "")
 
@@ -122,10 +123,10 @@ def test_dry_run_shows_the_changes_and_makes_none(pvebot: Callable[..., Run]) ->
     empty = _state(pvebot)
     dry = pvebot("admin", "apply", str(EXAMPLE), "--dry-run")
     assert dry.code == 0
-    assert dry.out.splitlines() == [*FIRST_RUN, "would change 11 item(s)"]
+    assert dry.out.splitlines() == [*FIRST_RUN, "would change 12 item(s)"]
     assert _state(pvebot) == empty
     assert pvebot("admin", "audit").out == ""  # not even the audit trail
-    assert pvebot("admin", "apply", str(EXAMPLE)).out.splitlines()[-1] == "changed 11 item(s)"
+    assert pvebot("admin", "apply", str(EXAMPLE)).out.splitlines()[-1] == "changed 12 item(s)"
     assert pvebot("admin", "apply", str(EXAMPLE), "--dry-run").out == "no change\n"
 
 
