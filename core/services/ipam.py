@@ -192,10 +192,11 @@ def release_ids(deps: Deps, *, company_id: int, ids: list[int], why: str) -> lis
     with deps.uow_factory(_scope(company_id)) as uow:
         for assignment_id in ids:
             found = uow.ip_assignments.get(assignment_id)
-            if found is not None and uow.ip_assignments.release(assignment_id):
-                released.append(found.address)
+            address = found.address if found is not None else None
+            if address is not None and uow.ip_assignments.release(assignment_id):
+                released.append(address)
                 audit.record(uow, clock=deps.clock, actor="system", action="ip.released", company_id=company_id,
-                             target=found.address, detail={"why": why})
+                             target=address, detail={"why": why})
         uow.commit()
     return released
 
