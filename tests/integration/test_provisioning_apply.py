@@ -286,3 +286,24 @@ def test_a_group_of_a_company_outside_the_file_is_refused(pvebot: Callable[..., 
     assert result.code == 0, result.err
     assert [line.split(":")[0] for line in result.out.splitlines()] == [
         "~ company acme", "~ company globex", "changed 2 item(s)"]
+
+
+def test_a_range_overlapping_another_company_s_is_refused_and_changes_nothing(
+    pvebot: Callable[..., Run], tmp_path: Path
+) -> None:
+    assert pvebot("admin", "apply", str(EXAMPLE)).code == 0
+    before = _state(pvebot)
+    assert "acme-prod" in before and "10.20.0.0/24" in before  # ranges come back out of export
+    grab = ("companies:\n  - slug: initech\n    name: Initech\n    pools: [{cluster: lab, pool: initech}]\n"
+            "    networks:\n      - {name: ini-net, cluster: lab, cidr: 10.20.0.64/26, vlan: 120, bridge: vmbr0}\n")
+    path = _write(tmp_path, grab)
+    result = pvebot("admin", "apply", str(path))
+    assert (result.code, result.err) == (
+        1, f"pvebot: {path} line 6: companies[0].networks[0]: 10.20.0.64/26 (initech/ini-net) overlaps "
+           "10.20.0.0/24 (acme/acme-prod, already provisioned) on cluster lab VLAN 120\n")
+    assert _state(pvebot) == before  # not even the company or its pool
+    # on another VLAN the same addresses are another network
+    other = grab.replace("vlan: 120", "vlan: 121")
+    result = pvebot("admin", "apply", str(_write(tmp_path, other)))
+    assert result.code == 0, result.err
+    assert "+ range initech/ini-net 10.20.0.64/26 on lab VLAN 121" in result.out

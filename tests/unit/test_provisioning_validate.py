@@ -306,3 +306,54 @@ companies:
         f"p.yaml line 3: companies[0].teams_groups[1]: Teams group {ACME_USERS} appears twice (first at p.yaml line 3)",
         f"p.yaml line 9: companies[1].teams_groups[1]: Teams group {ACME_USERS} appears twice (first at p.yaml line 3)",
     ]
+
+
+NETWORK_DOC = """\
+clusters:
+  - {name: lab, api_urls: ["https://10.0.0.1:8006"], token_id: "pvebot@pve!bot", token_secret_env: PVE_LAB_TOKEN,
+     tls: {verify: false}}
+companies:
+  - slug: acme
+    name: Acme
+    networks:
+      - {name: acme-prod, cluster: lab, cidr: 10.20.0.0/24, gateway: 10.20.0.1, vlan: 120, bridge: vmbr0,
+         dns: [10.20.0.2], reserved: ["10.20.0.1-10.20.0.10"]}
+  - slug: globex
+    name: Globex
+    networks:
+      - {name: gx-prod, cluster: lab, cidr: NETWORK, gateway: GATEWAY, vlan: VLAN, bridge: vmbr0,
+         reserved: [RESERVED]}
+"""
+
+
+def network_doc(*, cidr: str = "10.30.0.0/24", gateway: str = "10.30.0.1", vlan: str = "130",
+                reserved: str = "10.30.0.2") -> str:
+    return (NETWORK_DOC.replace("NETWORK", cidr).replace("GATEWAY", gateway).replace("VLAN", vlan)
+            .replace("RESERVED", reserved))
+
+
+def test_company_networks_are_read() -> None:
+    spec = validate(network_doc())
+    (acme,) = spec.companies[0].networks
+    assert (acme.name, acme.cidr, acme.gateway, acme.vlan, acme.bridge, acme.dns, acme.reserved) == (
+        "acme-prod", "10.20.0.0/24", "10.20.0.1", 120, "vmbr0", ("10.20.0.2",), ("10.20.0.1-10.20.0.10",))
+
+
+def test_overlapping_ranges_on_one_cluster_and_vlan_are_refused_naming_both() -> None:
+    assert problems(network_doc(cidr="10.20.0.128/25", gateway="10.20.0.129", vlan="120",
+                                reserved="10.20.0.130")) == [
+        "p.yaml line 13: companies[1].networks[0]: 10.20.0.128/25 (globex/gx-prod) overlaps 10.20.0.0/24 "
+        "(acme/acme-prod, p.yaml line 8) on cluster lab VLAN 120"]
+    # the same addresses on another VLAN are another network
+    validate(network_doc(cidr="10.20.0.128/25", gateway="10.20.0.129", vlan="121", reserved="10.20.0.130"))
+
+
+def test_gateway_reserved_and_vlan_problems_are_clear_lines() -> None:
+    assert problems(network_doc(gateway="10.99.0.1", vlan="5000", reserved="10.31.0.1-10.31.0.9")) == [
+        "p.yaml line 13: companies[1].networks[0].gateway: gateway 10.99.0.1 is outside 10.30.0.0/24 (or is its "
+        "network or broadcast address)",
+        "p.yaml line 13: companies[1].networks[0].vlan: must be a whole number from 1 to 4094",
+        "p.yaml line 14: companies[1].networks[0].reserved[0]: reserved 10.31.0.1-10.31.0.9 is outside 10.30.0.0/24"]
+    assert problems(network_doc(cidr="10.30.0.1/24")) == [
+        "p.yaml line 13: companies[1].networks[0].cidr: '10.30.0.1/24' is not an IPv4 network like 10.20.0.0/24 "
+        "(host bits must be zero)"]
