@@ -288,8 +288,13 @@ class IpAssignmentRepository(Protocol):
         """Store a new assignment; raises ``DuplicateRequest`` when its address, or its NIC, is taken already."""
         ...
 
-    def numbers(self, range_id: int) -> builtins.list[int]:
-        """The addresses (as integers) of ``range_id`` held now, ascending."""
+    def count(self, range_id: int) -> int:
+        """How many addresses of ``range_id`` are held."""
+        ...
+
+    def first_free(self, range_id: int, start: int) -> int:
+        """The lowest number at or above ``start`` that no assignment of ``range_id`` holds (it may be past the
+        range's end: the caller checks)."""
         ...
 
     def for_range(self, range_id: int) -> builtins.list[IpAssignment]: ...

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, false, select, true, update
+from sqlalchemy import ColumnElement, delete, false, func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -347,10 +347,24 @@ class SqlIpAssignmentRepository(_Scoped):
         # the unique keys (range, address) and (guest, NIC) decide between concurrent allocations
         _add_once(self._session, assignment)
 
-    def numbers(self, range_id: int) -> builtins.list[int]:
+    def count(self, range_id: int) -> int:
         c = t.ip_assignments.c
-        stmt = select(c.number).where(c.range_id == range_id, _in_scope(c.company_id, self._scope)).order_by(c.number)
-        return [int(n) for n in self._session.scalars(stmt)]
+        stmt = select(func.count()).select_from(t.ip_assignments).where(
+            c.range_id == range_id, _in_scope(c.company_id, self._scope))
+        return int(self._session.scalar(stmt) or 0)
+
+    def first_free(self, range_id: int, start: int) -> int:
+        c = t.ip_assignments.c
+        taken = select(c.id).where(c.range_id == range_id, c.number == start)
+        if self._session.scalar(taken) is None:
+            return start
+        # walk the unique index (range, number) upwards from start and stop at the first number whose successor
+        # is not held: the database does in C what a Python loop over every taken address would do
+        a, b = t.ip_assignments.alias("a"), t.ip_assignments.alias("b")
+        successor = select(b.c.id).where(b.c.range_id == range_id, b.c.number == a.c.number + 1)
+        stmt = (select(a.c.number + 1).where(a.c.range_id == range_id, a.c.number >= start, ~successor.exists())
+                .order_by(a.c.number).limit(1))
+        return int(self._session.scalar(stmt))  # type: ignore[arg-type]  # start is held: some row answers
 
     def for_range(self, range_id: int) -> builtins.list[IpAssignment]:
         c = t.ip_assignments.c

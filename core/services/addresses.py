@@ -7,7 +7,7 @@ read of the taken numbers and one walk, whatever the size of the range.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from core.errors import InvalidArguments
 from core.model import IpRange
@@ -66,6 +66,24 @@ def capacity(rng: IpRange) -> int:
 def is_assignable(rng: IpRange, number: int) -> bool:
     first, last = usable(rng)
     return first <= number <= last and not any(lo <= number <= hi for lo, hi in blocked(rng))
+
+
+def lowest_free_with(rng: IpRange, first_free: Callable[[int], int]) -> int | None:
+    """The lowest address of ``rng`` neither blocked nor taken, where ``first_free(n)`` is the lowest number at
+    or above ``n`` that is not taken; None when the range is full. One call per blocked block crossed."""
+    first, last = usable(rng)
+    blocks = blocked(rng)
+    candidate = first
+    while candidate <= last:
+        inside = next((hi for lo, hi in blocks if lo <= candidate <= hi), None)
+        if inside is not None:
+            candidate = inside + 1
+            continue
+        free = first_free(candidate)
+        if free == candidate:
+            return candidate
+        candidate = free
+    return None
 
 
 def lowest_free(rng: IpRange, taken: Sequence[int]) -> int | None:

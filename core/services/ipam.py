@@ -9,6 +9,7 @@ another company's ranges answer like ranges that do not exist.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from core import rbac
@@ -48,7 +49,7 @@ def ranges(deps: Deps, principal: Principal) -> list[RangeUsage]:
         out = []
         for rng in uow.ip_ranges.list():
             assert rng.id is not None
-            used = len(uow.ip_assignments.numbers(rng.id))
+            used = uow.ip_assignments.count(rng.id)
             out.append(RangeUsage(rng, clusters.get(rng.cluster_id, "?"), used, addresses.capacity(rng)))
     return out
 
@@ -137,13 +138,13 @@ def allocate(
                 held = [a for a in uow.ip_assignments.for_guest(rng.cluster_id, vmid) if a.nic == nic]
                 if held:
                     raise Conflict(f"{label} net{nic} has {held[0].address} from pvebot already; release it first")
-            taken = uow.ip_assignments.numbers(rng.id)
+            range_id = rng.id
             if wanted is not None:
-                if wanted in taken:
+                if uow.ip_assignments.first_free(range_id, wanted) != wanted:
                     raise Conflict(f"{address} is assigned already; leave out --ip for the next free address")
                 number: int | None = wanted
             else:
-                number = addresses.lowest_free(rng, taken)
+                number = addresses.lowest_free_with(rng, partial(uow.ip_assignments.first_free, range_id))
             if number is None:
                 raise Conflict(f"range {rng.name} is full: all {addresses.capacity(rng)} addresses are assigned")
             assignment = IpAssignment(
