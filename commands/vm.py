@@ -104,8 +104,8 @@ def register(registry: CommandRegistry) -> None:
         "vm create",
         operation="vm.create",
         args=(Param("name"),),
-        flags=(Param("template"), Param("cores", int), Param("memory"), Param("disk"), Param("cluster")),
-        usage="vm create <name> --template T [--cores N] [--memory 4G] [--disk +10G] [--cluster C]",
+        flags=(Param("template"), Param("cores", int), Param("memory"), Param("disk"), Param("cluster"), Param("net")),
+        usage="vm create <name> --template T [--cores N] [--memory 4G] [--disk +10G] [--cluster C] [--net RANGE]",
     )
     def vm_create(args: Args, ctx: CommandContext) -> Answer:
         """Create a VM by cloning a template into your company's pool (quota-checked)."""
@@ -115,7 +115,7 @@ def register(registry: CommandRegistry) -> None:
         outcome = vms.create(
             ctx.deps, ctx.principal, name=args["name"], template=args["template"], cores=args["cores"],
             memory_mb=memory, disk=args["disk"], cluster=args["cluster"], conversation=ctx.conversation,
-            request_id=ctx.request_id,
+            request_id=ctx.request_id, net=args["net"],
         )
         return outcome_reply(ctx, outcome, f"create {args['name']}")
 

@@ -212,6 +212,52 @@ class ApprovalRequest:
     copies: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(eq=False)
+class IpRange:
+    """A company's address range on one cluster, and how a NIC reaches it (a bridge and VLAN, or an SDN vnet).
+
+    Ranges change only through provisioning. ``reserved`` holds single addresses and ``first-last`` blocks
+    that are never handed out (the gateway is never handed out either).
+    """
+
+    company_id: int
+    cluster_id: int
+    name: str
+    cidr: str
+    gateway: str | None = None
+    vlan: int | None = None
+    bridge: str | None = None
+    vnet: str | None = None
+    dns: list[str] = field(default_factory=list)
+    search_domain: str | None = None
+    reserved: list[str] = field(default_factory=list)
+    id: int | None = None
+
+    @property
+    def segment(self) -> str:
+        """Where its guests sit on the wire: ``vmbr0 VLAN 120``, ``vmbr0 untagged`` or ``vnet acmenet``."""
+        if self.vnet:
+            return f"vnet {self.vnet}"
+        return f"{self.bridge} VLAN {self.vlan}" if self.vlan is not None else f"{self.bridge} untagged"
+
+
+@dataclass(eq=False)
+class IpAssignment:
+    """An address of a range held by one NIC of one guest (``vmid`` None: held for a guest being created)."""
+
+    range_id: int
+    company_id: int
+    address: str
+    # the address as an integer: the unique key with ``range_id``, and what allocation searches
+    number: int
+    cluster_id: int
+    vmid: int | None
+    nic: int
+    assigned_by: str
+    assigned_at: datetime
+    id: int | None = None
+
+
 # ---- Things that live in Proxmox -------------------------------------------------------
 
 
@@ -312,6 +358,21 @@ class GuestStatus:
     qmp_status: str | None = None
     config: dict[str, str] = field(default_factory=dict)
     pending: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Nic:
+    """One network interface of a guest as its config says: where it connects and its static IPv4 address.
+
+    ``address`` is ``10.20.0.11/24`` (qemu: from cloud-init ``ipconfigN``; lxc: the NIC's ``ip=``), or None
+    for DHCP or no address.
+    """
+
+    index: int
+    bridge: str | None
+    vlan: int | None
+    mac: str | None = None
+    address: str | None = None
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,12 @@ from core.model import (
     GuestIdentity,
     GuestRef,
     GuestStatus,
+    IpAssignment,
+    IpRange,
     Job,
     JobState,
     KnownChannel,
+    Nic,
     PoolBinding,
     Snapshot,
     TaskRef,
@@ -54,6 +57,23 @@ class ConfigChange:
     @property
     def empty(self) -> bool:
         return self.cores is None and self.memory_mb is None and self.vlan is None and self.ipconfig is None
+
+
+@dataclass(frozen=True)
+class NicAddress:
+    """What one NIC is set to: its static address and where it connects.
+
+    ``address`` is ``10.20.0.11/24``, or None to remove the static address. ``bridge`` None keeps the NIC's
+    bridge; ``vlan`` None removes its tag. DNS settings are left alone when empty.
+    """
+
+    nic: int
+    address: str | None
+    gateway: str | None = None
+    bridge: str | None = None
+    vlan: int | None = None
+    dns: tuple[str, ...] = ()
+    search_domain: str | None = None
 
 
 class Hypervisor(Protocol):
@@ -101,6 +121,22 @@ class Hypervisor(Protocol):
     ) -> TaskRef: ...
 
     def configure(self, ref: GuestRef, change: ConfigChange) -> TaskRef: ...
+
+    def nics(self, ref: GuestRef) -> builtins.list[Nic]:
+        """The guest's network interfaces as its config says (one config read)."""
+        ...
+
+    def set_address(self, ref: GuestRef, change: NicAddress) -> TaskRef:
+        """Give one NIC an address, bridge and VLAN (qemu: cloud-init ``ipconfigN``), keeping its MAC."""
+        ...
+
+    def regenerate_cloudinit(self, ref: GuestRef) -> TaskRef:
+        """Rebuild a qemu guest's cloud-init drive from its config (nothing happens without such a drive)."""
+        ...
+
+    def bridges(self, node: str) -> builtins.list[str]:
+        """The bridges of ``node`` a NIC can be attached to."""
+        ...
 
     def resize_disk(self, ref: GuestRef, *, disk: str, size: str) -> TaskRef:
         """``size`` as Proxmox takes it: ``+10G`` grows by, ``32G`` grows to."""
@@ -264,6 +300,42 @@ class ApprovalRepository(Protocol):
         ...
 
 
+class IpRangeRepository(Protocol):
+    def get(self, range_id: int) -> IpRange | None: ...
+    def by_name(self, company_id: int, name: str) -> IpRange | None: ...
+    def list(self) -> builtins.list[IpRange]: ...
+    def add(self, ip_range: IpRange) -> None: ...
+    def remove(self, ip_range: IpRange) -> None: ...
+
+
+class IpAssignmentRepository(Protocol):
+    def add(self, assignment: IpAssignment) -> None:
+        """Store a new assignment; raises ``DuplicateRequest`` when its address, or its NIC, is taken already."""
+        ...
+
+    def count(self, range_id: int) -> int:
+        """How many addresses of ``range_id`` are held."""
+        ...
+
+    def first_free(self, range_id: int, start: int) -> int:
+        """The lowest number at or above ``start`` that no assignment of ``range_id`` holds (it may be past the
+        range's end: the caller checks)."""
+        ...
+
+    def for_range(self, range_id: int) -> builtins.list[IpAssignment]: ...
+    def for_company(self) -> builtins.list[IpAssignment]: ...
+    def for_guest(self, cluster_id: int, vmid: int) -> builtins.list[IpAssignment]: ...
+    def get(self, assignment_id: int) -> IpAssignment | None: ...
+
+    def bind(self, assignment_id: int, *, vmid: int) -> bool:
+        """Give a held address to the guest just created; False when it was released meanwhile."""
+        ...
+
+    def release(self, assignment_id: int) -> bool:
+        """Remove one assignment; False when it was gone already."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """A transaction over repositories that all see only ``scope``'s companies.
 
@@ -280,6 +352,8 @@ class UnitOfWork(Protocol):
     audit: AuditLog
     jobs: JobRepository
     approvals: ApprovalRepository
+    ip_ranges: IpRangeRepository
+    ip_assignments: IpAssignmentRepository
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *args: object) -> None: ...

@@ -21,6 +21,10 @@ class Perm(enum.StrEnum):
     SNAPSHOT_READ = "snapshot.read"
     SNAPSHOT_CREATE = "snapshot.create"
     SNAPSHOT_DESTROY = "snapshot.destroy"  # rollback, delete: through an approval request
+    NET_READ = "net.read"  # net list, net show, vlan list
+    IP_ASSIGN = "ip.assign"
+    IP_RELEASE = "ip.release"  # through an approval request
+    NET_AUDIT = "net.audit"
     JOB_READ = "job.read"
     JOB_CANCEL = "job.cancel"
     APPROVAL_REQUEST = "approval.request"
@@ -31,7 +35,7 @@ class Perm(enum.StrEnum):
     CLUSTER_MANAGE = "cluster.manage"
 
 
-_READ = frozenset({Perm.VM_READ, Perm.SNAPSHOT_READ, Perm.JOB_READ})
+_READ = frozenset({Perm.VM_READ, Perm.SNAPSHOT_READ, Perm.JOB_READ, Perm.NET_READ})
 _OPERATE = _READ | {
     Perm.VM_OPERATE,
     Perm.VM_CREATE,
@@ -40,8 +44,10 @@ _OPERATE = _READ | {
     Perm.SNAPSHOT_DESTROY,
     Perm.JOB_CANCEL,
     Perm.APPROVAL_REQUEST,
+    Perm.IP_ASSIGN,
 }
-_ADMIN = _OPERATE | {Perm.APPROVAL_DECIDE, Perm.AUDIT_READ, Perm.USER_MANAGE}
+# ranges themselves change only through provisioning, which is a super_admin's tool outside chat
+_ADMIN = _OPERATE | {Perm.APPROVAL_DECIDE, Perm.AUDIT_READ, Perm.USER_MANAGE, Perm.IP_RELEASE, Perm.NET_AUDIT}
 
 # The one place that says who may do what. The README prints it (``pvebot admin matrix``).
 MATRIX: dict[Role, frozenset[Perm]] = {

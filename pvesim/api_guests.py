@@ -10,6 +10,7 @@ import copy
 import time
 from typing import Any
 
+from pvesim import api_network
 from pvesim.context import Call, SimContext, check_config_lock, render_bytes, route
 from pvesim.propstring import format_property_string
 from pvesim.state import (
@@ -85,10 +86,14 @@ async def power(ctx: SimContext, call: Call) -> Any:
         async def work(task: SimTask) -> None:
             with ctx.state.lock:
                 _power_precondition(guest, action)
+                if action in ("start", "reboot"):
+                    api_network.check_bridges(guest, ctx.state.node(guest.node), guest.config)
             lines = ["generating cloud-init ISO"] if action == "start" and "ipconfig0" in guest.config else []
             await ctx.tasks.progress(task, lines)
             with ctx.state.lock:
                 _power_apply(guest, action)
+                if action == "start" and guest.kind == "qemu":
+                    api_network.regenerate(guest)  # qemu-server writes the cloud-init drive at every start
 
         return ctx.tasks.start(
             node=call.node, type_=TASK_PREFIX[call.kind] + action, id_=str(call.vmid), user=call.user,
@@ -155,6 +160,9 @@ async def clone(ctx: SimContext, call: Call) -> Any:
         renew_macs(config)
         if call.kind == "qemu":
             config.update(new_identity())
+            for key, value in list(config.items()):
+                if "cloudinit" in value:  # the clone gets its own cloud-init volume
+                    config[key] = value.replace(f"vm-{source.vmid}-cloudinit", f"vm-{newid}-cloudinit")
         guest = SimGuest(vmid=newid, kind=call.kind, node=target, pool=pool, status="stopped", config=config,
                          qmpstatus="stopped" if call.kind == "qemu" else None, lock="clone")
         ctx.state.guests[newid] = guest
@@ -192,8 +200,11 @@ def _render_transfer(line: str, total: int) -> str:
     return f"transferred {render_bytes(done)} of {render_bytes(total)} {words[-1]}"
 
 
-def _apply_config(guest: SimGuest, params: dict[str, str]) -> None:
+def _apply_config(guest: SimGuest, params: dict[str, str], *, node: Any = None) -> None:
     changes = {k: v for k, v in params.items() if k not in NOT_CONFIG}
+    if guest.status == "running" and node is not None:
+        # a NIC of a running guest is hot-plugged at once, onto a bridge that must exist
+        api_network.check_bridges(guest, node, {k: v for k, v in changes.items() if k.startswith("net")})
     for key, value in changes.items():
         if guest.kind == "qemu" and guest.status == "running" and key in COLD_OPTIONS:
             guest.pending[key] = value
@@ -214,11 +225,13 @@ async def post_config(ctx: SimContext, call: Call) -> Any:
         guest = ctx.guest(call)
         check_config_lock(guest)
         _check_digest(guest, call.params)
+        api_network.check_params(guest, call.params)
+        params = api_network.complete_nics(guest, call.params)
 
         async def work(task: SimTask) -> None:
-            await ctx.tasks.progress(task, [f"update VM {guest.vmid}: " + _describe(call.params)])
+            await ctx.tasks.progress(task, [f"update VM {guest.vmid}: " + _describe(params)])
             with ctx.state.lock:
-                _apply_config(guest, call.params)
+                _apply_config(guest, params, node=ctx.state.node(guest.node))
 
         return ctx.tasks.start(node=call.node, type_="qmconfig", id_=str(call.vmid), user=call.user, work=work,
                                guest=guest)
@@ -232,7 +245,11 @@ async def put_config(ctx: SimContext, call: Call) -> Any:
     with ctx.state.lock:
         check_config_lock(guest)
         _check_digest(guest, call.params)
-        _apply_config(guest, call.params)
+        api_network.check_params(guest, call.params)
+        try:
+            _apply_config(guest, api_network.complete_nics(guest, call.params), node=ctx.state.node(guest.node))
+        except TaskFailed as e:  # synchronous here: the hotplug failure is the answer
+            raise ApiError(500, str(e)) from e
     return None
 
 

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from pvesim import api_cluster, api_guests  # noqa: F401  (registers the routes)
+from pvesim import api_cluster, api_guests, api_network  # noqa: F401  (registers the routes)
 from pvesim.context import ROUTES, Call, Listing, SimContext
 from pvesim.faults import Faults
 from pvesim.schema import SchemaIndex

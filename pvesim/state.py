@@ -52,10 +52,28 @@ def bytes_to_size(n: int) -> str:
     return str(n)
 
 
+def default_network() -> dict[str, dict[str, Any]]:
+    """A node's interfaces as a fresh PVE install has them: one NIC and a VLAN-aware bridge on it."""
+    return {
+        "eno1": {"iface": "eno1", "type": "eth", "method": "manual", "method6": "manual", "active": 1,
+                 "exists": 1, "families": ["inet"], "priority": 3},
+        "vmbr0": {"iface": "vmbr0", "type": "bridge", "method": "static", "method6": "manual", "active": 1,
+                  "autostart": 1, "bridge_ports": "eno1", "bridge_stp": "off", "bridge_fd": "0",
+                  "bridge_vlan_aware": 1, "bridge_vids": "2-4094", "cidr": "192.0.2.11/24",
+                  "address": "192.0.2.11", "netmask": "24", "gateway": "192.0.2.1", "families": ["inet"],
+                  "priority": 4},
+    }
+
+
 @dataclass
 class SimNode:
     name: str
     online: bool = True
+    # iface -> its /nodes/{node}/network row
+    network: dict[str, dict[str, Any]] = field(default_factory=default_network)
+
+    def bridges(self) -> set[str]:
+        return {i for i, row in self.network.items() if row.get("type") in ("bridge", "OVSBridge")}
 
 
 @dataclass
@@ -109,6 +127,8 @@ class SimGuest:
     busy_upid: str | None = None  # a running task holds the guest's lock file
     ip: str | None = None
     started_at: float | None = None
+    # the cloud-init settings as last written to its cloud-init drive (qemu), None if never generated
+    cloudinit: dict[str, str] | None = None
 
     @property
     def type_label(self) -> str:
@@ -297,6 +317,7 @@ def default_config(
             "scsi0": f"{disk},iothread=1",
             "boot": "order=scsi0",
             "net0": f"virtio={new_mac()},bridge=vmbr0,firewall=1",
+            "ide2": f"local-lvm:vm-{vmid}-cloudinit,media=cdrom",
             **new_identity(),
         }
         if ip:

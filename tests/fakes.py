@@ -11,8 +11,8 @@ from typing import Any
 from core.chat import ConversationRef, MessageRef, Reply
 from core.errors import Conflict, ExternalSystemError, InvalidArguments, NotFound
 from core.guest_index import GuestIndex
-from core.model import Backup, Cluster, Guest, GuestIdentity, GuestRef, GuestStatus, Snapshot, TaskRef, TaskStatus
-from core.ports import ConfigChange
+from core.model import Backup, Cluster, Guest, GuestIdentity, GuestRef, GuestStatus, Nic, Snapshot, TaskRef, TaskStatus
+from core.ports import ConfigChange, NicAddress
 
 
 class FakeClock:
@@ -48,6 +48,8 @@ class FakeHypervisor:
     # each guest's creation number: adding or cloning into a VMID makes a new guest there
     births: dict[int, int] = field(default_factory=dict)
     configs: dict[int, dict[str, str]] = field(default_factory=dict)
+    # vmid -> its NICs (a guest not listed has one untagged NIC on vmbr0 without an address)
+    nic_table: dict[int, list[Nic]] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _births: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -132,6 +134,25 @@ class FakeHypervisor:
     def resize_disk(self, ref: GuestRef, *, disk: str, size: str) -> TaskRef:
         self._get(ref)
         return TaskRef(cluster=self.cluster_name, node=ref.node, upid=None)
+
+    def nics(self, ref: GuestRef) -> list[Nic]:
+        self._get(ref)
+        return list(self.nic_table.get(ref.vmid, [Nic(index=0, bridge="vmbr0", vlan=None)]))
+
+    def set_address(self, ref: GuestRef, change: NicAddress) -> TaskRef:
+        nics = {n.index: n for n in self.nics(ref)}
+        old = nics[change.nic]
+        nics[change.nic] = Nic(index=change.nic, bridge=change.bridge or old.bridge,
+                               vlan=change.vlan if change.address else old.vlan, mac=old.mac, address=change.address)
+        self.nic_table[ref.vmid] = sorted(nics.values(), key=lambda n: n.index)
+        return self._task(ref, "qmconfig")
+
+    def regenerate_cloudinit(self, ref: GuestRef) -> TaskRef:
+        self._get(ref)
+        return TaskRef(cluster=self.cluster_name, node=ref.node, upid=None)
+
+    def bridges(self, node: str) -> list[str]:
+        return ["vmbr0"]
 
     def delete(self, ref: GuestRef) -> TaskRef:
         guest = self._get(ref)

@@ -25,12 +25,13 @@ from core.model import (
     GuestIdentity,
     GuestRef,
     GuestStatus,
+    Nic,
     Snapshot,
     TaskRef,
     TaskStatus,
     TlsMode,
 )
-from core.ports import ConfigChange, SecretCipher
+from core.ports import ConfigChange, NicAddress, SecretCipher
 from core.telemetry import Telemetry
 
 LOG_PAGE = 500
@@ -179,6 +180,42 @@ class ProxmoxHypervisor:
         if not value:
             raise InvalidArguments(f"the guest has no network interface net{index}")
         return str(value)
+
+    # -- network -------------------------------------------------------------------------
+
+    def nics(self, ref: GuestRef) -> list[Nic]:
+        return mapping.nics_from_config(ref.kind, self._api.call("GET", f"{self._guest_path(ref)}/config"))
+
+    def set_address(self, ref: GuestRef, change: NicAddress) -> TaskRef:
+        base = self._guest_path(ref)
+        config = self._api.call("GET", f"{base}/config")
+        # the whole netN is sent back with its MAC: Proxmox gives a NIC sent without one a new MAC
+        net = mapping.net_with_address(ref.kind, self._net(config, change.nic), bridge=change.bridge,
+                                       vlan=change.vlan, address=change.address, gateway=change.gateway)
+        # the digest makes Proxmox refuse our change if someone else changed the config meanwhile
+        params: dict[str, Any] = {"digest": config.get("digest"), f"net{change.nic}": net}
+        if change.dns:
+            params["nameserver"] = " ".join(change.dns)
+        if change.search_domain:
+            params["searchdomain"] = change.search_domain
+        if ref.kind == "qemu":
+            if change.address is None:
+                params["delete"] = f"ipconfig{change.nic}"
+            else:
+                params[f"ipconfig{change.nic}"] = mapping.ipconfig_value(change.address, change.gateway)
+            return self._task(ref.node, self._api.call("POST", f"{base}/config", **params))
+        self._api.call("PUT", f"{base}/config", **params)
+        return TaskRef(cluster=self.cluster_name, node=ref.node, upid=None)
+
+    def regenerate_cloudinit(self, ref: GuestRef) -> TaskRef:
+        if ref.kind != "qemu":
+            raise InvalidArguments("only qemu VMs have a cloud-init drive")
+        self._api.call("PUT", f"{self._guest_path(ref)}/cloudinit")
+        return TaskRef(cluster=self.cluster_name, node=ref.node, upid=None)
+
+    def bridges(self, node: str) -> list[str]:
+        rows = self._api.call("GET", f"/nodes/{node}/network", type="any_bridge")
+        return sorted(str(row["iface"]) for row in rows if row.get("iface"))
 
     def resize_disk(self, ref: GuestRef, *, disk: str, size: str) -> TaskRef:
         mapping.check_disk_size(size)

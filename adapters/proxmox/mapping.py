@@ -8,7 +8,7 @@ from typing import Any
 
 from adapters.proxmox.props import parse_props, with_props
 from core.errors import ConfigurationError, InvalidArguments
-from core.model import Backup, Guest, GuestIdentity, GuestRef, Snapshot
+from core.model import Backup, Guest, GuestIdentity, GuestRef, Nic, Snapshot
 
 # From pve-common (via the shipped formats): UPID, pve-configid.
 UPID_RE = re.compile(
@@ -240,3 +240,50 @@ def check_ipconfig(ipconfig: str) -> None:
     for key, _ in parse_props(ipconfig):
         if key not in {"ip", "gw", "ip6", "gw6"}:
             raise InvalidArguments("an IP setting looks like ip=10.0.0.5/24,gw=10.0.0.1 (or ip=dhcp)")
+
+
+_QEMU_MODELS = ("e1000", "e1000-82540em", "e1000-82544gc", "e1000-82545em", "e1000e", "i82551", "i82557b",
+                "i82559er", "ne2k_isa", "ne2k_pci", "pcnet", "rtl8139", "virtio", "vmxnet3")
+_NET_KEY = re.compile(r"^net(\d+)$")
+
+
+def nics_from_config(kind: str, config: dict[str, Any]) -> list[Nic]:
+    """The NICs of a guest config: qemu addresses come from ``ipconfigN``, lxc ones from ``netN`` itself."""
+    out = []
+    for key in sorted(config, key=lambda k: (len(k), k)):
+        m = _NET_KEY.match(key)
+        if not m:
+            continue
+        index = int(m.group(1))
+        props = dict((k or "model", v) for k, v in parse_props(str(config[key])))
+        tag = props.get("tag")
+        if kind == "qemu":
+            mac = props.get("macaddr") or next((props[k] for k in _QEMU_MODELS if k in props and ":" in props[k]), None)
+            ip = dict(parse_props(str(config.get(f"ipconfig{index}", "")))).get("ip")
+        else:
+            mac, ip = props.get("hwaddr"), props.get("ip")
+        static = ip if ip and "/" in ip else None  # not dhcp, manual or absent
+        out.append(Nic(index=index, bridge=props.get("bridge"), vlan=int(tag) if tag and tag.isdigit() else None,
+                       mac=mac, address=static))
+    return out
+
+
+def net_with_address(kind: str, net: str, *, bridge: str | None, vlan: int | None, address: str | None,
+                     gateway: str | None) -> str:
+    """``netN`` with the bridge and VLAN of a range (its MAC and other settings kept); lxc also takes the address."""
+    if vlan is not None and not 1 <= vlan <= 4094:
+        raise InvalidArguments("a VLAN tag is between 1 and 4094")
+    changes: dict[str, str | None] = {}
+    if address is not None or bridge is not None:
+        # taking an address off leaves the NIC where it is; giving one moves it onto the range's segment
+        changes["tag"] = None if vlan is None else str(vlan)
+    if bridge is not None:
+        changes["bridge"] = bridge
+    if kind == "lxc":
+        changes["ip"] = address
+        changes["gw"] = gateway if address else None
+    return with_props(net, **changes)
+
+
+def ipconfig_value(address: str, gateway: str | None) -> str:
+    return f"ip={address}" + (f",gw={gateway}" if gateway else "")

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, select, true, update
+from sqlalchemy import ColumnElement, delete, false, func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -24,6 +24,8 @@ from core.model import (
     ChatIdentity,
     Cluster,
     Company,
+    IpAssignment,
+    IpRange,
     Job,
     JobState,
     KnownChannel,
@@ -326,3 +328,93 @@ class SqlApprovalRepository(_Scoped):
         decided = bool(result.rowcount == 1)  # type: ignore[attr-defined]
         self._session.expire_all()
         return decided
+
+
+class SqlIpRangeRepository(_Scoped):
+    def _select(self) -> Any:
+        return select(IpRange).where(_in_scope(t.ip_ranges.c.company_id, self._scope))
+
+    def get(self, range_id: int) -> IpRange | None:
+        return self._session.scalars(self._select().where(t.ip_ranges.c.id == range_id)).first()
+
+    def by_name(self, company_id: int, name: str) -> IpRange | None:
+        c = t.ip_ranges.c
+        return self._session.scalars(self._select().where(c.company_id == company_id, c.name == name)).first()
+
+    def list(self) -> builtins.list[IpRange]:
+        c = t.ip_ranges.c
+        return list(self._session.scalars(self._select().order_by(c.company_id, c.name)))
+
+    def add(self, ip_range: IpRange) -> None:
+        _check_scope(self._scope, ip_range.company_id, "company")
+        self._session.add(ip_range)
+        self._session.flush()
+
+    def remove(self, ip_range: IpRange) -> None:
+        _check_scope(self._scope, ip_range.company_id, "range")
+        self._session.delete(ip_range)
+        self._session.flush()
+
+
+class SqlIpAssignmentRepository(_Scoped):
+    def _select(self) -> Any:
+        return select(IpAssignment).where(_in_scope(t.ip_assignments.c.company_id, self._scope))
+
+    def add(self, assignment: IpAssignment) -> None:
+        _check_scope(self._scope, assignment.company_id, "company")
+        # the unique keys (range, address) and (guest, NIC) decide between concurrent allocations
+        _add_once(self._session, assignment)
+
+    def count(self, range_id: int) -> int:
+        c = t.ip_assignments.c
+        stmt = select(func.count()).select_from(t.ip_assignments).where(
+            c.range_id == range_id, _in_scope(c.company_id, self._scope))
+        return int(self._session.scalar(stmt) or 0)
+
+    def first_free(self, range_id: int, start: int) -> int:
+        c = t.ip_assignments.c
+        taken = select(c.id).where(c.range_id == range_id, c.number == start)
+        if self._session.scalar(taken) is None:
+            return start
+        # walk the unique index (range, number) upwards from start and stop at the first number whose successor
+        # is not held: the database does in C what a Python loop over every taken address would do
+        a, b = t.ip_assignments.alias("a"), t.ip_assignments.alias("b")
+        successor = select(b.c.id).where(b.c.range_id == range_id, b.c.number == a.c.number + 1)
+        stmt = (select(a.c.number + 1).where(a.c.range_id == range_id, a.c.number >= start, ~successor.exists())
+                .order_by(a.c.number).limit(1))
+        return int(self._session.scalar(stmt))  # type: ignore[arg-type]  # start is held: some row answers
+
+    def for_range(self, range_id: int) -> builtins.list[IpAssignment]:
+        c = t.ip_assignments.c
+        return list(self._session.scalars(self._select().where(c.range_id == range_id).order_by(c.number)))
+
+    def for_company(self) -> builtins.list[IpAssignment]:
+        c = t.ip_assignments.c
+        return list(self._session.scalars(self._select().order_by(c.range_id, c.number)))
+
+    def for_guest(self, cluster_id: int, vmid: int) -> builtins.list[IpAssignment]:
+        c = t.ip_assignments.c
+        stmt = self._select().where(c.cluster_id == cluster_id, c.vmid == vmid).order_by(c.nic)
+        return list(self._session.scalars(stmt))
+
+    def get(self, assignment_id: int) -> IpAssignment | None:
+        return self._session.scalars(self._select().where(t.ip_assignments.c.id == assignment_id)).first()
+
+    def bind(self, assignment_id: int, *, vmid: int) -> bool:
+        # one conditional UPDATE: an address released meanwhile is not brought back
+        c = t.ip_assignments.c
+        result = self._session.execute(
+            update(t.ip_assignments).where(c.id == assignment_id, _in_scope(c.company_id, self._scope))
+            .values(vmid=vmid).execution_options(synchronize_session=False)
+        )
+        self._session.expire_all()
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def release(self, assignment_id: int) -> bool:
+        c = t.ip_assignments.c
+        result = self._session.execute(
+            delete(t.ip_assignments).where(c.id == assignment_id, _in_scope(c.company_id, self._scope))
+            .execution_options(synchronize_session=False)
+        )
+        self._session.expire_all()
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]

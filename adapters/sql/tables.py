@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -211,6 +212,44 @@ approval_requests = Table(
     Column("copies", JSON, nullable=False, default=list),
 )
 
+# A company's address ranges; only provisioning writes them.
+ip_ranges = Table(
+    "ip_ranges",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("company_id", Integer, ForeignKey("companies.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("cluster_id", Integer, ForeignKey("clusters.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("cidr", String(64), nullable=False),
+    Column("gateway", String(64), nullable=True),
+    Column("vlan", Integer, nullable=True),
+    Column("bridge", String(64), nullable=True),
+    Column("vnet", String(64), nullable=True),
+    Column("dns", JSON, nullable=False),
+    Column("search_domain", String(253), nullable=True),
+    Column("reserved", JSON, nullable=False),
+    UniqueConstraint("company_id", "name", name="uq_ip_ranges_company_name"),
+)
+
+# Who holds which address. The two unique keys are what makes a double assignment impossible, whatever
+# the number of processes allocating at once: one address per range, one address per NIC of a guest.
+ip_assignments = Table(
+    "ip_assignments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("range_id", Integer, ForeignKey("ip_ranges.id", ondelete="CASCADE"), nullable=False),
+    Column("company_id", Integer, nullable=False, index=True),
+    Column("address", String(64), nullable=False),
+    Column("number", BigInteger, nullable=False),
+    Column("cluster_id", Integer, nullable=False),
+    Column("vmid", Integer, nullable=True),
+    Column("nic", Integer, nullable=False),
+    Column("assigned_by", String(254), nullable=False),
+    Column("assigned_at", UtcDateTime, nullable=False),
+    UniqueConstraint("range_id", "number", name="uq_ip_assignments_range_number"),
+    UniqueConstraint("cluster_id", "vmid", "nic", name="uq_ip_assignments_guest_nic"),
+)
+
 # Messages for terminal sessions: workers anywhere append, the shell that owns the
 # conversation reads them in order. Append-only; an edit is a new row for the same message.
 shell_outbox = Table(
@@ -249,4 +288,6 @@ def start_mappers() -> None:
     mapper_registry.map_imperatively(model.AuditEvent, audit_events)
     mapper_registry.map_imperatively(model.Job, jobs)
     mapper_registry.map_imperatively(model.ApprovalRequest, approval_requests)
+    mapper_registry.map_imperatively(model.IpRange, ip_ranges)
+    mapper_registry.map_imperatively(model.IpAssignment, ip_assignments)
     _mapped = True

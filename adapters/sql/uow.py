@@ -49,6 +49,8 @@ class SqlUnitOfWork:
     audit: ports.AuditLog
     jobs: ports.JobRepository
     approvals: ports.ApprovalRepository
+    ip_ranges: ports.IpRangeRepository
+    ip_assignments: ports.IpAssignmentRepository
 
     def __init__(self, session_factory: sessionmaker[Session], scope: Scope) -> None:
         self._session_factory = session_factory
@@ -66,6 +68,8 @@ class SqlUnitOfWork:
         self.audit = r.SqlAuditLog(s, scope)
         self.jobs = r.SqlJobRepository(s, scope)
         self.approvals = r.SqlApprovalRepository(s, scope)
+        self.ip_ranges = r.SqlIpRangeRepository(s, scope)
+        self.ip_assignments = r.SqlIpAssignmentRepository(s, scope)
         return self
 
     def __exit__(self, *args: object) -> None:

@@ -20,7 +20,7 @@ from core.ids import new_id, show_approval, show_job
 from core.model import ApprovalRequest, ApprovalState, Company, Role, User
 from core.ports import Hypervisor, UnitOfWork
 from core.principal import Principal, Scope
-from core.services import audit, catalog, channels, jobs
+from core.services import audit, catalog, channels, jobs, operations
 from core.services.deps import Deps
 from core.services.operations import Target
 
@@ -213,12 +213,15 @@ def decide(deps: Deps, principal: Principal, approval_id: str, *, approve: bool,
         failure = _still_valid(deps, approval)
         if failure is not None:
             if _transition(deps, approval, ApprovalState.FAILED, principal, now, failure):
+                _ended_without_job(deps, approval)
                 _update_card(deps, get(deps, principal, approval_id))  # its buttons can no longer work
                 raise Conflict(f"{show_approval(approval.id)} cannot run: {failure}. Nothing was done.")
             raise Conflict(_already(deps, get(deps, principal, approval_id)))
     to = ApprovalState.APPROVED if approve else ApprovalState.DENIED
     if not _transition(deps, approval, to, principal, now, note):
         raise Conflict(_already(deps, get(deps, principal, approval_id)))
+    if not approve:
+        _ended_without_job(deps, approval)
     approval = get(deps, principal, approval_id)
     if approve:
         try:
@@ -304,15 +307,30 @@ def _close_failed(deps: Deps, approval: ApprovalRequest, why: str) -> None:
                          company_id=approval.company_id, target=f"{show_approval(approval.id)} {approval.action}",
                          detail={"why": why[:200]})
             uow.commit()
+            closed = True
+        else:
+            closed = False
+    if closed:
+        _ended_without_job(deps, approval)
+
+
+def _ended_without_job(deps: Deps, approval: ApprovalRequest) -> None:
+    """The request closed (denied, expired, unable to run) and no job will ever carry it out."""
+    operations.end(catalog.get(approval.action), deps, operations.Ended(
+        action=approval.action, company_id=approval.company_id, target=approval.target, params=approval.params,
+        succeeded=False))
 
 
 def _expire(deps: Deps, approval: ApprovalRequest, now: datetime) -> None:
     with deps.uow_factory(Scope.everything()) as uow:
-        if uow.approvals.decide(approval.id, to=ApprovalState.EXPIRED, by_user_id=0, at=now, note="expired"):
+        expired = uow.approvals.decide(approval.id, to=ApprovalState.EXPIRED, by_user_id=0, at=now, note="expired")
+        if expired:
             audit.record(uow, clock=deps.clock, actor="system", action="approval.expired",
                          company_id=approval.company_id, target=f"{show_approval(approval.id)} {approval.action}")
         uow.commit()
         fresh = uow.approvals.get(approval.id)
+    if expired:
+        _ended_without_job(deps, approval)
     if fresh is not None:
         approval.state, approval.decided_at, approval.decided_by_user_id = (
             fresh.state, fresh.decided_at, fresh.decided_by_user_id)

@@ -6,10 +6,10 @@ commands, help, the approval policy, the approval service and the job runner all
 
 from __future__ import annotations
 
-from core.services import vm_operations
+from core.services import net_operations, vm_operations
 from core.services.operations import Catalog, Operation
 
-CATALOG = Catalog(vm_operations.OPERATIONS)
+CATALOG = Catalog(vm_operations.OPERATIONS + net_operations.OPERATIONS)
 
 
 def get(name: str) -> Operation:

@@ -22,8 +22,7 @@ from core.ids import new_id, show_approval, show_job
 from core.model import ApprovalState, GuestRef, Job, JobState, TaskRef, TaskStatus
 from core.ports import Hypervisor, UnitOfWork
 from core.principal import Principal, Scope
-from core.services import audit, catalog, targets
-from core.services import operations as ops
+from core.services import audit, catalog, operations, targets
 from core.services.deps import Deps
 from core.services.operations import Target
 
@@ -338,7 +337,7 @@ def _execute(deps: Deps, job: Job, progress: _Progress, deadline: float) -> None
         job.result = op.result(target, job.params)
 
 
-def _run_step(deps: Deps, hv: Hypervisor | None, job: Job, step: ops.Step, known: dict[int, dict[str, Any]],
+def _run_step(deps: Deps, hv: Hypervisor | None, job: Job, step: operations.Step, known: dict[int, dict[str, Any]],
               progress: _Progress, deadline: float) -> None:
     if step.on is not None:
         assert hv is not None
@@ -353,7 +352,7 @@ def _run_step(deps: Deps, hv: Hypervisor | None, job: Job, step: ops.Step, known
         raise ExternalSystemError(f"Proxmox task {step.label} failed: {detail}"[:300])
 
 
-def _compensate(deps: Deps, hv: Hypervisor | None, job: Job, op: ops.Operation, target: Target,
+def _compensate(deps: Deps, hv: Hypervisor | None, job: Job, op: operations.Operation, target: Target,
                 known: dict[int, dict[str, Any]], progress: _Progress) -> str:
     """Undo what the job's first steps made; says what was undone, or what is left behind."""
     assert op.compensate is not None
@@ -521,7 +520,12 @@ def _settle(deps: Deps, job: Job, state: JobState, result: str, *, expected: tup
         uow.commit()
         # whoever settled it, the caller now holds the final word
         job.state, job.result, job.finished_at = stored.state, stored.result, stored.finished_at
-        return settled
+    if settled:
+        # only the call that settled it: what the operation gives back is given back once
+        operations.end(catalog.get(job.action), deps, operations.Ended(
+            action=job.action, company_id=job.company_id, target=job.target, params=job.params,
+            succeeded=state is JobState.SUCCEEDED))
+    return settled
 
 
 def reap(

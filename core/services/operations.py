@@ -13,6 +13,7 @@ still the one the request was made for (:class:`core.model.GuestIdentity`), then
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from core.ports import Hypervisor
 from core.principal import Principal
 from core.rbac import Perm
 from core.services.deps import Deps
+
+log = logging.getLogger(__name__)
 
 
 class TargetKind(enum.StrEnum):
@@ -97,6 +100,22 @@ PrecheckFn = Callable[[Deps, Principal, Target, Job], None]
 
 
 @dataclass(frozen=True)
+class Ended:
+    """A request that is over: its job settled, or its approval request closed without a job."""
+
+    action: str
+    company_id: int
+    # the job's (or approval's) stored target and params, as the steps left them
+    target: dict[str, Any]
+    params: dict[str, Any]
+    succeeded: bool
+
+
+# what an operation does once its request is over (give back what it held, record what it made)
+EndedFn = Callable[[Deps, Ended], None]
+
+
+@dataclass(frozen=True)
 class Operation:
     name: str
     perm: Perm
@@ -120,6 +139,18 @@ class Operation:
     approval: bool = False
     # needs a second person whatever the policy says
     always_approval: bool = False
+    # called once when its job settles or its approval request closes without one
+    ended: EndedFn | None = None
+
+
+def end(op: Operation, deps: Deps, ended: Ended) -> None:
+    """Run ``op``'s end hook; its failure is logged, never raised: the request's outcome stands."""
+    if op.ended is None:
+        return
+    try:
+        op.ended(deps, ended)
+    except Exception:
+        log.exception("the end hook of %s failed", op.name)
 
 
 class Catalog:

@@ -10,9 +10,9 @@ from core.model import Guest, GuestRef, Job
 from core.ports import ConfigChange, Hypervisor
 from core.principal import Principal
 from core.rbac import Perm
-from core.services import inventory, quotas
+from core.services import inventory, ipam, net_operations, quotas
 from core.services.deps import Deps
-from core.services.operations import Operation, Step, StepsFn, Target
+from core.services.operations import Ended, Operation, Step, StepsFn, Target
 from core.services.targets import GUEST, TEMPLATE
 
 
@@ -91,6 +91,31 @@ def _create(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> It
     if params.get("disk"):
         yield Step("resize disk", lambda: api.resize_disk(new, disk=params.get("disk_name", "scsi0"),
                                                           size=params["disk"]), on=new)
+    if params.get("net"):
+        # the address was taken for it when the request was made; the clone is stopped, so no reboot
+        created = Guest(cluster=new.cluster, vmid=newid, name=params["name"], kind=new.kind, node=new.node,
+                        status="stopped")
+        yield from net_operations.configure_steps(api, created, ipam.from_params(params["net"]))
+
+
+def _create_ended(deps: Deps, ended: Ended) -> None:
+    """The address held for a new VM becomes the VM's once it exists; it is given back if the VM never came."""
+    net = ended.params.get("net")
+    if not net:
+        return
+    if ended.succeeded and ended.params.get("vmid"):
+        ipam.bind(deps, company_id=ended.company_id, assignment_id=int(net["assignment_id"]),
+                  vmid=int(ended.params["vmid"]))
+    else:
+        ipam.release_ids(deps, company_id=ended.company_id, ids=[int(net["assignment_id"])],
+                         why="the VM was not created")
+
+
+def _delete_ended(deps: Deps, ended: Ended) -> None:
+    """A deleted VM's addresses go back to their ranges; only once the delete succeeded, never before."""
+    if ended.succeeded and ended.target.get("cluster_id") is not None:
+        ipam.release_guest(deps, company_id=ended.company_id, cluster_id=int(ended.target["cluster_id"]),
+                           vmid=int(ended.target["vmid"]), why="the VM was deleted")
 
 
 def _create_precheck(deps: Deps, principal: Principal, target: Target, job: Job) -> None:
@@ -122,7 +147,8 @@ def _left_behind(target: Target, params: dict[str, Any]) -> str:
 
 def _created(target: Target, params: dict[str, Any]) -> str:
     cluster = target.cluster.name if target.cluster else "?"
-    return f"created {params['name']} as {cluster}/{params.get('vmid')}"
+    done = f"created {params['name']} as {cluster}/{params.get('vmid')}"
+    return done + (f" with {params['net']['cidr']} on net{params['net']['nic']}" if params.get("net") else "")
 
 
 def _snapshot_create(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Iterator[Step]:
@@ -194,10 +220,11 @@ OPERATIONS: tuple[Operation, ...] = (
     _power_op("reset", Perm.VM_DESTROY, "reset", "Reset a VM hard (not for containers).", approval=True,
               check=_no_lxc_reset),
     Operation("vm.delete", Perm.VM_DESTROY, "delete", "Delete a VM and its disks.", GUEST, _delete,
-              preview=_delete_preview, always_approval=True),
+              preview=_delete_preview, always_approval=True, ended=_delete_ended),
     Operation("vm.create", Perm.VM_CREATE, "create",
               "Create a VM by cloning a template into your company's pool (quota-checked).", TEMPLATE, _create,
-              result=_created, precheck=_create_precheck, compensate=_uncreate, leftover=_left_behind),
+              result=_created, precheck=_create_precheck, compensate=_uncreate, leftover=_left_behind,
+              ended=_create_ended),
     Operation("snapshot.create", Perm.SNAPSHOT_CREATE, "snapshot", "Take a snapshot (default name: "
               "pvebot-<date>-<time>).", GUEST, _snapshot_create, preview=_snapshot_preview),
     Operation("snapshot.rollback", Perm.SNAPSHOT_DESTROY, "roll back", "Roll a VM back to a snapshot.", GUEST,

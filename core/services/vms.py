@@ -7,11 +7,11 @@ from typing import Any
 
 from core import rbac
 from core.chat import ConversationRef
-from core.errors import Conflict, InvalidArguments, NotFound
+from core.errors import BotError, Conflict, InvalidArguments, NotFound
 from core.model import GuestStatus, Job, Snapshot
 from core.ports import UnitOfWork
 from core.principal import Principal
-from core.services import inventory, quotas, requests, targets, templates
+from core.services import inventory, ipam, quotas, requests, targets, templates
 from core.services.deps import Deps
 from core.services.operations import Target, TargetKind
 from core.services.requests import Outcome, operate
@@ -89,8 +89,12 @@ def create(
     cluster: str | None,
     conversation: ConversationRef,
     request_id: str,
+    net: str | None = None,
 ) -> Outcome:
-    """Clone ``template`` into the caller's company pool, within its quotas."""
+    """Clone ``template`` into the caller's company pool, within its quotas; ``net`` names a range to address it.
+
+    The address is taken now (a full range answers at once) and given to the VM once it exists.
+    """
     rbac.require(principal, rbac.Perm.VM_CREATE)
     if principal.company_id is None:
         raise InvalidArguments("only a member of a company creates VMs (super_admins: use a company account)")
@@ -134,10 +138,36 @@ def create(
     identity = deps.hypervisors.for_cluster(tpl.cluster).identity(tpl.guest.ref)
     target = Target(kind=TargetKind.TEMPLATE, label=tpl.label, company=company, cluster=tpl.cluster,
                     guest=tpl.guest, record=targets.guest_record(tpl, identity))
+    held = _hold_address(deps, principal, net, tpl=tpl, name=name) if net else None
+    if held is not None:
+        params["net"] = held
     # the new VM is the caller's company's, whoever owns the (shared) template
-    return requests.submit(deps, principal, action="vm.create", target=target, params=params,
-                           conversation=conversation, request_id=request_id, company_id=company_id,
-                           summary=f"create {name} from {tpl.guest.name} on {tpl.cluster.name}", admit=admit)
+    try:
+        outcome = requests.submit(deps, principal, action="vm.create", target=target, params=params,
+                                  conversation=conversation, request_id=request_id, company_id=company_id,
+                                  summary=f"create {name} from {tpl.guest.name} on {tpl.cluster.name}",
+                                  admit=admit)
+    except BotError:
+        if held is not None:  # refused (a quota): the address it held goes back
+            ipam.release_ids(deps, company_id=company_id, ids=[int(held["assignment_id"])], why="request refused")
+        raise
+    if held is not None and not outcome.created:
+        # a re-delivery: the first delivery's request holds its own address
+        ipam.release_ids(deps, company_id=principal.company_id, ids=[int(held["assignment_id"])],
+                         why="duplicate request")
+    return outcome
+
+
+def _hold_address(deps: Deps, principal: Principal, net: str, *, tpl: inventory.OwnedGuest, name: str
+                  ) -> dict[str, Any]:
+    assert principal.company_id is not None and tpl.cluster.id is not None
+    rng = ipam.choose_range(deps, principal, company_id=principal.company_id, cluster_id=tpl.cluster.id, name=net,
+                            address=None)
+    bridge = None if rng.vnet else rng.bridge
+    if bridge is not None and bridge not in deps.hypervisors.for_cluster(tpl.cluster).bridges(tpl.guest.node):
+        raise InvalidArguments(f"bridge {bridge} of range {rng.name} does not exist on node {tpl.guest.node}")
+    assignment = ipam.allocate(deps, principal, rng=rng, vmid=None, nic=0, label=f"new VM {name}")
+    return ipam.job_params(rng, assignment)
 
 
 def _bindings(deps: Deps, principal: Principal) -> list[tuple[int, str]]:

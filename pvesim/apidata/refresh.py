@@ -44,6 +44,8 @@ USED_ENDPOINTS: tuple[tuple[str, str], ...] = (
     ("POST", "/nodes/{node}/qemu/{vmid}/config"),
     ("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces"),
     ("GET", "/nodes/{node}/lxc/{vmid}/interfaces"),
+    ("PUT", "/nodes/{node}/qemu/{vmid}/cloudinit"),
+    ("GET", "/nodes/{node}/network"),
     ("POST", "/nodes/{node}/vzdump"),
     ("GET", "/nodes/{node}/storage/{storage}/content"),
     ("GET", "/nodes/{node}/tasks/{upid}/status"),

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +101,7 @@ class World:
 def world(
     tmp_path: Path, *, queue: str, task_seconds: float = 0.3, stale_seconds: int = 60, start_worker: bool = True,
     database_url: str | None = None, follow_grace: float = 60.0,
+    doc: Callable[[SimServer], str] = world_doc,
 ) -> Iterator[World]:
     """A running pvebot; ``database_url`` (an empty, migrated database) replaces the SQLite file."""
     sim = build_simulator(task_seconds=task_seconds)
@@ -125,7 +126,7 @@ def world(
         env["PVEBOT_QUEUE"] = f"pvebot-test-{uuid.uuid4().hex[:8]}"
     settings = Settings.from_mapping(env)
     storage = open_storage(settings)
-    provision(storage, world_doc(server), env)
+    provision(storage, doc(server), env)
     app = build_app(settings, storage=storage, progress_interval=0.2, poll_interval=0.05, follow_grace=follow_grace)
     w = World(app=app, sim=sim, server=server, env=env, log_dir=tmp_path)
     if queue == "redis" and start_worker:

@@ -238,7 +238,7 @@ def test_audit_filters_by_since_company_and_user(pvebot: Cli, db_url: str) -> No
     assert actions("--user", "alice@acme.example", "--since", "1h") == ["approval.approved"]
     recent = actions("--since", "10m")
     assert [a for a in recent if a != "provisioning.change"] == ["approval.approved", "vm.reboot"]
-    assert recent.count("provisioning.change") == 11  # applying the example, just now
+    assert recent.count("provisioning.change") == 12  # applying the example, just now
     assert "vm.start" not in recent
     line = pvebot("admin", "audit", "--company", "globex").out.splitlines()[0]
     assert line.endswith(" carol@globex.example vm.start web01 [ok]")

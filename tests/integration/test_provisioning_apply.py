@@ -27,6 +27,7 @@ FIRST_RUN = [
     "+ company acme",
     "+ pool lab/acme-prod -> acme",
     "+ pool lab/acme-dev -> acme",
+    "+ range acme/acme-prod 10.20.0.0/24 on lab VLAN 120",
     "+ company globex",
     "+ pool lab/globex -> globex",
     "+ user alice@acme.example (company_admin)",
@@ -93,7 +94,7 @@ def test_applying_the_readme_example_twice_changes_nothing_the_second_time(
 ) -> None:
     first = pvebot("admin", "apply", str(EXAMPLE))
     assert first.code == 0, first.err
-    assert first.out.splitlines() == [*FIRST_RUN, "changed 11 item(s)"]
+    assert first.out.splitlines() == [*FIRST_RUN, "changed 12 item(s)"]
     second = pvebot("admin", "apply", str(EXAMPLE))
     assert (second.code, second.out, second.err) == (0, "no change\n", "")
 
@@ -122,10 +123,10 @@ def test_dry_run_shows_the_changes_and_makes_none(pvebot: Callable[..., Run]) ->
     empty = _state(pvebot)
     dry = pvebot("admin", "apply", str(EXAMPLE), "--dry-run")
     assert dry.code == 0
-    assert dry.out.splitlines() == [*FIRST_RUN, "would change 11 item(s)"]
+    assert dry.out.splitlines() == [*FIRST_RUN, "would change 12 item(s)"]
     assert _state(pvebot) == empty
     assert pvebot("admin", "audit").out == ""  # not even the audit trail
-    assert pvebot("admin", "apply", str(EXAMPLE)).out.splitlines()[-1] == "changed 11 item(s)"
+    assert pvebot("admin", "apply", str(EXAMPLE)).out.splitlines()[-1] == "changed 12 item(s)"
     assert pvebot("admin", "apply", str(EXAMPLE), "--dry-run").out == "no change\n"
 
 
@@ -285,3 +286,24 @@ def test_a_group_of_a_company_outside_the_file_is_refused(pvebot: Callable[..., 
     assert result.code == 0, result.err
     assert [line.split(":")[0] for line in result.out.splitlines()] == [
         "~ company acme", "~ company globex", "changed 2 item(s)"]
+
+
+def test_a_range_overlapping_another_company_s_is_refused_and_changes_nothing(
+    pvebot: Callable[..., Run], tmp_path: Path
+) -> None:
+    assert pvebot("admin", "apply", str(EXAMPLE)).code == 0
+    before = _state(pvebot)
+    assert "acme-prod" in before and "10.20.0.0/24" in before  # ranges come back out of export
+    grab = ("companies:\n  - slug: initech\n    name: Initech\n    pools: [{cluster: lab, pool: initech}]\n"
+            "    networks:\n      - {name: ini-net, cluster: lab, cidr: 10.20.0.64/26, vlan: 120, bridge: vmbr0}\n")
+    path = _write(tmp_path, grab)
+    result = pvebot("admin", "apply", str(path))
+    assert (result.code, result.err) == (
+        1, f"pvebot: {path} line 6: companies[0].networks[0]: 10.20.0.64/26 (initech/ini-net) overlaps "
+           "10.20.0.0/24 (acme/acme-prod, already provisioned) on cluster lab VLAN 120\n")
+    assert _state(pvebot) == before  # not even the company or its pool
+    # on another VLAN the same addresses are another network
+    other = grab.replace("vlan: 120", "vlan: 121")
+    result = pvebot("admin", "apply", str(_write(tmp_path, other)))
+    assert result.code == 0, result.err
+    assert "+ range initech/ini-net 10.20.0.64/26 on lab VLAN 121" in result.out

@@ -69,7 +69,7 @@ def test_int_flags_are_converted_or_refused(registry: CommandRegistry) -> None:
 def test_a_flag_without_its_value_shows_the_usage(registry: CommandRegistry) -> None:
     message = _error("vm create web01 --template", registry)
     assert message == ("--template needs a value. Usage: vm create <name> --template T [--cores N] [--memory 4G] "
-                       "[--disk +10G] [--cluster C]")
+                       "[--disk +10G] [--cluster C] [--net RANGE]")
 
 
 def test_an_unknown_flag_lists_the_known_ones(registry: CommandRegistry) -> None:

@@ -83,7 +83,7 @@ def test_unknown_keys_are_named_with_what_is_allowed() -> None:
         "p.yaml line 1: cluster: unknown key (allowed: clusters, companies, users)"]
     assert problems("companies:\n  - {slug: acme, name: Acme, pool: x}\n") == [
         "p.yaml line 2: companies[0].pool: unknown key (allowed: slug, name, email_domains, pools, quotas, approval, "
-        "teams_groups)"]
+        "teams_groups, networks)"]
 
 
 def test_the_document_and_its_sections_must_have_the_right_shape() -> None:
@@ -149,7 +149,9 @@ companies:
 """
     found = problems(text)
     assert found[0].startswith("p.yaml line 5: companies[0].approval.required_for[1]: unknown action "
-                               "'vm.explode' (known: snapshot.create, ")
+                               "'vm.explode' (known: ")
+    # the known ones are the operation catalog's, whatever it holds
+    assert all(name in found[0] for name in ("vm.stop", "vm.delete", "snapshot.rollback"))
     assert found[1:] == [
         "p.yaml line 6: companies[0].approval.exempt[1]: vm.delete always needs approval; it cannot be exempt",
         "p.yaml line 7: companies[0].approval.expires_minutes: must be a whole number from 1 to 10080, got 0",
@@ -355,3 +357,54 @@ def test_a_secret_pasted_into_the_cluster_is_never_repeated() -> None:
     assert not any(secret in line or secret[:8] in line for line in found)
     bare = problems(_cluster("{verify: false}").replace('"pvebot@pve!bot"', f'"{secret}"'))
     assert bare == ["p.yaml line 4: clusters[0].token_id: '…' is not valid: like pvebot@pve!bot (no secret)"]
+
+
+NETWORK_DOC = """\
+clusters:
+  - {name: lab, api_urls: ["https://10.0.0.1:8006"], token_id: "pvebot@pve!bot", token_secret_env: PVE_LAB_TOKEN,
+     tls: {verify: false}}
+companies:
+  - slug: acme
+    name: Acme
+    networks:
+      - {name: acme-prod, cluster: lab, cidr: 10.20.0.0/24, gateway: 10.20.0.1, vlan: 120, bridge: vmbr0,
+         dns: [10.20.0.2], reserved: ["10.20.0.1-10.20.0.10"]}
+  - slug: globex
+    name: Globex
+    networks:
+      - {name: gx-prod, cluster: lab, cidr: NETWORK, gateway: GATEWAY, vlan: VLAN, bridge: vmbr0,
+         reserved: [RESERVED]}
+"""
+
+
+def network_doc(*, cidr: str = "10.30.0.0/24", gateway: str = "10.30.0.1", vlan: str = "130",
+                reserved: str = "10.30.0.2") -> str:
+    return (NETWORK_DOC.replace("NETWORK", cidr).replace("GATEWAY", gateway).replace("VLAN", vlan)
+            .replace("RESERVED", reserved))
+
+
+def test_company_networks_are_read() -> None:
+    spec = validate(network_doc())
+    (acme,) = spec.companies[0].networks
+    assert (acme.name, acme.cidr, acme.gateway, acme.vlan, acme.bridge, acme.dns, acme.reserved) == (
+        "acme-prod", "10.20.0.0/24", "10.20.0.1", 120, "vmbr0", ("10.20.0.2",), ("10.20.0.1-10.20.0.10",))
+
+
+def test_overlapping_ranges_on_one_cluster_and_vlan_are_refused_naming_both() -> None:
+    assert problems(network_doc(cidr="10.20.0.128/25", gateway="10.20.0.129", vlan="120",
+                                reserved="10.20.0.130")) == [
+        "p.yaml line 13: companies[1].networks[0]: 10.20.0.128/25 (globex/gx-prod) overlaps 10.20.0.0/24 "
+        "(acme/acme-prod, p.yaml line 8) on cluster lab VLAN 120"]
+    # the same addresses on another VLAN are another network
+    validate(network_doc(cidr="10.20.0.128/25", gateway="10.20.0.129", vlan="121", reserved="10.20.0.130"))
+
+
+def test_gateway_reserved_and_vlan_problems_are_clear_lines() -> None:
+    assert problems(network_doc(gateway="10.99.0.1", vlan="5000", reserved="10.31.0.1-10.31.0.9")) == [
+        "p.yaml line 13: companies[1].networks[0].gateway: gateway 10.99.0.1 is outside 10.30.0.0/24 (or is its "
+        "network or broadcast address)",
+        "p.yaml line 13: companies[1].networks[0].vlan: must be a whole number from 1 to 4094, got 5000",
+        "p.yaml line 14: companies[1].networks[0].reserved[0]: reserved 10.31.0.1-10.31.0.9 is outside 10.30.0.0/24"]
+    assert problems(network_doc(cidr="10.30.0.1/24")) == [
+        "p.yaml line 13: companies[1].networks[0].cidr: '10.30.0.1/24' is not an IPv4 network like 10.20.0.0/24 "
+        "(host bits must be zero)"]

@@ -6,6 +6,7 @@ touches the database.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -92,6 +93,32 @@ class GroupSpec:
 
 
 @dataclass(frozen=True)
+class NetworkSpec:
+    """One of a company's IP ranges: an IPv4 CIDR on a cluster, reached through a bridge (and VLAN) or a vnet."""
+
+    name: str
+    cluster: str
+    cidr: str
+    gateway: str | None
+    vlan: int | None
+    bridge: str | None
+    vnet: str | None
+    dns: tuple[str, ...]
+    search_domain: str | None
+    reserved: tuple[str, ...]
+    path: PathT
+
+    @property
+    def segment(self) -> tuple[str, str | int | None]:
+        """What two ranges must not share with overlapping addresses: a VLAN (None: untagged) or a vnet."""
+        return ("vnet", self.vnet) if self.vnet else ("vlan", self.vlan)
+
+    def describe_segment(self) -> str:
+        kind, value = self.segment
+        return f"vnet {value}" if kind == "vnet" else (f"VLAN {value}" if value is not None else "untagged")
+
+
+@dataclass(frozen=True)
 class CompanySpec:
     slug: str
     name: str
@@ -101,6 +128,7 @@ class CompanySpec:
     approval: dict[str, Any]
     path: PathT
     teams_groups: tuple[GroupSpec, ...] = ()
+    networks: tuple[NetworkSpec, ...] = ()
 
     @property
     def directory_groups(self) -> list[dict[str, str]]:
@@ -219,6 +247,7 @@ def validate(doc: Any, *, locate: Locate, env: Mapping[str, str]) -> Spec:
     _companies(c, doc, spec)
     _users(c, doc, spec)
     _duplicates(c, spec)
+    _overlapping_networks(c, spec)
     if c.problems:
         raise ConfigurationError("\n".join(c.problems))
     return spec
@@ -284,7 +313,7 @@ def _tls(c: _Checker, tls: Any, path: PathT) -> tuple[TlsMode | None, str | None
 
 
 def _companies(c: _Checker, doc: Mapping[str, Any], spec: Spec) -> None:
-    allowed = ("slug", "name", "email_domains", "pools", "quotas", "approval", "teams_groups")
+    allowed = ("slug", "name", "email_domains", "pools", "quotas", "approval", "teams_groups", "networks")
     for path, item in c.items(doc, "companies"):
         if not c.mapping(item, path, allowed=allowed, required=("slug", "name")):
             continue
@@ -307,13 +336,14 @@ def _companies(c: _Checker, doc: Mapping[str, Any], spec: Spec) -> None:
                     quotas[key] = q
         approval = _approval(c, item.get("approval") or {}, (*path, "approval"))
         groups = _teams_groups(c, item.get("teams_groups"), (*path, "teams_groups"))
+        networks = _networks(c, item.get("networks"), (*path, "networks"))
         if groups and not item.get("email_domains"):
             # a member is added only when their email is in the company's domains: without any, nobody ever is
             c.fail((*path, "teams_groups"), "needs email_domains: a group member is added only with an email in them")
         if slug and name:
             spec.companies.append(
                 CompanySpec(slug, name, tuple(d.lower() for d in domains), tuple(pools), quotas, approval, path,
-                            teams_groups=tuple(groups))
+                            teams_groups=tuple(groups), networks=tuple(networks))
             )
 
 
@@ -342,6 +372,111 @@ def _teams_groups(c: _Checker, value: Any, path: PathT) -> list[GroupSpec]:
         if group_id and role:
             out.append(GroupSpec(group_id.lower(), Role(role), gpath))
     return out
+
+
+_BRIDGE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*[A-Za-z0-9]$")  # pve-bridge-id
+_VNET = re.compile(r"^[a-zA-Z][a-zA-Z0-9]*[a-zA-Z0-9]$")  # pve-network's vnet id, at most 8 characters
+NETWORK_KEYS = ("name", "cluster", "cidr", "gateway", "vlan", "bridge", "vnet", "dns", "search_domain", "reserved")
+
+
+def _networks(c: _Checker, value: Any, path: PathT) -> list[NetworkSpec]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        c.fail(path, "must be a list")
+        return []
+    out: list[NetworkSpec] = []
+    for i, item in enumerate(value):
+        npath = (*path, i)
+        if not c.mapping(item, npath, allowed=NETWORK_KEYS, required=("name", "cluster", "cidr")):
+            continue
+        before = len(c.problems)
+        name = c.string(item.get("name"), (*npath, "name"), _NAME, "lower-case letters, digits, - and _")
+        cluster = c.string(item.get("cluster"), (*npath, "cluster"), _NAME)
+        net = _cidr(c, item.get("cidr"), (*npath, "cidr"))
+        gateway = _address(c, item.get("gateway"), (*npath, "gateway"), net, what="gateway")
+        vlan = c.integer(item["vlan"], (*npath, "vlan"), low=1, high=4094) if item.get("vlan") is not None else None
+        bridge, vnet = item.get("bridge"), item.get("vnet")
+        if (bridge is None) == (vnet is None):
+            c.fail(npath, "give exactly one of bridge (with an optional vlan) or vnet (an SDN vnet)")
+        elif bridge is not None:
+            c.string(bridge, (*npath, "bridge"), _BRIDGE, "a bridge name like vmbr0")
+        else:
+            if c.string(vnet, (*npath, "vnet"), _VNET, "an SDN vnet id") and len(vnet) > 8:
+                c.fail((*npath, "vnet"), "an SDN vnet id has at most 8 characters")
+            if item.get("vlan") is not None:
+                c.fail((*npath, "vlan"), "a vnet carries its own tag; leave vlan out")
+        dns = [d for j, d in enumerate(c.strings(item.get("dns"), (*npath, "dns")))
+               if _address(c, d, (*npath, "dns", j), None, what="DNS server")]
+        search = item.get("search_domain")
+        if search is not None:
+            search = c.string(search, (*npath, "search_domain"), _DOMAIN, "a domain like acme.example")
+        reserved = c.strings(item.get("reserved"), (*npath, "reserved"))
+        for j, block in enumerate(reserved):
+            _reserved(c, block, (*npath, "reserved", j), net)
+        if len(c.problems) == before and name and cluster and net:
+            out.append(NetworkSpec(name, cluster, str(net), gateway, vlan, bridge, vnet, tuple(dns), search,
+                                   tuple(reserved), npath))
+    return out
+
+
+def _cidr(c: _Checker, value: Any, path: PathT) -> ipaddress.IPv4Network | None:
+    text = c.string(value, path)
+    if text is None:
+        return None
+    try:
+        net = ipaddress.IPv4Network(text, strict=True)
+    except ValueError:
+        c.fail(path, f"'{text[:40]}' is not an IPv4 network like 10.20.0.0/24 (host bits must be zero)")
+        return None
+    if net.prefixlen > 30:
+        c.fail(path, f"{text} is too small: a range needs at least a /30")
+        return None
+    return net
+
+
+def _address(c: _Checker, value: Any, path: PathT, net: ipaddress.IPv4Network | None, *, what: str) -> str | None:
+    if value is None:
+        return None
+    text = c.string(value, path)
+    if text is None:
+        return None
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError:
+        c.fail(path, f"{what} '{text[:40]}' is not an IPv4 address")
+        return None
+    if net is not None and (address not in net or address in (net.network_address, net.broadcast_address)):
+        c.fail(path, f"{what} {text} is outside {net} (or is its network or broadcast address)")
+        return None
+    return text
+
+
+def _reserved(c: _Checker, block: str, path: PathT, net: ipaddress.IPv4Network | None) -> None:
+    first, sep, last = block.partition("-")
+    try:
+        lo, hi = ipaddress.IPv4Address(first.strip()), ipaddress.IPv4Address(last.strip() if sep else first.strip())
+    except ValueError:
+        c.fail(path, f"'{block[:40]}' is not an address or a block like 10.20.0.1-10.20.0.10")
+        return
+    if hi < lo:
+        c.fail(path, f"block {block} ends before it starts")
+    elif net is not None and (lo not in net or hi not in net):
+        c.fail(path, f"reserved {block} is outside {net}")
+
+
+def _overlapping_networks(c: _Checker, spec: Spec) -> None:
+    """Two ranges whose addresses overlap on one cluster and one VLAN (or vnet) would hand out one address twice."""
+    seen: list[tuple[CompanySpec, NetworkSpec]] = []
+    for company in spec.companies:
+        for net in company.networks:
+            for other_company, other in seen:
+                if (other.cluster == net.cluster and other.segment == net.segment
+                        and ipaddress.IPv4Network(other.cidr).overlaps(ipaddress.IPv4Network(net.cidr))):
+                    c.fail(net.path, f"{net.cidr} ({company.slug}/{net.name}) overlaps {other.cidr} "
+                                     f"({other_company.slug}/{other.name}, {c.locate(other.path)}) on cluster "
+                                     f"{net.cluster} {net.describe_segment()}")
+            seen.append((company, net))
 
 
 def _approval(c: _Checker, value: Any, path: PathT) -> dict[str, Any]:
@@ -446,5 +581,6 @@ def _duplicates(c: _Checker, spec: Spec) -> None:
         [((i.platform, i.workspace_id, i.user_id), (*u.path, "identities")) for u in spec.users for i in u.identities],
     )
     check("pool", [(f"{cluster}/{pool}", (*s.path, "pools")) for s in spec.companies for cluster, pool in s.pools])
+    check("network", [(f"{s.slug}/{n.name}", n.path) for s in spec.companies for n in s.networks])
     # a group names one company: a member in it must not depend on which company pvebot looks at first
     check("Teams group", [(g.group_id, g.path) for s in spec.companies for g in s.teams_groups])

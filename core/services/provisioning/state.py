@@ -8,13 +8,14 @@ its directory groups) are authoritative.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
 from core.errors import ConfigurationError
-from core.model import ChatIdentity, Cluster, Company, PoolBinding, TlsMode, User
+from core.model import ChatIdentity, Cluster, Company, IpRange, PoolBinding, TlsMode, User
 from core.ports import Clock, SecretCipher, UnitOfWork
-from core.services import audit
+from core.services import addresses, audit
 from core.services.provisioning.document import (
     IDENTITY_KEYS,
     ClusterSpec,
@@ -49,8 +50,10 @@ def apply(
     for cs in spec.clusters:
         _apply_cluster(uow, cs, cipher=cipher, secret=env[cs.token_secret_env], changes=changes)
     _check_groups_are_free(uow, spec, locate=locate)
+    _check_networks_are_free(uow, spec, locate=locate)
     for co in spec.companies:
         _apply_company(uow, co, changes=changes, locate=locate)
+        _apply_networks(uow, co, changes=changes, locate=locate)
     for us in spec.users:
         _apply_user(uow, us, changes=changes, locate=locate)
     for line in changes:
@@ -143,6 +146,69 @@ def _check_groups_are_free(uow: UnitOfWork, spec: Spec, *, locate: Locate) -> No
                                          f"Teams group {g.group_id} is already mapped by another company")
 
 
+def _segment(rng: IpRange) -> tuple[str, str | int | None]:
+    return ("vnet", rng.vnet) if rng.vnet else ("vlan", rng.vlan)
+
+
+def _check_networks_are_free(uow: UnitOfWork, spec: Spec, *, locate: Locate) -> None:
+    """A range may not overlap one of a company the file does not describe (the file's own were checked)."""
+    described = {co.slug for co in spec.companies}
+    clusters = {c.id: c.name for c in uow.clusters.list()}
+    slugs = {c.id: c.slug for c in uow.companies.list()}
+    others = [r for r in uow.ip_ranges.list() if slugs.get(r.company_id) not in described]
+    for co in spec.companies:
+        for net in co.networks:
+            for other in others:
+                if (clusters.get(other.cluster_id) == net.cluster and _segment(other) == net.segment
+                        and ipaddress.IPv4Network(other.cidr).overlaps(ipaddress.IPv4Network(net.cidr))):
+                    raise ConfigurationError(
+                        f"{locate(net.path)}: companies[{co.path[1]}].networks[{net.path[-1]}]: {net.cidr} "
+                        f"({co.slug}/{net.name}) overlaps {other.cidr} ({slugs.get(other.company_id)}/{other.name}, "
+                        f"already provisioned) on cluster {net.cluster} {net.describe_segment()}")
+
+
+_RANGE_FIELDS = ("cluster_id", "cidr", "gateway", "vlan", "bridge", "vnet", "dns", "search_domain", "reserved")
+
+
+def _apply_networks(uow: UnitOfWork, co: CompanySpec, *, changes: list[str], locate: Locate) -> None:
+    """The company's ranges become the file's; a range with addresses assigned outside its new shape is refused."""
+    company = uow.companies.by_slug(co.slug)
+    assert company is not None and company.id is not None
+    clusters = {c.name: c for c in uow.clusters.list()}
+    existing = {r.name: r for r in uow.ip_ranges.list() if r.company_id == company.id}
+    for net in co.networks:
+        where = f"{locate(net.path)}: companies[{co.path[1]}].networks[{net.path[-1]}]"
+        cluster = clusters.get(net.cluster)
+        if cluster is None or cluster.id is None:
+            raise ConfigurationError(f"{where}: unknown cluster '{net.cluster}'")
+        wanted = IpRange(company_id=company.id, cluster_id=cluster.id, name=net.name, cidr=net.cidr,
+                         gateway=net.gateway, vlan=net.vlan, bridge=net.bridge, vnet=net.vnet, dns=list(net.dns),
+                         search_domain=net.search_domain, reserved=list(net.reserved))
+        rng = existing.get(net.name)
+        if rng is None:
+            uow.ip_ranges.add(wanted)
+            changes.append(f"+ range {co.slug}/{net.name} {net.cidr} on {net.cluster} {net.describe_segment()}")
+            continue
+        label = f"range {co.slug}/{net.name}"
+        for attr in _RANGE_FIELDS:
+            _set(rng, attr, getattr(wanted, attr), label=label, changes=changes)
+        assert rng.id is not None
+        stranded = [a.address for a in uow.ip_assignments.for_range(rng.id)
+                    if a.cluster_id != rng.cluster_id or not addresses.is_assignable(rng, a.number)]
+        if stranded:
+            raise ConfigurationError(f"{where}: {label} would leave assigned addresses outside it: "
+                                     f"{', '.join(stranded[:5])}; release them first")
+    for name, rng in existing.items():
+        if name not in {n.name for n in co.networks}:
+            assert rng.id is not None
+            held = uow.ip_assignments.for_range(rng.id)
+            if held:
+                raise ConfigurationError(f"range {co.slug}/{name} still has {len(held)} address(es) assigned; "
+                                         "release them before removing it from the file")
+            uow.ip_ranges.remove(rng)
+            changes.append(f"- range {co.slug}/{name}")
+
+
 def _apply_user(uow: UnitOfWork, us: UserSpec, *, changes: list[str], locate: Locate) -> None:
     def company_id(slug: str, path: PathT) -> int:
         company = uow.companies.by_slug(slug)
@@ -192,6 +258,16 @@ def _apply_user(uow: UnitOfWork, us: UserSpec, *, changes: list[str], locate: Lo
 # ---- export ----------------------------------------------------------------------------
 
 
+def _export_range(rng: IpRange, clusters: Mapping[int | None, Cluster]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": rng.name, "cluster": clusters[rng.cluster_id].name, "cidr": rng.cidr}
+    for key, value in (("gateway", rng.gateway), ("vlan", rng.vlan), ("bridge", rng.bridge), ("vnet", rng.vnet),
+                       ("dns", list(rng.dns)), ("search_domain", rng.search_domain),
+                       ("reserved", list(rng.reserved))):
+        if value:
+            entry[key] = value
+    return entry
+
+
 def export(uow: UnitOfWork) -> dict[str, Any]:
     """The current state in the provisioning shape; secrets appear only as the env var that held them."""
     clusters = uow.clusters.list()
@@ -222,6 +298,9 @@ def export(uow: UnitOfWork) -> dict[str, Any]:
         if co.directory_groups:
             entry["teams_groups"] = [{"group_id": g.get("group_id"), "role": g.get("role")}
                                      for g in co.directory_groups]
+        networks = [_export_range(r, by_id) for r in uow.ip_ranges.list() if r.company_id == co.id]
+        if networks:
+            entry["networks"] = networks
         doc["companies"].append(entry)
     for u in uow.users.list():
         entry = {"email": u.email, "name": u.name, "role": u.role.value}
