@@ -18,6 +18,9 @@ from core.model import (
     ApprovalState,
     AuditEvent,
     Backup,
+    BackupJob,
+    BackupOwner,
+    BackupStore,
     ChatIdentity,
     Cluster,
     Company,
@@ -30,6 +33,7 @@ from core.model import (
     KnownChannel,
     PoolBinding,
     Snapshot,
+    TaskInfo,
     TaskRef,
     TaskStatus,
     User,
@@ -106,17 +110,59 @@ class Hypervisor(Protocol):
 
     def delete_snapshot(self, ref: GuestRef, name: str) -> TaskRef: ...
 
-    def backup(self, ref: GuestRef, *, storage: str, mode: str = "snapshot") -> TaskRef: ...
+    def backup(self, ref: GuestRef, *, storage: str, mode: str = "snapshot", notes: str | None = None,
+               protected: bool = False) -> TaskRef:
+        """vzdump of one guest on its own node; raises when Proxmox answers without a task (wrong node)."""
+        ...
 
-    def backups(self, *, node: str, storage: str, vmid: int | None = None) -> builtins.list[Backup]: ...
+    def backups(self, *, node: str, storage: str, vmid: int | None = None) -> builtins.list[Backup]:
+        """One ``…/storage/{storage}/content?content=backup`` call, oldest first."""
+        ...
 
     def backup_storages(self, node: str) -> builtins.list[str]:
         """The storages of ``node`` that hold backups (one ``/cluster/resources?type=storage`` call)."""
         ...
 
+    def backup_stores(self) -> builtins.list[BackupStore]:
+        """Every (storage, node) that holds backups, with whether it is shared (one resources call)."""
+        ...
+
+    def set_backup_protected(self, *, node: str, storage: str, volid: str, protected: bool) -> None: ...
+
+    def delete_backup(self, *, node: str, storage: str, volid: str) -> TaskRef: ...
+
     def restore(
-        self, *, node: str, kind: str, vmid: int, archive: str, storage: str | None = None, force: bool = False
+        self, *, node: str, kind: str, vmid: int, archive: str, storage: str | None = None, force: bool = False,
+        pool: str | None = None, unique: bool = False, name: str | None = None,
     ) -> TaskRef: ...
+
+    def backup_jobs(self) -> builtins.list[BackupJob]:
+        """Every cluster backup job (``GET /cluster/backup``), whoever made it."""
+        ...
+
+    def save_backup_job(self, job_id: str, *, schedule: str, options: dict[str, str], create: bool,
+                        delete: builtins.list[str] | None = None) -> None:
+        """Create (``create``) or change a cluster backup job; ``delete`` names options to unset."""
+        ...
+
+    def delete_backup_job(self, job_id: str) -> None: ...
+
+    def analyze_schedule(self, schedule: str, *, iterations: int = 3) -> builtins.list[int]:
+        """The next runs (UNIX times) of a calendar event, as Proxmox reads it; InvalidArguments if bad."""
+        ...
+
+    def run_backup(self, *, node: str, options: dict[str, str]) -> TaskRef | None:
+        """vzdump with a job's options on one node, as "Run now" does; None when nothing there is selected."""
+        ...
+
+    def tasks(self, *, node: str, typefilter: str, since: int | None = None,
+              limit: int = 500) -> builtins.list[TaskInfo]:
+        """A node's finished tasks of one type, newest first (``GET /nodes/{node}/tasks``)."""
+        ...
+
+    def task_log(self, *, node: str, upid: str, limit: int = 5000) -> builtins.list[str]:
+        """A task's log lines, redacted."""
+        ...
 
     def task_status(self, task: TaskRef) -> TaskStatus:
         """Where a task is: running or its exit status, percent done where logged, last log lines."""
@@ -239,6 +285,22 @@ class ApprovalRepository(Protocol):
         ...
 
 
+class BackupOwnerRepository(Protocol):
+    """Which company each backup pvebot has seen belongs to (see :class:`core.model.BackupOwner`)."""
+
+    def mine(self, cluster_id: int) -> builtins.list[BackupOwner]:
+        """The ownership records of the scope's companies on this cluster."""
+        ...
+
+    def known(self, cluster_id: int) -> builtins.set[str]:
+        """Every volume id with an owner on this cluster, whoever it is (no owner is revealed)."""
+        ...
+
+    def add(self, owner: BackupOwner) -> None:
+        """Record an owner; raises ``DuplicateRequest`` when the backup has one already."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """A transaction over repositories that all see only ``scope``'s companies.
 
@@ -255,6 +317,7 @@ class UnitOfWork(Protocol):
     audit: AuditLog
     jobs: JobRepository
     approvals: ApprovalRepository
+    backup_owners: BackupOwnerRepository
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *args: object) -> None: ...

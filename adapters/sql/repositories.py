@@ -21,6 +21,7 @@ from core.model import (
     ApprovalRequest,
     ApprovalState,
     AuditEvent,
+    BackupOwner,
     ChatIdentity,
     Cluster,
     Company,
@@ -188,6 +189,24 @@ class SqlPoolBindingRepository(_Scoped):
         _check_scope(self._scope, binding.company_id, "company")
         self._session.delete(binding)
         self._session.flush()
+
+
+class SqlBackupOwnerRepository(_Scoped):
+    """Backup ownership; a scoped caller reads and records only its companies' backups."""
+
+    def mine(self, cluster_id: int) -> builtins.list[BackupOwner]:
+        c = t.backup_owners.c
+        stmt = select(BackupOwner).where(c.cluster_id == cluster_id, _in_scope(c.company_id, self._scope))
+        return list(self._session.scalars(stmt.order_by(c.volid)))
+
+    def known(self, cluster_id: int) -> builtins.set[str]:
+        # the volume ids only, never whose they are: enough to keep a caller from claiming another's backup
+        c = t.backup_owners.c
+        return set(self._session.scalars(select(c.volid).where(c.cluster_id == cluster_id)))
+
+    def add(self, owner: BackupOwner) -> None:
+        _check_scope(self._scope, owner.company_id, "company")
+        _add_once(self._session, owner)
 
 
 class SqlAuditLog(_Scoped):

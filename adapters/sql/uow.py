@@ -45,6 +45,7 @@ class SqlUnitOfWork:
     audit: ports.AuditLog
     jobs: ports.JobRepository
     approvals: ports.ApprovalRepository
+    backup_owners: ports.BackupOwnerRepository
 
     def __init__(self, session_factory: sessionmaker[Session], scope: Scope) -> None:
         self._session_factory = session_factory
@@ -62,6 +63,7 @@ class SqlUnitOfWork:
         self.audit = r.SqlAuditLog(s, scope)
         self.jobs = r.SqlJobRepository(s, scope)
         self.approvals = r.SqlApprovalRepository(s, scope)
+        self.backup_owners = r.SqlBackupOwnerRepository(s, scope)
         return self
 
     def __exit__(self, *args: object) -> None:
