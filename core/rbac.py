@@ -21,6 +21,11 @@ class Perm(enum.StrEnum):
     SNAPSHOT_READ = "snapshot.read"
     SNAPSHOT_CREATE = "snapshot.create"
     SNAPSHOT_DESTROY = "snapshot.destroy"  # rollback, delete: through an approval request
+    BACKUP_READ = "backup.read"  # list, status, history, schedules
+    BACKUP_CREATE = "backup.create"  # back up now, protect
+    BACKUP_RESTORE = "backup.restore"  # through an approval request
+    BACKUP_DELETE = "backup.delete"  # delete (through an approval request), unprotect
+    BACKUP_SCHEDULE = "backup.schedule"  # create, edit, delete and run schedules
     JOB_READ = "job.read"
     JOB_CANCEL = "job.cancel"
     APPROVAL_REQUEST = "approval.request"
@@ -31,17 +36,20 @@ class Perm(enum.StrEnum):
     CLUSTER_MANAGE = "cluster.manage"
 
 
-_READ = frozenset({Perm.VM_READ, Perm.SNAPSHOT_READ, Perm.JOB_READ})
+_READ = frozenset({Perm.VM_READ, Perm.SNAPSHOT_READ, Perm.BACKUP_READ, Perm.JOB_READ})
 _OPERATE = _READ | {
     Perm.VM_OPERATE,
     Perm.VM_CREATE,
     Perm.VM_DESTROY,
     Perm.SNAPSHOT_CREATE,
     Perm.SNAPSHOT_DESTROY,
+    Perm.BACKUP_CREATE,
+    Perm.BACKUP_RESTORE,
     Perm.JOB_CANCEL,
     Perm.APPROVAL_REQUEST,
 }
-_ADMIN = _OPERATE | {Perm.APPROVAL_DECIDE, Perm.AUDIT_READ, Perm.USER_MANAGE}
+_ADMIN = _OPERATE | {Perm.BACKUP_DELETE, Perm.BACKUP_SCHEDULE, Perm.APPROVAL_DECIDE, Perm.AUDIT_READ,
+                     Perm.USER_MANAGE}
 
 # The one place that says who may do what. The README prints it (``pvebot admin matrix``).
 MATRIX: dict[Role, frozenset[Perm]] = {

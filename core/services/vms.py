@@ -8,7 +8,7 @@ from typing import Any
 from core import rbac
 from core.chat import ConversationRef
 from core.errors import Conflict, InvalidArguments, NotFound
-from core.model import GuestStatus, Job, Snapshot
+from core.model import Company, GuestStatus, Job, Snapshot
 from core.principal import Principal
 from core.services import inventory, requests, targets
 from core.services.deps import Deps
@@ -151,3 +151,23 @@ def _check_quota(
                 f"quota exceeded: {key} would be {used[key] + wanted[key]:.0f} of {limit} "
                 f"(in use {used[key]:.0f}); ask your administrator"
             )
+
+
+def check_new_guest_quota(company: Company | None, mine: list[inventory.OwnedGuest],
+                          like: inventory.OwnedGuest | None) -> None:
+    """Refuse a new guest (a restore as new VM) the company's quotas have no room for.
+
+    Args:
+        company: whose quotas apply.
+        mine: the company's guests now.
+        like: the guest the new one copies (its size counts), or None when only the count is known.
+
+    Raises:
+        Conflict: a quota would be exceeded.
+    """
+    quotas = company.quotas if company else {}
+    if like is not None:
+        _check_quota(quotas, mine, like, cores=None, memory_mb=None, disk_gb=0, grow_by=True)
+    elif "vms" in quotas and len(mine) + 1 > quotas["vms"]:
+        raise Conflict(f"quota exceeded: vms would be {len(mine) + 1} of {quotas['vms']} (in use {len(mine)}); "
+                       "ask your administrator")
