@@ -288,16 +288,16 @@ class ApprovalRepository(Protocol):
 class BackupOwnerRepository(Protocol):
     """Which company each backup pvebot has seen belongs to (see :class:`core.model.BackupOwner`)."""
 
-    def mine(self, cluster_id: int) -> builtins.list[BackupOwner]:
-        """The ownership records of the scope's companies on this cluster."""
+    def mine(self, cluster_id: int, *, vmid: int | None = None) -> dict[str, int]:
+        """Volume id -> owning company, for the scope's companies' backups on this cluster (of one VMID)."""
         ...
 
-    def known(self, cluster_id: int) -> builtins.set[str]:
-        """Every volume id with an owner on this cluster, whoever it is (no owner is revealed)."""
+    def known(self, cluster_id: int, *, vmid: int | None = None) -> builtins.set[str]:
+        """Every volume id with an owner on this cluster (of one VMID), whoever it is (no owner is revealed)."""
         ...
 
-    def add(self, owner: BackupOwner) -> None:
-        """Record an owner; raises ``DuplicateRequest`` when the backup has one already."""
+    def add(self, owners: Iterable[BackupOwner]) -> None:
+        """Record owners; raises ``DuplicateRequest`` when a backup has one already (record none then)."""
         ...
 
 

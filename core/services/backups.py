@@ -15,7 +15,7 @@ on each node, never once per VM.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from core import rbac
@@ -100,9 +100,11 @@ def visible(
     """
     backups = list(backups)
     assert cluster.id is not None
+    vmids = {b.vmid for b in backups}
+    one = next(iter(vmids)) if len(vmids) == 1 else None  # one VM's backups: read only its records
     with deps.uow_factory(principal.scope) as uow:
-        mine = {o.volid: o.company_id for o in uow.backup_owners.mine(cluster.id)}
-        known = uow.backup_owners.known(cluster.id)
+        mine = uow.backup_owners.mine(cluster.id, vmid=one)
+        known = uow.backup_owners.known(cluster.id, vmid=one)
     by_vmid = {o.guest.vmid: o for o in guests if o.cluster.id == cluster.id and o.company_id is not None}
     hv = deps.hypervisors.for_cluster(cluster)
     created: dict[int, int | None] = {}
@@ -136,12 +138,19 @@ def _newer_than_guest(hv: Hypervisor, guest: inventory.OwnedGuest, backup: Backu
 
 def _record(deps: Deps, principal: Principal, claims: list[BackupOwner]) -> None:
     with deps.uow_factory(principal.scope) as uow:
+        try:
+            uow.backup_owners.add(claims)
+            uow.commit()
+            return
+        except DuplicateRequest:
+            uow.rollback()
+    # another request recorded some of them a moment ago: theirs stand, record the rest one by one
+    with deps.uow_factory(principal.scope) as uow:
         for claim in claims:
             try:
-                uow.backup_owners.add(claim)
+                uow.backup_owners.add([replace(claim)])
                 uow.commit()
             except DuplicateRequest:
-                # another request recorded it a moment ago; its record stands
                 uow.rollback()
 
 
@@ -189,14 +198,13 @@ def _deleted_vm(deps: Deps, principal: Principal, seen: inventory.View, ref: str
     for cluster in clusters:
         assert cluster.id is not None
         with deps.uow_factory(principal.scope) as uow:
-            records = [o for o in uow.backup_owners.mine(cluster.id) if o.vmid == vmid]
-        if not records:
+            volids = uow.backup_owners.mine(cluster.id, vmid=vmid)
+        if not volids:
             continue
         hv = deps.hypervisors.for_cluster(cluster)
-        volids = {o.volid: o.company_id for o in records}
         backups = [OwnedBackup(b, cluster, seen.companies.get(volids[b.volid]), label_of(b))
                    for b in read_backups(hv, vmid=vmid, storage=storage) if b.volid in volids]
-        company = seen.companies.get(records[0].company_id)
+        company = seen.companies.get(next(iter(volids.values())))
         return Listing(f"VMID {vmid} (deleted; {cluster.name})", backups, company)
     raise NotFound(f"VM '{ref[:40]}' not found")
 
