@@ -296,6 +296,10 @@ class BackupOwnerRepository(Protocol):
         """Every volume id with an owner on this cluster (of one VMID), whoever it is (no owner is revealed)."""
         ...
 
+    def reused(self, cluster_id: int) -> builtins.set[int]:
+        """The VMIDs on this cluster that had a guest of a company outside the scope (no owner is revealed)."""
+        ...
+
     def add(self, owners: Iterable[BackupOwner]) -> None:
         """Record owners; raises ``DuplicateRequest`` when a backup has one already (record none then)."""
         ...

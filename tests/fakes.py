@@ -63,6 +63,8 @@ class FakeHypervisor:
     jobs: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     # when each guest was created (the fake's clock): a qemu config's meta ctime
     born_at: dict[int, int] = field(default_factory=dict)
+    # finished tasks, oldest first, as a node's task history lists them
+    history: list[TaskInfo] = field(default_factory=list)
     now_ts: int = 1_700_000_000
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _births: Any = field(default_factory=lambda: itertools.count(1))
@@ -181,7 +183,6 @@ class FakeHypervisor:
         return self._task(ref, "vzdump")
 
     def backups(self, *, node: str, storage: str, vmid: int | None = None) -> list[Backup]:
-        self.calls.append(("content", (node, storage)))
         return [replace(b, node=node) for v, found in self.backup_files.items() if vmid in (None, v) for b in found
                 if b.storage == storage]
 
@@ -242,7 +243,8 @@ class FakeHypervisor:
         return None
 
     def tasks(self, *, node: str, typefilter: str, since: int | None = None, limit: int = 500) -> list[TaskInfo]:
-        return []
+        return [t for t in reversed(self.history) if t.node == node and t.type == typefilter
+                and (since is None or t.starttime >= since)]
 
     def task_log(self, *, node: str, upid: str, limit: int = 5000) -> list[str]:
         return []

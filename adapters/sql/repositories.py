@@ -210,6 +210,14 @@ class SqlBackupOwnerRepository(_Scoped):
             stmt = stmt.where(c.vmid == vmid)
         return set(self._session.scalars(stmt))
 
+    def reused(self, cluster_id: int) -> builtins.set[int]:
+        # VMIDs that also had a guest of a company outside the scope: whose, it does not say
+        c = t.backup_owners.c
+        if self._scope.unrestricted:
+            return set()
+        outside = ~_in_scope(c.company_id, self._scope)
+        return set(self._session.scalars(select(c.vmid).where(c.cluster_id == cluster_id, outside).distinct()))
+
     def add(self, owners: Iterable[BackupOwner]) -> None:
         owners = builtins.list(owners)
         for owner in owners:

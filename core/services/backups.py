@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from core import rbac
 from core.errors import DuplicateRequest, InvalidArguments, NotFound
@@ -25,6 +26,7 @@ from core.ports import Hypervisor
 from core.principal import Principal
 from core.services import inventory
 from core.services.deps import Deps
+from core.services.operations import Target
 
 DEFAULT_MAX_AGE_HOURS = 26
 
@@ -152,6 +154,19 @@ def _record(deps: Deps, principal: Principal, claims: list[BackupOwner]) -> None
                 uow.commit()
             except DuplicateRequest:
                 uow.rollback()
+
+
+def keep_owners(deps: Deps, principal: Principal, target: Target, params: dict[str, Any]) -> None:
+    """Record whose a guest's backups are before it is deleted: afterwards its VMID says nothing.
+
+    An operation's ``prepare`` (``vm.delete``): the delete card tells the company its backups are kept.
+    """
+    if target.guest is None or target.cluster is None:
+        return
+    seen = inventory.view(deps, principal, cluster=target.cluster.name)
+    hv = deps.hypervisors.for_cluster(target.cluster)
+    visible(deps, principal, cluster=target.cluster, backups=read_backups(hv, vmid=target.guest.vmid),
+            guests=seen.guests, companies=seen.companies)
 
 
 @dataclass(frozen=True)
@@ -304,12 +319,17 @@ def history(deps: Deps, principal: Principal, *, vm: str | None = None, since_se
         if not mine:
             continue
         hv = deps.hypervisors.for_cluster(cluster)
+        assert cluster.id is not None
+        with deps.uow_factory(principal.scope) as uow:
+            reused = uow.backup_owners.reused(cluster.id) & set(mine)
+        # a VMID that served another company's guest before: only runs since this guest was created are its own
+        born = {vmid: hv.identity(mine[vmid].guest.ref).created or 0 for vmid in reused}
         nodes = sorted({s.node for s in hv.backup_stores()} | {o.guest.node for o in mine.values()})
         for node in nodes:
             for task in hv.tasks(node=node, typefilter="vzdump", since=since):
                 if task.status is None:
                     continue
-                out.extend(_outcomes(hv, task, mine))
+                out.extend(r for r in _outcomes(hv, task, mine) if r.started >= born.get(r.guest.guest.vmid, 0))
     out.sort(key=lambda r: (r.started, r.guest.guest.name), reverse=True)
     return out
 

@@ -91,6 +91,9 @@ RecordFn = Callable[[Hypervisor | None, Target, dict[str, Any]], dict[str, Any]]
 # what an approver must see, label and value, in the order shown
 PreviewFn = Callable[[Hypervisor | None, Target, dict[str, Any]], list[tuple[str, str]]]
 CheckFn = Callable[[Target, dict[str, Any]], None]
+# pvebot's own bookkeeping when the request is made, before it is queued or sent for approval (never a change
+# in Proxmox): a VM about to be deleted has the owner of its backups recorded, as its delete card promises
+PrepareFn = Callable[[Deps, Principal, Target, dict[str, Any]], None]
 ResultFn = Callable[[Target, dict[str, Any]], str]
 
 
@@ -110,6 +113,7 @@ class Operation:
     check: CheckFn | None = None
     # the outcome in plain words once every step succeeded
     result: ResultFn | None = None
+    prepare: PrepareFn | None = None
     # needs a second person unless a company's policy exempts it
     approval: bool = False
     # needs a second person whatever the policy says

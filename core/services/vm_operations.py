@@ -9,6 +9,7 @@ from core.errors import Conflict, InvalidArguments, NotFound
 from core.model import Guest, GuestRef
 from core.ports import ConfigChange, Hypervisor
 from core.rbac import Perm
+from core.services import backups
 from core.services.operations import Operation, Step, StepsFn, Target
 from core.services.targets import GUEST, TEMPLATE
 
@@ -171,7 +172,7 @@ OPERATIONS: tuple[Operation, ...] = (
     _power_op("reset", Perm.VM_DESTROY, "reset", "Reset a VM hard (not for containers).", approval=True,
               check=_no_lxc_reset),
     Operation("vm.delete", Perm.VM_DESTROY, "delete", "Delete a VM and its disks.", GUEST, _delete,
-              preview=_delete_preview, always_approval=True),
+              preview=_delete_preview, always_approval=True, prepare=backups.keep_owners),
     Operation("vm.create", Perm.VM_CREATE, "create",
               "Create a VM by cloning a template into your company's pool (quota-checked).", TEMPLATE, _create,
               result=_created),

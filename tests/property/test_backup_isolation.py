@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,10 +29,10 @@ from adapters.sql.tables import metadata
 from adapters.sql.uow import SqlUnitOfWorkFactory, make_engine
 from core.chat import ConversationRef
 from core.errors import NotFound, PermissionDenied
-from core.model import Cluster, Company, GuestRef, PoolBinding, Role, User
+from core.model import Cluster, Company, GuestRef, PoolBinding, Role, TaskInfo, User
 from core.principal import Principal, Scope
 from core.rbac import MATRIX, Perm
-from core.services import backup_requests, backup_schedules, backups
+from core.services import backup_requests, backup_schedules, backups, requests
 from core.services.backup_targets import BACKUP
 from core.services.deps import Deps
 from tests.fakes import FakeClock, FakeHypervisor, FakeHypervisors, FakeNotifier, FakeQueue
@@ -234,3 +235,31 @@ def test_an_old_owner_keeps_its_backups_after_the_vmid_is_reused() -> None:
         outcome = backup_requests.restore(world.deps, world.admins[0], vm="100", backup="latest", as_new="back",
                                           reason="", conversation=CONVERSATION, request_id="r-old")
         assert outcome.approval is not None and outcome.approval.target["volid"] == old
+
+
+def test_a_delete_request_records_the_owner_of_the_vms_backups() -> None:
+    """Nobody listed them, but the delete card promised "backups kept": the old owner still has them."""
+    with built(2, (0,)) as world:
+        _take_backup(world, 100)
+        old = world.hv.backup_files[100][0].volid
+        outcome = requests.operate(world.deps, world.admins[0], action="vm.delete", ref="100", reason="",
+                                   conversation=CONVERSATION, request_id="del-100")
+        assert outcome.approval is not None
+        assert dict(outcome.approval.preview["facts"])["Backups kept"] == old
+        _reuse(world, 100, 1)
+        assert [b.backup.volid for b in backups.for_vm(world.deps, world.admins[0], "lab/100").backups] == [old]
+        assert backups.for_vm(world.deps, world.admins[1], "100").backups == []
+
+
+def test_history_of_a_reused_vmid_starts_with_its_new_guest() -> None:
+    with built(2, (0,)) as world:
+        _take_backup(world, 100)
+        backups.for_vm(world.deps, world.admins[0], "100")
+        world.hv.history.append(TaskInfo(upid="UPID:old", node="pve1", type="vzdump", id="100", user="root@pam",
+                                         starttime=world.hv.tick(), endtime=None, status="job errors"))
+        _reuse(world, 100, 1)
+        world.hv.history.append(TaskInfo(upid="UPID:new", node="pve1", type="vzdump", id="100", user="root@pam",
+                                         starttime=world.hv.tick(), endtime=None, status="OK"))
+        world.deps.clock.current = datetime.fromtimestamp(world.hv.now_ts, UTC)  # type: ignore[attr-defined]
+        newcomer = backups.history(world.deps, world.admins[1])
+        assert [(r.upid, r.outcome) for r in newcomer] == [("UPID:new", "ok")]
