@@ -187,6 +187,14 @@ def test_a_schedule_is_one_proxmox_job_and_its_runs_show_in_history_and_status(t
         assert "Backup status (3 VMs, 2 flagged)" in text  # db-01 failed, ct-01 never backed up
         assert "never backed up" in text
 
+        # run now: vzdump with the job's options on each node, followed as one job
+        before = len(_volids(w, 100))
+        alice.run(["backup schedule run nightly"])
+        run_job = job_ids(out.getvalue())[-1]
+        assert w.wait_state(run_job, {"succeeded", "failed"}) == "failed"
+        assert len(_volids(w, 100)) == before + 1  # db-01 still fails, so the run reports job errors
+        assert "job errors" in next(j.result for j in _jobs(w) if j.id == run_job)
+
         alice.run(["backup schedule edit nightly --when \"weekdays 22:30\""])
         with w.sim.state.lock:
             assert w.sim.state.backup_jobs["pvebot-acme-nightly"]["schedule"] == "mon..fri 22:30"
@@ -209,6 +217,11 @@ def test_schedules_need_sys_modify_and_say_so(tmp_path: Path) -> None:
         alice, out = w.shell(ALICE)
         alice.run(['backup schedule create nightly --when "daily 02:00" --all'])
         assert "the API token lacks the Proxmox privilege Sys.Modify on /" in out.getvalue()
+
+
+def _jobs(w: World) -> list:  # type: ignore[type-arg]
+    with w.app.deps.uow_factory(Scope.everything()) as uow:
+        return uow.jobs.list(limit=100)
 
 
 def _wait_tasks(w: World, upids: list[str]) -> None:
