@@ -44,7 +44,9 @@ def parse(text: str, registry: CommandRegistry) -> Parsed:
     if not tokens:
         tokens = ["help"]
     spec = None
-    for width in (2, 1):
+    # the longest names first: "backup schedule create" before "backup schedule" before "backup"
+    widest = max((len(name.split(" ")) for name in registry.names), default=1)
+    for width in range(widest, 0, -1):
         candidate = " ".join(t.lower() for t in tokens[:width])
         spec = registry.get(candidate) if len(tokens) >= width else None
         if spec is not None:

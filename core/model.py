@@ -43,6 +43,8 @@ class Company:
     approval_policy: dict[str, Any] = field(default_factory=dict)
     # Azure AD groups whose members become users of this company: [{"group_id": ..., "role": ...}]
     directory_groups: list[dict[str, str]] = field(default_factory=list)
+    # {"storages": [...], "max_schedules": int, "max_age_hours": int, "default_retention": {"keep-daily": 7, ...}}
+    backup_policy: dict[str, Any] = field(default_factory=dict)
     id: int | None = None
 
     @property
@@ -393,6 +395,67 @@ class Backup:
     ctime: int
     format: str = ""
     notes: str = ""
+    protected: bool = False
+    # PBS only: "ok" | "failed" | None when never verified (file storages never are)
+    verification: str | None = None
+    # qemu | lxc, from the content listing's subtype (or the volume name)
+    kind: str = ""
+    # where it was listed: its node for a local storage, None for a shared one
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class BackupStore:
+    """A storage that holds backups, as one node sees it; a shared one is the same store on every node."""
+
+    storage: str
+    node: str
+    shared: bool
+
+
+@dataclass(frozen=True)
+class BackupJob:
+    """A Proxmox cluster backup job (``/cluster/backup``): its id, schedule and vzdump options as Proxmox keeps them."""
+
+    id: str
+    schedule: str
+    options: dict[str, str]
+    enabled: bool = True
+    next_run: int | None = None
+
+    @property
+    def vmids(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.options.get("vmid", "").replace(";", ",").split(",") if v.strip())
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One finished (or running) task from a node's task history."""
+
+    upid: str
+    node: str
+    type: str
+    id: str
+    user: str
+    starttime: int
+    endtime: int | None
+    # OK | WARNINGS: n | the error text; None while it runs
+    status: str | None
+
+
+@dataclass
+class BackupOwner:
+    """Which company a backup belongs to: the owner of its VM when pvebot first saw it.
+
+    A VMID is reused once its guest is deleted, so a backup's VMID alone does not say whose it is.
+    """
+
+    cluster_id: int
+    volid: str
+    vmid: int
+    company_id: int
+    seen_at: datetime
+    id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ from core.model import (
     ApprovalState,
     AuditEvent,
     Backup,
+    BackupJob,
+    BackupOwner,
+    BackupStore,
     ChatIdentity,
     Cluster,
     Company,
@@ -34,6 +37,7 @@ from core.model import (
     Nic,
     PoolBinding,
     Snapshot,
+    TaskInfo,
     TaskRef,
     TaskStatus,
     User,
@@ -156,17 +160,59 @@ class Hypervisor(Protocol):
 
     def delete_snapshot(self, ref: GuestRef, name: str) -> TaskRef: ...
 
-    def backup(self, ref: GuestRef, *, storage: str, mode: str = "snapshot") -> TaskRef: ...
+    def backup(self, ref: GuestRef, *, storage: str, mode: str = "snapshot", notes: str | None = None,
+               protected: bool = False) -> TaskRef:
+        """vzdump of one guest on its own node; raises when Proxmox answers without a task (wrong node)."""
+        ...
 
-    def backups(self, *, node: str, storage: str, vmid: int | None = None) -> builtins.list[Backup]: ...
+    def backups(self, *, node: str, storage: str, vmid: int | None = None) -> builtins.list[Backup]:
+        """One ``…/storage/{storage}/content?content=backup`` call, oldest first."""
+        ...
 
     def backup_storages(self, node: str) -> builtins.list[str]:
         """The storages of ``node`` that hold backups (one ``/cluster/resources?type=storage`` call)."""
         ...
 
+    def backup_stores(self) -> builtins.list[BackupStore]:
+        """Every (storage, node) that holds backups, with whether it is shared (one resources call)."""
+        ...
+
+    def set_backup_protected(self, *, node: str, storage: str, volid: str, protected: bool) -> None: ...
+
+    def delete_backup(self, *, node: str, storage: str, volid: str) -> TaskRef: ...
+
     def restore(
-        self, *, node: str, kind: str, vmid: int, archive: str, storage: str | None = None, force: bool = False
+        self, *, node: str, kind: str, vmid: int, archive: str, storage: str | None = None, force: bool = False,
+        pool: str | None = None, unique: bool = False, name: str | None = None,
     ) -> TaskRef: ...
+
+    def backup_jobs(self) -> builtins.list[BackupJob]:
+        """Every cluster backup job (``GET /cluster/backup``), whoever made it."""
+        ...
+
+    def save_backup_job(self, job_id: str, *, schedule: str, options: dict[str, str], create: bool,
+                        delete: builtins.list[str] | None = None) -> None:
+        """Create (``create``) or change a cluster backup job; ``delete`` names options to unset."""
+        ...
+
+    def delete_backup_job(self, job_id: str) -> None: ...
+
+    def analyze_schedule(self, schedule: str, *, iterations: int = 3) -> builtins.list[int]:
+        """The next runs (UNIX times) of a calendar event, as Proxmox reads it; InvalidArguments if bad."""
+        ...
+
+    def run_backup(self, *, node: str, options: dict[str, str]) -> TaskRef | None:
+        """vzdump with a job's options on one node, as "Run now" does; None when nothing there is selected."""
+        ...
+
+    def tasks(self, *, node: str, typefilter: str, since: int | None = None,
+              limit: int = 500) -> builtins.list[TaskInfo]:
+        """A node's finished tasks of one type, newest first (``GET /nodes/{node}/tasks``)."""
+        ...
+
+    def task_log(self, *, node: str, upid: str, limit: int = 5000) -> builtins.list[str]:
+        """A task's log lines, redacted."""
+        ...
 
     def task_status(self, task: TaskRef) -> TaskStatus:
         """Where a task is: running or its exit status, percent done where logged, last log lines."""
@@ -333,6 +379,25 @@ class IpAssignmentRepository(Protocol):
 
     def release(self, assignment_id: int) -> bool:
         """Remove one assignment; False when it was gone already."""
+
+
+class BackupOwnerRepository(Protocol):
+    """Which company each backup pvebot has seen belongs to (see :class:`core.model.BackupOwner`)."""
+
+    def mine(self, cluster_id: int, *, vmid: int | None = None) -> dict[str, int]:
+        """Volume id -> owning company, for the scope's companies' backups on this cluster (of one VMID)."""
+        ...
+
+    def known(self, cluster_id: int, *, vmid: int | None = None) -> builtins.set[str]:
+        """Every volume id with an owner on this cluster (of one VMID), whoever it is (no owner is revealed)."""
+        ...
+
+    def reused(self, cluster_id: int) -> builtins.set[int]:
+        """The VMIDs on this cluster that had a guest of a company outside the scope (no owner is revealed)."""
+        ...
+
+    def add(self, owners: Iterable[BackupOwner]) -> None:
+        """Record owners; raises ``DuplicateRequest`` when a backup has one already (record none then)."""
         ...
 
 
@@ -354,6 +419,7 @@ class UnitOfWork(Protocol):
     approvals: ApprovalRepository
     ip_ranges: IpRangeRepository
     ip_assignments: IpAssignmentRepository
+    backup_owners: BackupOwnerRepository
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *args: object) -> None: ...

@@ -25,6 +25,11 @@ class Perm(enum.StrEnum):
     IP_ASSIGN = "ip.assign"
     IP_RELEASE = "ip.release"  # through an approval request
     NET_AUDIT = "net.audit"
+    BACKUP_READ = "backup.read"  # list, status, history, schedules
+    BACKUP_CREATE = "backup.create"  # back up now, protect
+    BACKUP_RESTORE = "backup.restore"  # through an approval request
+    BACKUP_DELETE = "backup.delete"  # delete (through an approval request), unprotect
+    BACKUP_SCHEDULE = "backup.schedule"  # create, edit, delete and run schedules
     JOB_READ = "job.read"
     JOB_CANCEL = "job.cancel"
     APPROVAL_REQUEST = "approval.request"
@@ -35,19 +40,22 @@ class Perm(enum.StrEnum):
     CLUSTER_MANAGE = "cluster.manage"
 
 
-_READ = frozenset({Perm.VM_READ, Perm.SNAPSHOT_READ, Perm.JOB_READ, Perm.NET_READ})
+_READ = frozenset({Perm.VM_READ, Perm.SNAPSHOT_READ, Perm.BACKUP_READ, Perm.JOB_READ, Perm.NET_READ})
 _OPERATE = _READ | {
     Perm.VM_OPERATE,
     Perm.VM_CREATE,
     Perm.VM_DESTROY,
     Perm.SNAPSHOT_CREATE,
     Perm.SNAPSHOT_DESTROY,
+    Perm.BACKUP_CREATE,
+    Perm.BACKUP_RESTORE,
     Perm.JOB_CANCEL,
     Perm.APPROVAL_REQUEST,
     Perm.IP_ASSIGN,
 }
 # ranges themselves change only through provisioning, which is a super_admin's tool outside chat
-_ADMIN = _OPERATE | {Perm.APPROVAL_DECIDE, Perm.AUDIT_READ, Perm.USER_MANAGE, Perm.IP_RELEASE, Perm.NET_AUDIT}
+_ADMIN = _OPERATE | {Perm.BACKUP_DELETE, Perm.BACKUP_SCHEDULE, Perm.APPROVAL_DECIDE, Perm.AUDIT_READ,
+                     Perm.USER_MANAGE, Perm.IP_RELEASE, Perm.NET_AUDIT}
 
 # The one place that says who may do what. The README prints it (``pvebot admin matrix``).
 MATRIX: dict[Role, frozenset[Perm]] = {

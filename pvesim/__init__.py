@@ -16,11 +16,13 @@ would refuse, the simulator refuses too::
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from pvesim import api_backup
 from pvesim.context import SimContext
 from pvesim.faults import Faults
 from pvesim.server import ApiApp, ApiSettings, RecordedRequest, SimServer
@@ -104,6 +106,24 @@ class PveSimulator:
             if pool is not None:
                 self.state.pools.add(pool)
             self.state.guests[vmid] = guest
+
+    def run_backup_job(self, job_id: str) -> list[str]:
+        """Run a backup job now the way pvescheduler does at its slot; the UPIDs of the tasks started."""
+        assert self.server is not None, "start() the simulator first"
+        ctx = self._api.ctx
+
+        async def run() -> list[str]:
+            return api_backup.run_job(ctx, job_id)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.server.loop).result(timeout=10)
+
+    def backup_outcome(self, vmid: int, outcome: tuple[str, str] | None) -> None:
+        """Make the next backups of ``vmid`` fail (``("error", reason)``) or warn; None: succeed again."""
+        with self.state.lock:
+            if outcome is None:
+                self.state.backup_outcomes.pop(vmid, None)
+            else:
+                self.state.backup_outcomes[vmid] = outcome
 
     def guest(self, vmid: int) -> SimGuest:
         """The live guest record, for assertions (read it under ``sim.state.lock``)."""

@@ -1,15 +1,14 @@
-"""Cluster-wide and node endpoints: resources, next id, version, vzdump, backup listing, restore, tasks."""
+"""Cluster-wide and node endpoints: resources, next id, version, restore, tasks (backups: :mod:`pvesim.api_backup`)."""
 
 from __future__ import annotations
 
 import copy
-import time
 from typing import Any
 
-from pvesim.context import Call, Listing, SimContext, check_config_lock, render_bytes, route
+from pvesim.context import Call, Listing, SimContext, check_config_lock, route
 from pvesim.propstring import format_property_string, parse_property_string
-from pvesim.state import ApiError, SimBackup, SimGuest
-from pvesim.tasks import SimTask, percent_lines
+from pvesim.state import ApiError, SimGuest, new_mac
+from pvesim.tasks import SimTask, TaskFailed, percent_lines
 
 
 @route("GET", "/version")
@@ -38,7 +37,7 @@ async def resources(ctx: SimContext, call: Call) -> Any:
                     if storage.on(node.name):
                         rows.append({"id": f"storage/{node.name}/{storage.name}", "type": "storage",
                                      "storage": storage.name, "node": node.name,
-                                     "content": ",".join(sorted(storage.content)),
+                                     "content": ",".join(sorted(storage.content)), "shared": int(storage.shared),
                                      "status": "available" if node.online else "unknown"})
         return rows
 
@@ -53,89 +52,6 @@ async def nextid(ctx: SimContext, call: Call) -> Any:
             return str(vmid)
         # PVE's JSON encoder sends this number as a string
         return str(ctx.state.next_vmid())
-
-
-@route("POST", "/nodes/{node}/vzdump")
-async def vzdump(ctx: SimContext, call: Call) -> Any:
-    p = call.params
-    node = call.node
-    storage_name = p.get("storage", "local")
-    mode = p.get("mode", "snapshot")
-    with ctx.state.lock:
-        ctx.state.node(node)
-        storage = ctx.state.storage(storage_name, node=node)
-        if "backup" not in storage.content:
-            raise ApiError(500, f"storage '{storage_name}' does not support backups")
-        vmids = [int(v) for v in p.get("vmid", "").replace(";", ",").split(",") if v]
-        local = [ctx.state.guests[v] for v in vmids if v in ctx.state.guests and ctx.state.guests[v].node == node]
-        if not local:
-            # nothing of this to back up here: PVE answers without starting a task
-            return "OK"
-        guest = local[0]
-
-    async def work(task: SimTask) -> None:
-        ext = "vma.zst" if guest.kind == "qemu" else "tar.zst"
-        stamp = time.strftime("%Y_%m_%d-%H_%M_%S", time.localtime(task.starttime))
-        archive = f"/var/lib/vz/dump/vzdump-{guest.kind}-{guest.vmid}-{stamp}.{ext}"
-        head = [
-            f"INFO: starting new backup job: vzdump {guest.vmid} --storage {storage_name} --mode {mode} "
-            f"--node {node} --compress zstd --remove 0",
-            f"INFO: Starting Backup of VM {guest.vmid} ({guest.kind})",
-            f"INFO: Backup started at {time.strftime('%Y-%m-%d %H:%M:%S')}",
-            f"INFO: status = {guest.status}",
-            f"INFO: backup mode: {mode}",
-            f"INFO: creating vzdump archive '{archive}'",
-        ]
-        total = guest.disk_bytes
-        if guest.kind == "qemu":
-            body = [
-                f"INFO: {pct:3d}% ({render_bytes(total * pct // 100)} of {render_bytes(total)}) in {i}s, "
-                f"read: 341.3 MiB/s, write: 280.0 MiB/s"
-                for i, pct in enumerate(range(0, 101, 10))
-            ]
-        else:
-            body = ["INFO: including mount point rootfs ('/') in backup", f"INFO: Total bytes written: {total // 4}"]
-        size = max(total // 20, 1024)
-        tail = [
-            f"INFO: archive file size: {render_bytes(size)}",
-            f"INFO: Finished Backup of VM {guest.vmid} (00:00:0{len(body) % 10})",
-            "INFO: Backup job finished successfully",
-        ]
-        await ctx.tasks.progress(task, head + body + tail)
-        with ctx.state.lock:
-            ctime = task.starttime
-            volid = f"{storage_name}:backup/vzdump-{guest.kind}-{guest.vmid}-{stamp}.{ext}"
-            while volid in ctx.state.backups:  # two backups within a second: keep both
-                ctime += 1
-                stamp = time.strftime("%Y_%m_%d-%H_%M_%S", time.localtime(ctime))
-                volid = f"{storage_name}:backup/vzdump-{guest.kind}-{guest.vmid}-{stamp}.{ext}"
-            ctx.state.backups[volid] = SimBackup(
-                volid=volid, storage=storage_name, node=node, vmid=guest.vmid, kind=guest.kind, ctime=ctime,
-                size=size, notes=guest.name, config=copy.deepcopy(guest.config), name=guest.name,
-            )
-
-    with ctx.state.lock:
-        return ctx.tasks.start(node=node, type_="vzdump", id_=str(guest.vmid), user=call.user, work=work,
-                               guest=guest, config_lock="backup")
-
-
-@route("GET", "/nodes/{node}/storage/{storage}/content")
-async def storage_content(ctx: SimContext, call: Call) -> Any:
-    with ctx.state.lock:
-        ctx.state.node(call.node)
-        storage = ctx.state.storage(call.path_params["storage"], node=call.node)
-        if call.params.get("content", "backup") != "backup":
-            return []
-        vmid = int(call.params["vmid"]) if "vmid" in call.params else None
-        rows = []
-        for b in ctx.state.backups.values():
-            if b.storage != storage.name or (not storage.shared and b.node != call.node):
-                continue
-            if vmid is not None and b.vmid != vmid:
-                continue
-            rows.append({"volid": b.volid, "content": "backup", "format": b.volid.split(".", 1)[1],
-                         "size": b.size, "ctime": b.ctime, "vmid": b.vmid, "subtype": b.kind, "notes": b.notes})
-        return rows
 
 
 @route("POST", "/nodes/{node}/qemu")
@@ -159,8 +75,8 @@ async def create_or_restore(ctx: SimContext, call: Call) -> Any:
             if not call.flag("force") or existing.node != call.node:
                 raise ApiError(500, f"unable to restore {label} {vmid} - {label} {vmid} already exists on node "
                                     f"'{existing.node}'")
-            if existing.status == "running":
-                raise ApiError(500, f"unable to restore {label} {vmid} - {label} is running")
+            if existing.status == "running" and kind == "lxc":
+                raise ApiError(500, "can't overwrite running container")
             check_config_lock(existing)
         config = copy.deepcopy(backup.config)
         target_storage = p.get("storage")
@@ -170,13 +86,26 @@ async def create_or_restore(ctx: SimContext, call: Call) -> Any:
             disk = parse_property_string(config[disk_key], default_key=volume_key)
             disk[volume_key] = f"{target_storage}:vm-{vmid}-disk-0"
             config[disk_key] = format_property_string(disk, default_key=volume_key)
+        # qmrestore takes a few settings as overrides of the backed-up config (the restore dialog's name)
+        name_key = "name" if kind == "qemu" else "hostname"
+        if p.get(name_key):
+            config[name_key] = p[name_key]
+        if call.flag("unique"):
+            for key, value in list(config.items()):
+                if key.startswith("net"):
+                    config[key] = _new_mac(value, kind=kind)
         pool = p.get("pool") or (existing.pool if existing else None)
         guest = existing or SimGuest(vmid=vmid, kind=kind, node=call.node, pool=pool, status="stopped",
                                      config={}, qmpstatus="stopped" if kind == "qemu" else None)
-        guest.config, guest.lock = config, "create"
+        if existing is None or existing.status != "running":
+            guest.config, guest.lock = config, "create"
         ctx.state.guests[vmid] = guest
 
+    running = existing is not None and existing.status == "running"
+
     async def work(task: SimTask) -> None:
+        if running:  # qemu-server checks inside the task, so the call itself answers with a UPID
+            raise TaskFailed(f"unable to restore VM {vmid} - vm is running")
         if kind == "qemu":
             lines = [f"restore vma archive: zstd -q -d -c {archive}|vma extract -v -r /var/tmp/vzdumptmp.fifo -"]
             lines += percent_lines("progress {pct:.0f}% (read {done} bytes, duration 1 sec)", total=guest.disk_bytes)
@@ -247,3 +176,13 @@ async def permissions(ctx: SimContext, call: Call) -> Any:
         raise ApiError(403, "Permission check failed (/access, Sys.Audit)")
     privileges = ALL_PRIVILEGES if call.privileges is None else sorted(call.privileges)
     return {call.params.get("path") or "/": {name: 1 for name in privileges}}
+
+
+def _new_mac(net: str, *, kind: str) -> str:
+    key = "hwaddr" if kind == "lxc" else None
+    parts = net.split(",")
+    for i, part in enumerate(parts):
+        name, _, value = part.partition("=")
+        if (key and name == key) or (key is None and i == 0 and ":" in value):
+            parts[i] = f"{name}={new_mac()}"
+    return ",".join(parts)

@@ -17,10 +17,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+from urllib.parse import unquote
 
 from aiohttp import web
 
-from pvesim import api_cluster, api_guests, api_network  # noqa: F401  (registers the routes)
+from pvesim import api_backup, api_cluster, api_guests, api_network  # noqa: F401  (registers the routes)
 from pvesim.context import ROUTES, Call, Listing, SimContext
 from pvesim.faults import Faults
 from pvesim.schema import SchemaIndex
@@ -88,8 +89,10 @@ class ApiApp:
     async def _dispatch(self, request: web.Request) -> Any:
         if not request.path.startswith(API_PREFIX + "/"):
             raise ApiError(501, f"Method '{request.method} {request.path}' not implemented")
-        api_path = request.path[len(API_PREFIX) :]
+        # match on the raw path: a volume id travels as one %-encoded segment ("local%3Abackup%2Fvzdump-...")
+        api_path = request.raw_path.split("?", 1)[0][len(API_PREFIX) :]
         endpoint, path_params = self.schema.match(request.method, api_path)
+        path_params = {k: unquote(v) for k, v in path_params.items()}
         user, privileges = await self._authenticate(request)
         params = dict(request.query)
         if request.method in ("POST", "PUT") and request.can_read_body:

@@ -109,6 +109,7 @@ class SimBackup:
     notes: str
     config: dict[str, str]
     name: str
+    protected: bool = False
 
 
 @dataclass
@@ -353,6 +354,10 @@ class SimState:
         self.pools: set[str] = set()
         self.guests: dict[int, SimGuest] = {}
         self.backups: dict[str, SimBackup] = {}
+        # /etc/pve/jobs.cfg's vzdump sections: id -> options as the API took them
+        self.backup_jobs: dict[str, dict[str, str]] = {}
+        # how the next backups of a guest end: ("error" | "warning", the reason vzdump logs)
+        self.backup_outcomes: dict[int, tuple[str, str]] = {}
         self.tokens: dict[str, tuple[str, frozenset[str] | None]] = {}
 
     def node(self, name: str) -> SimNode:

@@ -145,7 +145,10 @@ class TaskEngine:
 
     def _finish(self, task: SimTask, exitstatus: str) -> None:
         with self.state.lock:
-            task.log.append("TASK OK" if exitstatus == "OK" else f"TASK ERROR: {exitstatus}")
+            if exitstatus == "OK" or exitstatus.startswith("WARNINGS: "):
+                task.log.append(f"TASK {exitstatus}")
+            else:
+                task.log.append(f"TASK ERROR: {exitstatus}")
             task.exitstatus = exitstatus
             task.endtime = int(time.time())
 

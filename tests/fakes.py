@@ -11,7 +11,21 @@ from typing import Any
 from core.chat import ConversationRef, MessageRef, Reply
 from core.errors import Conflict, ExternalSystemError, InvalidArguments, NotFound
 from core.guest_index import GuestIndex
-from core.model import Backup, Cluster, Guest, GuestIdentity, GuestRef, GuestStatus, Nic, Snapshot, TaskRef, TaskStatus
+from core.model import (
+    Backup,
+    BackupJob,
+    BackupStore,
+    Cluster,
+    Guest,
+    GuestIdentity,
+    GuestRef,
+    GuestStatus,
+    Nic,
+    Snapshot,
+    TaskInfo,
+    TaskRef,
+    TaskStatus,
+)
 from core.ports import ConfigChange, NicAddress
 
 
@@ -50,6 +64,13 @@ class FakeHypervisor:
     configs: dict[int, dict[str, str]] = field(default_factory=dict)
     # vmid -> its NICs (a guest not listed has one untagged NIC on vmbr0 without an address)
     nic_table: dict[int, list[Nic]] = field(default_factory=dict)
+    # backup jobs: id -> (schedule, options)
+    jobs: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    # when each guest was created (the fake's clock): a qemu config's meta ctime
+    born_at: dict[int, int] = field(default_factory=dict)
+    # finished tasks, oldest first, as a node's task history lists them
+    history: list[TaskInfo] = field(default_factory=list)
+    now_ts: int = 1_700_000_000
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _births: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -62,6 +83,7 @@ class FakeHypervisor:
         self.guests[vmid] = guest
         self.births[vmid] = next(self._births)
         self.configs[vmid] = {"cores": str(cores), "ostype": ostype or ("l26" if kind == "qemu" else "debian")}
+        self.born_at[vmid] = self.tick()
         return guest
 
     def _task(self, ref: GuestRef, what: str) -> TaskRef:
@@ -80,7 +102,8 @@ class FakeHypervisor:
     def identity(self, ref: GuestRef) -> GuestIdentity:
         guest = self._get(ref)
         self.calls.append(("identity", ref.vmid))
-        return GuestIdentity(uuid=f"fake-{self.cluster_name}-{ref.vmid}-{self.births[ref.vmid]}", name=guest.name)
+        return GuestIdentity(uuid=f"fake-{self.cluster_name}-{ref.vmid}-{self.births[ref.vmid]}", name=guest.name,
+                             created=self.born_at.get(ref.vmid))
 
     def inventory(self, *, refresh: bool = False) -> list[Guest]:
         self.calls.append(("inventory", refresh))
@@ -120,6 +143,7 @@ class FakeHypervisor:
         tpl = self._get(template)
         self.guests[newid] = replace(tpl, vmid=newid, name=name, pool=pool, template=False, status="stopped")
         self.births[newid] = next(self._births)
+        self.born_at[newid] = self.tick()
         return self._task(template, "qmclone")
 
     def configure(self, ref: GuestRef, change: ConfigChange) -> TaskRef:
@@ -180,18 +204,87 @@ class FakeHypervisor:
         self.snaps[ref.vmid] = [s for s in self.snaps.get(ref.vmid, []) if s.name != name]
         return self._task(ref, "qmdelsnapshot")
 
-    def backup(self, ref: GuestRef, *, storage: str, mode: str = "snapshot") -> TaskRef:
+    def tick(self) -> int:
+        """The fake's own clock for creation and backup times: each event a second after the last."""
+        self.now_ts += 1
+        return self.now_ts
+
+    def backup(self, ref: GuestRef, *, storage: str, mode: str = "snapshot", notes: str | None = None,
+               protected: bool = False) -> TaskRef:
+        guest = self._get(ref)
+        ctime = self.tick()
+        volid = f"{storage}:backup/vzdump-{guest.kind}-{ref.vmid}-{ctime}.vma.zst"
+        self.backup_files.setdefault(ref.vmid, []).append(Backup(
+            volid=volid, storage=storage, vmid=ref.vmid, size=1024**3, ctime=ctime, notes=notes or guest.name,
+            protected=protected, kind=guest.kind, node=ref.node))
         return self._task(ref, "vzdump")
 
     def backups(self, *, node: str, storage: str, vmid: int | None = None) -> list[Backup]:
-        return [b for v, found in self.backup_files.items() if vmid in (None, v) for b in found if b.storage == storage]
+        return [replace(b, node=node) for v, found in self.backup_files.items() if vmid in (None, v) for b in found
+                if b.storage == storage]
 
     def backup_storages(self, node: str) -> list[str]:
         return ["local"]
 
+    def backup_stores(self) -> list[BackupStore]:
+        return [BackupStore(storage="local", node="pve1", shared=False)]
+
+    def _backup(self, volid: str) -> Backup:
+        for found in self.backup_files.values():
+            for b in found:
+                if b.volid == volid:
+                    return b
+        raise NotFound(f"backup '{volid}' does not exist")
+
+    def set_backup_protected(self, *, node: str, storage: str, volid: str, protected: bool) -> None:
+        b = self._backup(volid)
+        self.backup_files[b.vmid] = [replace(x, protected=protected) if x.volid == volid else x
+                                     for x in self.backup_files[b.vmid]]
+
+    def delete_backup(self, *, node: str, storage: str, volid: str) -> TaskRef:
+        b = self._backup(volid)
+        if b.protected:
+            raise Conflict(f"backup '{volid}' is protected")
+        self.backup_files[b.vmid] = [x for x in self.backup_files[b.vmid] if x.volid != volid]
+        return TaskRef(cluster=self.cluster_name, node=node, upid=None)
+
     def restore(self, *, node: str, kind: str, vmid: int, archive: str, storage: str | None = None,
-                force: bool = False) -> TaskRef:
+                force: bool = False, pool: str | None = None, unique: bool = False,
+                name: str | None = None) -> TaskRef:
+        self.calls.append(("restore", (vmid, archive)))
         return TaskRef(cluster=self.cluster_name, node=node, upid="UPID:x")
+
+    def backup_jobs(self) -> list[BackupJob]:
+        return [BackupJob(id=i, schedule=sched, options=dict(o)) for i, (sched, o) in sorted(self.jobs.items())]
+
+    def save_backup_job(self, job_id: str, *, schedule: str, options: dict[str, str], create: bool,
+                        delete: list[str] | None = None) -> None:
+        if create and job_id in self.jobs:
+            raise Conflict(f"a backup job '{job_id}' exists already")
+        merged = {**({} if create else self.jobs[job_id][1]), **options}
+        for key in delete or ():
+            merged.pop(key, None)
+        self.jobs[job_id] = (schedule, merged)
+
+    def delete_backup_job(self, job_id: str) -> None:
+        if self.jobs.pop(job_id, None) is None:
+            raise NotFound("that backup schedule does not exist in Proxmox")
+
+    def analyze_schedule(self, schedule: str, *, iterations: int = 3) -> list[int]:
+        if "moon" in schedule:
+            raise InvalidArguments("schedule: invalid calendar event")
+        return [1_800_000_000 + 86400 * i for i in range(iterations)]
+
+    def run_backup(self, *, node: str, options: dict[str, str]) -> TaskRef | None:
+        self.calls.append(("run_backup", node))
+        return None
+
+    def tasks(self, *, node: str, typefilter: str, since: int | None = None, limit: int = 500) -> list[TaskInfo]:
+        return [t for t in reversed(self.history) if t.node == node and t.type == typefilter
+                and (since is None or t.starttime >= since)]
+
+    def task_log(self, *, node: str, upid: str, limit: int = 5000) -> list[str]:
+        return []
 
     def task_status(self, task: TaskRef) -> TaskStatus:
         if self.fail_next:

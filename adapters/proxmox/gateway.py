@@ -12,14 +12,17 @@ import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from adapters.proxmox import mapping
 from adapters.proxmox.inventory_cache import InventoryCache
 from adapters.proxmox.transport import ClusterTransport
-from core.errors import BotError, InvalidArguments, NotFound
+from core.errors import BotError, Conflict, InvalidArguments
 from core.guest_index import GuestIndex
 from core.model import (
     Backup,
+    BackupJob,
+    BackupStore,
     Cluster,
     Guest,
     GuestIdentity,
@@ -27,6 +30,7 @@ from core.model import (
     GuestStatus,
     Nic,
     Snapshot,
+    TaskInfo,
     TaskRef,
     TaskStatus,
     TlsMode,
@@ -256,42 +260,94 @@ class ProxmoxHypervisor:
 
     # -- backups -------------------------------------------------------------------------
 
-    def backup(self, ref: GuestRef, *, storage: str, mode: str = "snapshot") -> TaskRef:
+    def backup(self, ref: GuestRef, *, storage: str, mode: str = "snapshot", notes: str | None = None,
+               protected: bool = False) -> TaskRef:
         if mode not in BACKUP_MODES:
             raise InvalidArguments(f"backup mode is one of {', '.join(BACKUP_MODES)}")
         answer = self._api.call(
-            "POST", f"/nodes/{ref.node}/vzdump", vmid=str(ref.vmid), storage=storage, mode=mode, compress="zstd"
+            "POST", f"/nodes/{ref.node}/vzdump", vmid=str(ref.vmid), storage=storage, mode=mode, compress="zstd",
+            protected=True if protected else None,
+            **{"notes-template": mapping.notes_template(notes), "notification-mode": "notification-system"},
         )
         if not mapping.is_upid(answer):
-            # vzdump answers without a task when the guest is not on the node asked
-            raise NotFound(f"cluster {self.cluster_name}: guest {ref.vmid} is not on node {ref.node}")
+            # vzdump answers OK without a task when the guest is not on the node asked: nothing was backed up
+            raise Conflict(f"cluster {self.cluster_name}: guest {ref.vmid} is not on node {ref.node}; "
+                           "nothing was backed up (it may have moved: try again)")
         return self._task(ref.node, answer)
 
     def backups(self, *, node: str, storage: str, vmid: int | None = None) -> list[Backup]:
         rows = self._api.call("GET", f"/nodes/{node}/storage/{storage}/content", content="backup", vmid=vmid)
-        return mapping.backups_from_rows(rows, storage=storage)
+        return mapping.backups_from_rows(rows, storage=storage, node=node)
+
+    def _storage_rows(self) -> list[dict[str, Any]]:
+        return [row for row in self._api.call("GET", "/cluster/resources", type="storage")
+                if "backup" in str(row.get("content", "")).split(",")]
 
     def backup_storages(self, node: str) -> list[str]:
-        rows = self._api.call("GET", "/cluster/resources", type="storage")
-        return sorted(
-            str(row["storage"])
-            for row in rows
-            if row.get("node") == node and "backup" in str(row.get("content", "")).split(",")
-        )
+        return sorted(str(row["storage"]) for row in self._storage_rows() if row.get("node") == node)
+
+    def backup_stores(self) -> list[BackupStore]:
+        return sorted((BackupStore(storage=str(row["storage"]), node=str(row["node"]),
+                                   shared=bool(int(row.get("shared") or 0)))
+                       for row in self._storage_rows() if row.get("status", "available") == "available"),
+                      key=lambda s: (s.storage, s.node))
+
+    def _volume_path(self, node: str, storage: str, volid: str) -> str:
+        # a volume id holds ':' and '/': it travels as one %-encoded path segment
+        return f"/nodes/{node}/storage/{storage}/content/{quote(volid, safe='')}"
+
+    def set_backup_protected(self, *, node: str, storage: str, volid: str, protected: bool) -> None:
+        self._api.call("PUT", self._volume_path(node, storage, volid), protected=protected)
+
+    def delete_backup(self, *, node: str, storage: str, volid: str) -> TaskRef:
+        return self._task(node, self._api.call("DELETE", self._volume_path(node, storage, volid)))
 
     def restore(
-        self, *, node: str, kind: str, vmid: int, archive: str, storage: str | None = None, force: bool = False
+        self, *, node: str, kind: str, vmid: int, archive: str, storage: str | None = None, force: bool = False,
+        pool: str | None = None, unique: bool = False, name: str | None = None,
     ) -> TaskRef:
         if kind == "qemu":
-            params: dict[str, Any] = {"vmid": vmid, "archive": archive}
+            params: dict[str, Any] = {"vmid": vmid, "archive": archive, "name": name}
         elif kind == "lxc":
-            params = {"vmid": vmid, "ostemplate": archive, "restore": True}
+            params = {"vmid": vmid, "ostemplate": archive, "restore": True, "hostname": name}
         else:
             raise InvalidArguments("a guest is qemu or lxc")
-        params.update(storage=storage, force=True if force else None)
+        params.update(storage=storage, force=True if force else None, pool=pool, unique=True if unique else None)
         upid = self._api.call("POST", f"/nodes/{node}/{kind}", **params)
         self._invalidate()
         return self._task(node, upid)
+
+    def backup_jobs(self) -> list[BackupJob]:
+        return [mapping.backup_job_from_row(row) for row in self._api.call("GET", "/cluster/backup")]
+
+    def save_backup_job(self, job_id: str, *, schedule: str, options: dict[str, str], create: bool,
+                        delete: list[str] | None = None) -> None:
+        mapping.check_job_id(job_id)
+        if create:
+            self._api.call("POST", "/cluster/backup", id=job_id, schedule=schedule, **options)
+        else:
+            self._api.call("PUT", f"/cluster/backup/{job_id}", schedule=schedule,
+                           delete=",".join(delete) if delete else None, **options)
+
+    def delete_backup_job(self, job_id: str) -> None:
+        mapping.check_job_id(job_id)
+        self._api.call("DELETE", f"/cluster/backup/{job_id}")
+
+    def analyze_schedule(self, schedule: str, *, iterations: int = 3) -> list[int]:
+        rows = self._api.call("GET", "/cluster/jobs/schedule-analyze", schedule=schedule, iterations=iterations)
+        return [int(row["timestamp"]) for row in rows]
+
+    def run_backup(self, *, node: str, options: dict[str, str]) -> TaskRef | None:
+        answer = self._api.call("POST", f"/nodes/{node}/vzdump", **options)
+        return self._task(node, answer) if mapping.is_upid(answer) else None
+
+    def tasks(self, *, node: str, typefilter: str, since: int | None = None, limit: int = 500) -> list[TaskInfo]:
+        rows = self._api.call("GET", f"/nodes/{node}/tasks", typefilter=typefilter, since=since, limit=limit)
+        return [mapping.task_from_row(row, node=node) for row in rows]
+
+    def task_log(self, *, node: str, upid: str, limit: int = 5000) -> list[str]:
+        rows = self._api.call("GET", f"/nodes/{node}/tasks/{upid}/log", start=0, limit=limit)
+        return [self._api.redact(str(row.get("t", "")), keep_ips=True) for row in rows]
 
     # -- tasks ---------------------------------------------------------------------------
 

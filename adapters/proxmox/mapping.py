@@ -8,7 +8,7 @@ from typing import Any
 
 from adapters.proxmox.props import parse_props, with_props
 from core.errors import ConfigurationError, InvalidArguments
-from core.model import Backup, Guest, GuestIdentity, GuestRef, Nic, Snapshot
+from core.model import Backup, BackupJob, Guest, GuestIdentity, GuestRef, Nic, Snapshot, TaskInfo
 
 # From pve-common (via the shipped formats): UPID, pve-configid.
 UPID_RE = re.compile(
@@ -180,21 +180,57 @@ def _parents_first(snaps: list[Snapshot]) -> list[Snapshot]:
     return ordered
 
 
-def backups_from_rows(rows: Iterable[dict[str, Any]], *, storage: str) -> list[Backup]:
-    backups = [
-        Backup(
-            volid=str(r["volid"]),
-            storage=storage,
-            vmid=int(r.get("vmid") or 0),
-            size=int(r.get("size") or 0),
-            ctime=int(r.get("ctime") or 0),
-            format=str(r.get("format") or ""),
-            notes=str(r.get("notes") or ""),
-        )
-        for r in rows
-        if r.get("content", "backup") == "backup"
-    ]
+def backups_from_rows(rows: Iterable[dict[str, Any]], *, storage: str, node: str | None = None) -> list[Backup]:
+    backups = []
+    for r in rows:
+        if r.get("content", "backup") != "backup":
+            continue
+        volid = str(r["volid"])
+        verification = r.get("verification") if isinstance(r.get("verification"), dict) else None
+        kind = str(r.get("subtype") or ("lxc" if "vzdump-lxc-" in volid or "/ct/" in volid else "qemu"))
+        backups.append(Backup(
+            volid=volid, storage=storage, vmid=int(r.get("vmid") or 0), size=int(r.get("size") or 0),
+            ctime=int(r.get("ctime") or 0), format=str(r.get("format") or ""), notes=str(r.get("notes") or ""),
+            protected=bool(int(r.get("protected") or 0)),
+            verification=str(verification.get("state")) if verification and verification.get("state") else None,
+            kind=kind, node=node,
+        ))
     return sorted(backups, key=lambda b: (b.ctime, b.volid))
+
+
+JOB_ID_RE = re.compile(r"^\S{1,50}$")
+# the keys of a job listing that are the job's own, not vzdump options
+JOB_FIELDS = ("id", "type", "schedule", "enabled", "next-run")
+
+
+def check_job_id(job_id: str) -> None:
+    if not JOB_ID_RE.match(job_id):
+        raise InvalidArguments("a backup job id has 1 to 50 characters and no spaces")
+
+
+def backup_job_from_row(row: dict[str, Any]) -> BackupJob:
+    options = {k: str(v) for k, v in row.items() if k not in JOB_FIELDS and v is not None}
+    next_run = row.get("next-run")
+    return BackupJob(id=str(row["id"]), schedule=str(row.get("schedule") or ""), options=options,
+                     enabled=bool(int(row.get("enabled", 1))), next_run=int(next_run) if next_run else None)
+
+
+def task_from_row(row: dict[str, Any], *, node: str) -> TaskInfo:
+    endtime = row.get("endtime")
+    status = row.get("status")
+    return TaskInfo(upid=str(row["upid"]), node=str(row.get("node") or node), type=str(row.get("type") or ""),
+                    id=str(row.get("id") or ""), user=str(row.get("user") or ""),
+                    starttime=int(row.get("starttime") or 0), endtime=int(endtime) if endtime else None,
+                    status=None if status in (None, "running") else str(status))
+
+
+def notes_template(notes: str | None) -> str:
+    """A note for vzdump's ``notes-template``: one line, with ``\\`` and newlines escaped as vzdump reads them."""
+    text = "{{guestname}}" if notes is None else notes
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    if len(text) > 1024:
+        raise InvalidArguments("a backup note has at most 1024 characters")
+    return text
 
 
 def percent_in(line: str) -> float | None:

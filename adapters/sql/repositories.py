@@ -21,6 +21,7 @@ from core.model import (
     ApprovalRequest,
     ApprovalState,
     AuditEvent,
+    BackupOwner,
     ChatIdentity,
     Cluster,
     Company,
@@ -197,6 +198,45 @@ class SqlPoolBindingRepository(_Scoped):
         _check_scope(self._scope, binding.company_id, "company")
         self._session.delete(binding)
         self._session.flush()
+
+
+class SqlBackupOwnerRepository(_Scoped):
+    """Backup ownership; a scoped caller reads and records only its companies' backups."""
+
+    def mine(self, cluster_id: int, *, vmid: int | None = None) -> dict[str, int]:
+        c = t.backup_owners.c
+        # two plain columns, not mapped objects: a status reads thousands of them and changes none
+        stmt = select(c.volid, c.company_id).where(c.cluster_id == cluster_id, _in_scope(c.company_id, self._scope))
+        if vmid is not None:
+            stmt = stmt.where(c.vmid == vmid)
+        return {volid: company_id for volid, company_id in self._session.execute(stmt)}
+
+    def known(self, cluster_id: int, *, vmid: int | None = None) -> builtins.set[str]:
+        # the volume ids only, never whose they are: enough to keep a caller from claiming another's backup
+        c = t.backup_owners.c
+        stmt = select(c.volid).where(c.cluster_id == cluster_id)
+        if vmid is not None:
+            stmt = stmt.where(c.vmid == vmid)
+        return set(self._session.scalars(stmt))
+
+    def reused(self, cluster_id: int) -> builtins.set[int]:
+        # VMIDs that also had a guest of a company outside the scope: whose, it does not say
+        c = t.backup_owners.c
+        if self._scope.unrestricted:
+            return set()
+        outside = ~_in_scope(c.company_id, self._scope)
+        return set(self._session.scalars(select(c.vmid).where(c.cluster_id == cluster_id, outside).distinct()))
+
+    def add(self, owners: Iterable[BackupOwner]) -> None:
+        owners = builtins.list(owners)
+        for owner in owners:
+            _check_scope(self._scope, owner.company_id, "company")
+        self._session.add_all(owners)
+        try:
+            self._session.flush()
+        except IntegrityError as e:
+            # the unit of work is spoilt now: the caller rolls back and records one by one
+            raise DuplicateRequest() from e
 
 
 class SqlAuditLog(_Scoped):

@@ -79,6 +79,7 @@ companies = Table(
     Column("quotas", JSON, nullable=False),
     Column("approval_policy", JSON, nullable=False),
     Column("directory_groups", JSON, nullable=False, default=list),
+    Column("backup_policy", JSON, nullable=False, default=dict),
 )
 
 users = Table(
@@ -250,6 +251,20 @@ ip_assignments = Table(
     UniqueConstraint("cluster_id", "vmid", "nic", name="uq_ip_assignments_guest_nic"),
 )
 
+# Whose each backup is: the company that owned its VM when pvebot first saw it. Its VMID cannot say,
+# once the VM is deleted and the VMID given to another company's new guest.
+backup_owners = Table(
+    "backup_owners",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cluster_id", Integer, ForeignKey("clusters.id", ondelete="CASCADE"), nullable=False),
+    Column("volid", String(255), nullable=False),
+    Column("vmid", Integer, nullable=False),
+    Column("company_id", Integer, ForeignKey("companies.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("seen_at", UtcDateTime, nullable=False),
+    UniqueConstraint("cluster_id", "volid", name="uq_backup_owners_cluster_volid"),
+)
+
 # Messages for terminal sessions: workers anywhere append, the shell that owns the
 # conversation reads them in order. Append-only; an edit is a new row for the same message.
 shell_outbox = Table(
@@ -290,4 +305,5 @@ def start_mappers() -> None:
     mapper_registry.map_imperatively(model.ApprovalRequest, approval_requests)
     mapper_registry.map_imperatively(model.IpRange, ip_ranges)
     mapper_registry.map_imperatively(model.IpAssignment, ip_assignments)
+    mapper_registry.map_imperatively(model.BackupOwner, backup_owners)
     _mapped = True

@@ -51,6 +51,7 @@ class SqlUnitOfWork:
     approvals: ports.ApprovalRepository
     ip_ranges: ports.IpRangeRepository
     ip_assignments: ports.IpAssignmentRepository
+    backup_owners: ports.BackupOwnerRepository
 
     def __init__(self, session_factory: sessionmaker[Session], scope: Scope) -> None:
         self._session_factory = session_factory
@@ -70,6 +71,7 @@ class SqlUnitOfWork:
         self.approvals = r.SqlApprovalRepository(s, scope)
         self.ip_ranges = r.SqlIpRangeRepository(s, scope)
         self.ip_assignments = r.SqlIpAssignmentRepository(s, scope)
+        self.backup_owners = r.SqlBackupOwnerRepository(s, scope)
         return self
 
     def __exit__(self, *args: object) -> None:

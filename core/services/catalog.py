@@ -6,10 +6,11 @@ commands, help, the approval policy, the approval service and the job runner all
 
 from __future__ import annotations
 
-from core.services import net_operations, vm_operations
+from core.services import backup_operations, backup_schedules, net_operations, vm_operations
 from core.services.operations import Catalog, Operation
 
-CATALOG = Catalog(vm_operations.OPERATIONS + net_operations.OPERATIONS)
+CATALOG = Catalog(vm_operations.OPERATIONS + net_operations.OPERATIONS + backup_operations.OPERATIONS
+                  + backup_schedules.OPERATIONS)
 
 
 def get(name: str) -> Operation:

@@ -94,6 +94,9 @@ RecordFn = Callable[[Hypervisor | None, Target, dict[str, Any]], dict[str, Any]]
 # what an approver must see, label and value, in the order shown
 PreviewFn = Callable[[Hypervisor | None, Target, dict[str, Any]], list[tuple[str, str]]]
 CheckFn = Callable[[Target, dict[str, Any]], None]
+# pvebot's own bookkeeping when the request is made, before it is queued or sent for approval (never a change
+# in Proxmox): a VM about to be deleted has the owner of its backups recorded, as its delete card promises
+PrepareFn = Callable[[Deps, Principal, Target, dict[str, Any]], None]
 ResultFn = Callable[[Target, dict[str, Any]], str]
 # checked by the runner before the first step, with what it knows then (a quota, again)
 PrecheckFn = Callable[[Deps, Principal, Target, Job], None]
@@ -135,6 +138,7 @@ class Operation:
     # steps that undo what earlier steps made when a later one fails, and how to name what is left otherwise
     compensate: StepsFn | None = None
     leftover: ResultFn | None = None
+    prepare: PrepareFn | None = None
     # needs a second person unless a company's policy exempts it
     approval: bool = False
     # needs a second person whatever the policy says

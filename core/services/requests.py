@@ -77,6 +77,8 @@ def submit(
     op = catalog.get(action)
     if op.check is not None:
         op.check(target, params)
+    if op.prepare is not None:
+        op.prepare(deps, principal, target, params)
     if op.record is not None:
         hv = None if target.cluster is None else deps.hypervisors.for_cluster(target.cluster)
         params.update(op.record(hv, target, params))

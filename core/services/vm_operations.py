@@ -10,7 +10,7 @@ from core.model import Guest, GuestRef, Job
 from core.ports import ConfigChange, Hypervisor
 from core.principal import Principal
 from core.rbac import Perm
-from core.services import inventory, ipam, net_operations, quotas
+from core.services import backups, inventory, ipam, net_operations, quotas
 from core.services.deps import Deps
 from core.services.operations import Ended, Operation, Step, StepsFn, Target
 from core.services.targets import GUEST, TEMPLATE
@@ -53,15 +53,22 @@ def _delete(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> It
 def _delete_preview(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> list[tuple[str, str]]:
     """What a delete destroys (disks, snapshots) and what outlives it (backups)."""
     api, g = _on(hv, target)
-    status = api.status(g.ref)
-    disks = sorted(f"{key}: {value.split(',')[0]} ({_size(value)})" for key, value in status.config.items()
-                   if _is_disk(key, value))
-    snapshots = [s.name for s in api.snapshots(g.ref)]
+    disks, snapshots = disks_and_snapshots(api, g.ref)
+    # only this VM's backups: those of an earlier guest on the same VMID (older than this one) are another's
+    born = int((target.record.get("identity") or {}).get("created") or 0)
     backups = sorted(b.volid for storage in api.backup_storages(g.node)
-                     for b in api.backups(node=g.node, storage=storage, vmid=g.vmid))
+                     for b in api.backups(node=g.node, storage=storage, vmid=g.vmid) if b.ctime >= born)
     kept = ", ".join(backups[:10]) + (" …" if len(backups) > 10 else "")
     return [("Disks deleted", ", ".join(disks) or "none"), ("Snapshots deleted", ", ".join(snapshots) or "none"),
             ("Backups kept", kept or "none"), *_state(target)]
+
+
+def disks_and_snapshots(api: Hypervisor, ref: GuestRef) -> tuple[list[str], list[str]]:
+    """A guest's disks ("scsi0: local-lvm:vm-100-disk-0 (32G)") and snapshot names, as cards show them."""
+    status = api.status(ref)
+    disks = sorted(f"{key}: {value.split(',')[0]} ({_size(value)})" for key, value in status.config.items()
+                   if _is_disk(key, value))
+    return disks, [s.name for s in api.snapshots(ref)]
 
 
 def _is_disk(key: str, value: str) -> bool:
@@ -220,7 +227,7 @@ OPERATIONS: tuple[Operation, ...] = (
     _power_op("reset", Perm.VM_DESTROY, "reset", "Reset a VM hard (not for containers).", approval=True,
               check=_no_lxc_reset),
     Operation("vm.delete", Perm.VM_DESTROY, "delete", "Delete a VM and its disks.", GUEST, _delete,
-              preview=_delete_preview, always_approval=True, ended=_delete_ended),
+              preview=_delete_preview, always_approval=True, ended=_delete_ended, prepare=backups.keep_owners),
     Operation("vm.create", Perm.VM_CREATE, "create",
               "Create a VM by cloning a template into your company's pool (quota-checked).", TEMPLATE, _create,
               result=_created, precheck=_create_precheck, compensate=_uncreate, leftover=_left_behind,

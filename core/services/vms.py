@@ -8,7 +8,7 @@ from typing import Any
 from core import rbac
 from core.chat import ConversationRef
 from core.errors import BotError, Conflict, InvalidArguments, NotFound
-from core.model import GuestStatus, Job, Snapshot
+from core.model import Company, GuestStatus, Job, Snapshot
 from core.ports import UnitOfWork
 from core.principal import Principal
 from core.services import inventory, ipam, quotas, requests, targets, templates
@@ -173,3 +173,20 @@ def _hold_address(deps: Deps, principal: Principal, net: str, *, tpl: inventory.
 def _bindings(deps: Deps, principal: Principal) -> list[tuple[int, str]]:
     with deps.uow_factory(principal.scope) as uow:
         return [(b.cluster_id, b.pool) for b in uow.pool_bindings.list() if b.company_id == principal.company_id]
+
+
+def check_new_guest_quota(company: Company | None, mine: list[inventory.OwnedGuest],
+                          like: inventory.OwnedGuest | None) -> None:
+    """Refuse a new guest (a restore as new VM) the company's quotas have no room for.
+
+    Args:
+        company: whose quotas apply.
+        mine: the company's guests now.
+        like: the guest the new one copies (its size counts), or None when only the count is known.
+
+    Raises:
+        Conflict: a quota would be exceeded.
+    """
+    wanted: dict[str, Any] = {"vms": 1} if like is None else quotas.reservation(
+        like, cores=None, memory_mb=None, disk_gb=0, grow_by=True)
+    quotas.check(company.quotas if company else {}, mine=mine, pending=(), wanted=wanted)

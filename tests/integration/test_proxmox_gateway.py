@@ -368,7 +368,8 @@ def test_backup_and_restore_container(hv: ProxmoxHypervisor) -> None:
 
 
 def test_backup_errors(hv: ProxmoxHypervisor) -> None:
-    with pytest.raises(NotFound, match="guest 100 is not on node pve2"):
+    # vzdump's OK without a task is no success: nothing was backed up
+    with pytest.raises(Conflict, match="guest 100 is not on node pve2; nothing was backed up"):
         hv.backup(GuestRef(cluster="lab", node="pve2", kind="qemu", vmid=100), storage="local")
     with pytest.raises(InvalidArguments, match="backup mode"):
         hv.backup(WEB, storage="local", mode="fast")

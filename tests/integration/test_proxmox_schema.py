@@ -111,6 +111,21 @@ def test_unknown_path_is_501(api: tuple[requests.Session, str]) -> None:
         ("POST", "/nodes/pve1/qemu/100/config", {"agent": "enabled=maybe"}, "agent", "type check ('boolean')"),
         ("PUT", "/nodes/pve1/lxc/200/config", {"ipconfig0": "ip=dhcp"}, "ipconfig0", "not defined in schema"),
         ("POST", "/nodes/pve1/lxc/200/status/reset", {}, None, None),
+        # the backup endpoints
+        ("PUT", "/nodes/pve1/storage/local/content/local%3Abackup%2Fx.vma.zst", {"protected": "yes"}, "protected",
+         "type check ('boolean') failed - got 'yes'"),
+        ("POST", "/cluster/backup", {"schedule": "02:00", "all": "1", "mode": "fast"}, "mode", "enumeration"),
+        ("POST", "/cluster/backup", {"schedule": "02:00", "all": "1", "colour": "blue"}, "colour",
+         "not defined in schema"),
+        ("PUT", "/cluster/backup/pvebot-acme-nightly", {"enabled": "true"}, "enabled", "type check ('boolean')"),
+        ("GET", "/cluster/jobs/schedule-analyze", {}, "schedule", "property is missing and it is not optional"),
+        ("GET", "/cluster/jobs/schedule-analyze", {"schedule": "02:00", "iterations": "0"}, "iterations",
+         "minimum value of 1"),
+        ("GET", "/cluster/jobs/schedule-analyze", {"schedule": "every full moon"}, "schedule",
+         "invalid calendar event 'every full moon' - unable to parse calendar event at 'every full moon' - "
+         'Context("weekday")'),
+        ("GET", "/nodes/pve1/tasks", {"source": "attic"}, "source", "enumeration"),
+        ("GET", "/cluster/backup/pvebot-acme-nightly", {"verbose": "1"}, "verbose", "not defined in schema"),
     ],
 )
 def test_parameters_the_schema_rejects_are_400(

@@ -83,7 +83,7 @@ def test_unknown_keys_are_named_with_what_is_allowed() -> None:
         "p.yaml line 1: cluster: unknown key (allowed: clusters, companies, users)"]
     assert problems("companies:\n  - {slug: acme, name: Acme, pool: x}\n") == [
         "p.yaml line 2: companies[0].pool: unknown key (allowed: slug, name, email_domains, pools, quotas, approval, "
-        "teams_groups, networks)"]
+        "teams_groups, networks, backup)"]
 
 
 def test_the_document_and_its_sections_must_have_the_right_shape() -> None:

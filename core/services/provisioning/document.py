@@ -129,6 +129,7 @@ class CompanySpec:
     path: PathT
     teams_groups: tuple[GroupSpec, ...] = ()
     networks: tuple[NetworkSpec, ...] = ()
+    backup: dict[str, Any] = field(default_factory=dict)
 
     @property
     def directory_groups(self) -> list[dict[str, str]]:
@@ -313,7 +314,7 @@ def _tls(c: _Checker, tls: Any, path: PathT) -> tuple[TlsMode | None, str | None
 
 
 def _companies(c: _Checker, doc: Mapping[str, Any], spec: Spec) -> None:
-    allowed = ("slug", "name", "email_domains", "pools", "quotas", "approval", "teams_groups", "networks")
+    allowed = ("slug", "name", "email_domains", "pools", "quotas", "approval", "teams_groups", "networks", "backup")
     for path, item in c.items(doc, "companies"):
         if not c.mapping(item, path, allowed=allowed, required=("slug", "name")):
             continue
@@ -337,13 +338,14 @@ def _companies(c: _Checker, doc: Mapping[str, Any], spec: Spec) -> None:
         approval = _approval(c, item.get("approval") or {}, (*path, "approval"))
         groups = _teams_groups(c, item.get("teams_groups"), (*path, "teams_groups"))
         networks = _networks(c, item.get("networks"), (*path, "networks"))
+        backup = _backup(c, item.get("backup") or {}, (*path, "backup"))
         if groups and not item.get("email_domains"):
             # a member is added only when their email is in the company's domains: without any, nobody ever is
             c.fail((*path, "teams_groups"), "needs email_domains: a group member is added only with an email in them")
         if slug and name:
             spec.companies.append(
                 CompanySpec(slug, name, tuple(d.lower() for d in domains), tuple(pools), quotas, approval, path,
-                            teams_groups=tuple(groups), networks=tuple(networks))
+                            teams_groups=tuple(groups), networks=tuple(networks), backup=backup)
             )
 
 
@@ -477,6 +479,34 @@ def _overlapping_networks(c: _Checker, spec: Spec) -> None:
                                      f"({other_company.slug}/{other.name}, {c.locate(other.path)}) on cluster "
                                      f"{net.cluster} {net.describe_segment()}")
             seen.append((company, net))
+
+
+RETENTION_KEYS = ("keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly")
+_STORAGE = re.compile(r"^[a-z][a-z0-9\-_.]*[a-z0-9]$", re.IGNORECASE)
+
+
+def _backup(c: _Checker, value: Any, path: PathT) -> dict[str, Any]:
+    """``backup: {storages, max_schedules, max_age_hours, default_retention}`` as Company.backup_policy keeps it."""
+    allowed = ("storages", "max_schedules", "max_age_hours", "default_retention")
+    if not c.mapping(value, path, allowed=allowed):
+        return {}
+    out: dict[str, Any] = {}
+    if "storages" in value:
+        out["storages"] = c.strings(value["storages"], (*path, "storages"), _STORAGE, "a Proxmox storage id")
+    for key, high in (("max_schedules", 100), ("max_age_hours", 24 * 366)):
+        if key in value:
+            number = c.integer(value[key], (*path, key), low=1 if key == "max_age_hours" else 0, high=high)
+            if number is not None:
+                out[key] = number
+    retention = value.get("default_retention")
+    if retention is not None and c.mapping(retention, (*path, "default_retention"), allowed=RETENTION_KEYS):
+        kept: dict[str, int] = {}
+        for key, keep in retention.items():
+            number = c.integer(keep, (*path, "default_retention", key), low=0, high=10000)
+            if number is not None and key in RETENTION_KEYS:
+                kept[key] = number
+        out["default_retention"] = kept
+    return out
 
 
 def _approval(c: _Checker, value: Any, path: PathT) -> dict[str, Any]:

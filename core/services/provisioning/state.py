@@ -101,7 +101,8 @@ def _apply_company(uow: UnitOfWork, co: CompanySpec, *, changes: list[str], loca
     company = uow.companies.by_slug(co.slug)
     if company is None:
         company = Company(slug=co.slug, name=co.name, email_domains=list(co.email_domains), quotas=dict(co.quotas),
-                          approval_policy=dict(co.approval), directory_groups=co.directory_groups)
+                          approval_policy=dict(co.approval), directory_groups=co.directory_groups,
+                          backup_policy=dict(co.backup))
         uow.companies.add(company)
         changes.append(f"+ company {co.slug}")
     else:
@@ -111,6 +112,7 @@ def _apply_company(uow: UnitOfWork, co: CompanySpec, *, changes: list[str], loca
         _set(company, "quotas", dict(co.quotas), label=label, changes=changes)
         _set(company, "approval_policy", dict(co.approval), label=label, changes=changes)
         _set(company, "directory_groups", co.directory_groups, label=label, changes=changes)
+        _set(company, "backup_policy", dict(co.backup), label=label, changes=changes)
     clusters = {c.id: c for c in uow.clusters.list()}
     by_name = {c.name: c for c in clusters.values()}
     existing = {(clusters[b.cluster_id].name, b.pool): b for b in uow.pool_bindings.list() if b.cluster_id in clusters}
@@ -295,6 +297,8 @@ def export(uow: UnitOfWork) -> dict[str, Any]:
             entry["quotas"] = dict(co.quotas)
         if co.approval_policy:
             entry["approval"] = dict(co.approval_policy)
+        if co.backup_policy:
+            entry["backup"] = dict(co.backup_policy)
         if co.directory_groups:
             entry["teams_groups"] = [{"group_id": g.get("group_id"), "role": g.get("role")}
                                      for g in co.directory_groups]

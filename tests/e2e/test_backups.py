@@ -1,0 +1,236 @@
+"""Backups end to end: the shell adapter, the job runner and approvals, against the simulator over HTTPS.
+
+Back up with progress and list it; restore in place (approval, stop, restore, start) and as a new
+VM; a protected backup cannot be deleted; a schedule becomes one Proxmox backup job with the right
+selection, retention and notification mode, and its scheduled run shows in history and status.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from core.principal import Scope
+from tests.e2e.shell_world import World, job_ids, world
+
+pytestmark = pytest.mark.slow
+
+BOB, ALICE, CAROL, ROOT, SAM = (
+    "bob@acme.example", "alice@acme.example", "carol@globex.example", "root@host.example", "sam@host.example")
+
+
+def _approval_ids(text: str) -> list[str]:
+    return re.findall(r"apr-([a-z0-9]+)", text)
+
+
+def _policy(w: World, slug: str, policy: dict[str, object]) -> None:
+    with w.app.deps.uow_factory(Scope.everything()) as uow:
+        company = uow.companies.by_slug(slug)
+        assert company is not None
+        company.backup_policy = policy
+        uow.commit()
+
+
+def _setup(w: World) -> None:
+    w.sim.add_storage("backup-nfs", content="backup", shared=True)
+    _policy(w, "acme", {"storages": ["backup-nfs"], "max_schedules": 2, "max_age_hours": 26,
+                        "default_retention": {"keep-daily": 7, "keep-weekly": 4}})
+
+
+def _backup_now(w: World, who: str, command: str) -> str:
+    shell, out = w.shell(who)
+    shell.run([command])
+    text = out.getvalue()
+    job = job_ids(text)[0]
+    assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded", text
+    return text
+
+
+def _volids(w: World, vmid: int) -> list[str]:
+    with w.sim.state.lock:
+        return sorted(b.volid for b in w.sim.state.backups.values() if b.vmid == vmid)
+
+
+def test_back_up_now_with_progress_then_list_it(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        text = _backup_now(w, BOB, 'backup now web-01 --note "before the upgrade"')
+        assert "backed up web-01 (lab/100) to backup-nfs" in text
+        assert re.search(r"backup \d+% — INFO:", text), text  # vzdump's percent lines, live
+        vzdump = [r for r in w.sim.requests if r.path.endswith("/vzdump")]
+        assert [r.path for r in vzdump] == ["/api2/json/nodes/pve1/vzdump"]  # the guest's own node
+        bob, out = w.shell(BOB)
+        bob.run(["backup list web-01"])
+        listing = out.getvalue()
+        assert "Backups of web-01 (lab/100) (1)" in listing and "before the upgrade" in listing
+        assert "backup-nfs" in listing
+        # only the company's storages
+        bob.run(["backup now web-01 --storage local"])
+        assert "storage 'local' is not one your company may use for backups (allowed: backup-nfs)" in out.getvalue()
+        # another company never sees it, and its answer is the one for a VM that does not exist
+        carol, carol_out = w.shell(CAROL)
+        carol.run(["backup list web-01", "backup list ghost-01"])
+        assert carol_out.getvalue().count("not found") == 2
+
+
+def test_restore_in_place_stops_restores_and_starts_after_approval(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        _backup_now(w, BOB, "backup now web-01")
+        volid = _volids(w, 100)[0]
+        with w.sim.state.lock:
+            w.sim.state.guests[100].config["cores"] = "8"  # a change the restore takes back
+        bob, out = w.shell(BOB)
+        bob.run(["backup restore web-01 latest --reason \"bad upgrade\""])
+        card = out.getvalue()
+        assert "needs approval" in card and "Current state" in card and "running" in card
+        assert "Overwritten disks" in card and "scsi0" in card and "stopped, restored, started again" in card
+        apr = _approval_ids(card)[0]
+        alice, alice_out = w.shell(ALICE)
+        alice.run([f"approve apr-{apr}"])
+        job = job_ids(alice_out.getvalue())[0]
+        assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded", alice_out.getvalue()
+        posts = [r.path.rsplit("/", 2)[-2:] for r in w.sim.requests if r.method == "POST"]
+        assert ["status", "stop"] in posts and ["pve1", "qemu"] in posts and ["status", "start"] in posts
+        guest = w.sim.guest(100)
+        assert guest.status == "running" and guest.config["cores"] == "2"
+        assert volid in _volids(w, 100)
+
+
+def test_restore_as_new_vm_gets_a_new_vmid_in_the_pool_with_new_macs(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        _backup_now(w, BOB, "backup now web-01")
+        bob, out = w.shell(BOB)
+        bob.run(["backup restore web-01 latest --as-new web-copy"])
+        apr = _approval_ids(out.getvalue())[0]
+        assert "new VM web-copy in pool acme" in out.getvalue()
+        alice, alice_out = w.shell(ALICE)
+        alice.run([f"approve apr-{apr}"])
+        job = job_ids(alice_out.getvalue())[0]
+        assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded", alice_out.getvalue()
+        with w.sim.state.lock:
+            new = next(g for g in w.sim.state.guests.values() if g.name == "web-copy")
+            old = w.sim.state.guests[100]
+            assert new.pool == "acme" and new.vmid != 100
+            assert new.config["net0"].split(",")[0] != old.config["net0"].split(",")[0]
+        assert w.sim.guest(100).status == "running"  # the original was not touched
+
+
+def test_a_protected_backup_cannot_be_deleted(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        _backup_now(w, BOB, "backup now db-01 --protect")
+        alice, out = w.shell(ALICE)
+        alice.run(["backup delete db-01 latest"])
+        assert "is protected; unprotect it first" in out.getvalue()
+        assert not _approval_ids(out.getvalue())
+        # unprotected, it can be deleted, after approval
+        alice.run(["backup unprotect db-01 latest"])
+        job = job_ids(out.getvalue())[-1]
+        assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded"
+        alice.run(["backup delete db-01 latest"])
+        apr = _approval_ids(out.getvalue())[-1]
+        root, root_out = w.shell(ROOT)
+        root.run([f"approve apr-{apr}"])
+        job = job_ids(root_out.getvalue())[-1]
+        assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded"
+        assert _volids(w, 101) == []
+
+
+def test_a_schedule_is_one_proxmox_job_and_its_runs_show_in_history_and_status(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        alice, out = w.shell(ALICE)
+        alice.run(['backup schedule create nightly --when "daily 02:00" --vms web-01,db-01 --keep-last 3'])
+        reply = out.getvalue()
+        assert "schedule nightly created" in reply and "pvebot-acme-nightly" in reply
+        assert "02:00 (Proxmox calendar event)" in reply and reply.count(" 02:00") >= 4  # form + 3 next runs
+        with w.sim.state.lock:
+            job = dict(w.sim.state.backup_jobs["pvebot-acme-nightly"])
+        assert job["vmid"] == "100,101" and job["schedule"] == "02:00" and job["storage"] == "backup-nfs"
+        assert job["prune-backups"] == "keep-last=3" and job["notification-mode"] == "notification-system"
+
+        alice.run(['backup schedule create weekly --when "every full moon" --all'])
+        assert "--when 'every full moon' is not a schedule Proxmox understands" in out.getvalue()
+        alice.run(['backup schedule create pool --when "weekly sun 03:00" --all'])
+        with w.sim.state.lock:
+            pool_job = dict(w.sim.state.backup_jobs["pvebot-acme-pool"])
+        assert pool_job["pool"] == "acme" and pool_job["schedule"] == "sun 03:00"
+        assert pool_job["prune-backups"] == "keep-daily=7,keep-weekly=4"  # the company's default retention
+        alice.run(['backup schedule create third --when "02:00" --all'])
+        assert "the most it may have (2)" in out.getvalue()
+
+        # globex neither sees nor changes acme's jobs; an operator's own job is nobody's
+        with w.sim.state.lock:
+            w.sim.state.backup_jobs["backup-operator"] = {"schedule": "sat 04:00", "all": "1", "storage": "local"}
+        carol, carol_out = w.shell(CAROL)
+        carol.run(["backup schedule list", "backup schedule run nightly", "backup schedule delete nightly"])
+        answer = carol_out.getvalue()
+        assert "no backup schedules yet" in answer and answer.count("schedule 'nightly' not found") == 2
+        root, root_out = w.shell(ROOT)
+        root.run(["backup schedule list"])
+        assert "backup-operator" in root_out.getvalue() and "(not pvebot's)" in root_out.getvalue()
+
+        # pvescheduler runs it: a root@pam task, one per node, multi-guest with an empty id
+        w.sim.backup_outcome(101, ("error", "unable to read disk"))
+        upids = w.sim.run_backup_job("pvebot-acme-nightly")
+        assert len(upids) == 1 and upids[0].split(":")[6] == "" and upids[0].split(":")[7] == "root@pam"
+        _wait_tasks(w, upids)
+        bob, bob_out = w.shell(BOB)
+        bob.run(["backup history", "backup status"])
+        text = bob_out.getvalue()
+        assert re.search(r"web-01\s+✅ ok\s+—\s+scheduled", text), text
+        assert re.search(r"db-01\s+❌ failed\s+unable to read disk\s+scheduled", text), text
+        assert "Backup status (3 VMs, 2 flagged)" in text  # db-01 failed, ct-01 never backed up
+        assert "never backed up" in text
+
+        # run now: vzdump with the job's options on each node, followed as one job
+        before = len(_volids(w, 100))
+        alice.run(["backup schedule run nightly"])
+        run_job = job_ids(out.getvalue())[-1]
+        assert w.wait_state(run_job, {"succeeded", "failed"}) == "failed"
+        assert len(_volids(w, 100)) == before + 1  # db-01 still fails, so the run reports job errors
+        assert "job errors" in next(j.result for j in _jobs(w) if j.id == run_job)
+
+        alice.run(["backup schedule edit nightly --when \"weekdays 22:30\""])
+        with w.sim.state.lock:
+            assert w.sim.state.backup_jobs["pvebot-acme-nightly"]["schedule"] == "mon..fri 22:30"
+        alice.run(["backup schedule delete nightly"])
+        apr = _approval_ids(out.getvalue())[-1]
+        root.run([f"approve apr-{apr}"])
+        job_id = job_ids(root_out.getvalue())[-1]
+        assert w.wait_state(job_id, {"succeeded", "failed"}) == "succeeded"
+        with w.sim.state.lock:
+            assert "pvebot-acme-nightly" not in w.sim.state.backup_jobs
+
+
+def test_schedules_need_sys_modify_and_say_so(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        with w.sim.state.lock:
+            secret, _ = next(iter(w.sim.state.tokens.values()))
+            token = next(iter(w.sim.state.tokens))
+            w.sim.state.tokens[token] = (secret, frozenset({"Sys.Audit", "VM.Audit", "VM.Backup"}))
+        alice, out = w.shell(ALICE)
+        alice.run(['backup schedule create nightly --when "daily 02:00" --all'])
+        assert "the API token lacks the Proxmox privilege Sys.Modify on /" in out.getvalue()
+
+
+def _jobs(w: World) -> list:  # type: ignore[type-arg]
+    with w.app.deps.uow_factory(Scope.everything()) as uow:
+        return uow.jobs.list(limit=100)
+
+
+def _wait_tasks(w: World, upids: list[str]) -> None:
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with w.sim.state.lock:
+            if all(not w.sim.tasks.tasks[u].running for u in upids):
+                return
+        time.sleep(0.05)
+    raise AssertionError("scheduled run did not finish")
