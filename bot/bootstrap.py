@@ -93,9 +93,11 @@ class App:
     directory: DirectoryRouter
     queue: JobQueue
     teams: Any | None = None  # adapters.teams.setup.TeamsParts when Teams is on
+    slack_outbox: Any | None = None  # adapters.slack.pacing.SlackOutbox when Slack is on
 
     def close(self) -> None:
-        for part in (self.queue, self.deps.hypervisors):
+        # the queue first: its jobs' last edits still go out through the outbox, which drains last
+        for part in (self.queue, self.deps.hypervisors, self.slack_outbox):
             close = getattr(part, "close", None)
             if close is not None:
                 close()
@@ -124,7 +126,7 @@ def build_app(
         queue = _queue(settings)
     notifier = NotifierRouter({"shell": OutboxNotifier(storage.engine)})
     directory = DirectoryRouter()
-    _slack(settings, notifier, directory)
+    slack_outbox = _slack(settings, notifier, directory)
     teams = _teams(settings, storage, notifier, directory)
     deps = Deps(
         uow_factory=storage.uow_factory,
@@ -139,7 +141,7 @@ def build_app(
     )
     dispatcher = Dispatcher(registry=build_registry(), deps=deps, directory=directory)
     app = App(settings=settings, storage=storage, deps=deps, dispatcher=dispatcher, notifier=notifier,
-              directory=directory, queue=queue, teams=teams)
+              directory=directory, queue=queue, teams=teams, slack_outbox=slack_outbox)
     if isinstance(queue, EmbeddedQueue):
         # this app owns the in-process queue: its worker threads run jobs with this app's deps
         # (thread-local, so two apps in one process, as in tests, keep theirs apart)
@@ -157,15 +159,19 @@ def _queue(settings: Settings) -> JobQueue:
     return RqJobQueue(Redis.from_url(settings.redis_url), name=settings.queue_name)
 
 
-def _slack(settings: Settings, notifier: NotifierRouter, directory: DirectoryRouter) -> None:
-    """Slack's notifier and directory, when a bot token is configured."""
+def _slack(settings: Settings, notifier: NotifierRouter, directory: DirectoryRouter) -> Any:
+    """Slack's outbox, notifier and directory, when a bot token is configured; returns the outbox."""
     if settings.slack_bot_token is None:
-        return
+        return None
     from adapters.slack.directory import SlackDirectory
-    from adapters.slack.notifier import SlackNotifier
+    from adapters.slack.notifier import SlackNotifier, outbox_client
+    from adapters.slack.pacing import SlackOutbox
 
-    notifier.add("slack", SlackNotifier(settings.slack_bot_token, base_url=settings.slack_api_url))
+    # one per process: the bolt app's answers and the workers' job messages share each channel's pace
+    outbox = SlackOutbox(outbox_client(settings.slack_bot_token, base_url=settings.slack_api_url))
+    notifier.add("slack", SlackNotifier(outbox))
     directory.add("slack", SlackDirectory(settings.slack_bot_token, settings.slack_api_url))
+    return outbox
 
 
 def _teams(settings: Settings, storage: Storage, notifier: NotifierRouter, directory: DirectoryRouter) -> Any:
@@ -208,7 +214,8 @@ def _bolt(app: App) -> Any:
     from adapters.slack.app import build_bolt_app
 
     return build_bolt_app(dispatcher=app.dispatcher, bot_token=settings.slack_bot_token,
-                          signing_secret=settings.slack_signing_secret, base_url=settings.slack_api_url)
+                          signing_secret=settings.slack_signing_secret, outbox=app.slack_outbox,
+                          base_url=settings.slack_api_url)
 
 
 def _teams_endpoint(app: App) -> Any:
