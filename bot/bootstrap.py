@@ -113,8 +113,12 @@ def build_app(
     progress_interval: float = 1.0,
     poll_interval: float = 0.5,
     follow_grace: float = 60.0,
+    slack_pace: Any = None,
 ) -> App:
-    """Wire the application from settings; tests pass their own clock or queue where they need to."""
+    """Wire the application from settings; tests pass their own clock or queue where they need to.
+
+    ``slack_pace`` (an ``adapters.slack.pacing.Pace``) shrinks Slack's per-channel pacing and deadlines in tests.
+    """
     storage = storage or open_storage(settings)
     if clock is not None:
         storage.clock = clock
@@ -126,7 +130,7 @@ def build_app(
         queue = _queue(settings)
     notifier = NotifierRouter({"shell": OutboxNotifier(storage.engine)})
     directory = DirectoryRouter()
-    slack_outbox = _slack(settings, notifier, directory)
+    slack_outbox = _slack(settings, notifier, directory, pace=slack_pace)
     teams = _teams(settings, storage, notifier, directory)
     deps = Deps(
         uow_factory=storage.uow_factory,
@@ -159,7 +163,7 @@ def _queue(settings: Settings) -> JobQueue:
     return RqJobQueue(Redis.from_url(settings.redis_url), name=settings.queue_name)
 
 
-def _slack(settings: Settings, notifier: NotifierRouter, directory: DirectoryRouter) -> Any:
+def _slack(settings: Settings, notifier: NotifierRouter, directory: DirectoryRouter, *, pace: Any = None) -> Any:
     """Slack's outbox, notifier and directory, when a bot token is configured; returns the outbox."""
     if settings.slack_bot_token is None:
         return None
@@ -168,7 +172,7 @@ def _slack(settings: Settings, notifier: NotifierRouter, directory: DirectoryRou
     from adapters.slack.pacing import SlackOutbox
 
     # one per process: the bolt app's answers and the workers' job messages share each channel's pace
-    outbox = SlackOutbox(outbox_client(settings.slack_bot_token, base_url=settings.slack_api_url))
+    outbox = SlackOutbox(outbox_client(settings.slack_bot_token, base_url=settings.slack_api_url), pace=pace)
     notifier.add("slack", SlackNotifier(outbox))
     directory.add("slack", SlackDirectory(settings.slack_bot_token, settings.slack_api_url))
     return outbox

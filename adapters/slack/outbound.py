@@ -75,8 +75,10 @@ class SlackPoster:
         self.outbox = outbox
         self.budget = budget or ResponseUrlBudget()
 
-    async def _send(self, method: str, args: dict[str, Any]) -> Any:
-        return await asyncio.wrap_future(self.outbox.submit(method, args))
+    async def _send(self, method: str, args: dict[str, Any], *, fallback: str | None = None) -> Any:
+        # an answer with a response_url to fall back to stops waiting for the bot token sooner
+        deadline = self.outbox.pace.fallback_deadline if fallback else None
+        return await asyncio.wrap_future(self.outbox.submit(method, args, deadline=deadline))
 
     async def deliver(self, incoming: Incoming, reply: Reply) -> MessageRef | None:
         """Answer ``incoming``; returns the posted message (None when it is ephemeral or went by response_url)."""
@@ -96,7 +98,7 @@ class SlackPoster:
             response = await self._send("chat.postMessage", {
                 "channel": conversation.channel, "thread_ts": conversation.thread, "text": rendered.text,
                 "blocks": rendered.blocks, "unfurl_links": False, "unfurl_media": False,
-            })
+            }, fallback=response_url)
         except (SlackApiError, DeliveryFailed) as e:
             if (isinstance(e, SlackApiError) and _error(e) not in _CANNOT_POST) or not response_url:
                 raise
@@ -116,7 +118,7 @@ class SlackPoster:
             await self._send("chat.postEphemeral", {
                 "channel": conversation.channel, "user": user_id, "thread_ts": conversation.thread,
                 "text": rendered.text, "blocks": rendered.blocks,
-            })
+            }, fallback=response_url)
         except (SlackApiError, DeliveryFailed) as e:
             if not response_url:
                 raise

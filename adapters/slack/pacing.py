@@ -56,6 +56,22 @@ class DeliveryFailed(ExternalSystemError):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class Pace:
+    """How an outbox paces and bounds its calls (tests shrink it; production keeps Slack's numbers).
+
+    Attributes:
+        interval: seconds between two posts or edits in one channel (Slack: about one a second).
+        deadline: seconds a call may take from hand-over to its last attempt.
+        fallback_deadline: the same for an answer that can still go by its ``response_url``:
+            the user waits for it, and the response_url does not share the bot token's limits.
+    """
+
+    interval: float = 1.0
+    deadline: float = DEFAULT_DEADLINE
+    fallback_deadline: float = 30.0
+
+
 @dataclass
 class _Item:
     method: str
@@ -67,7 +83,7 @@ class _Item:
     edits: tuple[str, str] | None
     seq: int
     attempts: int = 0
-    reason: str = "no turn in time"
+    reason: str = "still waiting for its turn in the channel at the deadline"
 
 
 @dataclass
@@ -98,20 +114,19 @@ class SlackOutbox:
         self,
         client: WebClient,
         *,
-        interval: float = 1.0,
-        deadline: float = DEFAULT_DEADLINE,
+        pace: Pace | None = None,
         senders: int = 4,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Args:
         client: a WebClient without retry handlers of its own (this class retries, bounded by time).
-        interval: seconds between two posts or edits in one channel.
-        deadline: seconds an item may take from hand-over to its last attempt.
+        pace: interval and deadlines (Slack's defaults when None).
         senders: calls in flight at once, in different channels.
         clock: monotonic seconds.
         """
         self.client = client
-        self.interval, self.deadline, self.senders = interval, deadline, senders
+        self.pace = pace or Pace()
+        self.interval, self.deadline, self.senders = self.pace.interval, self.pace.deadline, senders
         self._clock = clock
         self._lanes: dict[tuple[str, str], _Lane] = {}
         self._cond = threading.Condition()
@@ -131,6 +146,8 @@ class SlackOutbox:
 
     def submit(self, method: str, args: dict[str, Any], *, deadline: float | None = None) -> Future[Any]:
         """Queue one Web API call (``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``).
+
+        ``deadline`` (seconds from now) overrides the pace's, e.g. ``pace.fallback_deadline``.
 
         Returns:
             A future: the SlackResponse, None for an edit superseded by a newer one, or the
@@ -277,8 +294,7 @@ class SlackOutbox:
 
     def _fail(self, item: _Item, error: BaseException) -> None:
         if isinstance(error, DeliveryFailed):
-            log.warning("Slack %s in %s not delivered within %.0f s: %s", item.method, item.channel,
-                        self.deadline, error.reason)
+            log.warning("Slack %s in %s not delivered in time: %s", item.method, item.channel, error.reason)
         item.future.set_exception(error)
 
     # ---- shutting down ----
