@@ -91,6 +91,7 @@ class ApiCall:
     args: dict[str, Any]
     token: str | None
     at: float = field(default_factory=time.monotonic)
+    status: int = 200
 
 
 class FakeSlack:
@@ -136,6 +137,8 @@ class FakeSlack:
         app.router.add_post("/response/{hook}", self._response_url)
         app.router.add_get("/link", self._socket)
         app.router.add_get("/stats", self._stats)
+        app.router.add_post("/storm", self._storm_now)
+        app.router.add_get("/record", self._record)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -212,6 +215,7 @@ class FakeSlack:
             until, wait, stormed = self._storm
             if popped is None and method in stormed and time.monotonic() < until:
                 status, body, headers = 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": wait}
+            self.calls[-1].status = status
         if body is not None:
             return web.json_response(body, status=status, headers=headers)
         expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
@@ -284,6 +288,23 @@ class FakeSlack:
             for call in self.calls:
                 counts[call.method] = counts.get(call.method, 0) + 1
         return web.json_response(counts)
+
+    async def _storm_now(self, request: web.Request) -> web.Response:
+        """``POST /storm?seconds=…&retry_after=…``: :meth:`storm`, for a benchmark in another process."""
+        self.storm(float(request.query["seconds"]), retry_after=float(request.query.get("retry_after", "1")))
+        return web.json_response({"ok": True})
+
+    async def _record(self, request: web.Request) -> web.Response:
+        """Every chat call (method, channel, time, status, text) and every message's current state."""
+        with self._lock:
+            calls = [{"method": c.method, "channel": c.args.get("channel"), "at": c.at, "status": c.status,
+                      "text": str(c.args.get("text", "")), "ts": c.args.get("ts"),
+                      "blocks": json.dumps(c.args.get("blocks", []), ensure_ascii=False)}
+                     for c in self.calls if c.method.startswith("chat.") or c.method == "response_url"]
+            messages = [{**{k: v for k, v in m.items() if k in ("channel", "ts", "thread_ts", "text")},
+                         "blocks": json.dumps(m.get("blocks", []), ensure_ascii=False)}
+                        for m in self.messages.values()]
+        return web.json_response({"calls": calls, "messages": messages})
 
     # ---- Socket Mode ----
 
