@@ -95,9 +95,11 @@ class App:
     queue: JobQueue
     teams: Any | None = None  # adapters.teams.setup.TeamsParts when Teams is on
     telemetry: Any = None  # adapters.metrics.PrometheusTelemetry: /metrics reads its registry
+    slack_outbox: Any | None = None  # adapters.slack.pacing.SlackOutbox when Slack is on
 
     def close(self) -> None:
-        for part in (self.queue, self.deps.hypervisors):
+        # the queue first: its jobs' last edits still go out through the outbox, which drains last
+        for part in (self.queue, self.deps.hypervisors, self.slack_outbox):
             close = getattr(part, "close", None)
             if close is not None:
                 close()
@@ -113,8 +115,12 @@ def build_app(
     progress_interval: float = 1.0,
     poll_interval: float = 0.5,
     follow_grace: float = 60.0,
+    slack_pace: Any = None,
 ) -> App:
-    """Wire the application from settings; tests pass their own clock or queue where they need to."""
+    """Wire the application from settings; tests pass their own clock or queue where they need to.
+
+    ``slack_pace`` (an ``adapters.slack.pacing.Pace``) shrinks Slack's per-channel pacing and deadlines in tests.
+    """
     from adapters.metrics import PrometheusTelemetry, StateCollector
 
     storage = storage or open_storage(settings)
@@ -130,7 +136,7 @@ def build_app(
         queue = _queue(settings)
     notifier = NotifierRouter({"shell": OutboxNotifier(storage.engine)}, telemetry=telemetry)
     directory = DirectoryRouter()
-    _slack(settings, notifier, directory)
+    slack_outbox = _slack(settings, notifier, directory, pace=slack_pace)
     teams = _teams(settings, storage, notifier, directory)
     deps = Deps(
         uow_factory=storage.uow_factory,
@@ -149,7 +155,7 @@ def build_app(
     telemetry.registry.register(StateCollector(engine=storage.engine, uow_factory=storage.uow_factory,
                                                queue_depth=lambda: _queue_depth(queue)))
     app = App(settings=settings, storage=storage, deps=deps, dispatcher=dispatcher, notifier=notifier,
-              directory=directory, queue=queue, teams=teams, telemetry=telemetry)
+              directory=directory, queue=queue, teams=teams, telemetry=telemetry, slack_outbox=slack_outbox)
     if isinstance(queue, EmbeddedQueue):
         # this app owns the in-process queue: its worker threads run jobs with this app's deps
         # (thread-local, so two apps in one process, as in tests, keep theirs apart)
@@ -173,15 +179,19 @@ def _queue_depth(queue: JobQueue) -> int:
     return int(rq_queue.count) if rq_queue is not None else 0
 
 
-def _slack(settings: Settings, notifier: NotifierRouter, directory: DirectoryRouter) -> None:
-    """Slack's notifier and directory, when a bot token is configured."""
+def _slack(settings: Settings, notifier: NotifierRouter, directory: DirectoryRouter, *, pace: Any = None) -> Any:
+    """Slack's outbox, notifier and directory, when a bot token is configured; returns the outbox."""
     if settings.slack_bot_token is None:
-        return
+        return None
     from adapters.slack.directory import SlackDirectory
-    from adapters.slack.notifier import SlackNotifier
+    from adapters.slack.notifier import SlackNotifier, outbox_client
+    from adapters.slack.pacing import SlackOutbox
 
-    notifier.add("slack", SlackNotifier(settings.slack_bot_token, base_url=settings.slack_api_url))
+    # one per process: the bolt app's answers and the workers' job messages share each channel's pace
+    outbox = SlackOutbox(outbox_client(settings.slack_bot_token, base_url=settings.slack_api_url), pace=pace)
+    notifier.add("slack", SlackNotifier(outbox))
     directory.add("slack", SlackDirectory(settings.slack_bot_token, settings.slack_api_url))
+    return outbox
 
 
 def _teams(settings: Settings, storage: Storage, notifier: NotifierRouter, directory: DirectoryRouter) -> Any:
@@ -224,7 +234,8 @@ def _bolt(app: App) -> Any:
     from adapters.slack.app import build_bolt_app
 
     return build_bolt_app(dispatcher=app.dispatcher, bot_token=settings.slack_bot_token,
-                          signing_secret=settings.slack_signing_secret, base_url=settings.slack_api_url)
+                          signing_secret=settings.slack_signing_secret, outbox=app.slack_outbox,
+                          base_url=settings.slack_api_url)
 
 
 def _teams_endpoint(app: App) -> Any:

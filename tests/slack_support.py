@@ -91,6 +91,7 @@ class ApiCall:
     args: dict[str, Any]
     token: str | None
     at: float = field(default_factory=time.monotonic)
+    status: int = 200
 
 
 class FakeSlack:
@@ -105,6 +106,8 @@ class FakeSlack:
         self.violations: list[str] = []
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self._faults: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
+        # (until, Retry-After, methods): a 429 storm, see storm()
+        self._storm: tuple[float, str, frozenset[str]] = (0.0, "1", frozenset())
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -134,6 +137,8 @@ class FakeSlack:
         app.router.add_post("/response/{hook}", self._response_url)
         app.router.add_get("/link", self._socket)
         app.router.add_get("/stats", self._stats)
+        app.router.add_post("/storm", self._storm_now)
+        app.router.add_get("/record", self._record)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -165,6 +170,12 @@ class FakeSlack:
 
     def rate_limit_next(self, method: str, *, retry_after: int = 1) -> None:
         self.fail_next(method, status=429, headers={"Retry-After": str(retry_after)})
+
+    def storm(self, seconds: float, *, retry_after: float = 1,
+              methods: tuple[str, ...] = ("chat.postMessage", "chat.update", "chat.postEphemeral")) -> None:
+        """Answer every call of ``methods`` with 429 for the next ``seconds`` (tests shrink Retry-After)."""
+        with self._lock:
+            self._storm = (time.monotonic() + seconds, f"{retry_after:g}", frozenset(methods))
 
     def of(self, *methods: str) -> list[ApiCall]:
         with self._lock:
@@ -199,7 +210,12 @@ class FakeSlack:
         with self._lock:
             self.calls.append(ApiCall(method, args, token))
             fault = self._faults.get(method, [])
-            status, body, headers = fault.pop(0) if fault else (200, None, {})
+            popped = fault.pop(0) if fault else None
+            status, body, headers = popped or (200, None, {})
+            until, wait, stormed = self._storm
+            if popped is None and method in stormed and time.monotonic() < until:
+                status, body, headers = 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": wait}
+            self.calls[-1].status = status
         if body is not None:
             return web.json_response(body, status=status, headers=headers)
         expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
@@ -272,6 +288,23 @@ class FakeSlack:
             for call in self.calls:
                 counts[call.method] = counts.get(call.method, 0) + 1
         return web.json_response(counts)
+
+    async def _storm_now(self, request: web.Request) -> web.Response:
+        """``POST /storm?seconds=…&retry_after=…``: :meth:`storm`, for a benchmark in another process."""
+        self.storm(float(request.query["seconds"]), retry_after=float(request.query.get("retry_after", "1")))
+        return web.json_response({"ok": True})
+
+    async def _record(self, request: web.Request) -> web.Response:
+        """Every chat call (method, channel, time, status, text) and every message's current state."""
+        with self._lock:
+            calls = [{"method": c.method, "channel": c.args.get("channel"), "at": c.at, "status": c.status,
+                      "text": str(c.args.get("text", "")), "ts": c.args.get("ts"),
+                      "blocks": json.dumps(c.args.get("blocks", []), ensure_ascii=False)}
+                     for c in self.calls if c.method.startswith("chat.") or c.method == "response_url"]
+            messages = [{**{k: v for k, v in m.items() if k in ("channel", "ts", "thread_ts", "text")},
+                         "blocks": json.dumps(m.get("blocks", []), ensure_ascii=False)}
+                        for m in self.messages.values()]
+        return web.json_response({"calls": calls, "messages": messages})
 
     # ---- Socket Mode ----
 
@@ -458,6 +491,14 @@ def fake_slack() -> Iterator[FakeSlack]:
 
 @pytest.fixture
 async def slack_bot(tmp_path: Path, fake_slack: FakeSlack) -> AsyncIterator[SlackBot]:
+    async with running_slack_bot(tmp_path, fake_slack) as bot:
+        yield bot
+
+
+@asynccontextmanager
+async def running_slack_bot(tmp_path: Path, fake_slack: FakeSlack, *, hypervisors: Any = None,
+                            **build: Any) -> AsyncIterator[SlackBot]:
+    """``pvebot serve`` on loopback over a fresh database; ``build`` goes to ``build_app`` (e.g. slack_pace)."""
     from adapters.queue import EmbeddedQueue
     from bot.bootstrap import build_app, build_server
     from bot.config import Settings
@@ -468,9 +509,9 @@ async def slack_bot(tmp_path: Path, fake_slack: FakeSlack) -> AsyncIterator[Slac
     provision(storage)
     settings = Settings.from_mapping({**dict(storage.settings.env), **slack_env(fake_slack),
                                       "PVEBOT_JOB_TIMEOUT": "60"})
-    hv = lab_hypervisors()
+    hv = hypervisors or lab_hypervisors()
     app = build_app(settings, storage=storage, hypervisors=hv, queue=EmbeddedQueue(workers=2),
-                    progress_interval=0.0, poll_interval=0.01)
+                    progress_interval=0.0, poll_interval=0.01, **build)
     try:
         async with serving(build_server(app)) as url, aiohttp.ClientSession() as session:
             yield SlackBot(app=app, fake=fake_slack, slack=SlackSender(session, bot_url=url, fake=fake_slack),

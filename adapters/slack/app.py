@@ -34,6 +34,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack import translate
 from adapters.slack.notifier import api_url
 from adapters.slack.outbound import SlackPoster, is_private
+from adapters.slack.pacing import SlackOutbox
 from adapters.slack.render import ACTION_PREFIX, decided, escape, render, when
 from core.chat import Answer, CommandRequest, MessageRef, Reply
 
@@ -175,10 +176,14 @@ class SlackHandlers:
 
 
 def build_bolt_app(
-    *, dispatcher: CommandDispatcher, bot_token: str, signing_secret: str | None, base_url: str | None = None,
-    max_in_flight: int = 4,
+    *, dispatcher: CommandDispatcher, bot_token: str, signing_secret: str | None, outbox: SlackOutbox,
+    base_url: str | None = None, max_in_flight: int = 4,
 ) -> AsyncApp:
-    """The bolt app with pvebot's listeners; ``signing_secret`` may be None in Socket Mode only."""
+    """The bolt app with pvebot's listeners; ``signing_secret`` may be None in Socket Mode only.
+
+    Posts, ephemerals and edits go through ``outbox``, the one the job workers' notifier uses,
+    so that answers and job messages share each channel's pace.
+    """
     bolt = AsyncApp(
         name="pvebot",
         token=bot_token,
@@ -192,7 +197,7 @@ def build_bolt_app(
     client.base_url = api_url(base_url)
     client.timeout = 15
     client.retry_handlers = [AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=3)]
-    handlers = SlackHandlers(dispatcher, SlackPoster(client), max_in_flight=max_in_flight)
+    handlers = SlackHandlers(dispatcher, SlackPoster(client, outbox), max_in_flight=max_in_flight)
     # any command name: a workspace may install the app as /proxmox instead of /pve
     bolt.command(re.compile(r"^/.+"))(handlers.on_command)
     bolt.event("app_mention")(handlers.on_mention)

@@ -3,6 +3,7 @@ against a recording fake of Slack's Web API."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -76,7 +77,8 @@ async def test_job_progress_threads_under_the_reply_and_is_edited_in_place(slack
     progress = await fake.wait_for(lambda f: _final(slack_bot, reply["ts"], "done in"))
     assert "start db-01" in all_text(progress)
     updates = [c for c in fake.of("chat.update") if c.args["ts"] == progress["ts"]]
-    assert len(updates) >= 2
+    # edits waiting for the channel's turn coalesce (see test_slack_pacing): at least the verdict goes out
+    assert updates and "done in" in json.dumps(updates[-1].args["blocks"])
     posts = [c for c in fake.of("chat.postMessage") if c.args.get("thread_ts") == reply["ts"]]
     assert len(posts) == 1  # one progress message, edited
     moments = [posts[0].at] + [u.at for u in updates]

@@ -71,8 +71,12 @@ def test_translations() -> None:
 async def test_output_beyond_the_limits_is_also_sent_as_a_file() -> None:
     from slack_sdk.web.async_client import AsyncWebClient
 
+    from adapters.slack.notifier import outbox_client
+    from adapters.slack.pacing import SlackOutbox
+
     with FakeSlack() as fake:
-        poster = SlackPoster(AsyncWebClient(token=BOT_TOKEN, base_url=fake.api_url))
+        outbox = SlackOutbox(outbox_client(BOT_TOKEN, base_url=fake.api_url))
+        poster = SlackPoster(AsyncWebClient(token=BOT_TOKEN, base_url=fake.api_url), outbox)
         incoming = translate.slash_command({"team_id": "T0ACME", "user_id": "U0BOB", "channel_id": "C0OPS",
                                             "text": "vm list", "trigger_id": "t"})
         message = await poster.deliver(incoming, REPLIES["huge table"])
@@ -81,6 +85,7 @@ async def test_output_beyond_the_limits_is_also_sent_as_a_file() -> None:
         assert complete and complete[0].args["thread_ts"] == message.message_id
         upload = fake.of("upload")[0].args["bytes"].decode()
         assert upload.count("\n") >= 5000 and fake.violations == []
+        outbox.close()
 
 
 def test_manifest_matches_what_the_adapter_serves_and_calls() -> None:

@@ -51,7 +51,8 @@ def test_the_dispatcher_has_no_second_way_to_start_work() -> None:
 
 def test_only_the_composition_root_builds_teams_and_slack_parts() -> None:
     built = {"TeamsNotifier", "TeamsDirectory", "IdentityAudience", "CloudAdapter", "build_authentication",
-             "SlackNotifier", "SlackDirectory", "build_bolt_app", "SimpleWorker", "EmbeddedQueue", "RqJobQueue"}
+             "SlackNotifier", "SlackDirectory", "SlackOutbox", "build_bolt_app", "SimpleWorker", "EmbeddedQueue",
+             "RqJobQueue"}
     where: dict[str, list[str]] = {}
     for path in _modules("adapters", "bot", "jobs"):
         for call in _calls(path):
