@@ -12,6 +12,7 @@ What arrives:
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 import uuid
@@ -117,14 +118,31 @@ def channel_of(activity: dict[str, Any]) -> ChannelRef:
     )
 
 
+def request_id_of(activity: dict[str, Any]) -> str:
+    """The key that makes a re-delivered activity run once, and only that activity.
+
+    Teams makes an activity id unique within its conversation only: two chats (of one company or
+    of two) can both send ``1:abc``. So the key is the tenant, the conversation and the activity id
+    together, hashed to fit the column. Rows stored under a bare activity id before this stay as
+    they are; they simply no longer collide with anyone else's.
+    """
+    activity_id = activity.get("id")
+    if not activity_id:
+        # nothing to recognise a re-delivery by: every delivery is a new request
+        return "teams-" + uuid.uuid4().hex
+    conversation = activity.get("conversation") or {}
+    parts = (tenant_of(activity) or "", str(conversation.get("id") or ""), str(activity_id))
+    return "teams-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
+
+
 def _request(activity: dict[str, Any], text: str) -> CommandRequest:
     sender = activity.get("from") or {}
     return CommandRequest(
         identity=identity_of(activity),
         text=text,
         conversation=conversation_of(activity),
-        # Teams redelivers an activity with the same id: that is what makes a job run once
-        request_id=str(activity.get("id") or uuid.uuid4().hex),
+        # Teams redelivers an activity with the same id in the same conversation: that makes a job run once
+        request_id=request_id_of(activity),
         claimed_email=sender.get("email") or None,
         channel=channel_of(activity),
     )
