@@ -56,7 +56,7 @@ def create_app(app: App, *, slack: Any | None = None, teams: Any | None = None) 
         from adapters.slack.app import mount as mount_slack
 
         settings = app.settings
-        mount_slack(web_app, slack, http=settings.slack_signing_secret is not None, app_token=settings.slack_app_token)
+        mount_slack(web_app, slack, signing_secret=settings.slack_signing_secret, app_token=settings.slack_app_token)
     if teams is not None:
         from adapters.teams.app import mount as mount_teams
 

@@ -3,15 +3,21 @@
 Three sources speak the same grammar: the ``/pve`` slash command, an ``app_mention``
 ("@pvebot vm list") and a button press (``block_actions``), whose value is the command
 text of the :class:`core.chat.Action` it was rendered from, run as the one who clicked.
+
+:func:`parse_body` and :func:`check` are the HTTP edge's second gate, after the signature:
+a signed body that is not what Slack sends raises :class:`MalformedPayload` (answered 400)
+before bolt, whose request parsing assumes Slack's shapes, ever sees it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from core.chat import CommandRequest, ConversationRef, IdentityKey
 
@@ -20,6 +26,10 @@ _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 # Slack clients "smarten" what people type: turn it back into the grammar's quotes and flags
 _SMART = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'", "\u00a0": " "})
 _DASH_FLAG = re.compile(r"(^|\s)[—–](?=[a-z])")
+
+
+class MalformedPayload(ValueError):
+    """A Slack request body that is not what Slack sends; the message is short and safe to log."""
 
 
 @dataclass(frozen=True)
@@ -64,21 +74,49 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
+def _text(data: Mapping[str, Any], key: str, *, where: str) -> str:
+    """A field Slack always sends as a non-empty string."""
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise MalformedPayload(f"{where} without {key}")
+    return value
+
+
+def _optional(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _object(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedPayload(f"{key} is not an object")
+    return value
+
+
 def slash_command(body: Mapping[str, Any]) -> Incoming:
-    """``/pve vm list``: the form fields Slack posts for a slash command."""
-    team_id, user_id = str(body["team_id"]), str(body["user_id"])
-    text = normalize(str(body.get("text") or "")) or "help"
+    """``/pve vm list``: the form fields Slack posts for a slash command.
+
+    Raises:
+        MalformedPayload: the team, user or channel is missing.
+    """
+    where = "slash command"
+    team_id, user_id = _text(body, "team_id", where=where), _text(body, "user_id", where=where)
+    channel_id = _text(body, "channel_id", where=where)
+    text = normalize(_optional(body, "text")) or "help"
     # slash commands carry no event id; the trigger id is unique per invocation
-    request_id = "slack-cmd-" + _digest(team_id, user_id, str(body.get("trigger_id") or ""))
-    command = str(body.get("command") or "/pve")
+    request_id = "slack-cmd-" + _digest(team_id, user_id, _optional(body, "trigger_id"))
+    command = _optional(body, "command") or "/pve"
     return Incoming(
         request=CommandRequest(
             identity=IdentityKey(PLATFORM, team_id, user_id),
             text=text,
-            conversation=conversation(team_id=team_id, channel=str(body["channel_id"]), thread=None),
+            conversation=conversation(team_id=team_id, channel=channel_id, thread=None),
             request_id=request_id,
         ),
-        response_url=body.get("response_url") or None,
+        response_url=_optional(body, "response_url") or None,
         caption=f"<@{user_id}> `{command} {_code(text)}`",
     )
 
@@ -89,24 +127,31 @@ def _code(text: str) -> str:
 
 
 def app_mention(body: Mapping[str, Any], *, bot_user_id: str | None) -> Incoming | None:
-    """``@pvebot vm list`` in a channel: answered in the mention's thread. None when it is not for us."""
-    event = body.get("event") or {}
-    user_id = event.get("user")
+    """``@pvebot vm list`` in a channel: answered in the mention's thread. None when it is not for us.
+
+    Raises:
+        MalformedPayload: the channel or team is missing.
+    """
+    event = _object(body, "event")
+    user_id = _optional(event, "user")
     if not user_id or event.get("bot_id"):
         return None
-    team_id = str(event.get("user_team") or event.get("team") or body.get("team_id") or "")
-    raw = str(event.get("text") or "")
+    team_id = _optional(event, "user_team") or _optional(event, "team") or _optional(body, "team_id")
+    if not team_id:
+        raise MalformedPayload("app_mention without team")
+    channel = _text(event, "channel", where="app_mention")
+    raw = _optional(event, "text")
     text = (raw.replace(f"<@{bot_user_id}>", " ", 1) if bot_user_id else _MENTION.sub(" ", raw, count=1))
     text = normalize(text) or "help"
-    thread = event.get("thread_ts") or event.get("ts")
-    event_id = str(body.get("event_id") or "")
+    thread = _optional(event, "thread_ts") or _optional(event, "ts") or None
+    event_id = _optional(body, "event_id")
     return Incoming(
         request=CommandRequest(
-            identity=IdentityKey(PLATFORM, team_id, str(user_id)),
+            identity=IdentityKey(PLATFORM, team_id, user_id),
             text=text,
-            conversation=conversation(team_id=team_id, channel=str(event["channel"]), thread=thread),
+            conversation=conversation(team_id=team_id, channel=channel, thread=thread),
             # retries of one event carry the same event_id: the same request
-            request_id="slack-evt-" + (event_id or _digest(team_id, str(user_id), str(event.get("ts")))),
+            request_id="slack-evt-" + (event_id or _digest(team_id, user_id, _optional(event, "ts"))),
         ),
     )
 
@@ -121,25 +166,36 @@ def _kind(command: str) -> str:
 
 
 def button_press(body: Mapping[str, Any]) -> ButtonPress | None:
-    """A ``block_actions`` click on one of our buttons; None for anything else."""
+    """A ``block_actions`` click on one of our buttons; None for anything else.
+
+    Raises:
+        MalformedPayload: the click says not who, in which team or channel, or on what.
+    """
     actions = body.get("actions") or []
+    if not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions):
+        raise MalformedPayload("actions is not a list of objects")
     if not actions:
         return None
     action = actions[0]
-    command = normalize(str(action.get("value") or ""))
+    command = normalize(_optional(action, "value"))
     if not command:
         return None
-    user = body.get("user") or {}
-    team_id = str((body.get("team") or {}).get("id") or user.get("team_id") or "")
-    user_id = str(user.get("id") or "")
-    container = body.get("container") or {}
-    message = body.get("message") or {}
-    channel = str(container.get("channel_id") or (body.get("channel") or {}).get("id") or "")
-    message_ts = str(container.get("message_ts") or message.get("ts") or "")
+    user, container, message = _object(body, "user"), _object(body, "container"), _object(body, "message")
+    team_id = _optional(_object(body, "team"), "id") or _optional(user, "team_id")
+    if not team_id:
+        raise MalformedPayload("block_actions without team")
+    user_id = _text(user, "id", where="block_actions user")
+    channel = _optional(container, "channel_id") or _optional(_object(body, "channel"), "id")
+    if not channel:
+        raise MalformedPayload("block_actions without channel")
+    message_ts = _optional(container, "message_ts") or _optional(message, "ts")
     # answers to a click go in the clicked message's thread (or start one under it)
-    thread = message.get("thread_ts") or message_ts or None
-    action_ts = str(action.get("action_ts") or "")
-    trigger_id = str(body.get("trigger_id") or "")
+    thread = _optional(message, "thread_ts") or message_ts or None
+    action_ts = _optional(action, "action_ts")
+    trigger_id = _optional(body, "trigger_id")
+    blocks = message.get("blocks") or ()
+    if not isinstance(blocks, (list, tuple)) or not all(isinstance(b, dict) for b in blocks):
+        raise MalformedPayload("message blocks are not a list of objects")
     return ButtonPress(
         request=CommandRequest(
             identity=IdentityKey(PLATFORM, team_id, user_id),
@@ -147,12 +203,112 @@ def button_press(body: Mapping[str, Any]) -> ButtonPress | None:
             conversation=conversation(team_id=team_id, channel=channel, thread=thread),
             request_id="slack-btn-" + _digest(team_id, user_id, trigger_id or action_ts),
         ),
-        response_url=body.get("response_url") or None,
+        response_url=_optional(body, "response_url") or None,
         message_ts=message_ts,
         is_ephemeral=bool(container.get("is_ephemeral")),
-        blocks=tuple(message.get("blocks") or ()),
+        blocks=tuple(blocks),
         action_ts=action_ts or None,
         kind=_kind(command),
         # one press delivered twice has the same message, action and action_ts
-        dedupe_key=_digest(channel, message_ts, str(action.get("action_id")), action_ts, user_id),
+        dedupe_key=_digest(channel, message_ts, _optional(action, "action_id"), action_ts, user_id),
     )
+
+
+# ---- the edge's check of a signed body, before bolt reads it ----------------------------------
+
+# Keys bolt reads from every request before a listener runs (``slack_bolt.request.internals``:
+# team, user, channel, enterprise ids and the like, looked up without type checks), with the types
+# Slack gives them. Checked wherever they occur, since bolt looks inside events and messages too.
+_SHAPES: dict[str, tuple[type, ...]] = {
+    "enterprise": (str, dict), "team": (str, dict), "user": (str, dict), "channel": (str, dict),
+    "event": (dict,), "view": (dict,), "message": (dict,), "previous_message": (dict,), "container": (dict,),
+    "item": (dict,), "assistant_thread": (dict,), "function_data": (dict,), "authorizations": (list,),
+    "actions": (list,), "response_urls": (list,),
+}
+_ID_HOLDERS = ("enterprise", "team", "user", "channel")
+_MAX_DEPTH = 4
+
+
+def parse_body(raw: bytes, *, content_type: str) -> dict[str, Any]:
+    """The body as bolt will read it: JSON, a form, or a form whose ``payload`` field is JSON.
+
+    The choice between them is bolt's own (``slack_bolt.request.internals.parse_body``), so that
+    what is checked here is what bolt will see.
+
+    Raises:
+        MalformedPayload: not UTF-8, not parseable, or not a JSON object.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedPayload("body is not UTF-8") from None
+    if not text:
+        return {}
+    # exactly bolt's test (case and spaces included): where bolt reads a form, so must we
+    try:
+        if content_type.split(";")[0] == "application/json" or text.startswith("{"):
+            parsed: Any = json.loads(text)
+        elif "payload" in text:
+            payload = dict(parse_qsl(text, keep_blank_values=True)).get("payload")
+            parsed = {} if payload is None else json.loads(payload)
+        else:
+            parsed = dict(parse_qsl(text, keep_blank_values=True))
+    except ValueError:  # JSONDecodeError, and parse_qsl on odd input
+        raise MalformedPayload("body is not JSON or a form") from None
+    if not isinstance(parsed, dict):
+        raise MalformedPayload("body is not an object")
+    return parsed
+
+
+def _check_shapes(data: Mapping[str, Any], depth: int = 0) -> None:
+    if depth > _MAX_DEPTH:
+        return
+    for key, types in _SHAPES.items():
+        value: Any = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, types):
+            raise MalformedPayload(f"{key} has the wrong type")
+        if key in _ID_HOLDERS and isinstance(value, dict) and not isinstance(value.get("id", ""), str):
+            raise MalformedPayload(f"{key} id is not a string")
+        if isinstance(value, list):
+            if not all(isinstance(item, dict) for item in value):
+                raise MalformedPayload(f"{key} is not a list of objects")
+            for item in value:
+                _check_shapes(item, depth + 1)
+        elif isinstance(value, dict):
+            _check_shapes(value, depth + 1)
+
+
+def check(body: Mapping[str, Any]) -> None:
+    """Refuse a parsed body that Slack would not send, for the kinds we answer: all we read must be there.
+
+    Other kinds (events and interactions we do not listen to) pass when their common fields have
+    Slack's types; bolt answers them as unhandled.
+
+    Raises:
+        MalformedPayload: what is wrong, in a few safe words.
+    """
+    _check_shapes(body)
+    if "ssl_check" in body:
+        return
+    if "command" in body:
+        _text(body, "command", where="slash command")
+        slash_command(body)
+        return
+    kind = body.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise MalformedPayload("neither a command nor a typed payload")
+    if kind == "url_verification":
+        _text(body, "challenge", where="url_verification")
+    elif kind == "event_callback":
+        event = _object(body, "event")
+        if _text(event, "type", where="event") == "app_mention":
+            app_mention(body, bot_user_id=None)
+    elif kind == "block_actions":
+        actions = body.get("actions")
+        if not isinstance(actions, list) or not actions:
+            raise MalformedPayload("block_actions without actions")
+        for action in actions:
+            _text(action, "action_id", where="action")
+        button_press(body)

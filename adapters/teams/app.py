@@ -25,7 +25,7 @@ from adapters.teams.auth import Unauthorized, authenticate, prefetch_openid_meta
 from adapters.teams.directory import TeamsDirectory
 from adapters.teams.notifier import Audience, audience_of
 from adapters.teams.setup import TeamsConfig
-from adapters.teams.translate import MalformedActivity, to_incoming
+from adapters.teams.translate import MalformedActivity, service_url_of, to_incoming
 from core.chat import Answer, MessageRef, Reply, Severity
 
 log = logging.getLogger("pvebot.teams")
@@ -117,6 +117,8 @@ class TeamsEndpoint:
             if not isinstance(body, dict) or not body.get("type"):
                 raise ValueError("not an activity")
             activity = Activity().deserialize(body)
+            # what the turn will read (translate works on this form), made once here where failing is a 400
+            activity_json = activity.serialize()
         except Exception:
             return web.json_response({"error": "not a Bot Framework activity"}, status=400)
         try:
@@ -125,6 +127,14 @@ class TeamsEndpoint:
         except Unauthorized as e:
             log.info("refused a Teams request: %s", e)
             return web.json_response({"error": "unauthorized"}, status=401)
+        try:
+            # after the token: an unauthenticated caller learns nothing about what we would accept.
+            # botbuilder would fail on these mid-turn (a serviceUrl that is no URL, a malformed refresh view)
+            service_url_of(activity_json)
+            to_incoming(activity_json)
+        except MalformedActivity as e:
+            log.info("refused a Teams activity: %s", e)
+            return web.json_response({"error": "malformed activity"}, status=400)
         try:
             invoke = await self.adapter.process_activity(result, activity, self.bot.on_turn)
         except Exception:

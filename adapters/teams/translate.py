@@ -12,13 +12,15 @@ What arrives:
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-from core.chat import ChannelRef, CommandRequest, ConversationRef, IdentityKey
+from core.chat import ActionStyle, ChannelRef, CommandRequest, ConversationRef, IdentityKey, Severity
 
 PLATFORM = "teams"
 ADAPTIVE_CARD_ACTION = "adaptiveCard/action"
@@ -74,14 +76,34 @@ def identity_of(activity: dict[str, Any]) -> IdentityKey:
     return IdentityKey(PLATFORM, tenant_of(activity) or "", str(user))
 
 
+def service_url_of(activity: dict[str, Any]) -> str:
+    """Where replies to ``activity`` go: an http(s) URL with a host, as the Bot Framework always sends.
+
+    Raises:
+        MalformedActivity: missing or not such a URL (botbuilder would fail on it mid-turn).
+    """
+    url = activity.get("serviceUrl")
+    if not isinstance(url, str) or not url or any(c.isspace() for c in url):
+        raise MalformedActivity("activity without a serviceUrl")
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # a bad port or IPv6 literal
+        port_ok = False
+    if not port_ok or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MalformedActivity("serviceUrl is not an http(s) URL")
+    return url
+
+
 def conversation_of(activity: dict[str, Any]) -> ConversationRef:
     """Everything a worker on another machine needs to rebuild a ConversationReference and post."""
     conversation = activity.get("conversation") or {}
-    if not conversation.get("id") or not activity.get("serviceUrl"):
-        raise MalformedActivity("activity without a conversation or serviceUrl")
+    if not isinstance(conversation, dict) or not conversation.get("id"):
+        raise MalformedActivity("activity without a conversation")
+    service_url = service_url_of(activity)
     bot = activity.get("recipient") or {}
     extra = {
-        "service_url": activity["serviceUrl"],
+        "service_url": service_url,
         "tenant_id": tenant_of(activity) or "",
         "bot_id": bot.get("id") or "",
         "bot_name": bot.get("name") or "",
@@ -117,14 +139,31 @@ def channel_of(activity: dict[str, Any]) -> ChannelRef:
     )
 
 
+def request_id_of(activity: dict[str, Any]) -> str:
+    """The key that makes a re-delivered activity run once, and only that activity.
+
+    Teams makes an activity id unique within its conversation only: two chats (of one company or
+    of two) can both send ``1:abc``. So the key is the tenant, the conversation and the activity id
+    together, hashed to fit the column. Rows stored under a bare activity id before this stay as
+    they are; they simply no longer collide with anyone else's.
+    """
+    activity_id = activity.get("id")
+    if not activity_id:
+        # nothing to recognise a re-delivery by: every delivery is a new request
+        return "teams-" + uuid.uuid4().hex
+    conversation = activity.get("conversation") or {}
+    parts = (tenant_of(activity) or "", str(conversation.get("id") or ""), str(activity_id))
+    return "teams-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
+
+
 def _request(activity: dict[str, Any], text: str) -> CommandRequest:
     sender = activity.get("from") or {}
     return CommandRequest(
         identity=identity_of(activity),
         text=text,
         conversation=conversation_of(activity),
-        # Teams redelivers an activity with the same id: that is what makes a job run once
-        request_id=str(activity.get("id") or uuid.uuid4().hex),
+        # Teams redelivers an activity with the same id in the same conversation: that makes a job run once
+        request_id=request_id_of(activity),
         claimed_email=sender.get("email") or None,
         channel=channel_of(activity),
     )
@@ -155,10 +194,7 @@ def to_incoming(activity: dict[str, Any]) -> Incoming:
             raise MalformedActivity("adaptiveCard/action without action data")
         data = action["data"]
         if action.get("verb") == REFRESH_VERB:
-            view = data.get(VIEW_KEY)
-            if not isinstance(view, dict):
-                raise MalformedActivity("refresh without a view")
-            return Incoming(request=None, invoke=True, view=view, identity=identity_of(activity))
+            return Incoming(request=None, invoke=True, view=view_of(data.get(VIEW_KEY)), identity=identity_of(activity))
         command = _command_from(data)
         if command is None:
             raise MalformedActivity("adaptiveCard/action without a command")
@@ -167,3 +203,61 @@ def to_incoming(activity: dict[str, Any]) -> Incoming:
         # other invokes (task modules, message extensions) are not ours; botbuilder answers 501
         return Incoming(request=None, invoke=True)
     return Incoming(request=None)
+
+
+# ---- a refresh's view: data our cards carried, but the client sends it back, so it is checked like input ----
+
+_SEVERITIES = frozenset(v.value for v in Severity)
+_STYLES = frozenset(v.value for v in ActionStyle)
+
+
+def _one_of(value: Any, choices: frozenset[str]) -> bool:
+    return isinstance(value, str) and value in choices
+
+
+def _strings(value: Any, *, n: int | None = None) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value) and (n is None or len(value) == n)
+
+
+def _optional_text(data: dict[str, Any], key: str) -> bool:
+    return data.get(key) is None or isinstance(data.get(key), str)
+
+
+def _action_ok(action: Any) -> bool:
+    if not isinstance(action, list) or len(action) != 4:
+        return False
+    label, command, style, only_for = action
+    return (isinstance(label, str) and isinstance(command, str) and bool(command.split())
+            and _one_of(style, _STYLES) and isinstance(only_for, list)
+            and all(isinstance(u, (int, str)) and not isinstance(u, bool) for u in only_for))
+
+
+def _table_ok(table: Any) -> bool:
+    if not table:
+        return True
+    if not isinstance(table, dict) or not _strings(table.get("columns")):
+        return False
+    rows = table.get("rows")
+    return isinstance(rows, list) and all(_strings(row, n=len(table["columns"])) for row in rows)
+
+
+def view_of(view: Any) -> dict[str, Any]:
+    """The view a refresh asks to see again, refused unless it has the shape ``render.card`` wrote.
+
+    Raises:
+        MalformedActivity: anything else (answered 400).
+    """
+    if not isinstance(view, dict) or not _strings(view.get("userIds") or []):
+        raise MalformedActivity("refresh without a view")
+    reply = view.get("reply")
+    reply = {} if reply is None else reply
+    fields = reply.get("fields", []) if isinstance(reply, dict) else None
+    if not (isinstance(reply, dict) and isinstance(reply.get("text", ""), str)
+            and _optional_text(reply, "title") and _optional_text(reply, "footer")
+            and _optional_text(reply, "progress_of") and _optional_text(reply, "job_id")
+            and _one_of(reply.get("severity", "info"), _SEVERITIES) and isinstance(reply.get("private", False), bool)
+            and isinstance(fields, list) and all(_strings(f, n=2) for f in fields)
+            and _table_ok(reply.get("table"))
+            and isinstance(reply.get("actions", []), list) and all(_action_ok(a) for a in reply.get("actions", []))):
+        raise MalformedActivity("refresh with a malformed view")
+    return view

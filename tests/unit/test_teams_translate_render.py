@@ -43,11 +43,27 @@ def test_message_becomes_a_request() -> None:
     request = to_incoming(activity(text="<at>pvebot</at> vm list", replyToId="1699"))
     assert request.request is not None
     r = request.request
-    assert (r.text, r.request_id) == ("vm list", "1700000000001")
+    assert r.text == "vm list" and r.request_id.startswith("teams-")
     assert (r.identity.platform, r.identity.workspace_id, r.identity.user_id) == ("teams", "tenant-acme", "aad-bob")
     assert r.conversation.channel == "19:abc@thread.tacv2" and r.conversation.thread == "1699"
     assert r.conversation.get("service_url") == SERVICE and r.conversation.get("channel_id") == "msteams"
     assert r.conversation.get("bot_id") == "28:bot" and r.conversation.get("tenant_id") == "tenant-acme"
+
+
+def test_request_key_is_the_activity_in_its_conversation_and_tenant() -> None:
+    def key(**kw: object) -> str:
+        incoming = to_incoming(activity(text="vm list", **kw))
+        assert incoming.request is not None
+        return incoming.request.request_id
+
+    again = key()
+    assert again == key() and len(again) <= 191
+    other_chat = key(conversation={"id": "a:1on1-alice", "conversationType": "personal", "tenantId": "tenant-acme"})
+    other_tenant = key(conversation={"id": "19:abc@thread.tacv2", "conversationType": "channel",
+                                     "tenantId": "tenant-globex"})
+    assert len({again, other_chat, other_tenant}) == 3
+    # without an id there is no re-delivery to recognise
+    assert key(id=None) != key(id=None)
 
 
 def test_button_presses_become_the_presser_s_command() -> None:
