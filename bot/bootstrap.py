@@ -21,7 +21,7 @@ from adapters.shell.outbox import OutboxNotifier
 from adapters.sql import migrate
 from adapters.sql.uow import SqlUnitOfWorkFactory, make_engine
 from bot.config import Settings, SettingsError
-from bot.dispatch import Dispatcher
+from bot.dispatch import Dispatcher, RateLimiter
 from bot.maintenance import Maintenance
 from bot.observe import ObservedDispatcher
 from commands import build_registry
@@ -151,7 +151,7 @@ def build_app(
         telemetry=telemetry,
     )
     dispatcher: Dispatcher = ObservedDispatcher(registry=build_registry(), deps=deps, directory=directory,
-                                                telemetry=telemetry)
+                                                telemetry=telemetry, rate_limiter=_rate_limiter(settings, queue))
     telemetry.registry.register(StateCollector(engine=storage.engine, uow_factory=storage.uow_factory,
                                                queue_depth=lambda: _queue_depth(queue)))
     app = App(settings=settings, storage=storage, deps=deps, dispatcher=dispatcher, notifier=notifier,
@@ -171,6 +171,15 @@ def _queue(settings: Settings) -> JobQueue:
     from redis import Redis
 
     return RqJobQueue(Redis.from_url(settings.redis_url), name=settings.queue_name)
+
+
+def _rate_limiter(settings: Settings, queue: JobQueue) -> Any:
+    """With Redis, one allowance per identity shared by every serve process; embedded, this process's own."""
+    if settings.redis_url is None or not isinstance(queue, RqJobQueue):
+        return RateLimiter()
+    from adapters.ratelimit import RedisRateLimiter
+
+    return RedisRateLimiter(queue.connection, prefix=f"pvebot:rl:{settings.queue_name}")
 
 
 def _queue_depth(queue: JobQueue) -> int:

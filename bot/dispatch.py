@@ -17,7 +17,9 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
+from adapters import outages
 from bot import delivery
 from commands.grammar import parse
 from commands.registry import CommandContext, CommandRegistry
@@ -46,8 +48,14 @@ Next = Callable[[Call], Answer]
 Middleware = Callable[[Call, Next], Answer]
 
 
+class Limiter(Protocol):
+    """Refuses (``RateLimited``) an identity past its allowance of commands."""
+
+    def check(self, key: IdentityKey) -> None: ...
+
+
 class RateLimiter:
-    """At most ``limit`` commands per identity in a sliding ``window`` of seconds."""
+    """At most ``limit`` commands per identity in a sliding ``window`` of seconds, in this process."""
 
     def __init__(self, *, limit: int = 30, window: float = 10.0) -> None:
         self.limit, self.window = limit, window
@@ -72,14 +80,15 @@ class Dispatcher:
         registry: CommandRegistry,
         deps: Deps,
         directory: Directory | None = None,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: Limiter | None = None,
     ) -> None:
         self.registry = registry
         self.deps = deps
         self.directory = directory
-        self.rate_limiter = rate_limiter or RateLimiter()
+        self.rate_limiter: Limiter = rate_limiter or RateLimiter()
         self.seen_channels = channels.SeenChannels()
-        self._chain: list[Middleware] = [self._resolve_principal, self._rate_limit, self._capture_channel, self._audit]
+        # the limit comes first: an unknown sender must not cost a directory look-up per command
+        self._chain: list[Middleware] = [self._rate_limit, self._resolve_principal, self._capture_channel, self._audit]
 
     # ---- public API for adapters ----
 
@@ -90,10 +99,16 @@ class Dispatcher:
             answer = self._run_chain(call, 0)
         except BotError as e:
             answer = Answer(Reply.error(e.user_message))
-        except Exception:
-            ref = new_id(6)
-            log.exception("command failed, ref %s", ref)
-            answer = Answer(Reply.error(f"internal error, ref {ref}"))
+        except Exception as e:
+            outage = outages.describe(e)
+            if outage is not None:
+                # known and not ours to fix: one line in the log, and the user reads what it is
+                log.warning("command refused: %s (%s)", outage, type(e).__name__)
+                answer = Answer(Reply.error(outage))
+            else:
+                ref = new_id(6)
+                log.exception("command failed, ref %s", ref)
+                answer = Answer(Reply.error(f"internal error, ref {ref}"))
         if call.newly_linked and call.principal is not None:
             note = f"👋 linked your account to pvebot as {call.principal.email}"
             reply = answer.reply

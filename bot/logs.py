@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from core import logcontext
 
@@ -78,3 +79,19 @@ def configure(*, level: str, json_format: bool, secrets: Iterable[str] = (), str
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def to_file(path: Path) -> Path:
+    """Send the log to ``path`` instead of stderr: a chat terminal (``pvebot shell``/``demo``) is for the
+    conversation, and a traceback printed between its lines helps nobody there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if isinstance(old, logging.StreamHandler) and not isinstance(old, logging.FileHandler):
+            handler = logging.FileHandler(path, encoding="utf-8")
+            handler.setFormatter(old.formatter)
+            for f in old.filters:
+                handler.addFilter(f)
+            root.removeHandler(old)
+            root.addHandler(handler)
+    return path

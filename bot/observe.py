@@ -21,7 +21,8 @@ class ObservedDispatcher(Dispatcher):
     def __init__(self, *, telemetry: Telemetry | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.telemetry: Telemetry = telemetry or NullTelemetry()
-        self._chain.insert(1, self._tag_logs)
+        # after the principal is known (rate limit, then principal)
+        self._chain.insert(2, self._tag_logs)
 
     def handle(self, request: CommandRequest) -> Answer:
         started = time.monotonic()

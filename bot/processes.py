@@ -96,6 +96,14 @@ def shell_session(
     return ShellSession(ports, email=email, out=out, echo=echo, wait_seconds=wait_seconds, width=width)
 
 
+def _log_beside(path: Any) -> None:
+    from bot.logs import to_file
+
+    to_file(path)
+    if sys.stdin.isatty():
+        print(f"(pvebot's log: {path})")
+
+
 def _run_shell(app: Any, *, email: str, wait: float, banner: str = "") -> int:
     interactive = sys.stdin.isatty()
     session = shell_session(app, email=email, out=sys.stdout, echo=not interactive, wait_seconds=wait)
@@ -110,6 +118,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from bot import demo
 
     world = demo.start(task_seconds=args.task_seconds)
+    _log_beside(world.data_dir / "pvebot.log")
     maintenance = _maintenance(world.app)
     users = "\n".join(f"  {email:<22} {role:<14} {scope}" for email, role, scope in demo.DEMO_USERS)
     banner = (f"pvebot demo: a simulated Proxmox cluster at {world.sim.server.url if world.sim.server else '?'}, "
@@ -125,6 +134,7 @@ def _shell(args: argparse.Namespace, settings: Settings) -> int:
     from bot.bootstrap import build_app
 
     app = build_app(settings)
+    _log_beside(settings.data_dir / "shell.log")
     maintenance = _maintenance(app)
     try:
         return _run_shell(app, email=args.email, wait=args.wait)

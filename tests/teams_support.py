@@ -87,6 +87,8 @@ class FakeBotFramework:
     graph_delay: float = 0.0
     # the connector answers this many of the next edits (PUT) 429 with Retry-After
     throttle_edits: int = 0
+    # the connector answers this many of the next posts 502, as an Azure front door does when Teams is down
+    fail_posts: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -261,6 +263,12 @@ class FakeBotFramework:
         if throttled:
             return web.json_response({"error": {"code": "TooManyRequests"}}, status=429,
                                      headers={"Retry-After": "0.2"})
+        with self._lock:
+            failing = request.method == "POST" and self.fail_posts > 0
+            if failing:
+                self.fail_posts -= 1
+        if failing:
+            return web.Response(status=502, text="Bad Gateway")
         if self.require_token and auth != f"Bearer {ACCESS_TOKEN}":
             return web.json_response({"error": {"code": "Unauthorized"}}, status=401)
         rest = request.match_info["rest"]

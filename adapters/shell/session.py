@@ -17,6 +17,7 @@ from typing import Protocol, TextIO
 
 from sqlalchemy import Engine
 
+from adapters import outages
 from adapters.shell.outbox import OutboxEntry, OutboxReader
 from core.chat import Answer, CommandRequest, ConversationRef, IdentityKey, MessageRef, Reply
 from core.errors import BotError
@@ -86,12 +87,18 @@ class ShellSession:
                 self._print(f"now acting as {self.email}")
             except BotError as e:
                 self._print(f"❌ {e.user_message}")
+            except Exception as e:
+                self._print(f"❌ {outages.describe(e) or 'could not switch user (see the log)'}")
             return
         request = CommandRequest(identity=self.identity, text=line, conversation=self.conversation,
                                  request_id=uuid.uuid4().hex)
         answer = self.ports.dispatcher.handle(request)
-        self.ports.dispatcher.deliver(answer, partial(self.ports.notifier.post, self.conversation))
-        self.flush()
+        try:
+            self.ports.dispatcher.deliver(answer, partial(self.ports.notifier.post, self.conversation))
+            self.flush()
+        except Exception as e:
+            # the shell's replies travel through the database: when it is gone, say so and carry on
+            self._print(f"❌ {outages.describe(e) or 'could not show the answer (see the log)'}")
 
     def run(self, lines: Iterable[str]) -> int:
         """Run every line, then wait (bounded) for the jobs this session started; returns the exit code."""
@@ -102,9 +109,15 @@ class ShellSession:
             for line in lines:
                 self.run_line(line)
             self._wait_for_jobs()
+        except Exception as e:  # the database went away while waiting: the jobs go on without us
+            self._print(f"❌ {outages.describe(e) or 'stopped waiting (see the log)'}; "
+                        "'job status' will tell how the jobs end")
         finally:
             self._polling = False
-            self.flush()
+            try:
+                self.flush()
+            except Exception:
+                pass  # already said above; nothing more can be shown without the database
         return 0
 
     # ---- output ----

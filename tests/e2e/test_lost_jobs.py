@@ -55,3 +55,30 @@ def test_a_job_lost_by_an_emptied_redis_is_handed_over_again_and_runs_once(
         assert [c for c in hv.cluster("lab").calls if c[0] == "qmstart"] == [("qmstart", 102)]
     finally:
         app.close()
+
+
+def test_approving_while_redis_is_down_tells_the_approver_and_leaves_nothing_queued(
+    storage: Storage, own_redis: OwnRedis
+) -> None:
+    from core.model import ApprovalState
+
+    provision(storage)
+    queue = RqJobQueue(Redis.from_url(own_redis.url), name=f"pvebot-t-{uuid.uuid4().hex[:8]}")
+    app = test_app(storage, hypervisors=hypervisors(), queue=queue)
+    try:
+        chat = ChatDriver(app)
+        card = chat.ask("vm stop web-01 --reason maintenance", as_=BOB)
+        approval_id = next(f.approval_id for f in card.followups if hasattr(f, "approval_id"))
+        own_redis.stop()
+        answer = chat.ask(f"approve apr-{approval_id}", as_="alice@acme.example")
+        assert "the job queue is unavailable; nothing was done" in answer.reply.text, answer.reply.text
+        with app.deps.uow_factory(Scope.everything()) as uow:
+            approval = uow.approvals.get(approval_id)
+            assert approval is not None and approval.state is ApprovalState.FAILED
+            assert approval.job_id is not None
+            job = uow.jobs.get(approval.job_id)
+        assert job is not None and job.state is JobState.FAILED  # never left QUEUED
+        again = chat.ask(f"approve apr-{approval_id}", as_="alice@acme.example")
+        assert "failed" in again.reply.text  # the truth, not "already approved" and silence
+    finally:
+        app.close()

@@ -90,3 +90,26 @@ def test_a_database_outage_mid_job_does_not_end_it(tmp_path: Path) -> None:
                 assert w.sim.guest(101).status == "running"
         finally:
             relay.close()
+
+
+@pytest.mark.mariadb
+def test_the_shell_says_the_database_is_unavailable_and_carries_on(tmp_path: Path) -> None:
+    with mariadb_database() as url:
+        migrate.upgrade(sa.create_engine(url))
+        port = int(re.search(r":(\d+)/", url).group(1))  # type: ignore[union-attr]
+        relay = Relay(("127.0.0.1", port))
+        try:
+            relayed = url.replace(f":{port}/", f":{relay.port}/")
+            with world(tmp_path, queue="embedded", database_url=relayed) as w:
+                session, out = w.shell(BOB)
+                session.wait_seconds = 0
+                relay.cut()
+                session.run(["vm list", "whoami"])  # no traceback, no exit: two clear answers
+                relay.restore()
+                session.run(["whoami"])
+                text = out.getvalue()
+                assert text.count("❌ the database is unavailable; try again in a minute") >= 2, text
+                assert "Traceback" not in text and "internal error" not in text
+                assert "Role     user" in text.rsplit("whoami", 1)[1]  # and afterwards it works again
+        finally:
+            relay.close()

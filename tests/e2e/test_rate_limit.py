@@ -1,0 +1,68 @@
+"""The rate limit comes before anything costly, and every serve process shares it (in Redis).
+
+An unlinked sender used to cost one platform look-up per command (Slack users.info, Teams and Graph),
+because the limit ran after identity resolution; and each process counted on its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from redis import Redis
+
+from adapters.ratelimit import RedisRateLimiter
+from bot.bootstrap import Storage
+from bot.dispatch import Dispatcher
+from commands import build_registry
+from core.chat import CommandRequest, ConversationRef, IdentityKey
+from tests.fakes import FakeDirectory, FakeHypervisors, FakeQueue
+from tests.support import REDIS_URL, provision, service_missing, test_app
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def redis() -> Iterator[Redis]:
+    connection = Redis.from_url(REDIS_URL)
+    try:
+        connection.ping()
+    except Exception as e:
+        service_missing("Redis", e)
+    yield connection
+    connection.close()
+
+
+def test_an_unlinked_sender_is_limited_before_any_lookup_and_the_limit_is_shared(
+    storage: Storage, redis: Redis
+) -> None:
+    provision(storage)
+    app = test_app(storage, hypervisors=FakeHypervisors(), queue=FakeQueue())
+    directory = FakeDirectory()  # knows nobody: every look-up is a wasted platform call
+    prefix = f"pvebot:rl:test-{uuid.uuid4().hex[:8]}"
+    # two serve processes: two dispatchers, one Redis
+    processes = [Dispatcher(registry=build_registry(), deps=app.deps, directory=directory,
+                            rate_limiter=RedisRateLimiter(redis, limit=30, window=60, prefix=prefix))
+                 for _ in range(2)]
+    stranger = IdentityKey("slack", "T0ACME", "U0STRANGER")
+    answers = []
+    try:
+        for i in range(45):
+            request = CommandRequest(identity=stranger, text="vm list", request_id=uuid.uuid4().hex,
+                                     conversation=ConversationRef(platform="slack", channel="C1"))
+            answers.append(processes[i % 2].handle(request).reply.text)
+    finally:
+        for key in redis.scan_iter(f"{prefix}:*"):
+            redis.delete(key)
+        app.close()
+    limited = [a for a in answers if a == "too many commands at once; wait a moment and try again"]
+    assert len(limited) == 15, answers
+    # the 15 refused cost nothing: at most one look-up per command that got past the limit
+    assert len([c for c in directory.calls if c[0] == "email"]) <= 30
+
+
+def test_without_redis_the_limit_lets_commands_through_rather_than_fail(storage: Storage) -> None:
+    limiter = RedisRateLimiter(Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2), limit=1)
+    for _ in range(3):  # over the limit, yet never refused: the limiter never takes the bot down
+        limiter.check(IdentityKey("slack", "T", "U"))
