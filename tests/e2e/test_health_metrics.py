@@ -22,12 +22,12 @@ from bot.config import Settings
 from bot.server import create_app
 from core.principal import Scope
 from tests.fakes import FakeHypervisors
+from tests.relay import Relay
 from tests.slack_support import serving
 from tests.support import REDIS_URL, STANDARD_DOC, TOKEN_ENV, ChatDriver, mariadb_database, provision, service_missing
-from tests.tcp_proxy import TcpProxy
 
 
-def _via(proxy: TcpProxy, url: str) -> str:
+def _via(proxy: Relay, url: str) -> str:
     parts = urlsplit(url)
     netloc = f"{parts.username + '@' if parts.username else ''}127.0.0.1:{proxy.port}"
     return urlunsplit(parts._replace(netloc=netloc))
@@ -107,8 +107,8 @@ async def test_readyz_flips_to_503_when_redis_or_the_database_goes_away_and_back
         service_missing("Redis", e)
     with mariadb_database() as db_url:
         db_target, redis_target = urlsplit(db_url), urlsplit(REDIS_URL)
-        db_proxy = TcpProxy(db_target.hostname or "127.0.0.1", db_target.port or 3306)
-        redis_proxy = TcpProxy(redis_target.hostname or "127.0.0.1", redis_target.port or 6379)
+        db_proxy = Relay((db_target.hostname or "127.0.0.1", db_target.port or 3306))
+        redis_proxy = Relay((redis_target.hostname or "127.0.0.1", redis_target.port or 6379))
         settings = Settings.from_mapping({
             "PVEBOT_DATABASE_URL": _via(db_proxy, db_url), "PVEBOT_REDIS_URL": _via(redis_proxy, REDIS_URL),
             "PVEBOT_QUEUE": f"pvebot-test-{uuid.uuid4().hex[:8]}", "PVEBOT_SECRET_KEY": generate_key(),
@@ -124,16 +124,16 @@ async def test_readyz_flips_to_503_when_redis_or_the_database_goes_away_and_back
                         return answer.status, (await answer.json())["checks"]
 
                 assert await ready() == (200, {"database": "ok", "redis": "ok"})
-                redis_proxy.down()
+                redis_proxy.cut()
                 status, checks = await ready()
                 assert status == 503 and checks["database"] == "ok" and checks["redis"].startswith("unavailable")
-                redis_proxy.up()
+                redis_proxy.restore()
                 assert await ready() == (200, {"database": "ok", "redis": "ok"})
-                db_proxy.down()
+                db_proxy.cut()
                 status, checks = await ready()
                 assert status == 503 and checks["database"].startswith("unavailable") and checks["redis"] == "ok"
                 assert "@" not in str(checks) and "root" not in str(checks)  # no URL, no user
-                db_proxy.up()
+                db_proxy.restore()
                 assert await ready() == (200, {"database": "ok", "redis": "ok"})
                 async with session.get(f"{base}/healthz") as answer:
                     assert answer.status == 200  # alive all along: only readiness moved

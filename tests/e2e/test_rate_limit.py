@@ -7,7 +7,6 @@ because the limit ran after identity resolution; and each process counted on its
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from redis import Redis
@@ -17,25 +16,17 @@ from bot.bootstrap import Storage
 from bot.dispatch import Dispatcher
 from commands import build_registry
 from core.chat import CommandRequest, ConversationRef, IdentityKey
+from tests.e2e.test_dispatch import shared_redis
 from tests.fakes import FakeDirectory, FakeHypervisors, FakeQueue
-from tests.support import REDIS_URL, provision, service_missing, test_app
+from tests.support import provision, test_app
+
+__all__ = ["shared_redis"]  # the fixture, used by name below
 
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-def redis() -> Iterator[Redis]:
-    connection = Redis.from_url(REDIS_URL)
-    try:
-        connection.ping()
-    except Exception as e:
-        service_missing("Redis", e)
-    yield connection
-    connection.close()
-
-
 def test_an_unlinked_sender_is_limited_before_any_lookup_and_the_limit_is_shared(
-    storage: Storage, redis: Redis
+    storage: Storage, shared_redis: Redis
 ) -> None:
     provision(storage)
     app = test_app(storage, hypervisors=FakeHypervisors(), queue=FakeQueue())
@@ -43,7 +34,7 @@ def test_an_unlinked_sender_is_limited_before_any_lookup_and_the_limit_is_shared
     prefix = f"pvebot:rl:test-{uuid.uuid4().hex[:8]}"
     # two serve processes: two dispatchers, one Redis
     processes = [Dispatcher(registry=build_registry(), deps=app.deps, directory=directory,
-                            rate_limiter=RedisRateLimiter(redis, limit=30, window=60, prefix=prefix))
+                            rate_limiter=RedisRateLimiter(shared_redis, limit=30, window=60, prefix=prefix))
                  for _ in range(2)]
     stranger = IdentityKey("slack", "T0ACME", "U0STRANGER")
     answers = []
@@ -53,8 +44,8 @@ def test_an_unlinked_sender_is_limited_before_any_lookup_and_the_limit_is_shared
                                      conversation=ConversationRef(platform="slack", channel="C1"))
             answers.append(processes[i % 2].handle(request).reply.text)
     finally:
-        for key in redis.scan_iter(f"{prefix}:*"):
-            redis.delete(key)
+        for key in shared_redis.scan_iter(f"{prefix}:*"):
+            shared_redis.delete(key)
         app.close()
     limited = [a for a in answers if a == "too many commands at once; wait a moment and try again"]
     assert len(limited) == 15, answers

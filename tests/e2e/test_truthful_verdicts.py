@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,19 @@ def _queue(w: World, line: str) -> str:
     job = job_ids(out.getvalue())[0]
     w.wait_state(job, {"running"})
     return job
+
+
+@contextmanager
+def relayed_mariadb() -> Iterator[tuple[str, Relay]]:
+    """A fresh, migrated MariaDB database reached through a relay the test can cut."""
+    with mariadb_database() as url:
+        migrate.upgrade(sa.create_engine(url))
+        port = int(re.search(r":(\d+)/", url).group(1))  # type: ignore[union-attr]
+        relay = Relay(("127.0.0.1", port))
+        try:
+            yield url.replace(f":{port}/", f":{relay.port}/"), relay
+        finally:
+            relay.close()
 
 
 def _task_running(w: World, vmid: int) -> None:
@@ -74,42 +89,28 @@ def test_a_task_that_cannot_be_followed_to_its_end_is_reported_unknown_not_faile
 
 @pytest.mark.mariadb
 def test_a_database_outage_mid_job_does_not_end_it(tmp_path: Path) -> None:
-    with mariadb_database() as url:
-        migrate.upgrade(sa.create_engine(url))
-        port = int(re.search(r":(\d+)/", url).group(1))  # type: ignore[union-attr]
-        relay = Relay(("127.0.0.1", port))
-        try:
-            relayed = url.replace(f":{port}/", f":{relay.port}/")
-            with world(tmp_path, queue="embedded", task_seconds=4.0, database_url=relayed) as w:
-                job = _queue(w, "vm start db-01")
-                _task_running(w, 101)
-                relay.cut()  # the database goes away while the task runs
-                time.sleep(2.0)
-                relay.restore()
-                assert w.wait_state(job, {"succeeded", "failed", "unknown"}, timeout=60) == "succeeded"
-                assert w.sim.guest(101).status == "running"
-        finally:
-            relay.close()
+    with relayed_mariadb() as (relayed, relay):
+        with world(tmp_path, queue="embedded", task_seconds=4.0, database_url=relayed) as w:
+            job = _queue(w, "vm start db-01")
+            _task_running(w, 101)
+            relay.cut()  # the database goes away while the task runs
+            time.sleep(2.0)
+            relay.restore()
+            assert w.wait_state(job, {"succeeded", "failed", "unknown"}, timeout=60) == "succeeded"
+            assert w.sim.guest(101).status == "running"
 
 
 @pytest.mark.mariadb
 def test_the_shell_says_the_database_is_unavailable_and_carries_on(tmp_path: Path) -> None:
-    with mariadb_database() as url:
-        migrate.upgrade(sa.create_engine(url))
-        port = int(re.search(r":(\d+)/", url).group(1))  # type: ignore[union-attr]
-        relay = Relay(("127.0.0.1", port))
-        try:
-            relayed = url.replace(f":{port}/", f":{relay.port}/")
-            with world(tmp_path, queue="embedded", database_url=relayed) as w:
-                session, out = w.shell(BOB)
-                session.wait_seconds = 0
-                relay.cut()
-                session.run(["vm list", "whoami"])  # no traceback, no exit: two clear answers
-                relay.restore()
-                session.run(["whoami"])
-                text = out.getvalue()
-                assert text.count("❌ the database is unavailable; try again in a minute") >= 2, text
-                assert "Traceback" not in text and "internal error" not in text
-                assert "Role     user" in text.rsplit("whoami", 1)[1]  # and afterwards it works again
-        finally:
-            relay.close()
+    with relayed_mariadb() as (relayed, relay):
+        with world(tmp_path, queue="embedded", database_url=relayed) as w:
+            session, out = w.shell(BOB)
+            session.wait_seconds = 0
+            relay.cut()
+            session.run(["vm list", "whoami"])  # no traceback, no exit: two clear answers
+            relay.restore()
+            session.run(["whoami"])
+            text = out.getvalue()
+            assert text.count("❌ the database is unavailable; try again in a minute") >= 2, text
+            assert "Traceback" not in text and "internal error" not in text
+            assert "Role     user" in text.rsplit("whoami", 1)[1]  # and afterwards it works again
