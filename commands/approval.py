@@ -33,8 +33,8 @@ def register(registry: CommandRegistry) -> None:
         if not found:
             return Reply(text="no approval requests" + ("" if args["all"] else " pending"))
         rows = tuple(
-            (show_approval(a.id), a.state.value, a.action, f"{a.target.get('name')} ({a.target['cluster']}/"
-             f"{a.target['vmid']})", f"{a.expires_at:%m-%d %H:%M}")
+            (show_approval(a.id), a.state.value, a.action, a.target.get("label") or approvals.describe(a.target),
+             f"{a.expires_at:%Y-%m-%d %H:%M}")
             for a in found
         )
         return Reply(title="Approval requests",
