@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from core.chat import ConversationRef, MessageRef, Reply
-from core.errors import ExternalSystemError
+from core.errors import ChannelGone, ExternalSystemError, Throttled
 from core.ports import Directory, Notifier
 from core.telemetry import NullTelemetry, Telemetry
 
@@ -18,6 +19,51 @@ def _is_429(error: BaseException) -> bool:
         if getattr(response, "status_code", None) == 429 or getattr(e, "status_code", None) == 429:
             return True
     return False
+
+
+# Slack's answers for a channel that will not take posts again until someone acts
+_SLACK_GONE = frozenset({"channel_not_found", "is_archived", "not_in_channel", "channel_is_archived",
+                         "account_inactive", "team_access_not_granted"})
+_TEAMS_STATUS = re.compile(r"^Teams answered HTTP (\d{3})$")
+
+
+def classify(error: Exception) -> Exception:
+    """A platform's failure to post as the core's :class:`ChannelGone` or :class:`Throttled`, else as it is.
+
+    The notification outbox decides from these whether to retry, wait, or give a channel up; the
+    vendor errors stay in the adapters (slack_sdk's carry ``response["error"]``, the Teams notifier says
+    the HTTP status).
+    """
+    if isinstance(error, ChannelGone | Throttled):
+        return error
+    response = getattr(error, "response", None)
+    code = response.get("error") if hasattr(response, "get") else None
+    if code in _SLACK_GONE:
+        return ChannelGone(f"Slack says {code}")
+    if code == "ratelimited" or _is_429(error):
+        return Throttled(retry_after=_retry_after(response))
+    if type(error).__name__ == "DeliveryFailed":  # the Slack outbox's bound ran out (429s, unreachable)
+        return Throttled()
+    if isinstance(error, ExternalSystemError):
+        match = _TEAMS_STATUS.match(error.user_message)
+        if match:
+            status = int(match.group(1))
+            if status in (403, 404):
+                return ChannelGone(f"Teams answered HTTP {status}")
+            if status == 429 or status >= 500:
+                return Throttled()
+    return error
+
+
+def _retry_after(response: object) -> float | None:
+    headers = getattr(response, "headers", None) or {}
+    for key, value in dict(headers).items():
+        if str(key).lower() == "retry-after":
+            try:
+                return float(value[0] if isinstance(value, list) else value)
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 class NotifierRouter:
@@ -38,8 +84,14 @@ class NotifierRouter:
 
     def post(self, conversation: ConversationRef, reply: Reply) -> MessageRef:
         notifier = self._for(conversation.platform)
-        with self._measured(conversation.platform):
-            return notifier.post(conversation, reply)
+        try:
+            with self._measured(conversation.platform):
+                return notifier.post(conversation, reply)
+        except Exception as e:
+            classified = classify(e)
+            if classified is e:
+                raise
+            raise classified from e
 
     def update(self, message: MessageRef, reply: Reply) -> None:
         notifier = self._for(message.conversation.platform)

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
-from core.services import approvals, jobs
+from core.services import approvals, jobs, outbox
 from core.services.deps import Deps
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ class Maintenance:
         self.stale_after, self.start_timeout, self.owner_gone = stale_after, start_timeout, owner_gone
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pvebot-maintenance", daemon=True)
+        # the notification outbox: every process sends it; claims keep two from sending one row
+        self._sender = threading.Thread(target=self._send_loop, name="pvebot-notify", daemon=True)
+        self.send_interval = 0.5
 
     def sweep(self) -> int:
         return sweep(self.deps, stale_after=self.stale_after, start_timeout=self.start_timeout,
@@ -60,6 +63,7 @@ class Maintenance:
     def start(self) -> Maintenance:
         self._sweep_logged()
         self._thread.start()
+        self._sender.start()
         return self
 
     def _sweep_logged(self) -> None:
@@ -71,6 +75,13 @@ class Maintenance:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self._sweep_logged()
+
+    def _send_loop(self) -> None:
+        while not self._stop.wait(self.send_interval):
+            try:
+                outbox.deliver_due(self.deps)
+            except Exception:
+                log.exception("sending notifications failed")
 
     def stop(self) -> None:
         self._stop.set()

@@ -70,3 +70,19 @@ class DuplicateRequest(Conflict):
     """A record for this chat delivery exists already (a platform re-delivered it concurrently)."""
 
     default_message = "that request was received already"
+
+
+class ChannelGone(ExternalSystemError):
+    """The platform says a channel cannot be posted into any more (archived, deleted, the bot removed)."""
+
+    default_message = "that channel is gone, or pvebot is no longer in it"
+
+
+class Throttled(ExternalSystemError):
+    """The platform asked us to come back later (429, 5xx); ``retry_after`` seconds when it said."""
+
+    default_message = "the chat platform is busy; the message will be sent later"
+
+    def __init__(self, user_message: str | None = None, *, retry_after: float | None = None) -> None:
+        super().__init__(user_message)
+        self.retry_after = retry_after

@@ -458,6 +458,74 @@ class BackupOwner:
     id: int | None = None
 
 
+class Topic(enum.StrEnum):
+    """What a notification subscription hears about."""
+
+    BACKUPS = "backups"
+    JOBS = "jobs"
+    APPROVALS = "approvals"
+    UPDATES = "updates"
+
+
+class SubscriptionState(enum.StrEnum):
+    ACTIVE = "active"
+    # the platform said the channel is gone (archived, deleted, the bot removed): nothing more is sent
+    BROKEN = "broken"
+
+
+@dataclass(eq=False)
+class Subscription:
+    """A channel that hears about one topic of one company, or of every company (``company_id`` None).
+
+    ``channel`` is ``platform:id`` as provisioning writes it; it is resolved when a message goes out
+    (:func:`core.services.channels.resolve`), so a Teams channel waits until the bot has been written to there.
+    """
+
+    company_id: int | None
+    topic: Topic
+    channel: str
+    created_by: int | None
+    created_at: datetime
+    vm: str | None = None
+    only_failures: bool = False
+    state: SubscriptionState = SubscriptionState.ACTIVE
+    problem: str | None = None
+    last_delivery_at: datetime | None = None
+    id: int | None = None
+
+
+class OutboxState(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    # given up: its channel is gone, or it could not get through within the bound
+    DROPPED = "dropped"
+
+
+@dataclass(eq=False)
+class OutboxMessage:
+    """One message to send to one subscription's channel: written first, sent later, sent once.
+
+    ``event_key`` (cluster, node and task for a backup run) is unique per subscription, so an event
+    that arrives twice (pushed and pulled) queues one message.
+    """
+
+    subscription_id: int
+    channel: str
+    event_key: str
+    reply: dict[str, Any]
+    # one line for a digest when several messages wait for the same channel
+    summary: str
+    failed: bool
+    created_at: datetime
+    not_before: datetime
+    state: OutboxState = OutboxState.PENDING
+    attempts: int = 0
+    # a sender holds the row until then; after a crash another sender takes it over
+    claimed_until: datetime | None = None
+    sent_at: datetime | None = None
+    id: int | None = None
+
+
 @dataclass(frozen=True)
 class TaskRef:
     """A Proxmox task: the node it runs on and its UPID. ``upid`` is None for synchronous work."""

@@ -35,11 +35,15 @@ from core.model import (
     JobState,
     KnownChannel,
     Nic,
+    OutboxMessage,
+    OutboxState,
     PoolBinding,
     Snapshot,
+    Subscription,
     TaskInfo,
     TaskRef,
     TaskStatus,
+    Topic,
     User,
 )
 from core.principal import Scope
@@ -401,6 +405,46 @@ class BackupOwnerRepository(Protocol):
         ...
 
 
+class SubscriptionRepository(Protocol):
+    """Notification subscriptions; a scoped caller sees its companies' (provider ones have no company)."""
+
+    def get(self, subscription_id: int) -> Subscription | None: ...
+    def list(self, *, topic: Topic | None = None, active_only: bool = False) -> builtins.list[Subscription]: ...
+    def add(self, subscription: Subscription) -> None: ...
+    def remove(self, subscription: Subscription) -> None: ...
+
+    def mark_broken(self, subscription_id: int, *, problem: str) -> bool:
+        """Stop sending to a gone channel; False when it was marked already (its owner was told then)."""
+        ...
+
+    def delivered(self, subscription_ids: Iterable[int], *, at: datetime) -> None: ...
+
+
+class OutboxRepository(Protocol):
+    """Messages to send to subscriptions' channels, one row each (unscoped: system work only)."""
+
+    def add(self, message: OutboxMessage) -> bool:
+        """Queue a message; False (and nothing queued) when its subscription has this event already."""
+        ...
+
+    def due(self, *, now: datetime, limit: int = 500) -> builtins.list[OutboxMessage]:
+        """Pending messages whose time has come and that no live sender holds, oldest first."""
+        ...
+
+    def claim(self, message_id: int, *, now: datetime, until: datetime) -> bool:
+        """Hold a due message until ``until``; False when another sender holds it or it was settled."""
+        ...
+
+    def settle(self, message_ids: Iterable[int], *, to: OutboxState, at: datetime) -> None: ...
+
+    def postpone(self, message_ids: Iterable[int], *, until: datetime) -> None:
+        """Release held messages for another attempt at ``until`` (one more attempt counted)."""
+        ...
+
+    def last_sent(self, channel: str) -> datetime | None: ...
+    def pending(self, subscription_id: int) -> int: ...
+
+
 class UnitOfWork(Protocol):
     """A transaction over repositories that all see only ``scope``'s companies.
 
@@ -420,6 +464,8 @@ class UnitOfWork(Protocol):
     ip_ranges: IpRangeRepository
     ip_assignments: IpAssignmentRepository
     backup_owners: BackupOwnerRepository
+    subscriptions: SubscriptionRepository
+    outbox: OutboxRepository
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *args: object) -> None: ...

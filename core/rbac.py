@@ -30,6 +30,8 @@ class Perm(enum.StrEnum):
     BACKUP_RESTORE = "backup.restore"  # through an approval request
     BACKUP_DELETE = "backup.delete"  # delete (through an approval request), unprotect
     BACKUP_SCHEDULE = "backup.schedule"  # create, edit, delete and run schedules
+    NOTIFY_READ = "notify.read"  # notify list
+    NOTIFY_MANAGE = "notify.manage"  # subscribe, unsubscribe, test
     JOB_READ = "job.read"
     JOB_CANCEL = "job.cancel"
     APPROVAL_REQUEST = "approval.request"
@@ -40,7 +42,8 @@ class Perm(enum.StrEnum):
     CLUSTER_MANAGE = "cluster.manage"
 
 
-_READ = frozenset({Perm.VM_READ, Perm.SNAPSHOT_READ, Perm.BACKUP_READ, Perm.JOB_READ, Perm.NET_READ})
+_READ = frozenset({Perm.VM_READ, Perm.SNAPSHOT_READ, Perm.BACKUP_READ, Perm.JOB_READ, Perm.NET_READ,
+                   Perm.NOTIFY_READ})
 _OPERATE = _READ | {
     Perm.VM_OPERATE,
     Perm.VM_CREATE,
@@ -55,7 +58,7 @@ _OPERATE = _READ | {
 }
 # ranges themselves change only through provisioning, which is a super_admin's tool outside chat
 _ADMIN = _OPERATE | {Perm.BACKUP_DELETE, Perm.BACKUP_SCHEDULE, Perm.APPROVAL_DECIDE, Perm.AUDIT_READ,
-                     Perm.USER_MANAGE, Perm.IP_RELEASE, Perm.NET_AUDIT}
+                     Perm.USER_MANAGE, Perm.IP_RELEASE, Perm.NET_AUDIT, Perm.NOTIFY_MANAGE}
 
 # The one place that says who may do what. The README prints it (``pvebot admin matrix``).
 MATRIX: dict[Role, frozenset[Perm]] = {

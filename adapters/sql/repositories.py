@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, false, func, select, true, update
@@ -30,7 +30,12 @@ from core.model import (
     Job,
     JobState,
     KnownChannel,
+    OutboxMessage,
+    OutboxState,
     PoolBinding,
+    Subscription,
+    SubscriptionState,
+    Topic,
     User,
 )
 from core.principal import Scope
@@ -237,6 +242,116 @@ class SqlBackupOwnerRepository(_Scoped):
         except IntegrityError as e:
             # the unit of work is spoilt now: the caller rolls back and records one by one
             raise DuplicateRequest() from e
+
+
+class SqlSubscriptionRepository(_Scoped):
+    """A scoped caller sees its companies' subscriptions; provider ones (no company) only the unrestricted do."""
+
+    def _select(self) -> Any:
+        c = t.subscriptions.c
+        stmt = select(Subscription)
+        if not self._scope.unrestricted:
+            stmt = stmt.where(c.company_id.is_not(None), _in_scope(c.company_id, self._scope))
+        return stmt
+
+    def get(self, subscription_id: int) -> Subscription | None:
+        return self._session.scalars(self._select().where(t.subscriptions.c.id == subscription_id)).first()
+
+    def list(self, *, topic: Topic | None = None, active_only: bool = False) -> builtins.list[Subscription]:
+        c = t.subscriptions.c
+        stmt = self._select().order_by(c.id)
+        if topic is not None:
+            stmt = stmt.where(c.topic == topic)
+        if active_only:
+            stmt = stmt.where(c.state == SubscriptionState.ACTIVE)
+        return builtins.list(self._session.scalars(stmt))
+
+    def add(self, subscription: Subscription) -> None:
+        if subscription.company_id is None and not self._scope.unrestricted:
+            raise NotFound("company not found")
+        _check_scope(self._scope, subscription.company_id, "company")
+        self._session.add(subscription)
+        self._session.flush()
+
+    def remove(self, subscription: Subscription) -> None:
+        self._session.delete(subscription)
+        self._session.flush()
+
+    def mark_broken(self, subscription_id: int, *, problem: str) -> bool:
+        # conditional, so that of two senders that both hear "channel gone" only one tells the owner
+        c = t.subscriptions.c
+        result = self._session.execute(
+            update(t.subscriptions).where(c.id == subscription_id, c.state == SubscriptionState.ACTIVE)
+            .values(state=SubscriptionState.BROKEN, problem=problem[:300])
+            .execution_options(synchronize_session=False))
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def delivered(self, subscription_ids: Iterable[int], *, at: datetime) -> None:
+        ids = sorted(set(subscription_ids))
+        if ids:
+            self._session.execute(update(t.subscriptions).where(t.subscriptions.c.id.in_(ids))
+                                  .values(last_delivery_at=at).execution_options(synchronize_session=False))
+
+
+class SqlOutboxRepository(_Scoped):
+    """The notification outbox; not scoped: only the event recorder and the sender (both system work) use it."""
+
+    def add(self, message: OutboxMessage) -> bool:
+        # a savepoint per row: an event that arrives twice (push and pull) skips its row, not the whole batch
+        try:
+            with self._session.begin_nested():
+                self._session.add(message)
+        except IntegrityError:
+            return False
+        return True
+
+    def due(self, *, now: datetime, limit: int = 500) -> builtins.list[OutboxMessage]:
+        c = t.notify_outbox.c
+        stmt = (select(OutboxMessage)
+                .where(c.state == OutboxState.PENDING, c.not_before <= now,
+                       (c.claimed_until.is_(None)) | (c.claimed_until < now))
+                .order_by(c.id).limit(limit))
+        return builtins.list(self._session.scalars(stmt))
+
+    def claim(self, message_id: int, *, now: datetime, until: datetime) -> bool:
+        # one conditional UPDATE: of two senders only one gets the row; a crashed sender's claim expires
+        c = t.notify_outbox.c
+        result = self._session.execute(
+            update(t.notify_outbox)
+            .where(c.id == message_id, c.state == OutboxState.PENDING,
+                   (c.claimed_until.is_(None)) | (c.claimed_until < now))
+            .values(claimed_until=until).execution_options(synchronize_session=False))
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def settle(self, message_ids: Iterable[int], *, to: OutboxState, at: datetime) -> None:
+        ids = sorted(set(message_ids))
+        if ids:
+            self._session.execute(
+                update(t.notify_outbox).where(t.notify_outbox.c.id.in_(ids), t.notify_outbox.c.state ==
+                                              OutboxState.PENDING)
+                .values(state=to, sent_at=at if to == OutboxState.SENT else None, claimed_until=None)
+                .execution_options(synchronize_session=False))
+
+    def postpone(self, message_ids: Iterable[int], *, until: datetime) -> None:
+        ids = sorted(set(message_ids))
+        if ids:
+            self._session.execute(
+                update(t.notify_outbox).where(t.notify_outbox.c.id.in_(ids))
+                .values(not_before=until, claimed_until=None, attempts=t.notify_outbox.c.attempts + 1)
+                .execution_options(synchronize_session=False))
+
+    def last_sent(self, channel: str) -> datetime | None:
+        c = t.notify_outbox.c
+        value = self._session.scalar(select(func.max(c.sent_at)).where(c.channel == channel,
+                                                                       c.state == OutboxState.SENT))
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)  # an aggregate skips the column's type on some backends
+        return value
+
+    def pending(self, subscription_id: int) -> int:
+        c = t.notify_outbox.c
+        return int(self._session.scalar(select(func.count()).where(
+            c.subscription_id == subscription_id, c.state == OutboxState.PENDING)) or 0)
 
 
 class SqlAuditLog(_Scoped):

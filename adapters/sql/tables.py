@@ -265,6 +265,44 @@ backup_owners = Table(
     UniqueConstraint("cluster_id", "volid", name="uq_backup_owners_cluster_volid"),
 )
 
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # NULL: a provider channel that hears about every company
+    Column("company_id", Integer, ForeignKey("companies.id", ondelete="CASCADE"), nullable=True, index=True),
+    Column("topic", _enum(model.Topic, "subscription_topic"), nullable=False),
+    Column("channel", String(300), nullable=False),
+    Column("vm", String(64), nullable=True),
+    Column("only_failures", Boolean, nullable=False),
+    Column("created_by", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("state", _enum(model.SubscriptionState, "subscription_state"), nullable=False),
+    Column("problem", String(300), nullable=True),
+    Column("last_delivery_at", UtcDateTime, nullable=True),
+)
+
+# One row per message to send: written in the transaction that records the event, sent by
+# whichever process drains the outbox, marked sent in one conditional UPDATE.
+notify_outbox = Table(
+    "notify_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subscription_id", Integer, ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(300), nullable=False, index=True),
+    Column("event_key", String(255), nullable=False),
+    Column("reply", JSON, nullable=False),
+    Column("summary", String(300), nullable=False),
+    Column("failed", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("not_before", UtcDateTime, nullable=False),
+    Column("state", _enum(model.OutboxState, "outbox_state"), nullable=False, index=True),
+    Column("attempts", Integer, nullable=False),
+    Column("claimed_until", UtcDateTime, nullable=True),
+    Column("sent_at", UtcDateTime, nullable=True),
+    UniqueConstraint("subscription_id", "event_key", name="uq_notify_outbox_event"),
+)
+
 # Messages for terminal sessions: workers anywhere append, the shell that owns the
 # conversation reads them in order. Append-only; an edit is a new row for the same message.
 shell_outbox = Table(
@@ -306,4 +344,6 @@ def start_mappers() -> None:
     mapper_registry.map_imperatively(model.IpRange, ip_ranges)
     mapper_registry.map_imperatively(model.IpAssignment, ip_assignments)
     mapper_registry.map_imperatively(model.BackupOwner, backup_owners)
+    mapper_registry.map_imperatively(model.Subscription, subscriptions)
+    mapper_registry.map_imperatively(model.OutboxMessage, notify_outbox)
     _mapped = True

@@ -52,6 +52,8 @@ class SqlUnitOfWork:
     ip_ranges: ports.IpRangeRepository
     ip_assignments: ports.IpAssignmentRepository
     backup_owners: ports.BackupOwnerRepository
+    subscriptions: ports.SubscriptionRepository
+    outbox: ports.OutboxRepository
 
     def __init__(self, session_factory: sessionmaker[Session], scope: Scope) -> None:
         self._session_factory = session_factory
@@ -72,6 +74,8 @@ class SqlUnitOfWork:
         self.ip_ranges = r.SqlIpRangeRepository(s, scope)
         self.ip_assignments = r.SqlIpAssignmentRepository(s, scope)
         self.backup_owners = r.SqlBackupOwnerRepository(s, scope)
+        self.subscriptions = r.SqlSubscriptionRepository(s, scope)
+        self.outbox = r.SqlOutboxRepository(s, scope)
         return self
 
     def __exit__(self, *args: object) -> None:

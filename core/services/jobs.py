@@ -22,7 +22,7 @@ from core.ids import new_id, show_approval, show_job
 from core.model import ApprovalState, GuestRef, Job, JobState, TaskRef, TaskStatus
 from core.ports import Hypervisor, UnitOfWork
 from core.principal import Principal, Scope
-from core.services import audit, catalog, operations, targets
+from core.services import audit, catalog, notifications, operations, targets
 from core.services.deps import Deps
 from core.services.operations import Target
 
@@ -517,6 +517,9 @@ def _settle(deps: Deps, job: Job, state: JobState, result: str, *, expected: tup
                                  detail={"job": show_job(job.id)})
             audit.record(uow, clock=deps.clock, actor="system", action=f"{job.action}", company_id=job.company_id,
                          target=job.summary, outcome=state.value, detail={"job": show_job(job.id), "result": result})
+            # in the transaction that settles it: the outcome reaches its subscribers even when the
+            # conversation that started the job is gone, and a job settled once is announced once
+            notifications.record(uow, notifications.job_event(stored), clock=deps.clock)
         uow.commit()
         # whoever settled it, the caller now holds the final word
         job.state, job.result, job.finished_at = stored.state, stored.result, stored.finished_at

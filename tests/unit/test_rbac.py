@@ -31,7 +31,7 @@ def test_super_admin_may_do_everything() -> None:
 
 def test_salesperson_is_read_only() -> None:
     assert MATRIX[Role.SALESPERSON] == {Perm.VM_READ, Perm.SNAPSHOT_READ, Perm.BACKUP_READ, Perm.JOB_READ,
-                                        Perm.NET_READ}
+                                        Perm.NET_READ, Perm.NOTIFY_READ}
     assert all(p.value.endswith(".read") for p in MATRIX[Role.SALESPERSON])
 
 

@@ -1,0 +1,261 @@
+"""Notification subscriptions and their outbox, through the dispatcher and the notifier router (SQLite).
+
+Typed in a channel, a subscription hears its company's events only; a backup run is split per company
+and whole in provider channels; an event recorded twice is sent once; a burst in one channel is one
+digest, one a second; 429s wait, a gone channel is marked broken and its owner told once; a sender
+that dies before sending leaves the message to the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.bootstrap import App
+from core.chat import ConversationRef, MessageRef, Reply
+from core.errors import ExternalSystemError
+from core.model import OutboxState, Topic
+from core.principal import Scope
+from core.services import notifications, outbox
+from core.services.notifications import Event, Item
+from tests.fakes import FakeClock
+from tests.support import ChatDriver, database, make_storage, provision, test_app
+
+ACME_CH = ConversationRef(platform="slack", channel="C0ACMEOPS", extra=(("team", "T0ACME"),))
+GLOBEX_CH = ConversationRef(platform="slack", channel="C0GLOBEX", extra=(("team", "T0GLOBEX"),))
+HOST_CH = ConversationRef(platform="slack", channel="C0HOSTOPS", extra=(("team", "T0HOST"),))
+POLICY = outbox.Policy(lease=timedelta(seconds=30))
+
+
+class SlackApiLike(Exception):
+    """What slack_sdk raises, as far as the router looks at it: a response with an ``error``."""
+
+    def __init__(self, error: str, status: int = 200) -> None:
+        super().__init__(error)
+        self.response = {"error": error}
+        self.status_code = status
+
+
+class FakeSlack:
+    """Takes posts per channel; ``fail[channel]`` holds exceptions to raise first, in order."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.posts: list[tuple[str, Reply, float]] = []
+        self.fail: dict[str, list[Exception]] = {}
+
+    def post(self, conversation: ConversationRef, reply: Reply) -> MessageRef:
+        pending = self.fail.get(conversation.channel)
+        if pending:
+            raise pending.pop(0)
+        self.posts.append((conversation.channel, reply, self.clock.monotonic()))
+        return MessageRef(conversation=conversation, message_id=str(len(self.posts)))
+
+    def update(self, message: MessageRef, reply: Reply) -> None:
+        raise AssertionError("notifications are never edited")
+
+    def to(self, channel: str) -> list[str]:
+        return [r.plain_text() for c, r, _ in self.posts if c == channel]
+
+
+class World:
+    def __init__(self, app: App, clock: FakeClock, slack: FakeSlack) -> None:
+        self.app, self.clock, self.slack = app, clock, slack
+        self.chat = ChatDriver(app)
+
+    def run(self, text: str, *, as_: str, where: ConversationRef) -> str:
+        self.chat.conversation = where
+        return self.chat.run(text, as_=as_, post=False).plain_text()
+
+    def company_id(self, slug: str) -> int:
+        with self.app.deps.uow_factory(Scope.everything()) as uow:
+            company = uow.companies.by_slug(slug)
+            assert company is not None and company.id is not None
+            return company.id
+
+    def deliver(self) -> outbox.Pass:
+        return outbox.deliver_due(self.app.deps, policy=POLICY)
+
+
+@pytest.fixture
+def w(tmp_path: Path) -> Iterator[World]:
+    clock = FakeClock()
+    with database("sqlite", tmp_path) as url:
+        storage = make_storage(url, clock=clock)
+        provision(storage)
+        app = test_app(storage)
+        slack = FakeSlack(clock)
+        app.notifier.add("slack", slack)
+        try:
+            yield World(app, clock, slack)
+        finally:
+            app.close()
+
+
+def _run(w: World, acme: int, globex: int, *, key: str = "vzdump:lab:pve1:UPID:1") -> Event:
+    return Event(topic=Topic.BACKUPS, key=key, title="Backup run on lab/pve1", items=(
+        Item("lab", 100, "web-01", acme, False, "ok", "00:01:02, 1.2 GiB"),
+        Item("lab", 101, "db-02", acme, True, "failed", "no space left on device"),
+        Item("lab", 200, "globex-app", globex, False, "ok", "00:00:30, 800 MiB"),
+        Item("lab", 300, "orphan-01", None, False, "ok", "00:00:10, 10 MiB"),
+    ))
+
+
+def test_subscribe_list_unsubscribe_in_the_channel(w: World) -> None:
+    said = w.run("notify subscribe backups --only failures", as_="alice@acme.example", where=ACME_CH)
+    assert "now hears about backups of your company (subscription 1)" in said
+    again = w.run("notify subscribe backups --only failures", as_="alice@acme.example", where=ACME_CH)
+    assert "already hears" in again
+    listing = w.run("notify list", as_="bob@acme.example", where=ACME_CH)
+    assert "slack:C0ACMEOPS" in listing and "failures only" in listing and "active" in listing
+    # the other company neither sees nor removes it, and hears "not found" as for one that never was
+    assert "no notification subscriptions" in w.run("notify list", as_="carol@globex.example", where=GLOBEX_CH)
+    assert "subscription 1 not found" in w.run("notify unsubscribe 1", as_="carol@globex.example", where=GLOBEX_CH)
+    assert "subscription 99 not found" in w.run("notify unsubscribe 99", as_="carol@globex.example", where=GLOBEX_CH)
+    # a user may not, updates and --all are the provider's
+    assert "cannot use 'notify subscribe'" in w.run("notify subscribe jobs", as_="bob@acme.example", where=ACME_CH)
+    assert "super_admin" in w.run("notify subscribe updates", as_="alice@acme.example", where=ACME_CH)
+    assert "super_admin" in w.run("notify subscribe jobs --all", as_="alice@acme.example", where=ACME_CH)
+    assert "every company" in w.run("notify subscribe updates", as_="root@host.example", where=HOST_CH)
+    assert "removed subscription 1" in w.run("notify unsubscribe 1", as_="alice@acme.example", where=ACME_CH)
+
+
+def test_a_backup_run_is_split_per_company_and_whole_for_the_provider(w: World) -> None:
+    w.run("notify subscribe backups", as_="alice@acme.example", where=ACME_CH)
+    w.run("notify subscribe backups", as_="carol@globex.example", where=GLOBEX_CH)
+    w.run("notify subscribe backups --all", as_="root@host.example", where=HOST_CH)
+    event = _run(w, w.company_id("acme"), w.company_id("globex"))
+    assert notifications.publish(w.app.deps, event) == 3
+    assert notifications.publish(w.app.deps, event) == 0  # pushed, then pulled: the same event
+    assert w.deliver().sent == 3
+    assert w.deliver().sent == 0
+    (acme,), (globex,), (host,) = w.slack.to("C0ACMEOPS"), w.slack.to("C0GLOBEX"), w.slack.to("C0HOSTOPS")
+    assert "web-01" in acme and "db-02" in acme and "no space left on device" in acme and "1 ok, 1 failed" in acme
+    assert "globex-app" not in acme and "orphan-01" not in acme
+    assert "globex-app" in globex and "web-01" not in globex and "db-02" not in globex and "orphan-01" not in globex
+    assert all(name in host for name in ("web-01", "db-02", "globex-app", "orphan-01"))
+    listing = w.run("notify list", as_="alice@acme.example", where=ACME_CH)
+    assert "never" not in listing
+
+
+def test_only_failures_and_one_vm(w: World) -> None:
+    w.run("notify subscribe backups --only failures", as_="alice@acme.example", where=ACME_CH)
+    w.run("notify subscribe backups --vm globex-app", as_="carol@globex.example", where=GLOBEX_CH)
+    acme, globex = w.company_id("acme"), w.company_id("globex")
+    notifications.publish(w.app.deps, _run(w, acme, globex))
+    ok_only = Event(topic=Topic.BACKUPS, key="vzdump:lab:pve2:UPID:2", title="Backup run on lab/pve2",
+                    items=(Item("lab", 100, "web-01", acme, False, "ok", "1 GiB"),))
+    assert notifications.publish(w.app.deps, ok_only) == 0
+    w.deliver()
+    (acme_text,) = w.slack.to("C0ACMEOPS")
+    assert "db-02" in acme_text and "web-01" not in acme_text
+
+
+def test_a_burst_is_one_digest_and_one_message_a_second_per_channel(w: World) -> None:
+    w.run("notify subscribe backups", as_="alice@acme.example", where=ACME_CH)
+    acme, globex = w.company_id("acme"), w.company_id("globex")
+    for n in range(13):
+        notifications.publish(w.app.deps, _run(w, acme, globex, key=f"vzdump:lab:pve1:UPID:{n}"))
+    done = w.deliver()
+    assert (done.sent, done.rows) == (1, 13)
+    (text,) = w.slack.to("C0ACMEOPS")
+    assert "13 notifications, 13 failed" in text and "db-02" in text
+    notifications.publish(w.app.deps, _run(w, acme, globex, key="vzdump:lab:pve1:UPID:late"))
+    assert w.deliver().sent == 0  # within the second of the last one
+    w.clock.advance(seconds=1)
+    assert w.deliver().sent == 1
+    times = [t for c, _, t in w.slack.posts if c == "C0ACMEOPS"]
+    assert times[1] - times[0] >= 1.0
+
+
+def test_429_waits_and_5xx_backs_off_within_the_bound(w: World) -> None:
+    w.run("notify subscribe backups", as_="alice@acme.example", where=ACME_CH)
+    w.slack.fail["C0ACMEOPS"] = [SlackApiLike("ratelimited", 429), ExternalSystemError("Slack answered HTTP 503")]
+    notifications.publish(w.app.deps, _run(w, w.company_id("acme"), w.company_id("globex")))
+    assert w.deliver().postponed == 1
+    assert w.deliver().sent == 0  # not before its time
+    w.clock.advance(seconds=2)
+    assert w.deliver().postponed == 1  # the 5xx
+    w.clock.advance(seconds=5)
+    assert w.deliver().sent == 1
+    assert len(w.slack.to("C0ACMEOPS")) == 1
+    # what cannot get through within the bound is dropped, not retried forever
+    w.slack.fail["C0ACMEOPS"] = [SlackApiLike("ratelimited", 429)] * 1000
+    notifications.publish(w.app.deps, _run(w, w.company_id("acme"), w.company_id("globex"), key="k2"))
+    for _ in range(200):
+        w.clock.advance(seconds=300)
+        if w.deliver().dropped:
+            break
+    else:
+        pytest.fail("never dropped")
+    with w.app.deps.uow_factory(Scope.everything()) as uow:
+        assert not uow.outbox.due(now=w.clock.now() + timedelta(days=1))
+
+
+def test_a_gone_channel_is_marked_broken_and_its_owner_told_once(w: World) -> None:
+    with w.app.deps.uow_factory(Scope.everything()) as uow:
+        acme = uow.companies.by_slug("acme")
+        assert acme is not None
+        acme.approval_policy = {**acme.approval_policy, "approvers_channel": "slack:C0APPROVERS"}
+        uow.commit()
+    w.run("notify subscribe backups", as_="alice@acme.example", where=ACME_CH)
+    w.run("notify subscribe jobs", as_="alice@acme.example", where=ACME_CH)
+    w.slack.fail["C0ACMEOPS"] = [SlackApiLike("is_archived")] * 3
+    notifications.publish(w.app.deps, _run(w, w.company_id("acme"), w.company_id("globex")))
+    done = w.deliver()
+    assert done.broken == ["slack:C0ACMEOPS"] and done.dropped == 1
+    notifications.publish(w.app.deps, _run(w, w.company_id("acme"), w.company_id("globex"), key="k2"))
+    w.clock.advance(seconds=2)
+    w.deliver()
+    told = w.slack.to("C0APPROVERS")
+    assert len(told) == 1 and "can no longer post into slack:C0ACMEOPS" in told[0]
+    listing = w.run("notify list", as_="alice@acme.example", where=ACME_CH)
+    assert "broken: Slack says is_archived" in listing
+    assert len(w.slack.fail["C0ACMEOPS"]) == 2  # tried once: a broken subscription queues nothing more
+
+
+def test_a_sender_that_dies_before_sending_leaves_it_to_the_next_once(w: World) -> None:
+    w.run("notify subscribe backups", as_="alice@acme.example", where=ACME_CH)
+    notifications.publish(w.app.deps, _run(w, w.company_id("acme"), w.company_id("globex")))
+    # a sender claims the row, then its process dies before posting
+    with w.app.deps.uow_factory(Scope.everything()) as uow:
+        (row,) = uow.outbox.due(now=w.clock.now())
+        assert row.id is not None and uow.outbox.claim(row.id, now=w.clock.now(), until=w.clock.now() + POLICY.lease)
+        uow.commit()
+    assert w.deliver().sent == 0  # held by the dead sender's lease
+    w.clock.advance(seconds=31)
+    assert w.deliver().sent == 1
+    w.clock.advance(seconds=31)
+    assert w.deliver().sent == 0
+    assert len(w.slack.to("C0ACMEOPS")) == 1
+    with w.app.deps.uow_factory(Scope.everything()) as uow:
+        assert uow.outbox.pending(1) == 0
+
+
+def test_a_waiting_teams_channel_keeps_its_messages(w: World) -> None:
+    teams = ConversationRef(platform="teams", channel="19:ops@thread.tacv2")
+    assert notifications.channel_of(teams.with_thread("x")) == "teams:19:ops@thread.tacv2"
+    w.run("notify subscribe backups", as_="alice@acme.example", where=teams)
+    notifications.publish(w.app.deps, _run(w, w.company_id("acme"), w.company_id("globex")))
+    assert w.deliver().postponed == 1
+    with w.app.deps.uow_factory(Scope.everything()) as uow:
+        assert [m.state for m in uow.outbox.due(now=w.clock.now() + timedelta(minutes=2))] == [OutboxState.PENDING]
+
+
+def test_a_settled_jobs_outcome_reaches_its_companys_subscribers_only(w: World) -> None:
+    from core.model import Job, JobState
+
+    w.run("notify subscribe jobs --only failures", as_="alice@acme.example", where=ACME_CH)
+    w.run("notify subscribe jobs", as_="carol@globex.example", where=GLOBEX_CH)
+    acme = w.company_id("acme")
+    job = Job(id="jobabc123", request_id="r1", company_id=acme, actor_user_id=1, action="vm.start",
+              target={"cluster": "lab", "vmid": 100, "name": "web-01"}, params={}, state=JobState.FAILED,
+              created_at=w.clock.now(), summary="start web-01 (lab/100)", result="VM 100 is locked")
+    assert notifications.publish(w.app.deps, notifications.job_event(job)) == 1
+    w.deliver()
+    (text,) = w.slack.to("C0ACMEOPS")
+    assert "failed: start web-01" in text and "VM 100 is locked" in text
+    assert w.slack.to("C0GLOBEX") == []
