@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
+from adapters import outages
 from core.services import approvals, jobs, outbox
 from core.services.deps import Deps
 
@@ -77,11 +79,21 @@ class Maintenance:
             self._sweep_logged()
 
     def _send_loop(self) -> None:
+        quiet_until = 0.0
         while not self._stop.wait(self.send_interval):
             try:
                 outbox.deliver_due(self.deps)
-            except Exception:
-                log.exception("sending notifications failed")
+            except Exception as e:
+                # twice a second during an outage would bury the log: one line a minute says as much
+                now = time.monotonic()
+                if now < quiet_until:
+                    continue
+                quiet_until = now + 60
+                outage = outages.describe(e)
+                if outage is not None:
+                    log.warning("notifications wait: %s", outage)
+                else:
+                    log.exception("sending notifications failed")
 
     def stop(self) -> None:
         self._stop.set()
