@@ -264,12 +264,9 @@ def _still_valid(deps: Deps, approval: ApprovalRequest) -> str | None:
         target = op.target.recheck(deps, principal, approval.target, company_id=approval.company_id, fresh=True)
         # the same thing the requester saw, not another that took its place (a reused VMID)
         why = op.target.replaced(deps, target)
-        if why is None and op.record is not None:
-            seen = op.record(_hypervisor(deps, target), target, dict(approval.params))
-            if any(approval.params.get(key) != value for key, value in seen.items()):
-                why = (f"snapshot '{approval.params.get('name')}' of {target.label} is not the one this request "
-                       "was made for: it was deleted and taken again under the same name")
-    except NotFound as e:
+        if why is None and op.still_same is not None:
+            op.still_same(_hypervisor(deps, target), target, dict(approval.params))
+    except (NotFound, Conflict) as e:
         why = e.user_message
     return why
 

@@ -31,10 +31,6 @@ _T = TypeVar("_T")
 RUN_JOB = "jobs.run.run_job"  # the RQ entry point, by dotted path
 
 
-def guest_ref(target: dict[str, Any]) -> GuestRef:
-    return GuestRef(cluster=target["cluster"], node=target["node"], kind=target["kind"], vmid=int(target["vmid"]))
-
-
 def submit(
     deps: Deps,
     principal: Principal,
@@ -344,7 +340,10 @@ def _run_step(deps: Deps, hv: Hypervisor | None, job: Job, step: operations.Step
         # right before each call: is this still the guest the request was for? (its VMID may have been reused)
         _confirm(deps, hv, job, step.on, known)
     if step.check is not None:
-        step.check()
+        try:
+            step.check()
+        except Conflict as e:  # refused before the call: say that nothing happened
+            raise Conflict(f"{e.user_message}. Nothing was done.") from e
     job.progress = step.label
     status = _follow(deps, hv, job, step.label, step.call(), progress, deadline)
     if not status.ok:

@@ -94,6 +94,7 @@ RecordFn = Callable[[Hypervisor | None, Target, dict[str, Any]], dict[str, Any]]
 # what an approver must see, label and value, in the order shown
 PreviewFn = Callable[[Hypervisor | None, Target, dict[str, Any]], list[tuple[str, str]]]
 CheckFn = Callable[[Target, dict[str, Any]], None]
+RecheckFn = Callable[[Hypervisor | None, Target, dict[str, Any]], None]
 # pvebot's own bookkeeping when the request is made, before it is queued or sent for approval (never a change
 # in Proxmox): a VM about to be deleted has the owner of its backups recorded, as its delete card promises
 PrepareFn = Callable[[Deps, Principal, Target, dict[str, Any]], None]
@@ -130,6 +131,8 @@ class Operation:
     steps: StepsFn
     preview: PreviewFn | None = None
     record: RecordFn | None = None
+    # raises Conflict when what ``record`` kept no longer holds (asked when an approval is decided)
+    still_same: RecheckFn | None = None
     # refuses a request that cannot work before anything is queued (a container has no reset)
     check: CheckFn | None = None
     # the outcome in plain words once every step succeeded

@@ -174,14 +174,16 @@ def _record_snapshot(hv: Hypervisor | None, target: Target, params: dict[str, An
     return {"snaptime": found.snaptime}
 
 
-def _same_snapshot(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Callable[[], None]:
-    def check() -> None:
-        now = _record_snapshot(hv, target, params)
-        if "snaptime" not in params or now["snaptime"] != params["snaptime"]:
-            raise Conflict(f"snapshot '{params['name']}' of {target.label} is not the one this request was made "
-                           "for: it was deleted and taken again under the same name. Nothing was done.")
+def _check_same_snapshot(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> None:
+    """Refuse when the snapshot the request names was deleted and taken again under its name since."""
+    now = _record_snapshot(hv, target, params)
+    if "snaptime" not in params or now["snaptime"] != params["snaptime"]:
+        raise Conflict(f"snapshot '{params['name']}' of {target.label} is not the one this request was made "
+                       "for: it was deleted and taken again under the same name")
 
-    return check
+
+def _same_snapshot(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Callable[[], None]:
+    return lambda: _check_same_snapshot(hv, target, params)
 
 
 def _snapshot_preview(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> list[tuple[str, str]]:
@@ -235,7 +237,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("snapshot.create", Perm.SNAPSHOT_CREATE, "snapshot", "Take a snapshot (default name: "
               "pvebot-<date>-<time>).", GUEST, _snapshot_create, preview=_snapshot_preview),
     Operation("snapshot.rollback", Perm.SNAPSHOT_DESTROY, "roll back", "Roll a VM back to a snapshot.", GUEST,
-              _snapshot_rollback, preview=_rollback_preview, record=_record_snapshot, approval=True),
+              _snapshot_rollback, preview=_rollback_preview, record=_record_snapshot,
+              still_same=_check_same_snapshot, approval=True),
     Operation("snapshot.delete", Perm.SNAPSHOT_DESTROY, "delete snapshot of", "Delete a snapshot.", GUEST,
-              _snapshot_delete, preview=_snapshot_preview, record=_record_snapshot, approval=True),
+              _snapshot_delete, preview=_snapshot_preview, record=_record_snapshot,
+              still_same=_check_same_snapshot, approval=True),
 )
