@@ -106,8 +106,9 @@ class FakeSlack:
         self.violations: list[str] = []
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self._faults: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
-        # (until, Retry-After, methods): a 429 storm, see storm()
-        self._storm: tuple[float, str, frozenset[str]] = (0.0, "1", frozenset())
+        # (until, Retry-After, methods, seconds): a 429 storm, see storm(); until is None while it
+        # waits for its first call
+        self._storm: tuple[float | None, str, frozenset[str], float] = (0.0, "1", frozenset(), 0.0)
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -172,10 +173,22 @@ class FakeSlack:
         self.fail_next(method, status=429, headers={"Retry-After": str(retry_after)})
 
     def storm(self, seconds: float, *, retry_after: float = 1,
-              methods: tuple[str, ...] = ("chat.postMessage", "chat.update", "chat.postEphemeral")) -> None:
-        """Answer every call of ``methods`` with 429 for the next ``seconds`` (tests shrink Retry-After)."""
+              methods: tuple[str, ...] = ("chat.postMessage", "chat.update", "chat.postEphemeral"),
+              from_first_call: bool = False) -> None:
+        """Answer every call of ``methods`` with 429 for ``seconds`` (tests shrink Retry-After).
+
+        The storm starts now, or with ``from_first_call`` at the first call it hits: a test that
+        must meet it then does not depend on how fast a loaded machine gets its first post out.
+        """
         with self._lock:
-            self._storm = (time.monotonic() + seconds, f"{retry_after:g}", frozenset(methods))
+            until = None if from_first_call else time.monotonic() + seconds
+            self._storm = (until, f"{retry_after:g}", frozenset(methods), seconds)
+
+    @property
+    def storm_ends(self) -> float:
+        """When the storm ended or ends (monotonic seconds); 0 when none has started."""
+        with self._lock:
+            return self._storm[0] or 0.0
 
     def of(self, *methods: str) -> list[ApiCall]:
         with self._lock:
@@ -212,8 +225,11 @@ class FakeSlack:
             fault = self._faults.get(method, [])
             popped = fault.pop(0) if fault else None
             status, body, headers = popped or (200, None, {})
-            until, wait, stormed = self._storm
-            if popped is None and method in stormed and time.monotonic() < until:
+            until, wait, stormed, seconds = self._storm
+            if popped is None and method in stormed and until is None:
+                until = time.monotonic() + seconds
+                self._storm = (until, wait, stormed, seconds)
+            if popped is None and method in stormed and until is not None and time.monotonic() < until:
                 status, body, headers = 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": wait}
             self.calls[-1].status = status
         if body is not None:
