@@ -196,6 +196,17 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Section:
+    """Lines under a heading: each item's label reads strong, its value quieter beside it (help's groups).
+
+    Unlike a :class:`Table`, nothing has to line up: a long label or value wraps within its own line.
+    """
+
+    heading: str
+    items: tuple[Field, ...]
+
+
+@dataclass(frozen=True)
 class Reply:
     """What a command answers, before any platform renders it."""
 
@@ -206,6 +217,8 @@ class Reply:
     table: Table | None = None
     actions: tuple[Action, ...] = ()
     footer: str | None = None
+    # grouped lines after the fields and before the table (help)
+    sections: tuple[Section, ...] = ()
     # only the caller should see it (Slack ephemeral); errors are
     private: bool = False
     # this message is the live progress of that job (the shell prints it as "[job-…] …"); it
@@ -239,6 +252,7 @@ class Reply:
             "footer": self.footer,
             "private": self.private,
             "progress_of": self.progress_of,
+            "sections": [[s.heading, [[f.label, f.value] for f in s.items]] for s in self.sections],
         }
 
     @classmethod
@@ -258,6 +272,8 @@ class Reply:
             private=bool(data.get("private", False)),
             # outbox rows written before progress_of existed say job_id
             progress_of=data.get("progress_of", data.get("job_id")),
+            sections=tuple(Section(heading, tuple(Field(label, value) for label, value in items))
+                           for heading, items in data.get("sections", [])),
         )
 
     def to_json(self) -> str:
@@ -372,6 +388,18 @@ def _wrap(cell: str, width: int) -> list[str]:
     return out
 
 
+def render_section(section: Section, *, width: int | None = None) -> str:
+    """A section as plain text: its heading, then its items as two aligned columns wrapped to ``width``."""
+    if not section.items:
+        return section.heading
+    rows = tuple((f.label, f.value) for f in section.items)
+    indent = "  " if section.heading else ""
+    inner = None if width is None else max(MIN_WRAPPED, width - len(indent))
+    # render_table's first line is the header; a section's heading stands alone above its items
+    lines = [indent + line for line in render_table(Table(columns=("", ""), rows=rows), width=inner).split("\n")[1:]]
+    return "\n".join([section.heading, *lines]) if section.heading else "\n".join(lines)
+
+
 def render_plain(reply: Reply, *, width: int | None = None) -> str:
     parts: list[str] = []
     mark = _SEVERITY_MARK[reply.severity]
@@ -384,8 +412,10 @@ def render_plain(reply: Reply, *, width: int | None = None) -> str:
     elif reply.text:
         parts.append(mark + reply.text)
     if reply.fields:
-        width = max(len(f.label) for f in reply.fields)
-        parts.append("\n".join(f"{f.label.ljust(width)}  {f.value}" for f in reply.fields))
+        label_width = max(len(f.label) for f in reply.fields)
+        parts.append("\n".join(f"{f.label.ljust(label_width)}  {f.value}" for f in reply.fields))
+    for section in reply.sections:
+        parts.append(render_section(section, width=width))
     if reply.table is not None:
         parts.append(render_table(reply.table, width=width))
     if reply.actions:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from core.chat import Action, ActionStyle, Field, Reply, Severity, Table, render_table
+from core.chat import Action, ActionStyle, Field, Reply, Section, Severity, Table, render_table
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -109,6 +109,13 @@ def _table_sections(table: Table, *, budget: int) -> tuple[list[dict[str, Any]],
     return sections, truncated
 
 
+def _section_blocks(section: Section) -> list[dict[str, Any]]:
+    """A heading in bold, then a line per item: the label as code (it is what one types), the value after it."""
+    lines = [f"*{escape(section.heading)}*"] if section.heading else []
+    lines += [f"`{escape(f.label)}`  {escape(f.value)}" for f in section.items]
+    return [{"type": "section", "text": _mrkdwn(chunk)} for chunk in _chunks("\n".join(lines), MAX_SECTION_TEXT)]
+
+
 def _button(action: Action, index: int) -> dict[str, Any]:
     button: dict[str, Any] = {
         "type": "button",
@@ -157,6 +164,8 @@ def render(reply: Reply, *, caption: str | None = None) -> Rendered:
     for start in range(0, len(reply.fields), MAX_FIELDS_PER_SECTION):
         part = reply.fields[start : start + MAX_FIELDS_PER_SECTION]
         body.append({"type": "section", "fields": [_field(f) for f in part]})
+    for section in reply.sections:
+        body.extend(_section_blocks(section))
     tail = _action_blocks(reply.actions)
     footer_lines = [escape(reply.footer)] if reply.footer else []
     if caption:

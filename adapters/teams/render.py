@@ -13,18 +13,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from adapters.teams.translate import COMMAND_KEY, REFRESH_VERB, VIEW_KEY
-from core.chat import Action, ActionStyle, Reply, Severity, Table, render_table
+from core.chat import Action, ActionStyle, Reply, Section, Severity, Table
 
 CARD_VERSION = "1.5"
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 MAX_REFRESH_USERS = 60  # Teams' limit for refresh.userIds
 
-_COLOUR = {Severity.INFO: "Default", Severity.SUCCESS: "Good", Severity.WARNING: "Warning",
-           Severity.ERROR: "Attention"}
+# severity is an icon and a tinted container, never a coloured title: Teams' Good and Warning text
+# colours on white are 2.1:1 and 1.5:1, far under the 4.5:1 that reads
+_CONTAINER = {Severity.SUCCESS: "good", Severity.WARNING: "warning", Severity.ERROR: "attention"}
 _MARK = {Severity.INFO: "", Severity.SUCCESS: "✅ ", Severity.WARNING: "⚠️ ", Severity.ERROR: "❌ "}
 _STYLE = {ActionStyle.PRIMARY: "positive", ActionStyle.DANGER: "destructive"}
-# a ColumnSet reads well for narrow tables; wider ones keep their columns aligned in monospace
-_MAX_GRID_COLUMNS = 4
+# a column's weight follows its longest cell, within these bounds, so one long value cannot starve the rest
+_MIN_WEIGHT, _MAX_WEIGHT = 4, 40
+# from this many columns on, the cells use the small type so that they fit 460 px
+_SMALL_FROM_COLUMNS = 5
 
 
 def _text(text: str, **props: Any) -> dict[str, Any]:
@@ -32,14 +35,39 @@ def _text(text: str, **props: Any) -> dict[str, Any]:
 
 
 def _table(table: Table) -> dict[str, Any]:
-    if len(table.columns) > _MAX_GRID_COLUMNS:
-        return _text(render_table(table), fontType="Monospace", size="Small")
-    columns = []
-    for i, name in enumerate(table.columns):
-        cells = [_text(name, weight="Bolder")] + [_text(row[i] or " ", spacing="Small") for row in table.rows]
-        columns.append({"type": "Column", "width": "auto" if i < len(table.columns) - 1 else "stretch",
-                        "items": cells})
-    return {"type": "ColumnSet", "columns": columns}
+    """An Adaptive Cards 1.5 ``Table``: a row is laid out together, so a wrapped cell keeps its row in step."""
+    small = {"size": "Small"} if len(table.columns) >= _SMALL_FROM_COLUMNS else {}
+    weights = [len(name) for name in table.columns]
+    for row in table.rows:
+        for i, cell in enumerate(row):
+            weights[i] = max(weights[i], len(cell))
+
+    def row(cells: tuple[str, ...], *, header: bool = False) -> dict[str, Any]:
+        bold = {"weight": "Bolder"} if header else {}
+        return {"type": "TableRow", "cells": [
+            {"type": "TableCell", "items": [_text(cell or " ", **small, **bold)]} for cell in cells]}
+
+    return {
+        "type": "Table",
+        "columns": [{"width": min(_MAX_WEIGHT, max(_MIN_WEIGHT, w))} for w in weights],
+        "rows": [row(table.columns, header=True), *(row(r) for r in table.rows)],
+        "firstRowAsHeader": True,
+        "showGridLines": False,
+        "spacing": "Medium",
+    }
+
+
+def _section(section: Section) -> dict[str, Any]:
+    """A heading, then one line per item: the label bold, the value subtle, wrapping within the line."""
+    items: list[dict[str, Any]] = []
+    if section.heading:
+        items.append(_text(section.heading, weight="Bolder", spacing="Medium"))
+    for item in section.items:
+        items.append({"type": "RichTextBlock", "spacing": "Small", "inlines": [
+            {"type": "TextRun", "text": item.label, "weight": "Bolder"},
+            {"type": "TextRun", "text": "  " + item.value if item.value else " ", "isSubtle": True},
+        ]})
+    return {"type": "Container", "items": items or [_text(" ")]}
 
 
 def _button(action: Action) -> dict[str, Any]:
@@ -63,15 +91,22 @@ def card(reply: Reply, *, audience: Sequence[str] = (), for_audience: bool = Fal
         for_audience: render their view (with those buttons), as a refresh answers it.
     """
     body: list[dict[str, Any]] = []
-    colour = _COLOUR[reply.severity]
+    head: list[dict[str, Any]] = []
+    mark = _MARK[reply.severity]
     if reply.title:
-        body.append(_text(_MARK[reply.severity] + reply.title, size="Medium", weight="Bolder", color=colour))
+        head.append(_text(mark + reply.title, size="Large", weight="Bolder"))
         if reply.text:
-            body.append(_text(reply.text))
+            head.append(_text(reply.text, spacing="Small"))
     elif reply.text:
-        body.append(_text(_MARK[reply.severity] + reply.text, color=colour))
+        head.append(_text(mark + reply.text))
+    style = _CONTAINER.get(reply.severity)
+    if head and style:
+        body.append({"type": "Container", "style": style, "bleed": True, "items": head})
+    else:
+        body.extend(head)
     if reply.fields:
         body.append({"type": "FactSet", "facts": [{"title": f.label, "value": f.value or " "} for f in reply.fields]})
+    body.extend(_section(s) for s in reply.sections)
     if reply.table is not None:
         body.append(_table(reply.table))
     if reply.footer:

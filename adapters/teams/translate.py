@@ -241,6 +241,12 @@ def _table_ok(table: Any) -> bool:
     return isinstance(rows, list) and all(_strings(row, n=len(table["columns"])) for row in rows)
 
 
+def _sections_ok(sections: Any) -> bool:
+    return isinstance(sections, list) and all(
+        isinstance(s, list) and len(s) == 2 and isinstance(s[0], str) and isinstance(s[1], list)
+        and all(_strings(item, n=2) for item in s[1]) for s in sections)
+
+
 def view_of(view: Any) -> dict[str, Any]:
     """The view a refresh asks to see again, refused unless it has the shape ``render.card`` wrote.
 
@@ -257,7 +263,7 @@ def view_of(view: Any) -> dict[str, Any]:
             and _optional_text(reply, "progress_of") and _optional_text(reply, "job_id")
             and _one_of(reply.get("severity", "info"), _SEVERITIES) and isinstance(reply.get("private", False), bool)
             and isinstance(fields, list) and all(_strings(f, n=2) for f in fields)
-            and _table_ok(reply.get("table"))
+            and _table_ok(reply.get("table")) and _sections_ok(reply.get("sections", []))
             and isinstance(reply.get("actions", []), list) and all(_action_ok(a) for a in reply.get("actions", []))):
         raise MalformedActivity("refresh with a malformed view")
     return view

@@ -93,4 +93,7 @@ async def test_unlinked_user_with_a_company_email_is_linked_and_told(slack_bot: 
 async def test_help_is_split_across_sections_within_limits(slack_bot: SlackBot) -> None:
     await slack_bot.slack.command("help", as_="alice@acme.example")
     reply = (await slack_bot.fake.wait_for(lambda f: posted(f)))[0]
-    assert "vm list" in all_text(reply) and slack_bot.fake.violations == []
+    assert "help &lt;group&gt;" in all_text(reply) and slack_bot.fake.violations == []
+    await slack_bot.slack.command("help vm", as_="alice@acme.example")
+    reply = (await slack_bot.fake.wait_for(lambda f: posted(f)[1:]))[0]
+    assert "vm list [--cluster CLUSTER]" in all_text(reply) and slack_bot.fake.violations == []
