@@ -149,6 +149,7 @@ def build_app(
         poll_interval=poll_interval,
         follow_grace=follow_grace,
         telemetry=telemetry,
+        direct=notifier,
     )
     dispatcher: Dispatcher = ObservedDispatcher(registry=build_registry(), deps=deps, directory=directory,
                                                 telemetry=telemetry, rate_limiter=_rate_limiter(settings, queue))

@@ -187,6 +187,9 @@ class Action:
     command: str
     style: ActionStyle = ActionStyle.DEFAULT
     only_for: tuple[int, ...] = ()
+    # the presser may add a short text (a reason), asked with this prompt and appended to the command
+    # where the platform can ask in the card (Teams); elsewhere the command runs without it
+    ask: str | None = None
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,10 @@ class Reply:
     footer: str | None = None
     # grouped lines after the fields and before the table (help)
     sections: tuple[Section, ...] = ()
+    # one line that must not be missed, shown in a highlighted box (what an approval destroys)
+    highlight: str | None = None
+    # facts for whoever wants them, folded away where the platform can fold (Teams)
+    details: tuple[Field, ...] = ()
     # only the caller should see it (Slack ephemeral); errors are
     private: bool = False
     # this message is the live progress of that job (the shell prints it as "[job-…] …"); it
@@ -248,11 +255,14 @@ class Reply:
             "fields": [[f.label, f.value] for f in self.fields],
             "table": None if self.table is None else {"columns": list(self.table.columns),
                                                       "rows": [list(r) for r in self.table.rows]},
-            "actions": [[a.label, a.command, a.style.value, list(a.only_for)] for a in self.actions],
+            "actions": [[a.label, a.command, a.style.value, list(a.only_for)] + ([a.ask] if a.ask else [])
+                        for a in self.actions],
             "footer": self.footer,
             "private": self.private,
             "progress_of": self.progress_of,
             "sections": [[s.heading, [[f.label, f.value] for f in s.items]] for s in self.sections],
+            "highlight": self.highlight,
+            "details": [[f.label, f.value] for f in self.details],
         }
 
     @classmethod
@@ -265,8 +275,8 @@ class Reply:
             fields=tuple(Field(label, value) for label, value in data.get("fields", [])),
             table=None if not table else Table(tuple(table["columns"]), tuple(tuple(r) for r in table["rows"])),
             actions=tuple(
-                Action(label, command, ActionStyle(style), tuple(only_for))
-                for label, command, style, only_for in data.get("actions", [])
+                Action(a[0], a[1], ActionStyle(a[2]), tuple(a[3]), a[4] if len(a) > 4 else None)
+                for a in data.get("actions", [])
             ),
             footer=data.get("footer"),
             private=bool(data.get("private", False)),
@@ -274,6 +284,8 @@ class Reply:
             progress_of=data.get("progress_of", data.get("job_id")),
             sections=tuple(Section(heading, tuple(Field(label, value) for label, value in items))
                            for heading, items in data.get("sections", [])),
+            highlight=data.get("highlight"),
+            details=tuple(Field(label, value) for label, value in data.get("details", [])),
         )
 
     def to_json(self) -> str:
@@ -411,9 +423,12 @@ def render_plain(reply: Reply, *, width: int | None = None) -> str:
             parts.append(reply.text)
     elif reply.text:
         parts.append(mark + reply.text)
-    if reply.fields:
-        label_width = max(len(f.label) for f in reply.fields)
-        parts.append("\n".join(f"{f.label.ljust(label_width)}  {f.value}" for f in reply.fields))
+    if reply.highlight:
+        parts.append(reply.highlight)
+    facts = reply.fields + reply.details
+    if facts:
+        label_width = max(len(f.label) for f in facts)
+        parts.append("\n".join(f"{f.label.ljust(label_width)}  {f.value}" for f in facts))
     for section in reply.sections:
         parts.append(render_section(section, width=width))
     if reply.table is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from adapters.teams.translate import COMMAND_KEY, REFRESH_VERB, VIEW_KEY
+from adapters.teams.translate import COMMAND_KEY, MAX_NOTE, NOTE_KEY, REFRESH_VERB, VIEW_KEY
 from core.chat import Action, ActionStyle, Reply, Section, Severity, Table
 
 CARD_VERSION = "1.5"
@@ -70,7 +70,39 @@ def _section(section: Section) -> dict[str, Any]:
     return {"type": "Container", "items": items or [_text(" ")]}
 
 
+DETAILS_ID = "pvebot-details"
+
+
+def _details(reply: Reply) -> list[dict[str, Any]]:
+    """The details folded away: a "Details" toggle and the facts it shows."""
+    facts = [{"title": f.label, "value": f.value or " "} for f in reply.details]
+    return [
+        {"type": "ActionSet", "actions": [{"type": "Action.ToggleVisibility", "title": "Details",
+                                           "targetElements": [DETAILS_ID]}]},
+        {"type": "Container", "id": DETAILS_ID, "isVisible": False, "spacing": "None",
+         "items": [{"type": "FactSet", "facts": facts}]},
+    ]
+
+
+def _asking(action: Action) -> dict[str, Any]:
+    """A button that first opens a text box (optional), then runs its command with the text appended."""
+    data = {COMMAND_KEY: action.command}
+    run: dict[str, Any] = {"type": "Action.Execute", "title": action.label, "verb": action.command.split()[0],
+                           "data": data, "fallback": {"type": "Action.Submit", "title": action.label, "data": data}}
+    style = _STYLE.get(action.style)
+    if style:
+        run["style"] = run["fallback"]["style"] = style
+    return {"type": "Action.ShowCard", "title": action.label, "card": {
+        "type": "AdaptiveCard",
+        "body": [{"type": "Input.Text", "id": NOTE_KEY, "placeholder": action.ask or "", "maxLength": MAX_NOTE,
+                  "label": action.ask or "Comment", "isRequired": False}],
+        "actions": [run],
+    }}
+
+
 def _button(action: Action) -> dict[str, Any]:
+    if action.ask:
+        return _asking(action)
     data = {COMMAND_KEY: action.command}
     button: dict[str, Any] = {"type": "Action.Execute", "title": action.label, "verb": action.command.split()[0],
                               "data": data}
@@ -106,6 +138,11 @@ def card(reply: Reply, *, audience: Sequence[str] = (), for_audience: bool = Fal
         body.extend(head)
     if reply.fields:
         body.append({"type": "FactSet", "facts": [{"title": f.label, "value": f.value or " "} for f in reply.fields]})
+    if reply.highlight:
+        body.append({"type": "Container", "style": "emphasis", "spacing": "Medium",
+                     "items": [_text(reply.highlight, weight="Bolder")]})
+    if reply.details:
+        body.extend(_details(reply))
     body.extend(_section(s) for s in reply.sections)
     if reply.table is not None:
         body.append(_table(reply.table))
@@ -115,8 +152,9 @@ def card(reply: Reply, *, audience: Sequence[str] = (), for_audience: bool = Fal
         body.append(_text(" "))
     restricted = any(a.only_for for a in reply.actions)
     users = list(dict.fromkeys(audience))[:MAX_REFRESH_USERS]
-    # nobody to restrict to (no approver uses Teams): show every button; the service re-checks the presser
-    hide = restricted and bool(users) and not for_audience
+    # restricted buttons only ever show in their audience's own view: with nobody to show them to
+    # (no approver linked on Teams) nobody sees them, and the card's text says who must decide and how
+    hide = restricted and not for_audience
     buttons = [_button(a) for a in reply.actions if not (hide and a.only_for)]
     result: dict[str, Any] = {
         "type": "AdaptiveCard",

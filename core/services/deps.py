@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.ports import Clock, Hypervisors, JobQueue, Notifier, UnitOfWorkFactory
+from core.ports import Clock, DirectMessages, Hypervisors, JobQueue, Notifier, UnitOfWorkFactory
 from core.telemetry import NullTelemetry, Telemetry
 
 
@@ -24,3 +24,5 @@ class Deps:
     # before it says the outcome is unknown: the task goes on in Proxmox whatever our connection does
     follow_grace: float = 60.0
     telemetry: Telemetry = field(default_factory=NullTelemetry)
+    # opens direct messages, where approval cards go when a company names no approvers channel
+    direct: DirectMessages | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Any
 
 import pytest
 
@@ -104,49 +105,77 @@ def _ephemerals(bot: SlackBot, user: str) -> list[str]:
     return [all_text(c.args) for c in bot.fake.of("chat.postEphemeral") if c.args["user"] == user]
 
 
-async def test_approval_card_buttons_decide_once_and_show_who_decided(slack_bot: SlackBot) -> None:
+def _buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for b in message.get("blocks", []) if b["type"] == "actions" for e in b["elements"]]
+
+
+async def test_without_an_approvers_channel_each_approver_gets_the_card_by_direct_message(slack_bot: SlackBot) -> None:
     fake, slack = slack_bot.fake, slack_bot.slack
     await slack.command("vm delete db-01 --reason cleanup", as_="bob@acme.example")
     card = (await fake.wait_for(lambda f: posted(f)))[0]
-    assert "approval needed for vm.delete" in all_text(card)
-    buttons = [e for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    assert [(b["text"]["text"], b.get("style")) for b in buttons] == [("Approve", "primary"), ("Deny", "danger")]
-    assert buttons[0]["value"].startswith("approve apr-")
+    # the requester's own card: the question, who must decide, and no decision buttons for her
+    assert "Delete db-01?" in all_text(card) and "Waiting for an approver: Alice Admin, Erin Admin" in all_text(card)
+    assert _buttons(card) == []
+    # each eligible approver (acme's admins; root is on another workspace's Slack, not the requester's bob)
+    # gets a direct message opened with conversations.open, as Slack documents it
+    opened = sorted(c.args["users"] for c in fake.of("conversations.open"))
+    assert "U0BOB" not in opened and {"U0ALICE", "U0ERIN"} <= set(opened)
+    dms = await fake.wait_for(lambda f: [posted(f, channel=f"D{u}") for u in ("U0ALICE", "U0ERIN")]
+                              if all(posted(f, channel=f"D{u}") for u in ("U0ALICE", "U0ERIN")) else None)
+    for [copy] in dms:
+        assert [(b["text"]["text"], b.get("style")) for b in _buttons(copy)] == [("Delete db-01", "danger"),
+                                                                                   ("Reject", None)]
+        assert "Waiting for an approver" not in all_text(copy)
+    assert fake.violations == []
 
-    # the requester may not decide: answered to them alone, nothing changes
-    await slack.click(card, "Approve", as_="bob@acme.example")
-    await fake.wait_for(lambda f: _ephemerals(slack_bot, "U0BOB"))
-    assert "cannot use 'approve'" in _ephemerals(slack_bot, "U0BOB")[0]
+
+async def test_approval_buttons_decide_once_and_every_copy_shows_the_decision(slack_bot: SlackBot) -> None:
+    fake, slack = slack_bot.fake, slack_bot.slack
+    await slack.command("vm delete db-01 --reason cleanup", as_="bob@acme.example")
+    card = (await fake.wait_for(lambda f: posted(f)))[0]
+    [alice_copy] = await fake.wait_for(lambda f: posted(f, channel="DU0ALICE"))
+    [erin_copy] = await fake.wait_for(lambda f: posted(f, channel="DU0ERIN"))
+    assert _buttons(alice_copy)[0]["value"].startswith("approve apr-")
 
     # alice approves; the same press delivered twice runs once
     action_ts, trigger = f"{time.time():.6f}", "555.1.same"
-    first = await slack.click(card, "Approve", as_="alice@acme.example", action_ts=action_ts, trigger_id=trigger)
-    again = await slack.click(card, "Approve", as_="alice@acme.example", action_ts=action_ts, trigger_id=trigger)
+    first = await slack.click(alice_copy, "Delete db-01", as_="alice@acme.example", action_ts=action_ts,
+                              trigger_id=trigger)
+    again = await slack.click(alice_copy, "Delete db-01", as_="alice@acme.example", action_ts=action_ts,
+                              trigger_id=trigger)
     assert first.status == again.status == 200
     done = await fake.wait_for(lambda f: [m for m in posted(f, thread=card["ts"]) if "done in" in all_text(m)])
     assert "delete db-01" in all_text(done[0])
     assert 102 not in slack_bot.hypervisors.cluster("lab").guests
 
-    updated = fake.messages[(CHANNEL, card["ts"])]
-    assert "Approved* by <@U0ALICE>" in all_text(updated)
-    assert not [b for b in updated["blocks"] if b["type"] == "actions"]
-    answers = [m for m in posted(fake, thread=card["ts"]) if "approved apr-" in all_text(m)]
-    assert len(answers) == 1
+    # the requester's card, both direct messages and the clicked one: the same decided card, no buttons
+    def decided(f: Any) -> list[dict[str, Any]] | None:
+        copies = [f.messages[(CHANNEL, card["ts"])], f.messages[("DU0ALICE", alice_copy["ts"])],
+                  f.messages[("DU0ERIN", erin_copy["ts"])]]
+        return copies if all("Approved by Alice Admin" in all_text(m) for m in copies) else None
 
-    # a second approver clicking the stale card is told who decided
-    await slack.click(card, "Approve", as_="erin@acme.example")
+    copies = await fake.wait_for(decided)
+    assert all(_buttons(m) == [] and "Delete db-01: " in all_text(m) for m in copies)
+    assert len({json.dumps(m["blocks"]) for m in copies}) == 1
+    # nothing else was posted for the decision: the clicked card became the answer
+    assert [m for m in posted(fake, channel="DU0ALICE")] == [fake.messages[("DU0ALICE", alice_copy["ts"])]]
+
+    # a second approver clicking her stale copy is told who decided
+    await slack.click(erin_copy, "Delete db-01", as_="erin@acme.example")
     told = await fake.wait_for(lambda f: _ephemerals(slack_bot, "U0ERIN"))
     assert "already approved by Alice Admin" in told[0]
     assert len([c for c in slack_bot.hypervisors.cluster("lab").calls if c[0] == "qmdestroy"]) == 1
     assert fake.violations == []
 
 
-async def test_deny_button_marks_the_card_denied(slack_bot: SlackBot) -> None:
+async def test_reject_button_marks_every_copy_rejected(slack_bot: SlackBot) -> None:
     fake, slack = slack_bot.fake, slack_bot.slack
     await slack.command("vm delete db-01", as_="bob@acme.example")
     card = (await fake.wait_for(lambda f: posted(f)))[0]
-    await slack.click(card, "Deny", as_="alice@acme.example")
-    await fake.wait_for(lambda f: "Denied* by <@U0ALICE>" in all_text(f.messages[(CHANNEL, card["ts"])]))
+    [copy] = await fake.wait_for(lambda f: posted(f, channel="DU0ALICE"))
+    await slack.click(copy, "Reject", as_="alice@acme.example")
+    await fake.wait_for(lambda f: "Rejected by Alice Admin" in all_text(f.messages[(CHANNEL, card["ts"])]))
+    await fake.wait_for(lambda f: "Rejected by Alice Admin" in all_text(f.messages[("DU0ALICE", copy["ts"])]))
     assert 102 in slack_bot.hypervisors.cluster("lab").guests
 
 
