@@ -65,24 +65,21 @@ async def test_forged_signature_and_stale_timestamp_get_401_and_run_nothing(slac
     assert [c.method for c in slack_bot.fake.calls if c.method.startswith("chat.")] == ["chat.postMessage"]
 
 
-def _final(bot: SlackBot, thread: str, needle: str) -> dict | None:
-    messages = posted(bot.fake, thread=thread)
-    return messages[0] if messages and needle in all_text(messages[0]) else None
-
-
-async def test_job_progress_threads_under_the_reply_and_is_edited_in_place(slack_bot: SlackBot) -> None:
+async def test_a_job_is_its_reply_edited_from_queued_to_done(slack_bot: SlackBot) -> None:
     fake = slack_bot.fake
     assert (await slack_bot.slack.command("vm start db-01", as_="bob@acme.example")).status == 200
     reply = (await fake.wait_for(lambda f: posted(f)))[0]
     assert "queued job-" in all_text(reply)
-    progress = await fake.wait_for(lambda f: _final(slack_bot, reply["ts"], "done in"))
-    assert "start db-01" in all_text(progress)
-    updates = [c for c in fake.of("chat.update") if c.args["ts"] == progress["ts"]]
+    final = await fake.wait_for(lambda f: "done in" in all_text(f.messages[(CHANNEL, reply["ts"])])
+                                and f.messages[(CHANNEL, reply["ts"])])
+    assert "start db-01" in all_text(final) and "Cancel" not in all_text(final)
+    updates = [c for c in fake.of("chat.update") if c.args["ts"] == reply["ts"]]
     # edits waiting for the channel's turn coalesce (see test_slack_pacing): at least the verdict goes out
     assert updates and "done in" in json.dumps(updates[-1].args["blocks"])
-    posts = [c for c in fake.of("chat.postMessage") if c.args.get("thread_ts") == reply["ts"]]
-    assert len(posts) == 1  # one progress message, edited
-    moments = [posts[0].at] + [u.at for u in updates]
+    # one message: nothing posted in its thread, nothing else in the channel
+    assert posted(fake, thread=reply["ts"]) == [] and len(posted(fake)) == 1
+    assert len(fake.of("chat.postMessage")) == 1
+    moments = [fake.of("chat.postMessage")[0].at] + [u.at for u in updates]
     assert all(later - earlier >= 0.95 for earlier, later in zip(moments, moments[1:], strict=False))
     # progress never depends on the command's response_url (5 uses, 30 minutes): bot token only
     assert fake.of("response_url") == []

@@ -52,20 +52,18 @@ async def test_channel_mention_is_stripped(bot: TeamsBot) -> None:
 async def test_job_card_is_updated_in_place(bot: TeamsBot) -> None:
     status, _ = await bot.post(message(bot.fake, "vm start db-01"))
     assert status == 200
-    announced = bot.fake.activities("POST")[0]
+    [announced] = bot.fake.activities("POST")
     announced_id = "act-1"
     assert "queued" in card_text(cards_of(announced.body)[0])
-    # the job posts its card threaded under our reply, then edits that card until it is done
-    progress = bot.fake.wait_for(lambda: [c for c in bot.fake.activities("POST") if c.path.endswith(announced_id)],
-                                 what="the job's card")[0]
-    assert progress.body["replyToId"] == announced_id
+    # the reply is the job's card: edited until it is done, with Cancel while it runs, nothing else posted
     updates = bot.fake.wait_for(
         lambda: [c for c in bot.fake.activities("PUT") if "done" in card_text(c.body)], what="the final edit")
-    progress_id = "act-2"
-    assert all(c.path.endswith(f"/activities/{progress_id}") for c in bot.fake.activities("PUT"))
-    assert updates[-1].body["id"] == progress_id
-    for call in [announced, progress, *bot.fake.activities("PUT")]:
+    assert all(c.path.endswith(f"/activities/{announced_id}") for c in bot.fake.activities("PUT"))
+    assert updates[-1].body["id"] == announced_id
+    assert len(bot.fake.activities("POST")) == 1
+    for call in [announced, *bot.fake.activities("PUT")]:
         validate_card(cards_of(call.body)[0])
+    assert "Cancel" not in card_text(cards_of(updates[-1].body)[0])
     assert bot.hypervisors.cluster("lab").guests[102].status == "running"
 
 
