@@ -46,8 +46,10 @@ def span(seconds: float) -> str:
 
 
 def relative(moment: datetime, *, now: datetime) -> str:
-    """``in 30 min, 22:38 UTC`` or ``12 min ago, 21:56 UTC``: how far, then when."""
+    """``in 30 min, 22:38 UTC``, ``12 min ago, 21:56 UTC`` or ``just now, 21:56 UTC``: how far, then when."""
     delta = (_utc(moment) - _utc(now)).total_seconds()
+    if abs(delta) < 30:
+        return f"just now, {absolute(moment, now=now)}"
     far = span(abs(delta))
     return f"{'in ' + far if delta >= 0 else far + ' ago'}, {absolute(moment, now=now)}"
 

@@ -285,7 +285,7 @@ def test_job_status_and_list(world: World) -> None:
     assert status.title == f"{show_job(job.id)}: start db-01 (lab/102)"
     assert status.text == "⏳ queued"
     assert {f.label: f.value for f in status.fields} == {
-        "State": "queued", "Queued": "2026-11-21 09:00:00 UTC", "Running for": "0 s"}
+        "State": "queued", "Queued": "just now, 09:00 UTC", "Running for": "0 s"}
 
     world.clock.advance(minutes=3)
     jobs.run(world.app.deps, job.id)
@@ -296,13 +296,18 @@ def test_job_status_and_list(world: World) -> None:
 
     listed = world.chat.run("job list", as_=BOB)
     assert listed.table is not None
-    assert sorted(row[:3] for row in listed.table.rows) == sorted([
-        (show_job(job.id), "succeeded", "start db-01 (lab/102)"),
-        (show_job(other.id), "queued", "shut down web-01 (lab/101)"),
+    # what it is first, then its state, a date that cannot be misread (today/yesterday or with the year)
+    assert sorted(listed.table.rows) == sorted([
+        ("start db-01 (lab/102)", "succeeded", "today 09:00", show_job(job.id)),
+        ("shut down web-01 (lab/101)", "queued", "today 09:00", show_job(other.id)),
     ])
+    world.clock.advance(days=1)
+    assert {row[2] for row in world.chat.run("job list", as_=BOB).table.rows} == {"yesterday 09:00"}  # type: ignore[union-attr]
+    world.clock.advance(days=1)
+    assert {row[2] for row in world.chat.run("job list", as_=BOB).table.rows} == {"2026-11-21 09:00"}  # type: ignore[union-attr]
     active = world.chat.run("job list --active", as_=BOB)
     assert active.table is not None
-    assert [row[0] for row in active.table.rows] == [show_job(other.id)]
+    assert [row[-1] for row in active.table.rows] == [show_job(other.id)]
     # a salesperson assigned to acme reads acme's jobs
     sales = world.chat.run("job list", as_=SAM)
     assert sales.table is not None and len(sales.table.rows) == 2
@@ -410,7 +415,7 @@ def test_another_company_cannot_see_or_cancel_a_job(world: World) -> None:
         assert world.chat.run(f"job cancel {label}", as_=who).text == f"{label} not found"
         listed = world.chat.run("job list", as_=who)
         assert listed.table is not None
-        assert [row[0] for row in listed.table.rows] == [show_job(mine.id)]
+        assert [row[-1] for row in listed.table.rows] == [show_job(mine.id)]
     assert world.job(job.id).state is JobState.QUEUED
     # and bob cannot see globex's
     assert world.chat.run(f"job status {show_job(mine.id)}", as_=BOB).text == f"{show_job(mine.id)} not found"
