@@ -51,6 +51,7 @@ def samples(tmp: Path) -> dict[str, tuple[Reply, bool]]:
     world.run_queue()
     progress = [e for e in OutboxReader(world.storage.engine, chat.conversation.channel).poll()
                 if e.reply.progress_of]
+    out["job-running"] = (next(e.reply for e in progress if "running" in e.reply.text), False)
     out["job-outcome"] = (progress[-1].reply, False)
     out["job-list"] = (chat.run("job list", as_=BOB), False)
 

@@ -24,8 +24,10 @@ MAX_REFRESH_USERS = 60  # Teams' limit for refresh.userIds
 _CONTAINER = {Severity.SUCCESS: "good", Severity.WARNING: "warning", Severity.ERROR: "attention"}
 _MARK = {Severity.INFO: "", Severity.SUCCESS: "✅ ", Severity.WARNING: "⚠️ ", Severity.ERROR: "❌ "}
 _STYLE = {ActionStyle.PRIMARY: "positive", ActionStyle.DANGER: "destructive"}
-# a column's weight follows its longest cell, within these bounds, so one long value cannot starve the rest
-_MIN_WEIGHT, _MAX_WEIGHT = 4, 40
+# a column's weight follows its longest cell (up to a bound, so one long value cannot starve the rest),
+# and is never less than its longest word needs, so that "succeeded" is not broken inside the word
+_MIN_WEIGHT, _MAX_WEIGHT = 4, 30
+_WORD_ROOM = 1.2
 # from this many columns on, the cells use the small type so that they fit 460 px
 _SMALL_FROM_COLUMNS = 5
 
@@ -37,10 +39,14 @@ def _text(text: str, **props: Any) -> dict[str, Any]:
 def _table(table: Table) -> dict[str, Any]:
     """An Adaptive Cards 1.5 ``Table``: a row is laid out together, so a wrapped cell keeps its row in step."""
     small = {"size": "Small"} if len(table.columns) >= _SMALL_FROM_COLUMNS else {}
-    weights = [len(name) for name in table.columns]
+    longest = [len(name) for name in table.columns]
+    words = [max(len(w) for w in (name.split() or [""])) for name in table.columns]
     for row in table.rows:
         for i, cell in enumerate(row):
-            weights[i] = max(weights[i], len(cell))
+            longest[i] = max(longest[i], len(cell))
+            words[i] = max([words[i], *(len(w) for w in cell.split())])
+    weights = [max(_MIN_WEIGHT, min(_MAX_WEIGHT, n), round(w * _WORD_ROOM) + 2) for n, w in zip(longest, words,
+                                                                                             strict=True)]
 
     def row(cells: tuple[str, ...], *, header: bool = False) -> dict[str, Any]:
         bold = {"weight": "Bolder"} if header else {}
@@ -49,7 +55,7 @@ def _table(table: Table) -> dict[str, Any]:
 
     return {
         "type": "Table",
-        "columns": [{"width": min(_MAX_WEIGHT, max(_MIN_WEIGHT, w))} for w in weights],
+        "columns": [{"width": w} for w in weights],
         "rows": [row(table.columns, header=True), *(row(r) for r in table.rows)],
         "firstRowAsHeader": True,
         "showGridLines": False,

@@ -142,6 +142,14 @@ def test_every_table_is_an_adaptive_table_whose_rows_keep_their_cells_together()
         assert "Monospace" not in json.dumps(card)
 
 
+def test_a_column_of_short_words_gets_room_for_its_longest_word() -> None:
+    rows = (("start db-01 (lab/102) and a long description of it", "succeeded", "job-jgv4rhmvbk"),)
+    [table] = [e for e in _elements(render.card(Reply(table=Table(("what", "state", "job"), rows))))
+               if e["type"] == "Table"]
+    what, state, job = (c["width"] for c in table["columns"])
+    assert state >= len("succeeded") and job >= len("job-jgv4rhmvbk") and what <= 30
+
+
 def test_sections_are_bold_labels_with_subtle_values() -> None:
     reply = Reply(title="help", sections=(Section("vm", (Field("vm start <vm>", "Start a VM."),)),))
     card = render.card(reply)
