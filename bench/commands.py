@@ -6,19 +6,23 @@
    p50/p99 per command and SQL statements per command (counted with SQLAlchemy's
    ``before_cursor_execute`` event). The caller's company (acme) owns the same 50 guests at every
    size; the other guests belong to nine other companies, so a bigger inventory is other people's.
-2. With ``--workers W`` (default 0: skipped), W ``pvebot worker`` processes then drain the queued
+2. With ``--concurrency C`` (default 8), the three kinds again, interleaved, from C threads at once as
+   ``pvebot serve`` runs them (one thread per command in flight): commands/s of the process.
+3. With ``--workers W`` (default 0: skipped), W ``pvebot worker`` processes then drain the queued
    ``vm start`` jobs: p50/p99 of the time from the command to the job starting (its claim).
 
 The Proxmox side is the simulator over HTTPS on loopback, in this process. Needs Redis
 (PVEBOT_TEST_REDIS_URL, default redis://127.0.0.1:6379/0); PVEBOT_BENCH_DATABASE_URL: an empty
 MySQL/MariaDB database instead of the embedded SQLite.
 
-    .venv/bin/python bench/commands.py [--commands 300] [--guests 100,20000] [--workers 0] [--profile FILE]
+    .venv/bin/python bench/commands.py [--commands 300] [--guests 100,20000] [--concurrency 8] [--workers 0]
+                                       [--profile FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import cProfile
 import os
 import statistics
@@ -138,6 +142,28 @@ def run_kind(app: App, key: IdentityKey, counter: StatementCounter, *, text: Cal
     return per_command, elapsed, (counter.count - statements) / n
 
 
+def run_concurrently(app: App, key: IdentityKey, counter: StatementCounter, *, n: int,
+                     threads: int) -> tuple[float, list[float]]:
+    """``n`` commands of each kind, interleaved, ``threads`` at a time; (commands/s, latencies)."""
+    conversation = ConversationRef(platform="shell", channel="bench")
+    kinds = list(KINDS.values())
+
+    def one(i: int) -> float:
+        text, check = kinds[i % len(kinds)]
+        t0 = time.perf_counter()
+        request = CommandRequest(identity=key, text=text(i // len(kinds)), conversation=conversation,
+                                 request_id=uuid.uuid4().hex)
+        answer = app.dispatcher.handle(request)
+        assert check(answer), answer.reply.text
+        app.dispatcher.deliver(answer, lambda reply: None)
+        return time.perf_counter() - t0
+
+    began = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        latencies = list(pool.map(one, range(n * len(kinds))))
+    return len(latencies) / (time.perf_counter() - began), latencies
+
+
 KINDS: dict[str, tuple[Callable[[int], str], Callable[[Any], bool]]] = {
     "vm status": (lambda i: f"vm status acme-{i % MINE:05d}", lambda a: a.reply.title and "acme-" in a.reply.title),
     "vm start": (lambda i: f"vm start acme-{i % MINE:05d}", lambda a: bool(a.job_ids)),
@@ -149,6 +175,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--commands", type=int, default=300, help="commands of each kind at each size")
     parser.add_argument("--guests", default="100,20000", help="inventory sizes, comma-separated, ascending")
+    parser.add_argument("--concurrency", type=int, default=8, help="threads for the concurrent run (0: skip it)")
     parser.add_argument("--workers", type=int, default=0, help="pvebot worker processes to drain the queued jobs")
     parser.add_argument("--profile", help="write a cProfile of the largest size's commands to this file")
     parser.add_argument("--inventory-max-age", type=int, help="PVEBOT_INVENTORY_MAX_AGE for the run")
@@ -216,6 +243,10 @@ def main() -> None:
         if profiler:
             profiler.disable()
             profiler.dump_stats(args.profile)
+        if args.concurrency:
+            rate, latencies = run_concurrently(app, key, counter, n=n, threads=args.concurrency)
+            print(f"{size:>7}  {'all three, ' + str(args.concurrency) + ' threads':<17} {rate:>7.0f} "
+                  f"{statistics.median(latencies) * 1000:>8.1f} {percentile(latencies, .99) * 1000:>8.1f}")
     if len(sizes) > 1:
         ratios = ", ".join(f"{kind} {p50s[kind, sizes[-1]] / p50s[kind, sizes[0]]:.2f}x" for kind in KINDS)
         print(f"p50 at {sizes[-1]} guests / p50 at {sizes[0]}: {ratios}")

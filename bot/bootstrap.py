@@ -28,6 +28,7 @@ from commands import build_registry
 from core.clock import SystemClock
 from core.ports import Clock, Hypervisors, JobQueue, SecretCipher
 from core.services.deps import Deps
+from core.services.directory_cache import DirectoryCache
 
 log = logging.getLogger("pvebot")
 
@@ -149,6 +150,7 @@ def build_app(
         poll_interval=poll_interval,
         follow_grace=follow_grace,
         telemetry=telemetry,
+        directory_cache=DirectoryCache(clock=storage.clock),
     )
     dispatcher: Dispatcher = ObservedDispatcher(registry=build_registry(), deps=deps, directory=directory,
                                                 telemetry=telemetry, rate_limiter=_rate_limiter(settings, queue))

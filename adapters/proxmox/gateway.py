@@ -90,14 +90,15 @@ class ProxmoxHypervisor:
     def status(self, ref: GuestRef) -> GuestStatus:
         base = self._guest_path(ref)
         current = self._api.call("GET", f"{base}/status/current")
-        config = self._api.call("GET", f"{base}/config")
+        # /pending lists every key of the config with its current value beside any pending one:
+        # one call answers both
         pending = self._api.call("GET", f"{base}/pending")
         guest = mapping.guest_from_status(ref, current, pool=self._pool_of(ref))
         return GuestStatus(
             guest=guest,
             ips=self._ips(ref, current),
             qmp_status=current.get("qmpstatus"),
-            config=mapping.config_strings(config),
+            config=mapping.current_config(pending),
             pending=mapping.pending_changes(pending),
         )
 

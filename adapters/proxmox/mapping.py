@@ -126,6 +126,11 @@ def config_strings(config: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in config.items() if k != "digest"}
 
 
+def current_config(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """The config in force, from ``/pending``'s rows (a key only pending has no current value)."""
+    return config_strings({str(row["key"]): row["value"] for row in rows if "value" in row})
+
+
 def pending_changes(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
     """Only the keys with a pending value or a pending deletion."""
     pending: dict[str, str] = {}

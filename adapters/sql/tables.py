@@ -315,6 +315,15 @@ shell_outbox = Table(
     Column("at", UtcDateTime, nullable=False),
 )
 
+# One row: a number every write to users, identities, companies, clusters or pool bindings raises, in
+# the same transaction, so that each process can keep what it read of them until the number moves.
+directory_version = Table(
+    "directory_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", Integer, nullable=False),
+)
+
 mapper_registry = registry(metadata=metadata)
 _mapped = False
 

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.sql import repositories as r
-from adapters.sql.tables import start_mappers
-from core import ports
+from adapters.sql.tables import directory_version, start_mappers
+from core import model, ports
 from core.principal import Scope
+
+# what a principal and the ownership of guests are read from: a change to one raises the version
+_DIRECTORY = (model.User, model.ChatIdentity, model.Company, model.Cluster, model.PoolBinding)
+
+
+def _raise_directory_version(session: Session, _context: Any, _instances: Any) -> None:
+    if any(isinstance(o, _DIRECTORY) for o in chain(session.new, session.dirty, session.deleted)):
+        session.execute(update(directory_version).where(directory_version.c.id == 1)
+                        .values(version=directory_version.c.version + 1))
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -23,6 +33,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur = dbapi_connection.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
+            # in WAL mode NORMAL survives any crash of pvebot; only a power loss can cost the last
+            # commits, and a commit no longer waits for the disk (the embedded default, one machine)
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
@@ -86,6 +99,9 @@ class SqlUnitOfWork:
     def commit(self) -> None:
         self.session.commit()
 
+    def directory_version(self) -> int | None:
+        return self.session.execute(select(directory_version.c.version).where(directory_version.c.id == 1)).scalar()
+
     def rollback(self) -> None:
         self.session.rollback()
 
@@ -97,6 +113,7 @@ class SqlUnitOfWorkFactory:
         start_mappers()
         self.engine = engine
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
+        event.listen(self._sessions, "before_flush", _raise_directory_version)
 
     def __call__(self, scope: Scope) -> ports.UnitOfWork:
         return SqlUnitOfWork(self._sessions, scope)

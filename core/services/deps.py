@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.ports import Clock, Hypervisors, JobQueue, Notifier, UnitOfWorkFactory
+from core.services.directory_cache import DirectoryCache
 from core.telemetry import NullTelemetry, Telemetry
 
 
@@ -24,3 +25,5 @@ class Deps:
     # before it says the outcome is unknown: the task goes on in Proxmox whatever our connection does
     follow_grace: float = 60.0
     telemetry: Telemetry = field(default_factory=NullTelemetry)
+    # principals and pool ownership kept between commands while the directory version stays
+    directory_cache: DirectoryCache | None = None
