@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -77,8 +78,9 @@ class ProxmoxHypervisor:
     def _fetch_inventory(self) -> GuestIndex:
         rows = self._api.call("GET", "/cluster/resources", type="vm")
         kinds = mapping.KINDS
-        guests = (mapping.guest_from_resource(self.cluster_name, row) for row in rows if row.get("type") in kinds)
-        return GuestIndex.build(self.cluster_name, guests)
+        return GuestIndex.of_rows(self.cluster_name, (row for row in rows if row.get("type") in kinds),
+                                  key=mapping.resource_key,
+                                  make=partial(mapping.guest_from_resource, self.cluster_name))
 
     def _invalidate(self) -> None:
         self._inventory.invalidate()
