@@ -407,7 +407,7 @@ class SqlJobRepository(_Scoped):
     def last_for(self, *, cluster: str, vmid: int) -> Job | None:
         c = t.jobs.c
         # the database picks the one row: loading a company's recent jobs to find it cost more than the command
-        stmt = self._select().where(c.target["cluster"].as_string() == cluster, c.target["vmid"].as_integer() == vmid)
+        stmt = self._select().where(c.target_cluster == cluster, c.target_vmid == vmid)
         return self._session.scalars(stmt.order_by(c.created_at.desc(), c.id).limit(1)).first()
 
     def claim(self, job_id: str, *, now: datetime) -> bool:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -187,6 +188,11 @@ jobs = Table(
     Column("message_ref", JSON, nullable=False),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("queue_owner", String(96), nullable=True),
+    # the guest of ``target``, as columns: "the last job on this VM" (vm status) is then an index
+    # lookup, not a scan of every job there ever was (kept in step by adapters.sql.uow)
+    Column("target_cluster", String(64), nullable=True),
+    Column("target_vmid", Integer, nullable=True),
+    Index("ix_jobs_target_guest", "target_cluster", "target_vmid", "created_at"),
 )
 
 approval_requests = Table(

@@ -17,6 +17,14 @@ from core.principal import Scope
 _DIRECTORY = (model.User, model.ChatIdentity, model.Company, model.Cluster, model.PoolBinding)
 
 
+def _job_target_columns(_mapper: Any, _connection: Any, job: model.Job) -> None:
+    # the indexed copy of the target's guest (see tables.jobs); a job's target may gain its VMID later
+    vmid = job.target.get("vmid")
+    cluster = job.target.get("cluster")
+    setattr(job, "target_cluster", str(cluster)[:64] if cluster else None)  # noqa: B010 (mapped, not a field)
+    setattr(job, "target_vmid", vmid if isinstance(vmid, int) else None)  # noqa: B010
+
+
 def _raise_directory_version(session: Session, _context: Any, _instances: Any) -> None:
     if any(isinstance(o, _DIRECTORY) for o in chain(session.new, session.dirty, session.deleted)):
         session.execute(update(directory_version).where(directory_version.c.id == 1)
@@ -114,6 +122,9 @@ class SqlUnitOfWorkFactory:
         self.engine = engine
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
         event.listen(self._sessions, "before_flush", _raise_directory_version)
+        if not event.contains(model.Job, "before_insert", _job_target_columns):
+            event.listen(model.Job, "before_insert", _job_target_columns)
+            event.listen(model.Job, "before_update", _job_target_columns)
 
     def __call__(self, scope: Scope) -> ports.UnitOfWork:
         return SqlUnitOfWork(self._sessions, scope)
