@@ -116,6 +116,10 @@ class SshCluster:
             lines.append(f"        - {{name: {node.name}, host: 127.0.0.1, port: {node.port}{pinned}}}")
         return "\n".join(lines) + "\n"
 
+    def restart(self, name: str) -> None:
+        _stop(self.nodes[name])
+        _start(self.nodes[name])
+
     def new_host_key(self, name: str) -> str:
         """Reinstall-like: the node gets a new host key (sshd restarted with it)."""
         node = self.nodes[name]

@@ -299,3 +299,64 @@ def test_the_private_key_and_the_password_never_leave(tmp_path: Path, caplog: py
     # the corpus is real: it does hold what pvebot said and logged
     assert "lab/pve1 refused the password" in corpus and "ssh.host_key_refused" in corpus
     assert "refused lab/pve1: host key" in caplog.text
+
+
+def test_rotation_needs_quorum_and_a_failure_keeps_the_old_key(tmp_path: Path) -> None:
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=_doc(ssh), extra_env=_env(ssh)) as w:
+        _push(w)
+        (before,) = _pvebot_lines(ssh)
+        with w.sim.state.lock:
+            w.sim.state.quorate = False
+        refused = _run(w, ROOT, "cluster keys rotate lab")
+        assert "cluster lab has no quorum" in refused and "the current key keeps working" in refused, refused
+        assert _pvebot_lines(ssh) == [before]
+        with w.sim.state.lock:
+            w.sim.state.quorate = True
+        # pve2 down: the new key cannot be tested there, so it is taken out again
+        server = ssh.nodes["pve2"]
+        assert server.process is not None
+        server.process.terminate()
+        server.process.wait(timeout=10)
+        failed = _run(w, ROOT, "cluster keys rotate lab")
+        assert "❌ failed: rotation stopped: the new key does not work on pve2" in failed, failed
+        assert "the new key was taken out again; the old key still works" in failed
+        assert _pvebot_lines(ssh) == [before]
+        with w.app.deps.uow_factory(Scope.everything()) as uow:
+            cluster = uow.clusters.by_name("lab")
+            assert cluster is not None and cluster.id is not None
+            assert [k.public_key.split()[1] for k in uow.ssh.keys(cluster.id)] == [before.split()[2]]
+        ssh.restart("pve2")
+        health = _run(w, ROOT, "cluster keys health")
+        assert "✅ lab/pve1: ok" in health and "✅ lab/pve2: ok" in health, health
+
+
+def test_a_node_without_a_pin_is_not_logged_in_to_until_trusted(tmp_path: Path) -> None:
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=_doc(ssh, pin=False), extra_env=_env(ssh)) as w:
+        text = _run(w, ROOT, f"cluster keys push lab --password-env {PASSWORD_ENV}")
+        assert "no host key is pinned for lab/pve1" in text and ssh.nodes["pve1"].host_key in text, text
+        assert "Accepted" not in ssh.nodes["pve1"].log_text() and _pvebot_lines(ssh) == []
+        for name, node in ssh.nodes.items():
+            shown = _run(w, ROOT, f"cluster trust lab {name}")
+            assert f"lab/{name} shows host key {node.host_key} (nothing pinned yet)" in shown, shown
+            assert "pinned" in _run(w, ROOT, f"cluster trust lab {name} {node.host_key}")
+        assert "✅ pve2: pvebot's key works" in _push(w)
+
+
+def test_all_clusters_at_once_and_an_unreachable_one_answers_for_itself(tmp_path: Path) -> None:
+    def doc(server: SimServer) -> str:
+        text = _doc(ssh)(server)
+        start, end = text.index("  - name: lab\n"), text.index("companies:")
+        edge = text[start:end].replace("name: lab", "name: edge")
+        edge = re.sub(r"port: \d+", "port: 1", edge)  # nothing listens there
+        return text[:end] + edge + text[end:]
+
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=doc, extra_env=_env(ssh)) as w:
+        text = _run(w, ROOT, f"cluster keys push --all --password-env {PASSWORD_ENV}")
+        assert "push pvebot's SSH key to cluster lab" in text and "cluster edge" in text, text
+        queued = dict(re.findall(r"queued job-([a-z0-9]+): push pvebot's SSH key to cluster (\w+)", text))
+        states = {cluster: w.job_state(job) for job, cluster in queued.items()}
+        assert states == {"lab": "succeeded", "edge": "failed"}, text
+        assert "edge/pve1 could not be reached over SSH" in text, text
+        assert "name one cluster or give --all" in _run(w, ROOT, "cluster keys push lab --all")
+        health = _run(w, ROOT, "cluster keys health")
+        assert "✅ lab/pve1: ok" in health and "❌ edge/pve1:" in health, health
