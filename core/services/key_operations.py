@@ -86,7 +86,9 @@ def _push_steps(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -
     ssh = reach(target)
     nodes = ssh.nodes()
     active = ssh.key(SshKeyState.ACTIVE)
-    key = active or ssh.new_key()
+    # a first push that failed after appending left its key NEW: push that one again rather than leave its
+    # line behind in authorized_keys
+    key = active or ssh.key(SshKeyState.NEW) or ssh.new_key()
     login = ssh.credentials(active) if active else ssh.password(str(params.get("password_env") or ""))
     first = nodes[0]
 

@@ -360,3 +360,17 @@ def test_all_clusters_at_once_and_an_unreachable_one_answers_for_itself(tmp_path
         assert "name one cluster or give --all" in _run(w, ROOT, "cluster keys push lab --all")
         health = _run(w, ROOT, "cluster keys health")
         assert "✅ lab/pve1: ok" in health and "❌ edge/pve1:" in health, health
+
+
+def test_a_first_push_that_failed_half_way_is_finished_by_the_next_one(tmp_path: Path) -> None:
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=_doc(ssh), extra_env=_env(ssh)) as w:
+        server = ssh.nodes["pve2"]
+        assert server.process is not None
+        server.process.terminate()
+        server.process.wait(timeout=10)
+        failed = _run(w, ROOT, f"cluster keys push lab --password-env {PASSWORD_ENV}")
+        assert "❌ failed: pvebot's key does not work on pve2" in failed, failed
+        (line,) = _pvebot_lines(ssh)  # appended through pve1 before pve2 was tried
+        ssh.restart("pve2")
+        _push(w)
+        assert _pvebot_lines(ssh) == [line]  # the same key, not a second line beside an orphan
