@@ -24,6 +24,7 @@ import pytest
 
 from adapters.crypto import FernetCipher
 from adapters.shell.session import ShellSession
+from bot.bootstrap import build_maintenance
 from bot.yamlfile import dump
 from core.model import SshKeyState
 from core.principal import Scope
@@ -244,10 +245,21 @@ def test_node_upgrade_with_approval_streams_apt_and_announces_the_outcome(tmp_pa
         assert "-y" in apt[1] and "dist-upgrade" in apt[1] and "--force-confold" in apt[1]
 
         _delivered(w, root, root_out, "⬆️ lab/pve1 upgraded; ⚠️ reboot required")
-        # the periodic check announces a set of updates once
-        assert node_updates.check_all(w.app.deps) == 1
-        assert node_updates.check_all(w.app.deps) == 0
-        _delivered(w, root, root_out, "📦 2 updates on lab/pve1 (1 Proxmox)")
+        # the maintenance loop's check announces a set of updates once (and finds every key healthy)
+        maintenance = build_maintenance(w.app)
+        assert maintenance.check_clusters() == 1
+        assert maintenance.check_clusters() == 0
+        w.sim.offer_update("pve1", "pve-manager", "8.4.3", old_version="8.4.1", origin="Proxmox")
+        assert node_updates.check_all(w.app.deps) == 1  # a new version is a new set
+        title = "📦 2 updates on lab/pve1 (1 Proxmox)"
+        _delivered(w, root, root_out, title)
+        # both sets reach the channel (a burst arrives as one digest of their titles), each once
+        deadline = time.monotonic() + 15
+        while root_out.getvalue().count(title) < 2 and time.monotonic() < deadline:
+            outbox.deliver_due(w.app.deps)
+            root.flush()
+            time.sleep(0.2)
+        assert root_out.getvalue().count(title) == 2, root_out.getvalue()
 
 
 def _corpus(w: World, *texts: str) -> str:
