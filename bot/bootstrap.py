@@ -27,7 +27,7 @@ from bot.observe import ObservedDispatcher
 from commands import build_registry
 from core.clock import SystemClock
 from core.ports import Clock, Hypervisors, JobQueue, SecretCipher
-from core.services.deps import Deps
+from core.services.deps import Deps, SshDeps
 from core.services.directory_cache import DirectoryCache
 
 log = logging.getLogger("pvebot")
@@ -151,6 +151,7 @@ def build_app(
         follow_grace=follow_grace,
         telemetry=telemetry,
         directory_cache=DirectoryCache(clock=storage.clock),
+        ssh=_ssh(settings, storage),
     )
     dispatcher: Dispatcher = ObservedDispatcher(registry=build_registry(), deps=deps, directory=directory,
                                                 telemetry=telemetry, rate_limiter=_rate_limiter(settings, queue))
@@ -165,6 +166,15 @@ def build_app(
 
         queue.serve(lambda: run.install(deps, thread=True))
     return app
+
+
+def _ssh(settings: Settings, storage: Storage) -> SshDeps:
+    from adapters.ssh.keys import Ed25519KeyMaker
+    from adapters.ssh.shell import ParamikoShell
+
+    return SshDeps(shell=ParamikoShell(connect_timeout=float(settings.ssh_timeout)), keys=Ed25519KeyMaker(),
+                   cipher=storage.cipher, environ=settings.env, parallel=settings.ssh_parallel,
+                   command_timeout=3.0 * settings.ssh_timeout, upgrade_timeout=float(settings.job_timeout))
 
 
 def _queue(settings: Settings) -> JobQueue:
@@ -293,4 +303,5 @@ def build_maintenance(app: App, *, interval: float = 10.0) -> Maintenance:
     """The background sweep every pvebot process runs (not started yet)."""
     settings = app.settings
     return Maintenance(app.deps, interval=interval, stale_after=timedelta(seconds=settings.job_stale_seconds),
-                       start_timeout=timedelta(seconds=settings.job_start_timeout), owner_gone=owner_gone)
+                       start_timeout=timedelta(seconds=settings.job_start_timeout), owner_gone=owner_gone,
+                       check_interval=settings.cluster_check_interval)

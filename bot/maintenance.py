@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from adapters import outages
-from core.services import approvals, jobs, outbox
+from core.services import approvals, jobs, key_operations, node_updates, outbox
 from core.services.deps import Deps
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class Maintenance:
         stale_after: timedelta = timedelta(seconds=60),
         start_timeout: timedelta = timedelta(seconds=600),
         owner_gone: Callable[[str], bool] | None = None,
+        check_interval: float = 0,
     ) -> None:
         self.deps, self.interval = deps, interval
         self.stale_after, self.start_timeout, self.owner_gone = stale_after, start_timeout, owner_gone
@@ -57,6 +58,9 @@ class Maintenance:
         # the notification outbox: every process sends it; claims keep two from sending one row
         self._sender = threading.Thread(target=self._send_loop, name="pvebot-notify", daemon=True)
         self.send_interval = 0.5
+        # the clusters' package updates and pvebot's SSH keys: a slow check must not hold up the sweep
+        self.check_interval = check_interval
+        self._checker = threading.Thread(target=self._check_loop, name="pvebot-cluster-checks", daemon=True)
 
     def sweep(self) -> int:
         return sweep(self.deps, stale_after=self.stale_after, start_timeout=self.start_timeout,
@@ -66,7 +70,23 @@ class Maintenance:
         self._sweep_logged()
         self._thread.start()
         self._sender.start()
+        if self.check_interval > 0:
+            self._checker.start()
         return self
+
+    def check_clusters(self) -> int:
+        """One round of the periodic cluster checks: updates, then SSH key health; updates queued plus SSH problems."""
+        queued = node_updates.check_all(self.deps)
+        if self.deps.ssh is not None:
+            queued += sum(1 for h in key_operations.check_all(self.deps) if not h.ok)
+        return queued
+
+    def _check_loop(self) -> None:
+        while not self._stop.wait(self.check_interval):
+            try:
+                self.check_clusters()
+            except Exception:
+                log.exception("the periodic cluster checks failed")
 
     def _sweep_logged(self) -> None:
         try:

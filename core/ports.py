@@ -7,7 +7,7 @@ the real ones, and the tests pass fakes from ``tests/fakes.py``.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ from core.model import (
     BackupStore,
     ChatIdentity,
     Cluster,
+    ClusterState,
     Company,
     Guest,
     GuestIdentity,
@@ -37,8 +38,11 @@ from core.model import (
     Nic,
     OutboxMessage,
     OutboxState,
+    PackageUpdate,
     PoolBinding,
     Snapshot,
+    SshKey,
+    SshNode,
     Subscription,
     TaskInfo,
     TaskRef,
@@ -223,6 +227,22 @@ class Hypervisor(Protocol):
         ...
 
     def cancel_task(self, task: TaskRef) -> None: ...
+
+    def cluster_state(self) -> ClusterState:
+        """Quorum and the nodes online (``GET /cluster/status``)."""
+        ...
+
+    def apt_updates(self, node: str) -> builtins.list[PackageUpdate]:
+        """The updates the node's last ``apt-get update`` found (``GET /nodes/{node}/apt/update``)."""
+        ...
+
+    def refresh_updates(self, node: str) -> TaskRef:
+        """Run ``apt-get update`` on the node through the API, without notifying (``POST …/apt/update``)."""
+        ...
+
+    def proxmox_version(self, node: str) -> str | None:
+        """The running pve-manager version of the node (``GET /nodes/{node}/apt/versions``)."""
+        ...
 
 
 class Hypervisors(Protocol):
@@ -445,6 +465,17 @@ class OutboxRepository(Protocol):
     def pending(self, subscription_id: int) -> int: ...
 
 
+class SshRepository(Protocol):
+    """pvebot's SSH keys and the nodes it reaches per cluster; provider data, for an unrestricted scope only."""
+
+    def keys(self, cluster_id: int) -> builtins.list[SshKey]: ...
+    def add_key(self, key: SshKey) -> None: ...
+    def remove_key(self, key: SshKey) -> None: ...
+    def nodes(self, cluster_id: int) -> builtins.list[SshNode]: ...
+    def add_node(self, node: SshNode) -> None: ...
+    def remove_node(self, node: SshNode) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """A transaction over repositories that all see only ``scope``'s companies.
 
@@ -466,6 +497,7 @@ class UnitOfWork(Protocol):
     backup_owners: BackupOwnerRepository
     subscriptions: SubscriptionRepository
     outbox: OutboxRepository
+    ssh: SshRepository
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *args: object) -> None: ...
@@ -546,4 +578,64 @@ class Directory(Protocol):
         A separate question from the email because it is a costlier call (Microsoft Graph): the
         core asks it only when some company maps groups to roles.
         """
+        ...
+
+
+# ---- Remote shell (SSH) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShellTarget:
+    """One node as pvebot reaches it: address, login and the pinned host key (``SHA256:…``)."""
+
+    cluster: str
+    node: str
+    host: str
+    port: int
+    user: str
+    host_key: str | None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to log in: pvebot's private key (OpenSSH PEM) or, once, for a first push, a password.
+
+    Never printed: the representation names only which one it holds.
+    """
+
+    private_key: str | None = None
+    password: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Credentials(key={'yes' if self.private_key else 'no'}, password={'yes' if self.password else 'no'})"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_status: int
+    output: tuple[str, ...] = ()
+
+
+class RemoteShell(Protocol):
+    """Commands on cluster nodes over SSH, the host key checked against its pin before anything is sent.
+
+    Every method raises ``HostKeyMismatch`` (a changed host key: nothing was sent), ``HostKeyUnknown`` (no pin),
+    ``LoginFailed`` (the key or password was refused) or ``ExternalSystemError`` (unreachable, timed out).
+    """
+
+    def host_key(self, target: ShellTarget) -> str:
+        """The SHA-256 fingerprint the node shows, without logging in (for ``cluster trust``)."""
+        ...
+
+    def run(self, target: ShellTarget, credentials: Credentials, command: str, *, stdin: str | None = None,
+            on_line: Callable[[str], None] | None = None, timeout: float = 60.0) -> CommandResult:
+        """Run ``command``; each output line goes to ``on_line`` as it comes; stdout and stderr are merged."""
+        ...
+
+
+class KeyMaker(Protocol):
+    """Makes pvebot's SSH key pairs."""
+
+    def generate(self) -> tuple[str, str, str]:
+        """A new key: (private OpenSSH PEM, public line ``ssh-ed25519 AAAA…``, fingerprint ``SHA256:…``)."""
         ...

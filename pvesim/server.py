@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from pvesim import api_backup, api_cluster, api_guests, api_network  # noqa: F401  (registers the routes)
+from pvesim import api_backup, api_cluster, api_guests, api_network, api_updates  # noqa: F401  (registers the routes)
 from pvesim.context import ROUTES, Call, Listing, SimContext
 from pvesim.faults import Faults
 from pvesim.schema import SchemaIndex

@@ -25,11 +25,14 @@ from core.model import (
     BackupJob,
     BackupStore,
     Cluster,
+    ClusterState,
     Guest,
     GuestIdentity,
     GuestRef,
     GuestStatus,
     Nic,
+    NodeState,
+    PackageUpdate,
     Snapshot,
     TaskInfo,
     TaskRef,
@@ -392,6 +395,35 @@ class ProxmoxHypervisor:
             self._api.call("DELETE", f"/nodes/{task.node}/tasks/{task.upid}")
 
     # -- helpers -------------------------------------------------------------------------
+
+    # -- cluster and package updates ----------------------------------------------------------
+
+    def cluster_state(self) -> ClusterState:
+        rows = self._api.call("GET", "/cluster/status")
+        head = next((r for r in rows if r.get("type") == "cluster"), None)
+        nodes = tuple(sorted((NodeState(name=str(r["name"]), online=bool(int(r.get("online") or 0)))
+                              for r in rows if r.get("type") == "node"), key=lambda n: n.name))
+        # a standalone node has no cluster row: it has quorum with itself
+        quorate = True if head is None else bool(int(head.get("quorate") or 0))
+        return ClusterState(quorate=quorate, nodes=nodes)
+
+    def apt_updates(self, node: str) -> list[PackageUpdate]:
+        rows = self._api.call("GET", f"/nodes/{quote(node, safe='')}/apt/update")
+        return [PackageUpdate(package=str(r["Package"]), version=str(r.get("Version") or ""),
+                              old_version=str(r["OldVersion"]) if r.get("OldVersion") else None,
+                              origin=str(r.get("Origin") or ""), title=str(r.get("Title") or ""))
+                for r in rows if r.get("Package")]
+
+    def refresh_updates(self, node: str) -> TaskRef:
+        upid = self._api.call("POST", f"/nodes/{quote(node, safe='')}/apt/update", notify=0, quiet=1)
+        return self._task(node, upid)
+
+    def proxmox_version(self, node: str) -> str | None:
+        rows = self._api.call("GET", f"/nodes/{quote(node, safe='')}/apt/versions")
+        for row in rows:
+            if row.get("Package") == "pve-manager":
+                return str(row.get("ManagerVersion") or row.get("Version") or "") or None
+        return None
 
     def _guest_path(self, ref: GuestRef) -> str:
         if ref.kind not in mapping.KINDS:

@@ -33,6 +33,8 @@ from core.model import (
     OutboxMessage,
     OutboxState,
     PoolBinding,
+    SshKey,
+    SshNode,
     Subscription,
     SubscriptionState,
     Topic,
@@ -573,3 +575,43 @@ class SqlIpAssignmentRepository(_Scoped):
         )
         self._session.expire_all()
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+class SqlSshRepository(_Scoped):
+    """pvebot's SSH keys and nodes: provider data, so a scoped (company) caller sees none and may add none."""
+
+    def keys(self, cluster_id: int) -> builtins.list[SshKey]:
+        if not self._scope.unrestricted:
+            return []
+        stmt = select(SshKey).where(t.ssh_keys.c.cluster_id == cluster_id).order_by(t.ssh_keys.c.id)
+        return list(self._session.scalars(stmt))
+
+    def add_key(self, key: SshKey) -> None:
+        self._unrestricted()
+        self._session.add(key)
+        self._session.flush()
+
+    def remove_key(self, key: SshKey) -> None:
+        self._unrestricted()
+        self._session.delete(key)
+        self._session.flush()
+
+    def nodes(self, cluster_id: int) -> builtins.list[SshNode]:
+        if not self._scope.unrestricted:
+            return []
+        stmt = select(SshNode).where(t.ssh_nodes.c.cluster_id == cluster_id).order_by(t.ssh_nodes.c.node)
+        return list(self._session.scalars(stmt))
+
+    def add_node(self, node: SshNode) -> None:
+        self._unrestricted()
+        self._session.add(node)
+        self._session.flush()
+
+    def remove_node(self, node: SshNode) -> None:
+        self._unrestricted()
+        self._session.delete(node)
+        self._session.flush()
+
+    def _unrestricted(self) -> None:
+        if not self._scope.unrestricted:
+            raise NotFound("cluster not found")

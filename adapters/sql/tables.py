@@ -330,6 +330,36 @@ directory_version = Table(
     Column("version", Integer, nullable=False),
 )
 
+# pvebot's SSH key per cluster (the private half encrypted like the API token) and the nodes it reaches
+ssh_keys = Table(
+    "ssh_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cluster_id", Integer, ForeignKey("clusters.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("private_key_encrypted", Text, nullable=False),
+    Column("public_key", String(200), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("state", _enum(model.SshKeyState, "ssh_key_state"), nullable=False),
+    Column("comment", String(200), nullable=False),
+)
+
+ssh_nodes = Table(
+    "ssh_nodes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cluster_id", Integer, ForeignKey("clusters.id", ondelete="CASCADE"), nullable=False),
+    Column("node", String(64), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("user", String(64), nullable=False),
+    Column("host_key", String(64), nullable=True),
+    Column("keys_file", String(255), nullable=False),
+    Column("health", String(200), nullable=True),
+    Column("checked_at", UtcDateTime, nullable=True),
+    UniqueConstraint("cluster_id", "node", name="uq_ssh_nodes_cluster_node"),
+)
+
 mapper_registry = registry(metadata=metadata)
 _mapped = False
 
@@ -361,4 +391,6 @@ def start_mappers() -> None:
     mapper_registry.map_imperatively(model.BackupOwner, backup_owners)
     mapper_registry.map_imperatively(model.Subscription, subscriptions)
     mapper_registry.map_imperatively(model.OutboxMessage, notify_outbox)
+    mapper_registry.map_imperatively(model.SshKey, ssh_keys)
+    mapper_registry.map_imperatively(model.SshNode, ssh_nodes)
     _mapped = True

@@ -75,6 +75,7 @@ class SqlUnitOfWork:
     backup_owners: ports.BackupOwnerRepository
     subscriptions: ports.SubscriptionRepository
     outbox: ports.OutboxRepository
+    ssh: ports.SshRepository
 
     def __init__(self, session_factory: sessionmaker[Session], scope: Scope) -> None:
         self._session_factory = session_factory
@@ -97,6 +98,7 @@ class SqlUnitOfWork:
         self.backup_owners = r.SqlBackupOwnerRepository(s, scope)
         self.subscriptions = r.SqlSubscriptionRepository(s, scope)
         self.outbox = r.SqlOutboxRepository(s, scope)
+        self.ssh = r.SqlSshRepository(s, scope)
         return self
 
     def __exit__(self, *args: object) -> None:

@@ -22,7 +22,7 @@ from core.ports import Hypervisor, UnitOfWork
 from core.principal import Principal, Scope
 from core.services import audit, catalog, channels, jobs, operations
 from core.services.deps import Deps
-from core.services.operations import Target
+from core.services.operations import PROVIDER_COMPANY_ID, Target
 
 log = logging.getLogger(__name__)
 
@@ -406,7 +406,9 @@ def card(deps: Deps, approval: ApprovalRequest) -> Reply:
             Action("Approve", f"approve {label}", ActionStyle.PRIMARY, allowed),
             Action("Deny", f"deny {label}", ActionStyle.DANGER, allowed),
         )
-        text, severity = "Waiting for an approver (company admin, not the requester).", Severity.WARNING
+        provider = approval.company_id == PROVIDER_COMPANY_ID
+        who = "another super_admin" if provider else "company admin, not the requester"
+        text, severity = f"Waiting for an approver ({who}).", Severity.WARNING
     else:
         text = _already(deps, approval).replace(" already", "")
         severity = Severity.SUCCESS if approval.state in (ApprovalState.APPROVED, ApprovalState.EXECUTED) \

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from core.ports import Clock, Hypervisors, JobQueue, Notifier, UnitOfWorkFactory
+from core.ports import Clock, Hypervisors, JobQueue, KeyMaker, Notifier, RemoteShell, SecretCipher, UnitOfWorkFactory
 from core.services.directory_cache import DirectoryCache
 from core.telemetry import NullTelemetry, Telemetry
+
+
+@dataclass(frozen=True)
+class SshDeps:
+    """What SSH work needs: the shell, a key maker, the cipher for keys at rest, and where passwords are read."""
+
+    shell: RemoteShell
+    keys: KeyMaker
+    cipher: SecretCipher
+    # the process environment ``--password-env VAR`` names a variable of (read when the job runs, never kept)
+    environ: Mapping[str, str]
+    # how many clusters the ``--all`` forms and the periodic checks work on at once
+    parallel: int = 4
+    # how long one command on a node may take (an upgrade: long; a login test: seconds)
+    command_timeout: float = 30.0
+    upgrade_timeout: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -27,3 +44,4 @@ class Deps:
     telemetry: Telemetry = field(default_factory=NullTelemetry)
     # principals and pool ownership kept between commands while the directory version stays
     directory_cache: DirectoryCache | None = None
+    ssh: SshDeps | None = None

@@ -60,6 +60,10 @@ USED_ENDPOINTS: tuple[tuple[str, str], ...] = (
     ("GET", "/nodes/{node}/tasks/{upid}/status"),
     ("GET", "/nodes/{node}/tasks/{upid}/log"),
     ("DELETE", "/nodes/{node}/tasks/{upid}"),
+    ("GET", "/cluster/status"),
+    ("GET", "/nodes/{node}/apt/update"),
+    ("POST", "/nodes/{node}/apt/update"),
+    ("GET", "/nodes/{node}/apt/versions"),
 )
 
 SOURCE_NOTE = (

@@ -72,6 +72,23 @@ def shown(value: Any, *, secret_like: bool = False) -> str:
 
 
 @dataclass(frozen=True)
+class SshNodeSpec:
+    """A node pvebot reaches over SSH; ``host_key`` None leaves it to ``cluster trust`` (or keeps its pin)."""
+
+    name: str
+    host: str
+    port: int
+    host_key: str | None
+
+
+@dataclass(frozen=True)
+class SshSpec:
+    user: str
+    authorized_keys: str
+    nodes: tuple[SshNodeSpec, ...]
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     name: str
     api_urls: tuple[str, ...]
@@ -81,6 +98,7 @@ class ClusterSpec:
     tls_value: str | None
     shared_templates: tuple[int, ...]
     path: PathT
+    ssh: SshSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -255,7 +273,7 @@ def validate(doc: Any, *, locate: Locate, env: Mapping[str, str]) -> Spec:
 
 
 def _clusters(c: _Checker, doc: Mapping[str, Any], spec: Spec, env: Mapping[str, str]) -> None:
-    allowed = ("name", "api_urls", "token_id", "token_secret_env", "tls", "shared_templates")
+    allowed = ("name", "api_urls", "token_id", "token_secret_env", "tls", "shared_templates", "ssh")
     for path, item in c.items(doc, "clusters"):
         # tls is required: there is no "system CA" mode, and a default would hide an unverified connection
         if not c.mapping(item, path, allowed=allowed,
@@ -273,11 +291,47 @@ def _clusters(c: _Checker, doc: Mapping[str, Any], spec: Spec, env: Mapping[str,
         mode, value = _tls(c, item["tls"], (*path, "tls")) if "tls" in item else (None, None)
         templates = item.get("shared_templates") or []
         vmids = [c.integer(v, (*path, "shared_templates", i), low=100, high=999999999) for i, v in enumerate(templates)]
+        ssh = _ssh(c, item["ssh"], (*path, "ssh")) if "ssh" in item else None
         if name and urls and token_id and env_name and mode:
             spec.clusters.append(
                 ClusterSpec(name, tuple(urls), token_id, env_name, mode, value,
-                            tuple(v for v in vmids if v is not None), path)
+                            tuple(v for v in vmids if v is not None), path, ssh)
             )
+
+
+_SSH_FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_ABS_PATH = re.compile(r"^/[^\s'\"$`\\]+$")
+
+
+def _ssh(c: _Checker, ssh: Any, path: PathT) -> SshSpec | None:
+    if not c.mapping(ssh, path, allowed=("user", "authorized_keys", "nodes"), required=("nodes",)):
+        return None
+    user = c.string(ssh.get("user", "root"), (*path, "user"), _USER, "a login name like root")
+    keys = c.string(ssh.get("authorized_keys", "/etc/pve/priv/authorized_keys"), (*path, "authorized_keys"),
+                    _ABS_PATH, "an absolute path without spaces or quotes")
+    nodes: list[SshNodeSpec] = []
+    for npath, node in c.items(ssh, "nodes") if isinstance(ssh.get("nodes"), list) else []:
+        npath = (*path, *npath)
+        if not c.mapping(node, npath, allowed=("name", "host", "port", "host_key"), required=("name", "host")):
+            continue
+        name = c.string(node.get("name"), (*npath, "name"), _NAME, "the Proxmox node name")
+        host = c.string(node.get("host"), (*npath, "host"), _HOST, "an address or host name")
+        port = c.integer(node.get("port", 22), (*npath, "port"), low=1, high=65535)
+        host_key = None
+        if node.get("host_key") is not None:
+            host_key = c.string(node.get("host_key"), (*npath, "host_key"), _SSH_FINGERPRINT,
+                                "SHA256: and 43 characters, as `ssh-keygen -lf` prints it")
+            if host_key is None:
+                continue
+        if name and host and port is not None:
+            nodes.append(SshNodeSpec(name, host, port, host_key))
+    if not isinstance(ssh.get("nodes"), list) or not ssh.get("nodes"):
+        c.fail((*path, "nodes"), "needs at least one node")
+    if user and keys and nodes:
+        return SshSpec(user, keys, tuple(nodes))
+    return None
 
 
 def _token_secret_env(c: _Checker, value: Any, path: PathT) -> str | None:

@@ -1,7 +1,7 @@
 """The directory version: raised by every write to who-is-who and who-owns-what, read once per lookup
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0009_ssh
 Create Date: 2026-12-02
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0007"
+down_revision = "0009_ssh"
 branch_labels = None
 depends_on = None
 
