@@ -27,6 +27,7 @@ from bot.observe import ObservedDispatcher
 from commands import build_registry
 from core.clock import SystemClock
 from core.ports import Clock, Hypervisors, JobQueue, SecretCipher
+from core.services import event_sources
 from core.services.deps import Deps
 
 log = logging.getLogger("pvebot")
@@ -291,4 +292,5 @@ def build_maintenance(app: App, *, interval: float = 10.0) -> Maintenance:
     """The background sweep every pvebot process runs (not started yet)."""
     settings = app.settings
     return Maintenance(app.deps, interval=interval, stale_after=timedelta(seconds=settings.job_stale_seconds),
-                       start_timeout=timedelta(seconds=settings.job_start_timeout), owner_gone=owner_gone)
+                       start_timeout=timedelta(seconds=settings.job_start_timeout), owner_gone=owner_gone,
+                       events=event_sources.PollPolicy(interval=timedelta(seconds=settings.events_poll_seconds)))

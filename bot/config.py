@@ -43,6 +43,8 @@ class Settings:
     # the oldest inventory a command may be answered from; a background refresh starts at half of it
     inventory_max_age: int = 5
     shutdown_grace: int = 25
+    # how often each cluster's backup runs are pulled from its task history (one process per cluster)
+    events_poll_seconds: int = 60
     # Slack
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_signing_secret: str | None = field(default=None, repr=False)
@@ -137,6 +139,7 @@ class Settings:
             job_start_timeout=integer("PVEBOT_JOB_START_TIMEOUT", 600, 5, 86400),
             inventory_max_age=integer("PVEBOT_INVENTORY_MAX_AGE", 5, 1, 600),
             shutdown_grace=integer("PVEBOT_SHUTDOWN_GRACE", 25, 1, 3600),
+            events_poll_seconds=integer("PVEBOT_EVENTS_POLL_SECONDS", 60, 1, 3600),
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_signing_secret=get("SLACK_SIGNING_SECRET"),
             slack_app_token=get("SLACK_APP_TOKEN"),
@@ -171,6 +174,8 @@ DOCUMENTED: tuple[tuple[str, str, str], ...] = (
                                       "background from half of that"),
     ("PVEBOT_SHUTDOWN_GRACE", "25", "seconds `pvebot serve` gives requests in flight, and the posts they owe, "
                                     "after SIGTERM"),
+    ("PVEBOT_EVENTS_POLL_SECONDS", "60", "seconds between pulls of each cluster's backup runs from its task "
+                                         "history (one process polls a cluster at a time)"),
     ("SLACK_BOT_TOKEN", "(unset)", "Slack bot token `xoxb-…`"),
     ("SLACK_SIGNING_SECRET", "(unset)", "Slack signing secret (HTTP mode)"),
     ("SLACK_APP_TOKEN", "(unset)", "Slack app-level token `xapp-…`: Socket Mode"),

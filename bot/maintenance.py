@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 
 from adapters import outages
-from core.services import approvals, jobs, outbox
+from core.services import approvals, event_sources, jobs, outbox
 from core.services.deps import Deps
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ class Maintenance:
         stale_after: timedelta = timedelta(seconds=60),
         start_timeout: timedelta = timedelta(seconds=600),
         owner_gone: Callable[[str], bool] | None = None,
+        events: event_sources.PollPolicy | None = None,
+        owner: str = "",
     ) -> None:
         self.deps, self.interval = deps, interval
         self.stale_after, self.start_timeout, self.owner_gone = stale_after, start_timeout, owner_gone
@@ -57,6 +61,10 @@ class Maintenance:
         # the notification outbox: every process sends it; claims keep two from sending one row
         self._sender = threading.Thread(target=self._send_loop, name="pvebot-notify", daemon=True)
         self.send_interval = 0.5
+        # backup runs pulled from each cluster's task history; the lease names this process
+        self.events = events or event_sources.PollPolicy()
+        self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}"
+        self._poller = threading.Thread(target=self._poll_loop, name="pvebot-events", daemon=True)
 
     def sweep(self) -> int:
         return sweep(self.deps, stale_after=self.stale_after, start_timeout=self.start_timeout,
@@ -66,6 +74,7 @@ class Maintenance:
         self._sweep_logged()
         self._thread.start()
         self._sender.start()
+        self._poller.start()
         return self
 
     def _sweep_logged(self) -> None:
@@ -95,5 +104,25 @@ class Maintenance:
                 else:
                     log.exception("sending notifications failed")
 
+    def poll_events(self) -> int:
+        return event_sources.poll(self.deps, owner=self.owner, policy=self.events)
+
+    def _poll_loop(self) -> None:
+        wait = 0.0  # the first poll at start: what happened while no process ran
+        while not self._stop.wait(wait):
+            wait = self.events.interval.total_seconds()
+            try:
+                self.poll_events()
+            except Exception as e:
+                outage = outages.describe(e)
+                if outage is not None:
+                    log.warning("backup events wait: %s", outage)
+                else:
+                    log.exception("polling backup events failed")
+
     def stop(self) -> None:
         self._stop.set()
+        try:
+            event_sources.release(self.deps, owner=self.owner)
+        except Exception:
+            log.warning("could not release the backup-event poller leases; they expire on their own")

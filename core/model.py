@@ -494,6 +494,23 @@ class Subscription:
     id: int | None = None
 
 
+@dataclass(eq=False)
+class EventSource:
+    """How one cluster tells pvebot of its events: the webhook pvebot installed there (push), if any.
+
+    ``secret_encrypted`` is the random token Proxmox sends back as a header, stored like a cluster's
+    API token; the pull reconciler needs nothing of this (it reads the task history).
+    """
+
+    cluster_id: int
+    secret_encrypted: str | None = None
+    url: str | None = None
+    installed_at: datetime | None = None
+
+    def __repr__(self) -> str:  # never show the (encrypted) secret
+        return f"EventSource(cluster_id={self.cluster_id!r}, url={self.url!r})"
+
+
 class OutboxState(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"

@@ -25,6 +25,7 @@ from core.model import (
     ChatIdentity,
     Cluster,
     Company,
+    EventSource,
     Guest,
     GuestIdentity,
     GuestRef,
@@ -210,8 +211,9 @@ class Hypervisor(Protocol):
         ...
 
     def tasks(self, *, node: str, typefilter: str, since: int | None = None,
-              limit: int = 500) -> builtins.list[TaskInfo]:
-        """A node's finished tasks of one type, newest first (``GET /nodes/{node}/tasks``)."""
+              limit: int = 500, source: str = "archive") -> builtins.list[TaskInfo]:
+        """A node's tasks of one type, newest first (``GET /nodes/{node}/tasks``): finished ones
+        (``source="archive"``), or running ones too (``"all"``, their status None)."""
         ...
 
     def task_log(self, *, node: str, upid: str, limit: int = 5000) -> builtins.list[str]:
@@ -445,6 +447,32 @@ class OutboxRepository(Protocol):
     def pending(self, subscription_id: int) -> int: ...
 
 
+class EventSourceRepository(Protocol):
+    """Per cluster: the installed webhook, who polls it now (a lease), where each node's poll got to,
+    and which events were recorded already (unscoped: system work only)."""
+
+    def get(self, cluster_id: int) -> EventSource | None: ...
+    def save(self, source: EventSource) -> None: ...
+
+    def take_lease(self, cluster_id: int, *, owner: str, now: datetime, until: datetime) -> bool:
+        """Hold the cluster's poller until ``until``; False while another live owner holds it."""
+        ...
+
+    def release_lease(self, cluster_id: int, *, owner: str) -> None: ...
+
+    def cursor(self, cluster_id: int, node: str) -> int | None:
+        """The task start time (epoch) the node's next poll reads from; None before its first poll."""
+        ...
+
+    def set_cursor(self, cluster_id: int, node: str, since: int) -> None: ...
+
+    def seen(self, key: str) -> bool: ...
+
+    def mark_seen(self, key: str, *, at: datetime) -> bool:
+        """Record that event ``key`` was handled; False (nothing changed) when it had been already."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """A transaction over repositories that all see only ``scope``'s companies.
 
@@ -466,6 +494,7 @@ class UnitOfWork(Protocol):
     backup_owners: BackupOwnerRepository
     subscriptions: SubscriptionRepository
     outbox: OutboxRepository
+    event_sources: EventSourceRepository
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *args: object) -> None: ...

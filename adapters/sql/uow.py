@@ -54,6 +54,7 @@ class SqlUnitOfWork:
     backup_owners: ports.BackupOwnerRepository
     subscriptions: ports.SubscriptionRepository
     outbox: ports.OutboxRepository
+    event_sources: ports.EventSourceRepository
 
     def __init__(self, session_factory: sessionmaker[Session], scope: Scope) -> None:
         self._session_factory = session_factory
@@ -76,6 +77,7 @@ class SqlUnitOfWork:
         self.backup_owners = r.SqlBackupOwnerRepository(s, scope)
         self.subscriptions = r.SqlSubscriptionRepository(s, scope)
         self.outbox = r.SqlOutboxRepository(s, scope)
+        self.event_sources = r.SqlEventSourceRepository(s, scope)
         return self
 
     def __exit__(self, *args: object) -> None:
