@@ -506,6 +506,10 @@ class EventSource:
     secret_encrypted: str | None = None
     url: str | None = None
     installed_at: datetime | None = None
+    last_push_at: datetime | None = None
+    # who polls the cluster now (a process id) and until when, for ``events status``
+    poller: str | None = None
+    poller_until: datetime | None = None
 
     def __repr__(self) -> str:  # never show the (encrypted) secret
         return f"EventSource(cluster_id={self.cluster_id!r}, url={self.url!r})"

@@ -227,6 +227,51 @@ class Hypervisor(Protocol):
     def cancel_task(self, task: TaskRef) -> None: ...
 
 
+@dataclass(frozen=True)
+class WebhookTarget:
+    """A cluster's webhook notification target as the API shows it (secret values never are)."""
+
+    name: str
+    url: str
+    comment: str = ""
+    secret_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NotificationMatcher:
+    name: str
+    targets: tuple[str, ...]
+    match_fields: tuple[str, ...]
+    comment: str = ""
+
+
+class ClusterNotifications(Protocol):
+    """A cluster's notification configuration (``/cluster/notifications``): webhook targets and matchers."""
+
+    def webhooks(self) -> builtins.list[WebhookTarget]: ...
+
+    def save_webhook(self, name: str, *, url: str, headers: dict[str, str], body: str, secrets: dict[str, str],
+                     comment: str, create: bool) -> None:
+        """Create or replace a webhook target; header values, the body and the URL are templates."""
+        ...
+
+    def delete_webhook(self, name: str) -> None: ...
+    def matchers(self) -> builtins.list[NotificationMatcher]: ...
+
+    def save_matcher(self, name: str, *, targets: builtins.list[str], match_fields: builtins.list[str],
+                     comment: str, create: bool) -> None: ...
+
+    def delete_matcher(self, name: str) -> None: ...
+
+    def test_target(self, name: str) -> None:
+        """Have the cluster send a test notification through target ``name`` now.
+
+        Raises:
+            ExternalSystemError: the cluster could not deliver it (the receiver refused or is unreachable).
+        """
+        ...
+
+
 class Hypervisors(Protocol):
     """Gives the :class:`Hypervisor` of a configured cluster."""
 
@@ -459,6 +504,8 @@ class EventSourceRepository(Protocol):
         ...
 
     def release_lease(self, cluster_id: int, *, owner: str) -> None: ...
+    def pushed(self, cluster_id: int, *, at: datetime) -> None: ...
+    def cursors(self, cluster_id: int) -> dict[str, int]: ...
 
     def cursor(self, cluster_id: int, node: str) -> int | None:
         """The task start time (epoch) the node's next poll reads from; None before its first poll."""

@@ -364,12 +364,12 @@ class SqlEventSourceRepository(_Scoped):
 
     def get(self, cluster_id: int) -> EventSource | None:
         c = t.event_sources.c
-        row = self._session.execute(select(c.cluster_id, c.secret_encrypted, c.url, c.installed_at)
-                                    .where(c.cluster_id == cluster_id)).first()
+        row = self._session.execute(select(t.event_sources).where(c.cluster_id == cluster_id)).first()
         if row is None:
             return None
         return EventSource(cluster_id=row.cluster_id, secret_encrypted=row.secret_encrypted, url=row.url,
-                           installed_at=_utc(row.installed_at))
+                           installed_at=_utc(row.installed_at), last_push_at=_utc(row.last_push_at),
+                           poller=row.lease_owner, poller_until=_utc(row.lease_until))
 
     def _ensure(self, cluster_id: int) -> None:
         # the row may be created by another process at the same moment: a savepoint keeps ours going
@@ -387,6 +387,15 @@ class SqlEventSourceRepository(_Scoped):
         self._session.execute(update(t.event_sources).where(t.event_sources.c.cluster_id == source.cluster_id)
                               .values(secret_encrypted=source.secret_encrypted, url=source.url,
                                       installed_at=source.installed_at))
+
+    def pushed(self, cluster_id: int, *, at: datetime) -> None:
+        self._session.execute(update(t.event_sources).where(t.event_sources.c.cluster_id == cluster_id)
+                              .values(last_push_at=at).execution_options(synchronize_session=False))
+
+    def cursors(self, cluster_id: int) -> dict[str, int]:
+        c = t.event_cursors.c
+        return {str(node): int(since) for node, since in
+                self._session.execute(select(c.node, c.since).where(c.cluster_id == cluster_id).order_by(c.node))}
 
     def take_lease(self, cluster_id: int, *, owner: str, now: datetime, until: datetime) -> bool:
         # one conditional UPDATE: of two processes only one polls the cluster; a dead one's lease expires

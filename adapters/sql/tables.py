@@ -313,6 +313,7 @@ event_sources = Table(
     Column("secret_encrypted", Text, nullable=True),
     Column("url", String(500), nullable=True),
     Column("installed_at", UtcDateTime, nullable=True),
+    Column("last_push_at", UtcDateTime, nullable=True),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", UtcDateTime, nullable=True),
 )

@@ -188,7 +188,12 @@ def pushed_by(deps: Deps, *, cipher: SecretCipher, cluster_name: str, token: str
         expected = cipher.decrypt(source.secret_encrypted)
     given = (token or "").encode("utf-8", "replace")
     same = hmac.compare_digest(given, expected.encode())
-    return cluster if same and expected is not _NOTHING else None
+    if not same or expected is _NOTHING or cluster is None or cluster.id is None:
+        return None
+    with deps.uow_factory(Scope.everything()) as uow:
+        uow.event_sources.pushed(cluster.id, at=deps.clock.now())
+        uow.commit()
+    return cluster
 
 
 def pull_pushed(deps: Deps, cluster: Cluster, node: str, *, policy: PollPolicy | None = None) -> Pulled:

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("secret_encrypted", sa.Text(), nullable=True),
         sa.Column("url", sa.String(length=500), nullable=True),
         sa.Column("installed_at", UtcDateTime(), nullable=True),
+        sa.Column("last_push_at", UtcDateTime(), nullable=True),
         sa.Column("lease_owner", sa.String(length=64), nullable=True),
         sa.Column("lease_until", UtcDateTime(), nullable=True),
         sa.ForeignKeyConstraint(["cluster_id"], ["clusters.id"], name=op.f("fk_event_sources_cluster_id_clusters"),
