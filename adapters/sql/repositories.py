@@ -267,6 +267,13 @@ class SqlSubscriptionRepository(_Scoped):
             stmt = stmt.where(c.state == SubscriptionState.ACTIVE)
         return builtins.list(self._session.scalars(stmt))
 
+    def listeners(self, topic: Topic) -> builtins.list[Subscription]:
+        # deliberately unscoped (system work, like the outbox): an event is recorded in the unit of work
+        # of the change it is about, whoever made it; message_for applies the tenant rule to each one
+        c = t.subscriptions.c
+        stmt = select(Subscription).where(c.topic == topic, c.state == SubscriptionState.ACTIVE).order_by(c.id)
+        return builtins.list(self._session.scalars(stmt))
+
     def add(self, subscription: Subscription) -> None:
         if subscription.company_id is None and not self._scope.unrestricted:
             raise NotFound("company not found")

@@ -17,8 +17,18 @@ from dataclasses import dataclass
 from core import rbac
 from core.chat import ConversationRef, Field, Reply, Severity, Table
 from core.errors import InvalidArguments, NotFound, PermissionDenied
-from core.ids import show_job
-from core.model import Job, JobState, OutboxMessage, Role, Subscription, SubscriptionState, Topic
+from core.ids import show_approval, show_job
+from core.model import (
+    ApprovalRequest,
+    ApprovalState,
+    Job,
+    JobState,
+    OutboxMessage,
+    Role,
+    Subscription,
+    SubscriptionState,
+    Topic,
+)
 from core.ports import Clock, UnitOfWork
 from core.principal import Principal, Scope
 from core.services.deps import Deps
@@ -244,7 +254,7 @@ def record(uow: UnitOfWork, event: Event, *, clock: Clock) -> int:
     """Queue ``event`` for every subscription that hears of it, in the caller's (unscoped) unit of work.
 
     Args:
-        uow: an unrestricted unit of work; the caller commits (with the change the event is about).
+        uow: the unit of work of the change the event is about; the caller commits.
         event: what happened.
         clock: when it was queued.
 
@@ -252,7 +262,9 @@ def record(uow: UnitOfWork, event: Event, *, clock: Clock) -> int:
         How many messages were queued (an event recorded before queues none again).
     """
     queued = 0
-    for subscription in uow.subscriptions.list(topic=event.topic, active_only=True):
+    # every subscription of the topic, whatever the unit of work's scope (an approval is recorded in
+    # its requester's): who hears is decided by message_for, the tenant rule
+    for subscription in uow.subscriptions.listeners(event.topic):
         found = message_for(subscription, event)
         if found is not None:
             reply, summary, failed = found
@@ -277,6 +289,37 @@ def job_event(job: Job) -> Event:
     return Event(topic=Topic.JOBS, key=f"job:{job.id}", company_id=job.company_id, failed=failed,
                  title=f"{mark} {show_job(job.id)} {job.state.value}: {job.summary}"[:300], text=job.result[:1000],
                  vm=str(job.target.get("name") or "") or None, vmid=vmid if isinstance(vmid, int) else None)
+
+
+_DECIDED = {
+    ApprovalState.PENDING: ("🔔", "requested by"),
+    ApprovalState.APPROVED: ("✅", "approved by"),
+    ApprovalState.DENIED: ("⛔", "denied by"),
+    ApprovalState.EXPIRED: ("⌛", "expired: nobody decided; closed by"),
+    ApprovalState.FAILED: ("❌", "could not run; closed by"),
+}
+
+
+def approval_event(approval: ApprovalRequest, *, by: str) -> Event:
+    """A new approval request or its decision, for the company's ``approvals`` subscribers (and the provider's).
+
+    Args:
+        approval: the request, in the state it has just been stored in.
+        by: who asked or decided (a name of the company's own people, or pvebot).
+    """
+    mark, verb = _DECIDED.get(approval.state, ("•", f"{approval.state.value} by"))
+    target = approval.target.get("detail") or approval.target.get("label") or approval.target.get("name") or "?"
+    what = f"{show_approval(approval.id)} {approval.action} on {target}"
+    detail = approval.reason if approval.state is ApprovalState.PENDING else approval.decision_note
+    text = f"{verb} {by}" + (f": {detail}" if detail else "")
+    if approval.state is ApprovalState.PENDING:
+        shown = show_approval(approval.id)
+        text += f"\nexpires {approval.expires_at:%Y-%m-%d %H:%M} UTC; decide with 'approve {shown}'"
+    vmid = approval.target.get("vmid")
+    failed = approval.state in (ApprovalState.DENIED, ApprovalState.EXPIRED, ApprovalState.FAILED)
+    return Event(topic=Topic.APPROVALS, key=f"approval:{approval.id}:{approval.state.value}",
+                 company_id=approval.company_id, failed=failed, title=f"{mark} {what}"[:300], text=text[:1000],
+                 vm=str(approval.target.get("name") or "") or None, vmid=vmid if isinstance(vmid, int) else None)
 
 
 def digest(messages: list[tuple[str, bool]]) -> Reply:

@@ -259,3 +259,54 @@ def test_a_settled_jobs_outcome_reaches_its_companys_subscribers_only(w: World) 
     (text,) = w.slack.to("C0ACMEOPS")
     assert "failed: start web-01" in text and "VM 100 is locked" in text
     assert w.slack.to("C0GLOBEX") == []
+
+
+def test_approval_requests_and_decisions_reach_the_companys_approvals_subscribers(tmp_path: Path) -> None:
+    from tests.fakes import FakeHypervisors, FakeQueue
+
+    clock = FakeClock()
+    with database("sqlite", tmp_path) as url:
+        storage = make_storage(url, clock=clock)
+        provision(storage)
+        hypervisors = FakeHypervisors()
+        lab = hypervisors.cluster("lab")
+        lab.add(101, "web-01", pool="acme")
+        lab.add(102, "db-01", pool="acme", status="stopped")
+        lab.add(201, "gx-01", pool="globex", status="stopped")
+        app = test_app(storage, hypervisors=hypervisors, queue=FakeQueue())
+        slack = FakeSlack(clock)
+        app.notifier.add("slack", slack)
+        w = World(app, clock, slack)
+        try:
+            w.run("notify subscribe approvals", as_="alice@acme.example", where=ACME_CH)
+            w.run("notify subscribe approvals --only failures", as_="erin@acme.example", where=HOST_CH)
+            w.run("notify subscribe approvals", as_="carol@globex.example", where=GLOBEX_CH)
+            w.run("notify subscribe approvals --all", as_="root@host.example", where=HOST_CH)
+            asked = w.run("vm delete db-01 --reason cleanup", as_="bob@acme.example", where=ACME_CH)
+            assert "approval" in asked
+            w.deliver()
+            (requested,) = w.slack.to("C0ACMEOPS")
+            assert "vm.delete on db-01" in requested
+            assert "requested by Bob User: cleanup" in requested
+            approval_id = requested.split("apr-", 1)[1].split()[0]
+            clock.advance(seconds=2)
+            w.run(f"deny apr-{approval_id} not today", as_="alice@acme.example", where=ACME_CH)
+            w.deliver()
+            decided = w.slack.to("C0ACMEOPS")[1]
+            assert "denied by Alice Admin" in decided and f"apr-{approval_id}" in decided
+            # the provider channel heard both; the failures-only one only the denial; globex nothing
+            host = w.slack.to("C0HOSTOPS")
+            assert len(host) == 2 and "🔔" in host[0] and "⛔" in host[1] and "⛔" not in host[0]
+            assert w.slack.to("C0GLOBEX") == []
+            import sqlalchemy as sa
+
+            from adapters.sql import tables as t
+
+            c = t.notify_outbox.c
+            with storage.engine.connect() as conn:
+                keys = sorted((r.subscription_id, r.event_key.rsplit(":", 1)[1], r.state) for r in conn.execute(
+                    sa.select(c.subscription_id, c.event_key, c.state)))
+            assert keys == [(1, "denied", "sent"), (1, "pending", "sent"), (2, "denied", "sent"),
+                            (4, "denied", "sent"), (4, "pending", "sent")]
+        finally:
+            app.close()
