@@ -27,7 +27,7 @@ from bot.observe import ObservedDispatcher
 from commands import build_registry
 from core.clock import SystemClock
 from core.ports import Clock, Hypervisors, JobQueue, SecretCipher
-from core.services import event_sources
+from core.services import event_sources, outbox
 from core.services.deps import Deps
 
 log = logging.getLogger("pvebot")
@@ -293,4 +293,5 @@ def build_maintenance(app: App, *, interval: float = 10.0) -> Maintenance:
     settings = app.settings
     return Maintenance(app.deps, interval=interval, stale_after=timedelta(seconds=settings.job_stale_seconds),
                        start_timeout=timedelta(seconds=settings.job_start_timeout), owner_gone=owner_gone,
-                       events=event_sources.PollPolicy(interval=timedelta(seconds=settings.events_poll_seconds)))
+                       events=event_sources.PollPolicy(interval=timedelta(seconds=settings.events_poll_seconds)),
+                       sending=outbox.Policy(lease=timedelta(seconds=settings.notify_lease_seconds)))

@@ -45,6 +45,8 @@ class Settings:
     shutdown_grace: int = 25
     # how often each cluster's backup runs are pulled from its task history (one process per cluster)
     events_poll_seconds: int = 60
+    # how long a sender holds the notifications it is sending; a dead sender's pass to another after it
+    notify_lease_seconds: int = 60
     # Slack
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_signing_secret: str | None = field(default=None, repr=False)
@@ -140,6 +142,7 @@ class Settings:
             inventory_max_age=integer("PVEBOT_INVENTORY_MAX_AGE", 5, 1, 600),
             shutdown_grace=integer("PVEBOT_SHUTDOWN_GRACE", 25, 1, 3600),
             events_poll_seconds=integer("PVEBOT_EVENTS_POLL_SECONDS", 60, 1, 3600),
+            notify_lease_seconds=integer("PVEBOT_NOTIFY_LEASE_SECONDS", 60, 2, 3600),
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_signing_secret=get("SLACK_SIGNING_SECRET"),
             slack_app_token=get("SLACK_APP_TOKEN"),
@@ -176,6 +179,8 @@ DOCUMENTED: tuple[tuple[str, str, str], ...] = (
                                     "after SIGTERM"),
     ("PVEBOT_EVENTS_POLL_SECONDS", "60", "seconds between pulls of each cluster's backup runs from its task "
                                          "history (one process polls a cluster at a time)"),
+    ("PVEBOT_NOTIFY_LEASE_SECONDS", "60", "seconds a process holds the notifications it is sending; those of a "
+                                          "process that died are sent by another after this"),
     ("SLACK_BOT_TOKEN", "(unset)", "Slack bot token `xoxb-…`"),
     ("SLACK_SIGNING_SECRET", "(unset)", "Slack signing secret (HTTP mode)"),
     ("SLACK_APP_TOKEN", "(unset)", "Slack app-level token `xapp-…`: Socket Mode"),

@@ -53,6 +53,7 @@ class Maintenance:
         owner_gone: Callable[[str], bool] | None = None,
         events: event_sources.PollPolicy | None = None,
         owner: str = "",
+        sending: outbox.Policy | None = None,
     ) -> None:
         self.deps, self.interval = deps, interval
         self.stale_after, self.start_timeout, self.owner_gone = stale_after, start_timeout, owner_gone
@@ -61,6 +62,7 @@ class Maintenance:
         # the notification outbox: every process sends it; claims keep two from sending one row
         self._sender = threading.Thread(target=self._send_loop, name="pvebot-notify", daemon=True)
         self.send_interval = 0.5
+        self.sending = sending or outbox.Policy()
         # backup runs pulled from each cluster's task history; the lease names this process
         self.events = events or event_sources.PollPolicy()
         self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}"
@@ -91,7 +93,7 @@ class Maintenance:
         quiet_until = 0.0
         while not self._stop.wait(self.send_interval):
             try:
-                outbox.deliver_due(self.deps)
+                outbox.deliver_due(self.deps, policy=self.sending)
             except Exception as e:
                 # twice a second during an outage would bury the log: one line a minute says as much
                 now = time.monotonic()
