@@ -53,6 +53,7 @@ def _apply(args: argparse.Namespace, settings: Settings) -> int:
     from bot.yamlfile import LocatedDocument
     from core.principal import Scope
     from core.services import channels, provisioning
+    from core.services.provisioning import subscriptions as declared
 
     storage = open_storage(settings)
     doc = LocatedDocument.read(Path(args.file))
@@ -64,6 +65,7 @@ def _apply(args: argparse.Namespace, settings: Settings) -> int:
         # as the file would leave it, dry run or not (read before a rollback expires the rows)
         waiting = [f"! company {company.slug}: {channels.describe(resolution)}"
                    for company, resolution in channels.waiting(uow)]
+        waiting += declared.waiting(uow)
         if args.dry_run:
             uow.rollback()
         else:

@@ -491,6 +491,8 @@ class Subscription:
     state: SubscriptionState = SubscriptionState.ACTIVE
     problem: str | None = None
     last_delivery_at: datetime | None = None
+    # written by the provisioning file (which keeps it as declared), not typed in the channel
+    declared: bool = False
     id: int | None = None
 
 

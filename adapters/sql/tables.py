@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
@@ -280,6 +281,8 @@ subscriptions = Table(
     Column("state", _enum(model.SubscriptionState, "subscription_state"), nullable=False),
     Column("problem", String(300), nullable=True),
     Column("last_delivery_at", UtcDateTime, nullable=True),
+    # declared by the provisioning file, which adds and removes these (never those typed in chat)
+    Column("declared", Boolean, nullable=False, server_default=false()),
 )
 
 # One row per message to send: written in the transaction that records the event, sent by

@@ -31,6 +31,7 @@ from core.model import (
 )
 from core.ports import Clock, UnitOfWork
 from core.principal import Principal, Scope
+from core.services import channels
 from core.services.deps import Deps
 
 # topics only the provider's own channels hear
@@ -109,6 +110,8 @@ def subscribe(
 class Listed:
     subscription: Subscription
     pending: int
+    # why its channel cannot be posted into yet (a Teams channel the bot was never added to); None: it can
+    waiting: str | None = None
 
 
 def list_subscriptions(deps: Deps, principal: Principal) -> list[Listed]:
@@ -116,7 +119,12 @@ def list_subscriptions(deps: Deps, principal: Principal) -> list[Listed]:
     rbac.require(principal, rbac.Perm.NOTIFY_READ)
     with deps.uow_factory(principal.scope) as uow:
         found = uow.subscriptions.list()
-        return [Listed(s, uow.outbox.pending(s.id)) for s in found if s.id is not None]
+        listed = []
+        for s in found:
+            if s.id is not None:
+                resolution = channels.resolve(uow, s.channel)
+                listed.append(Listed(s, uow.outbox.pending(s.id), resolution.problem if resolution.waiting else None))
+        return listed
 
 
 def unsubscribe(deps: Deps, principal: Principal, subscription_id: int) -> Subscription:
@@ -338,6 +346,10 @@ def describe(listed: Listed, *, company_slug: str | None) -> tuple[str, ...]:
     s = listed.subscription
     filters = ", ".join(x for x in (f"vm {s.vm}" if s.vm else "", "failures only" if s.only_failures else "") if x)
     state = s.state.value + (f": {s.problem}" if s.problem else "")
+    if listed.waiting and s.state is SubscriptionState.ACTIVE:
+        state = f"waiting: {listed.waiting}"
+    if s.declared:
+        state += " (declared)"
     if listed.pending:
         state += f" ({listed.pending} waiting)"
     last = f"{s.last_delivery_at:%m-%d %H:%M}" if s.last_delivery_at else "never"

@@ -310,3 +310,53 @@ def test_approval_requests_and_decisions_reach_the_companys_approvals_subscriber
                             (4, "denied", "sent"), (4, "pending", "sent")]
         finally:
             app.close()
+
+
+_DECLARED = """\
+notifications:
+  - {topic: updates, channel: "slack:C0HOSTOPS"}
+"""
+
+
+def _with_declared(acme_notifications: str) -> str:
+    from tests.support import STANDARD_DOC
+
+    anchor = "    quotas: {vms: 20, cores: 64, memory_gb: 256, disk_gb: 2000}\n"
+    assert STANDARD_DOC.count(anchor) == 1
+    return _DECLARED + STANDARD_DOC.replace(anchor, anchor + acme_notifications)
+
+
+def test_subscriptions_declared_in_the_provisioning_file(w: World) -> None:
+    import pytest as _pytest
+
+    from core.errors import ConfigurationError
+    from core.services import provisioning
+
+    acme = ('    notifications:\n'
+            '      - {topic: backups, channel: "teams:19:acme-ops@thread.tacv2", only_failures: true}\n'
+            '      - {topic: jobs, channel: "slack:C0ACMEJOBS", vm: web-01}\n')
+    storage = w.app.storage
+    changes = provision(storage, _with_declared(acme))
+    assert "+ subscription backups teams:19:acme-ops@thread.tacv2 --only failures for acme" in changes
+    assert "+ subscription updates slack:C0HOSTOPS for every company" in changes
+    assert provision(storage, _with_declared(acme)) == []  # a second run changes nothing
+    w.run("notify subscribe backups", as_="alice@acme.example", where=ACME_CH)  # typed, not declared
+    listing = w.run("notify list", as_="alice@acme.example", where=ACME_CH)
+    assert "teams:19:acme-ops@thread.tacv2" in listing and "waiting: the bot has not been added" in listing
+    assert "(declared)" in listing and "updates" not in listing  # the provider's is not acme's to see
+    assert "updates" in w.run("notify list", as_="root@host.example", where=HOST_CH)
+    with storage.uow_factory(Scope.everything()) as uow:
+        exported = provisioning.export(uow)
+    assert exported["notifications"] == [{"topic": "updates", "channel": "slack:C0HOSTOPS"}]
+    acme_entry = next(c for c in exported["companies"] if c["slug"] == "acme")
+    assert {"topic": "jobs", "channel": "slack:C0ACMEJOBS", "vm": "web-01"} in acme_entry["notifications"]
+    # the file is authoritative over what it declared, never over what was typed
+    changes = provision(storage, _with_declared("    notifications: []\n"))
+    assert sorted(c[0] for c in changes) == ["-", "-"]
+    listing = w.run("notify list", as_="alice@acme.example", where=ACME_CH)
+    assert "slack:C0ACMEOPS" in listing and "teams:19:acme-ops" not in listing
+    for bad, why in (("      - {topic: updates, channel: \"slack:C1\"}\n", "updates are for the provider"),
+                     ("      - {topic: weather, channel: \"slack:C1\"}\n", "unknown topic 'weather'"),
+                     ("      - {topic: jobs, channel: \"C1\"}\n", "slack:C0123ABCD or teams:")):
+        with _pytest.raises(ConfigurationError, match=why):
+            provision(storage, _with_declared("    notifications:\n" + bad))

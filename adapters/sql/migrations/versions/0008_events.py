@@ -1,4 +1,4 @@
-"""Events from clusters: the installed webhook and poller lease per cluster, poll cursors, events seen
+"""Events from clusters (webhook and poller lease per cluster, poll cursors, events seen); declared subscriptions
 
 Revision ID: 0008_events
 Revises: 0007
@@ -48,9 +48,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("event_key", name=op.f("pk_event_seen")),
     )
     op.create_index(op.f("ix_event_seen_seen_at"), "event_seen", ["seen_at"], unique=False)
+    with op.batch_alter_table("subscriptions") as batch:
+        batch.add_column(sa.Column("declared", sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("subscriptions") as batch:
+        batch.drop_column("declared")
     op.drop_table("event_seen")
     op.drop_table("event_cursors")
     op.drop_table("event_sources")
