@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from adapters.sql import migrate
+from adapters.sql.uow import make_engine
 from core.chat import ConversationRef, MessageRef, Reply
 from core.model import Topic
 from core.principal import Scope
 from core.services import event_sources, notifications, outbox
 from tests.e2e.shell_world import World, world
-from tests.support import principal
+from tests.support import mariadb_database, principal
 
 pytestmark = pytest.mark.slow
 POLICY = event_sources.PollPolicy(interval=timedelta(seconds=1))
@@ -43,9 +46,16 @@ class Recorder:
         return [r.plain_text() for c, r in self.posts if c == channel]
 
 
-@pytest.fixture
-def w(tmp_path: Path) -> Iterator[tuple[World, Recorder]]:
-    with world(tmp_path, queue="embedded", task_seconds=0.05) as w:
+@pytest.fixture(params=["sqlite", "mariadb"])
+def w(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[World, Recorder]]:
+    with ExitStack() as stack:
+        url = None
+        if request.param == "mariadb":
+            url = stack.enter_context(mariadb_database())
+            engine = make_engine(url)
+            migrate.upgrade(engine)
+            engine.dispose()
+        w = stack.enter_context(world(tmp_path, queue="embedded", task_seconds=0.05, database_url=url))
         recorder = Recorder()
         w.app.notifier.add("slack", recorder)
         w.sim.add_guest(vmid=300, name="orphan-01", node="pve2", status="running")  # in no bound pool
