@@ -524,6 +524,10 @@ class EventSourceRepository(Protocol):
         """Record that event ``key`` was handled; False (nothing changed) when it had been already."""
         ...
 
+    def forget_seen(self, *, before: datetime) -> int:
+        """Drop the records of events handled before ``before``; how many went."""
+        ...
+
 
 class UnitOfWork(Protocol):
     """A transaction over repositories that all see only ``scope``'s companies.

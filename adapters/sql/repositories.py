@@ -441,6 +441,11 @@ class SqlEventSourceRepository(_Scoped):
         return self._session.scalar(select(t.event_seen.c.event_key).where(t.event_seen.c.event_key == key[:255])
                                     ) is not None
 
+    def forget_seen(self, *, before: datetime) -> int:
+        result = self._session.execute(delete(t.event_seen).where(t.event_seen.c.seen_at < before)
+                                       .execution_options(synchronize_session=False))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
     def mark_seen(self, key: str, *, at: datetime) -> bool:
         try:
             with self._session.begin_nested():

@@ -25,6 +25,7 @@ from core.services import backup_events, notifications
 from core.services.deps import Deps
 
 log = logging.getLogger(__name__)
+SEEN_FOR = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,10 @@ def poll(deps: Deps, *, owner: str, policy: PollPolicy | None = None) -> int:
     policy = policy or PollPolicy()
     with deps.uow_factory(Scope.everything()) as uow:
         clusters = uow.clusters.list()
+        # a run is looked for again only while a cursor can still reach it (the lookback, or a run that
+        # kept a cursor back while it went on); a week is far beyond either
+        uow.event_sources.forget_seen(before=deps.clock.now() - SEEN_FOR)
+        uow.commit()
     recorded = 0
     for cluster in clusters:
         try:

@@ -150,3 +150,17 @@ def test_one_process_polls_a_cluster_at_a_time(w: tuple[World, Recorder]) -> Non
     event_sources.release(deps, owner="a")
     assert event_sources.poll_cluster(deps, cluster, owner="b", policy=POLICY) == 0
     assert event_sources.poll_cluster(deps, cluster, owner="a", policy=POLICY) is None
+
+
+def test_forgotten_seen_runs_are_still_sent_once(w: tuple[World, Recorder]) -> None:
+    world_, slack = w
+    deps = world_.app.deps
+    _finished(world_, world_.sim.run_backup_job("nightly"))
+    assert event_sources.poll(deps, owner="test-a", policy=POLICY) == 2
+    with deps.uow_factory(Scope.everything()) as uow:
+        assert uow.event_sources.forget_seen(before=deps.clock.now() + timedelta(seconds=1)) == 2
+        uow.commit()
+    # the cursor still reaches the runs (it is inclusive): read again, but the outbox's key holds
+    assert event_sources.poll(deps, owner="test-a", policy=POLICY) == 2
+    _deliver(world_)
+    assert len(slack.to("C0ACME")) == 1 and len(slack.to("C0GLOBEX")) == 1 and len(slack.to("C0HOST")) == 1
