@@ -27,6 +27,7 @@ from bot.observe import ObservedDispatcher
 from commands import build_registry
 from core.clock import SystemClock
 from core.ports import Clock, Hypervisors, JobQueue, SecretCipher
+from core.services import event_sources, outbox
 from core.services.deps import Deps, SshDeps
 from core.services.directory_cache import DirectoryCache
 
@@ -304,4 +305,6 @@ def build_maintenance(app: App, *, interval: float = 10.0) -> Maintenance:
     settings = app.settings
     return Maintenance(app.deps, interval=interval, stale_after=timedelta(seconds=settings.job_stale_seconds),
                        start_timeout=timedelta(seconds=settings.job_start_timeout), owner_gone=owner_gone,
-                       check_interval=settings.cluster_check_interval)
+                       check_interval=settings.cluster_check_interval,
+                       events=event_sources.PollPolicy(interval=timedelta(seconds=settings.events_poll_seconds)),
+                       sending=outbox.Policy(lease=timedelta(seconds=settings.notify_lease_seconds)))

@@ -491,7 +491,30 @@ class Subscription:
     state: SubscriptionState = SubscriptionState.ACTIVE
     problem: str | None = None
     last_delivery_at: datetime | None = None
+    # written by the provisioning file (which keeps it as declared), not typed in the channel
+    declared: bool = False
     id: int | None = None
+
+
+@dataclass(eq=False)
+class EventSource:
+    """How one cluster tells pvebot of its events: the webhook pvebot installed there (push), if any.
+
+    ``secret_encrypted`` is the random token Proxmox sends back as a header, stored like a cluster's
+    API token; the pull reconciler needs nothing of this (it reads the task history).
+    """
+
+    cluster_id: int
+    secret_encrypted: str | None = None
+    url: str | None = None
+    installed_at: datetime | None = None
+    last_push_at: datetime | None = None
+    # who polls the cluster now (a process id) and until when, for ``events status``
+    poller: str | None = None
+    poller_until: datetime | None = None
+
+    def __repr__(self) -> str:  # never show the (encrypted) secret
+        return f"EventSource(cluster_id={self.cluster_id!r}, url={self.url!r})"
 
 
 class OutboxState(enum.StrEnum):

@@ -26,6 +26,7 @@ from core.model import (
     Cluster,
     ClusterState,
     Company,
+    EventSource,
     Guest,
     GuestIdentity,
     GuestRef,
@@ -214,8 +215,9 @@ class Hypervisor(Protocol):
         ...
 
     def tasks(self, *, node: str, typefilter: str, since: int | None = None,
-              limit: int = 500) -> builtins.list[TaskInfo]:
-        """A node's finished tasks of one type, newest first (``GET /nodes/{node}/tasks``)."""
+              limit: int = 500, source: str = "archive") -> builtins.list[TaskInfo]:
+        """A node's tasks of one type, newest first (``GET /nodes/{node}/tasks``): finished ones
+        (``source="archive"``), or running ones too (``"all"``, their status None)."""
         ...
 
     def task_log(self, *, node: str, upid: str, limit: int = 5000) -> builtins.list[str]:
@@ -242,6 +244,51 @@ class Hypervisor(Protocol):
 
     def proxmox_version(self, node: str) -> str | None:
         """The running pve-manager version of the node (``GET /nodes/{node}/apt/versions``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    """A cluster's webhook notification target as the API shows it (secret values never are)."""
+
+    name: str
+    url: str
+    comment: str = ""
+    secret_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NotificationMatcher:
+    name: str
+    targets: tuple[str, ...]
+    match_fields: tuple[str, ...]
+    comment: str = ""
+
+
+class ClusterNotifications(Protocol):
+    """A cluster's notification configuration (``/cluster/notifications``): webhook targets and matchers."""
+
+    def webhooks(self) -> builtins.list[WebhookTarget]: ...
+
+    def save_webhook(self, name: str, *, url: str, headers: dict[str, str], body: str, secrets: dict[str, str],
+                     comment: str, create: bool) -> None:
+        """Create or replace a webhook target; header values, the body and the URL are templates."""
+        ...
+
+    def delete_webhook(self, name: str) -> None: ...
+    def matchers(self) -> builtins.list[NotificationMatcher]: ...
+
+    def save_matcher(self, name: str, *, targets: builtins.list[str], match_fields: builtins.list[str],
+                     comment: str, create: bool) -> None: ...
+
+    def delete_matcher(self, name: str) -> None: ...
+
+    def test_target(self, name: str) -> None:
+        """Have the cluster send a test notification through target ``name`` now.
+
+        Raises:
+            ExternalSystemError: the cluster could not deliver it (the receiver refused or is unreachable).
+        """
         ...
 
 
@@ -430,6 +477,11 @@ class SubscriptionRepository(Protocol):
 
     def get(self, subscription_id: int) -> Subscription | None: ...
     def list(self, *, topic: Topic | None = None, active_only: bool = False) -> builtins.list[Subscription]: ...
+
+    def listeners(self, topic: Topic) -> builtins.list[Subscription]:
+        """Every active subscription of ``topic`` in every scope: recording an event is system work, and
+        :func:`core.services.notifications.message_for` decides what each one hears."""
+        ...
     def add(self, subscription: Subscription) -> None: ...
     def remove(self, subscription: Subscription) -> None: ...
 
@@ -476,6 +528,38 @@ class SshRepository(Protocol):
     def remove_node(self, node: SshNode) -> None: ...
 
 
+class EventSourceRepository(Protocol):
+    """Per cluster: the installed webhook, who polls it now (a lease), where each node's poll got to,
+    and which events were recorded already (unscoped: system work only)."""
+
+    def get(self, cluster_id: int) -> EventSource | None: ...
+    def save(self, source: EventSource) -> None: ...
+
+    def take_lease(self, cluster_id: int, *, owner: str, now: datetime, until: datetime) -> bool:
+        """Hold the cluster's poller until ``until``; False while another live owner holds it."""
+        ...
+
+    def release_lease(self, cluster_id: int, *, owner: str) -> None: ...
+    def pushed(self, cluster_id: int, *, at: datetime) -> None: ...
+    def cursors(self, cluster_id: int) -> dict[str, int]: ...
+
+    def cursor(self, cluster_id: int, node: str) -> int | None:
+        """The task start time (epoch) the node's next poll reads from; None before its first poll."""
+        ...
+
+    def set_cursor(self, cluster_id: int, node: str, since: int) -> None: ...
+
+    def seen(self, key: str) -> bool: ...
+
+    def mark_seen(self, key: str, *, at: datetime) -> bool:
+        """Record that event ``key`` was handled; False (nothing changed) when it had been already."""
+        ...
+
+    def forget_seen(self, *, before: datetime) -> int:
+        """Drop the records of events handled before ``before``; how many went."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """A transaction over repositories that all see only ``scope``'s companies.
 
@@ -498,6 +582,7 @@ class UnitOfWork(Protocol):
     subscriptions: SubscriptionRepository
     outbox: OutboxRepository
     ssh: SshRepository
+    event_sources: EventSourceRepository
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *args: object) -> None: ...

@@ -368,6 +368,13 @@ class SimState:
         # GET /cluster/status: the corosync cluster's name and whether it has quorum
         self.cluster_name = "lab"
         self.quorate = True
+        # /etc/pve/notifications.cfg: webhook targets and matchers as the API took them; the
+        # secrets (priv/notifications.cfg) apart, never returned by the API
+        self.webhooks: dict[str, dict[str, Any]] = {}
+        self.webhook_secrets: dict[str, dict[str, str]] = {}
+        self.matchers: dict[str, dict[str, Any]] = {}
+        # every webhook request sent: (target, url, headers, body, HTTP status or the error)
+        self.webhook_sent: list[tuple[str, str, dict[str, str], str, str]] = []
 
     def node(self, name: str) -> SimNode:
         found = self.nodes.get(name)

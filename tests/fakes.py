@@ -279,7 +279,8 @@ class FakeHypervisor:
         self.calls.append(("run_backup", node))
         return None
 
-    def tasks(self, *, node: str, typefilter: str, since: int | None = None, limit: int = 500) -> list[TaskInfo]:
+    def tasks(self, *, node: str, typefilter: str, since: int | None = None, limit: int = 500,
+              source: str = "archive") -> list[TaskInfo]:
         return [t for t in reversed(self.history) if t.node == node and t.type == typefilter
                 and (since is None or t.starttime >= since)]
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
@@ -286,6 +287,8 @@ subscriptions = Table(
     Column("state", _enum(model.SubscriptionState, "subscription_state"), nullable=False),
     Column("problem", String(300), nullable=True),
     Column("last_delivery_at", UtcDateTime, nullable=True),
+    # declared by the provisioning file, which adds and removes these (never those typed in chat)
+    Column("declared", Boolean, nullable=False, server_default=false()),
 )
 
 # One row per message to send: written in the transaction that records the event, sent by
@@ -307,6 +310,40 @@ notify_outbox = Table(
     Column("claimed_until", UtcDateTime, nullable=True),
     Column("sent_at", UtcDateTime, nullable=True),
     UniqueConstraint("subscription_id", "event_key", name="uq_notify_outbox_event"),
+)
+
+# Per cluster: the webhook pvebot installed (its secret encrypted like an API token) and the poller's
+# lease, taken by one conditional UPDATE so one process polls a cluster at a time.
+event_sources = Table(
+    "event_sources",
+    metadata,
+    Column("cluster_id", Integer, ForeignKey("clusters.id", ondelete="CASCADE"), primary_key=True,
+           autoincrement=False),
+    Column("secret_encrypted", Text, nullable=True),
+    Column("url", String(500), nullable=True),
+    Column("installed_at", UtcDateTime, nullable=True),
+    Column("last_push_at", UtcDateTime, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+)
+
+# Where each node's task-history poll got to: the start time (epoch) the next poll reads from.
+event_cursors = Table(
+    "event_cursors",
+    metadata,
+    Column("cluster_id", Integer, ForeignKey("clusters.id", ondelete="CASCADE"), primary_key=True,
+           autoincrement=False),
+    Column("node", String(64), primary_key=True),
+    Column("since", Integer, nullable=False),
+)
+
+# Events recorded already (``vzdump:<cluster>:<node>:<upid>``): a push and a pull of one run, or two
+# polls that both list it, read its log once. The outbox's own unique key is what makes delivery once.
+event_seen = Table(
+    "event_seen",
+    metadata,
+    Column("event_key", String(255), primary_key=True),
+    Column("seen_at", UtcDateTime, nullable=False, index=True),
 )
 
 # Messages for terminal sessions: workers anywhere append, the shell that owns the

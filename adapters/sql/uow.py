@@ -76,6 +76,7 @@ class SqlUnitOfWork:
     subscriptions: ports.SubscriptionRepository
     outbox: ports.OutboxRepository
     ssh: ports.SshRepository
+    event_sources: ports.EventSourceRepository
 
     def __init__(self, session_factory: sessionmaker[Session], scope: Scope) -> None:
         self._session_factory = session_factory
@@ -99,6 +100,7 @@ class SqlUnitOfWork:
         self.subscriptions = r.SqlSubscriptionRepository(s, scope)
         self.outbox = r.SqlOutboxRepository(s, scope)
         self.ssh = r.SqlSshRepository(s, scope)
+        self.event_sources = r.SqlEventSourceRepository(s, scope)
         return self
 
     def __exit__(self, *args: object) -> None:

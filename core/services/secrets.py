@@ -33,6 +33,14 @@ def rotate(uow: UnitOfWork, *, old: SecretCipher, new: SecretCipher, clock: Cloc
             if new.decrypt(sealed) != private:  # pragma: no cover - a broken cipher, not a user error
                 raise RuntimeError("re-encryption check failed")
             key.private_key_encrypted = sealed
+        # the webhook secret pvebot installed on the cluster, if any, is kept under the same key
+        source = uow.event_sources.get(cluster.id) if cluster.id is not None else None
+        if source is not None and source.secret_encrypted:
+            plaintext = old.decrypt(source.secret_encrypted)
+            source.secret_encrypted = new.encrypt(plaintext)
+            if new.decrypt(source.secret_encrypted) != plaintext:  # pragma: no cover - a broken cipher
+                raise RuntimeError("re-encryption check failed")
+            uow.event_sources.save(source)
             count += 1
     audit.record(uow, clock=clock, actor=actor, action="secrets.rotated", detail={"count": count})
     return count

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigurationError
-from core.model import Role, TlsMode
+from core.model import Role, TlsMode, Topic
 from core.services.catalog import CATALOG
 from core.services.identity import GROUP_ROLES
 
@@ -137,6 +137,20 @@ class NetworkSpec:
 
 
 @dataclass(frozen=True)
+class SubscriptionSpec:
+    """A notification subscription the file declares: a channel hears a topic of its company (or every company)."""
+
+    topic: Topic
+    channel: str
+    vm: str | None = None
+    only_failures: bool = False
+
+    @property
+    def key(self) -> tuple[Topic, str, str | None, bool]:
+        return self.topic, self.channel, self.vm, self.only_failures
+
+
+@dataclass(frozen=True)
 class CompanySpec:
     slug: str
     name: str
@@ -148,6 +162,8 @@ class CompanySpec:
     teams_groups: tuple[GroupSpec, ...] = ()
     networks: tuple[NetworkSpec, ...] = ()
     backup: dict[str, Any] = field(default_factory=dict)
+    # None: the file says nothing of them (subscriptions typed in chat are never touched either way)
+    notifications: tuple[SubscriptionSpec, ...] | None = None
 
     @property
     def directory_groups(self) -> list[dict[str, str]]:
@@ -179,6 +195,8 @@ class Spec:
     clusters: list[ClusterSpec] = field(default_factory=list)
     companies: list[CompanySpec] = field(default_factory=list)
     users: list[UserSpec] = field(default_factory=list)
+    # the provider's own channels (every company); None: not in the file
+    notifications: tuple[SubscriptionSpec, ...] | None = None
 
 
 class _Checker:
@@ -260,8 +278,10 @@ def validate(doc: Any, *, locate: Locate, env: Mapping[str, str]) -> Spec:
     spec = Spec()
     if doc is None:
         doc = {}
-    if not c.mapping(doc, (), allowed=("clusters", "companies", "users")):
+    if not c.mapping(doc, (), allowed=("clusters", "companies", "users", "notifications")):
         raise ConfigurationError("\n".join(c.problems))
+    if "notifications" in doc:
+        spec.notifications = _notifications(c, doc["notifications"], ("notifications",), provider=True)
     _clusters(c, doc, spec, env)
     _companies(c, doc, spec)
     _users(c, doc, spec)
@@ -368,7 +388,8 @@ def _tls(c: _Checker, tls: Any, path: PathT) -> tuple[TlsMode | None, str | None
 
 
 def _companies(c: _Checker, doc: Mapping[str, Any], spec: Spec) -> None:
-    allowed = ("slug", "name", "email_domains", "pools", "quotas", "approval", "teams_groups", "networks", "backup")
+    allowed = ("slug", "name", "email_domains", "pools", "quotas", "approval", "teams_groups", "networks", "backup",
+               "notifications")
     for path, item in c.items(doc, "companies"):
         if not c.mapping(item, path, allowed=allowed, required=("slug", "name")):
             continue
@@ -393,14 +414,51 @@ def _companies(c: _Checker, doc: Mapping[str, Any], spec: Spec) -> None:
         groups = _teams_groups(c, item.get("teams_groups"), (*path, "teams_groups"))
         networks = _networks(c, item.get("networks"), (*path, "networks"))
         backup = _backup(c, item.get("backup") or {}, (*path, "backup"))
+        declared = (_notifications(c, item["notifications"], (*path, "notifications"), provider=False)
+                    if "notifications" in item else None)
         if groups and not item.get("email_domains"):
             # a member is added only when their email is in the company's domains: without any, nobody ever is
             c.fail((*path, "teams_groups"), "needs email_domains: a group member is added only with an email in them")
         if slug and name:
             spec.companies.append(
                 CompanySpec(slug, name, tuple(d.lower() for d in domains), tuple(pools), quotas, approval, path,
-                            teams_groups=tuple(groups), networks=tuple(networks), backup=backup)
+                            teams_groups=tuple(groups), networks=tuple(networks), backup=backup,
+                            notifications=declared)
             )
+
+
+_CHANNEL = re.compile(r"^(slack|teams):\S{1,290}$")
+
+
+def _notifications(c: _Checker, value: Any, path: PathT, *, provider: bool) -> tuple[SubscriptionSpec, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        c.fail(path, f"must be a list, got {shown(value)}")
+        return ()
+    out: list[SubscriptionSpec] = []
+    for i, item in enumerate(value):
+        npath = (*path, i)
+        if not c.mapping(item, npath, allowed=("topic", "channel", "vm", "only_failures"),
+                         required=("topic", "channel")):
+            continue
+        topic_text = c.string(item.get("topic"), (*npath, "topic"))
+        channel = c.string(item.get("channel"), (*npath, "channel"), _CHANNEL,
+                           "slack:C0123ABCD or teams:<conversation id>")
+        topic = next((t for t in Topic if t.value == topic_text), None)
+        if topic_text and topic is None:
+            known = ", ".join(t.value for t in Topic)
+            c.fail((*npath, "topic"), f"unknown topic {shown(topic_text)} (one of: {known})")
+        elif topic is Topic.UPDATES and not provider:
+            c.fail((*npath, "topic"), "updates are for the provider's own channels: declare them under the "
+                                      "top-level notifications")
+        vm = c.string(item["vm"], (*npath, "vm")) if item.get("vm") is not None else None
+        only = item.get("only_failures", False)
+        if not isinstance(only, bool):
+            c.fail((*npath, "only_failures"), f"must be true or false, got {shown(only)}")
+        if topic is not None and channel:
+            out.append(SubscriptionSpec(topic, channel, vm[:64] if vm else None, bool(only)))
+    return tuple(out)
 
 
 def _teams_groups(c: _Checker, value: Any, path: PathT) -> list[GroupSpec]:

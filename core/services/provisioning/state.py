@@ -16,6 +16,7 @@ from core.errors import ConfigurationError
 from core.model import ChatIdentity, Cluster, Company, IpRange, PoolBinding, SshNode, TlsMode, User
 from core.ports import Clock, SecretCipher, UnitOfWork
 from core.services import addresses, audit
+from core.services.provisioning import subscriptions as declared
 from core.services.provisioning.document import (
     IDENTITY_KEYS,
     ClusterSpec,
@@ -56,6 +57,7 @@ def apply(
         _apply_networks(uow, co, changes=changes, locate=locate)
     for us in spec.users:
         _apply_user(uow, us, changes=changes, locate=locate)
+    declared.apply(uow, spec, clock=clock, changes=changes)
     for line in changes:
         audit.record(uow, clock=clock, actor=actor, action="provisioning.change", target=line[:300])
     return changes
@@ -342,7 +344,13 @@ def export(uow: UnitOfWork) -> dict[str, Any]:
         networks = [_export_range(r, by_id) for r in uow.ip_ranges.list() if r.company_id == co.id]
         if networks:
             entry["networks"] = networks
+        subscribed = declared.export(uow, co)
+        if subscribed:
+            entry["notifications"] = subscribed
         doc["companies"].append(entry)
+    provider = declared.export(uow, None)
+    if provider:
+        doc["notifications"] = provider
     for u in uow.users.list():
         entry = {"email": u.email, "name": u.name, "role": u.role.value}
         if u.company_id is not None:

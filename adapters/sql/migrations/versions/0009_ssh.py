@@ -1,7 +1,7 @@
 """SSH to clusters: pvebot's key per cluster (encrypted) and each node's address and pinned host key
 
 Revision ID: 0009_ssh
-Revises: 0007
+Revises: 0008_events
 Create Date: 2026-12-02
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from adapters.sql.tables import UtcDateTime
 
 revision = "0009_ssh"
-down_revision = "0007"
+down_revision = "0008_events"
 branch_labels = None
 depends_on = None
 
