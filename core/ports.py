@@ -215,9 +215,10 @@ class Hypervisor(Protocol):
         ...
 
     def tasks(self, *, node: str, typefilter: str, since: int | None = None,
-              limit: int = 500, source: str = "archive") -> builtins.list[TaskInfo]:
+              limit: int = 500, start: int = 0, source: str = "archive") -> builtins.list[TaskInfo]:
         """A node's tasks of one type, newest first (``GET /nodes/{node}/tasks``): finished ones
-        (``source="archive"``), or running ones too (``"all"``, their status None)."""
+        (``source="archive"``), or running ones too (``"all"``, their status None); ``limit`` of
+        them from the ``start``-th on."""
         ...
 
     def task_log(self, *, node: str, upid: str, limit: int = 5000) -> builtins.list[str]:

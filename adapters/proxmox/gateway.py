@@ -348,10 +348,10 @@ class ProxmoxHypervisor:
         answer = self._api.call("POST", f"/nodes/{node}/vzdump", **options)
         return self._task(node, answer) if mapping.is_upid(answer) else None
 
-    def tasks(self, *, node: str, typefilter: str, since: int | None = None, limit: int = 500,
+    def tasks(self, *, node: str, typefilter: str, since: int | None = None, limit: int = 500, start: int = 0,
               source: str = "archive") -> list[TaskInfo]:
         rows = self._api.call("GET", f"/nodes/{node}/tasks", typefilter=typefilter, since=since, limit=limit,
-                              source=None if source == "archive" else source)
+                              start=start or None, source=None if source == "archive" else source)
         return [mapping.task_from_row(row, node=node) for row in rows]
 
     def task_log(self, *, node: str, upid: str, limit: int = 5000) -> list[str]:

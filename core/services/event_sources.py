@@ -19,12 +19,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from core.model import Cluster, TaskInfo
-from core.ports import SecretCipher
+from core.ports import Hypervisor, SecretCipher
 from core.principal import Scope
 from core.services import backup_events, notifications
 from core.services.deps import Deps
 
 log = logging.getLogger(__name__)
+
+# tasks per page of a node's task history, and at most this many pages per poll (10,000 runs)
+_PAGE = 500
+_MAX_PAGES = 20
 SEEN_FOR = timedelta(days=7)
 
 
@@ -82,7 +86,7 @@ def pull_node(deps: Deps, cluster: Cluster, node: str, *, since: int) -> Pulled:
         BotError: the cluster did not answer (nothing is recorded for the runs not reached).
     """
     hv = deps.hypervisors.for_cluster(cluster)
-    tasks = hv.tasks(node=node, typefilter="vzdump", since=since, source="all")
+    tasks = _tasks_since(hv, node=node, since=since)
     done = Pulled(cursor=since)
     running = [t.starttime for t in tasks if t.status is None]
     finished = sorted((t for t in tasks if t.status is not None), key=lambda t: (t.starttime, t.upid))
@@ -104,6 +108,21 @@ def pull_node(deps: Deps, cluster: Cluster, node: str, *, since: int) -> Pulled:
             done.recorded += 1
             done.queued += queued
     return done
+
+
+def _tasks_since(hv: Hypervisor, *, node: str, since: int) -> list[TaskInfo]:
+    # Proxmox answers a page at a time, newest first: a node that ran more vzdump tasks since the
+    # cursor than one page holds has its oldest ones on the next pages, which are read too
+    found: list[TaskInfo] = []
+    for page in range(_MAX_PAGES):
+        tasks = hv.tasks(node=node, typefilter="vzdump", since=since, limit=_PAGE, start=page * _PAGE, source="all")
+        found += tasks
+        if len(tasks) < _PAGE:
+            break
+    else:
+        log.warning("node %s ran more than %d backup tasks since the last poll; the oldest are not read",
+                    node, _PAGE * _MAX_PAGES)
+    return found
 
 
 def _record(deps: Deps, cluster: Cluster, task: TaskInfo, lines: list[str],

@@ -18,12 +18,15 @@ import pytest
 
 from adapters.sql import migrate
 from adapters.sql.uow import make_engine
+from bot.bootstrap import Storage
 from core.chat import ConversationRef, MessageRef, Reply
-from core.model import Topic
+from core.model import TaskInfo, Topic
 from core.principal import Scope
 from core.services import event_sources, notifications, outbox
+from core.services.deps import Deps
 from tests.e2e.shell_world import World, world
-from tests.support import mariadb_database, principal
+from tests.fakes import FakeHypervisors, FakeNotifier, FakeQueue
+from tests.support import mariadb_database, principal, provision
 
 pytestmark = pytest.mark.slow
 POLICY = event_sources.PollPolicy(interval=timedelta(seconds=1))
@@ -164,3 +167,20 @@ def test_forgotten_seen_runs_are_still_sent_once(w: tuple[World, Recorder]) -> N
     assert event_sources.poll(deps, owner="test-a", policy=POLICY) == 2
     _deliver(world_)
     assert len(slack.to("C0ACME")) == 1 and len(slack.to("C0GLOBEX")) == 1 and len(slack.to("C0HOST")) == 1
+
+
+def test_a_node_with_more_runs_than_a_page_has_every_one_read(storage: Storage) -> None:
+    """Proxmox pages a node's task history, newest first: the oldest runs since the cursor are on the last page."""
+    provision(storage)
+    hypervisors = FakeHypervisors()
+    lab = hypervisors.cluster("lab")
+    lab.add(101, "web-01", pool="acme")
+    lab.history = [TaskInfo(upid=f"UPID:pve1:{i:08X}:vzdump", node="pve1", type="vzdump", id="", user="root@pam",
+                            starttime=1_000 + i, endtime=1_001 + i, status="OK") for i in range(1_100)]
+    deps = Deps(uow_factory=storage.uow_factory, hypervisors=hypervisors, queue=FakeQueue(), notifier=FakeNotifier(),
+                clock=storage.clock)
+    with storage.uow_factory(Scope.everything()) as uow:
+        cluster = uow.clusters.by_name("lab")
+    assert cluster is not None
+    pulled = event_sources.pull_node(deps, cluster, "pve1", since=1_000)
+    assert pulled.recorded == 1_100 and pulled.cursor == 2_099
