@@ -27,7 +27,9 @@ from bot.observe import ObservedDispatcher
 from commands import build_registry
 from core.clock import SystemClock
 from core.ports import Clock, Hypervisors, JobQueue, SecretCipher
-from core.services.deps import Deps
+from core.services import event_sources, outbox
+from core.services.deps import Deps, SshDeps
+from core.services.directory_cache import DirectoryCache
 
 log = logging.getLogger("pvebot")
 
@@ -149,6 +151,8 @@ def build_app(
         poll_interval=poll_interval,
         follow_grace=follow_grace,
         telemetry=telemetry,
+        directory_cache=DirectoryCache(clock=storage.clock),
+        ssh=_ssh(settings, storage),
         direct=notifier,
     )
     dispatcher: Dispatcher = ObservedDispatcher(registry=build_registry(), deps=deps, directory=directory,
@@ -164,6 +168,15 @@ def build_app(
 
         queue.serve(lambda: run.install(deps, thread=True))
     return app
+
+
+def _ssh(settings: Settings, storage: Storage) -> SshDeps:
+    from adapters.ssh.keys import Ed25519KeyMaker
+    from adapters.ssh.shell import ParamikoShell
+
+    return SshDeps(shell=ParamikoShell(connect_timeout=float(settings.ssh_timeout)), keys=Ed25519KeyMaker(),
+                   cipher=storage.cipher, environ=settings.env, parallel=settings.ssh_parallel,
+                   command_timeout=3.0 * settings.ssh_timeout, upgrade_timeout=float(settings.job_timeout))
 
 
 def _queue(settings: Settings) -> JobQueue:
@@ -292,4 +305,7 @@ def build_maintenance(app: App, *, interval: float = 10.0) -> Maintenance:
     """The background sweep every pvebot process runs (not started yet)."""
     settings = app.settings
     return Maintenance(app.deps, interval=interval, stale_after=timedelta(seconds=settings.job_stale_seconds),
-                       start_timeout=timedelta(seconds=settings.job_start_timeout), owner_gone=owner_gone)
+                       start_timeout=timedelta(seconds=settings.job_start_timeout), owner_gone=owner_gone,
+                       check_interval=settings.cluster_check_interval,
+                       events=event_sources.PollPolicy(interval=timedelta(seconds=settings.events_poll_seconds)),
+                       sending=outbox.Policy(lease=timedelta(seconds=settings.notify_lease_seconds)))

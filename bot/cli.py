@@ -53,6 +53,7 @@ def _apply(args: argparse.Namespace, settings: Settings) -> int:
     from bot.yamlfile import LocatedDocument
     from core.principal import Scope
     from core.services import channels, provisioning
+    from core.services.provisioning import subscriptions as declared
 
     storage = open_storage(settings)
     doc = LocatedDocument.read(Path(args.file))
@@ -64,6 +65,7 @@ def _apply(args: argparse.Namespace, settings: Settings) -> int:
         # as the file would leave it, dry run or not (read before a rollback expires the rows)
         waiting = [f"! company {company.slug}: {channels.describe(resolution)}"
                    for company, resolution in channels.waiting(uow)]
+        waiting += declared.waiting(uow)
         if args.dry_run:
             uow.rollback()
         else:
@@ -111,6 +113,35 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _events(args: argparse.Namespace, settings: Settings) -> int:
+    from adapters.proxmox import ProxmoxHypervisors
+    from bot.bootstrap import open_storage
+    from core.errors import NotFound
+    from core.principal import Scope
+    from core.services import webhooks
+
+    storage = open_storage(settings)
+    with storage.uow_factory(Scope.everything()) as uow:
+        cluster = uow.clusters.by_name(args.cluster)
+    if cluster is None:
+        raise NotFound(f"cluster '{args.cluster[:40]}' not found")
+    hypervisors = ProxmoxHypervisors(storage.cipher, timeout=30)
+    try:
+        target = hypervisors.for_cluster(cluster)
+        if args.events_command == "install":
+            print(webhooks.install(storage.uow_factory, cipher=storage.cipher, clock=storage.clock,
+                                   cluster_name=cluster.name, url=args.url, target=target, actor="cli"))
+        elif args.events_command == "status":
+            print("\n".join(webhooks.describe(webhooks.status(storage.uow_factory, cluster_name=cluster.name,
+                                                               target=target))))
+        else:
+            print(webhooks.uninstall(storage.uow_factory, clock=storage.clock, cluster_name=cluster.name,
+                                     target=target, actor="cli"))
+    finally:
+        hypervisors.close()
+    return 0
+
+
 def _matrix(args: argparse.Namespace, settings: Settings) -> int:
     from core.rbac import matrix_markdown
 
@@ -151,6 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=500)
     audit.set_defaults(handler=_audit)
     admin.add_parser("matrix", help="print the permission matrix").set_defaults(handler=_matrix)
+    events = admin.add_parser("events", help="a cluster's webhook for backup and update events").add_subparsers(
+        dest="events_command", required=True)
+    install = events.add_parser("install", help="create or update the cluster's webhook target and matcher, "
+                                                "then send its test")
+    install.add_argument("cluster")
+    install.add_argument("--url", required=True, help="pvebot's public base URL, reachable from every node")
+    install.set_defaults(handler=_events)
+    for name, what in (("status", "show the webhook, the last push and the poller"),
+                       ("uninstall", "remove the webhook target and matcher; pulling goes on")):
+        one = events.add_parser(name, help=what)
+        one.add_argument("cluster")
+        one.set_defaults(handler=_events)
 
     doctor = sub.add_parser("doctor", help="check every dependency and privilege, one line each with its fix")
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON")

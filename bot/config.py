@@ -43,6 +43,14 @@ class Settings:
     # the oldest inventory a command may be answered from; a background refresh starts at half of it
     inventory_max_age: int = 5
     shutdown_grace: int = 25
+    # SSH to clusters: clusters worked on at once, seconds per connect/command, seconds between periodic checks
+    ssh_parallel: int = 4
+    ssh_timeout: int = 10
+    cluster_check_interval: int = 3600
+    # how often each cluster's backup runs are pulled from its task history (one process per cluster)
+    events_poll_seconds: int = 60
+    # how long a sender holds the notifications it is sending; a dead sender's pass to another after it
+    notify_lease_seconds: int = 60
     # Slack
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_signing_secret: str | None = field(default=None, repr=False)
@@ -137,6 +145,11 @@ class Settings:
             job_start_timeout=integer("PVEBOT_JOB_START_TIMEOUT", 600, 5, 86400),
             inventory_max_age=integer("PVEBOT_INVENTORY_MAX_AGE", 5, 1, 600),
             shutdown_grace=integer("PVEBOT_SHUTDOWN_GRACE", 25, 1, 3600),
+            ssh_parallel=integer("PVEBOT_SSH_PARALLEL", 4, 1, 64),
+            ssh_timeout=integer("PVEBOT_SSH_TIMEOUT", 10, 1, 120),
+            cluster_check_interval=integer("PVEBOT_CLUSTER_CHECK_INTERVAL", 3600, 0, 86400),
+            events_poll_seconds=integer("PVEBOT_EVENTS_POLL_SECONDS", 60, 1, 3600),
+            notify_lease_seconds=integer("PVEBOT_NOTIFY_LEASE_SECONDS", 60, 2, 3600),
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_signing_secret=get("SLACK_SIGNING_SECRET"),
             slack_app_token=get("SLACK_APP_TOKEN"),
@@ -171,6 +184,14 @@ DOCUMENTED: tuple[tuple[str, str, str], ...] = (
                                       "background from half of that"),
     ("PVEBOT_SHUTDOWN_GRACE", "25", "seconds `pvebot serve` gives requests in flight, and the posts they owe, "
                                     "after SIGTERM"),
+    ("PVEBOT_SSH_PARALLEL", "4", "clusters the `--all` SSH checks work on at once"),
+    ("PVEBOT_SSH_TIMEOUT", "10", "seconds for each SSH connect, banner, login and channel; a command gets 3× that"),
+    ("PVEBOT_CLUSTER_CHECK_INTERVAL", "3600", "seconds between the maintenance loop's updates and SSH key health "
+                                              "checks; 0 turns them off"),
+    ("PVEBOT_EVENTS_POLL_SECONDS", "60", "seconds between pulls of each cluster's backup runs from its task "
+                                         "history (one process polls a cluster at a time)"),
+    ("PVEBOT_NOTIFY_LEASE_SECONDS", "60", "seconds a process holds the notifications it is sending; those of a "
+                                          "process that died are sent by another after this"),
     ("SLACK_BOT_TOKEN", "(unset)", "Slack bot token `xoxb-…`"),
     ("SLACK_SIGNING_SECRET", "(unset)", "Slack signing secret (HTTP mode)"),
     ("SLACK_APP_TOKEN", "(unset)", "Slack app-level token `xapp-…`: Socket Mode"),

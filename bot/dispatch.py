@@ -134,10 +134,14 @@ class Dispatcher:
 
     def _resolve_principal(self, call: Call, next_: Next) -> Answer:
         resolved = identity.resolve(
-            self.deps.uow_factory, call.request.identity, clock=self.deps.clock, directory=self.directory
+            self.deps.uow_factory, call.request.identity, clock=self.deps.clock, directory=self.directory,
+            cache=self.deps.directory_cache,
         )
         call.principal, call.newly_linked = resolved.principal, resolved.newly_linked
-        return next_(call)
+        if self.deps.directory_cache is None:
+            return next_(call)
+        with self.deps.directory_cache.pinned(resolved.version):
+            return next_(call)
 
     def _rate_limit(self, call: Call, next_: Next) -> Answer:
         self.rate_limiter.check(call.request.identity)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 
 from adapters import outages
-from core.services import approvals, jobs, outbox
+from core.services import approvals, event_sources, jobs, key_operations, node_updates, outbox
 from core.services.deps import Deps
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,10 @@ class Maintenance:
         stale_after: timedelta = timedelta(seconds=60),
         start_timeout: timedelta = timedelta(seconds=600),
         owner_gone: Callable[[str], bool] | None = None,
+        check_interval: float = 0,
+        events: event_sources.PollPolicy | None = None,
+        owner: str = "",
+        sending: outbox.Policy | None = None,
     ) -> None:
         self.deps, self.interval = deps, interval
         self.stale_after, self.start_timeout, self.owner_gone = stale_after, start_timeout, owner_gone
@@ -57,6 +63,14 @@ class Maintenance:
         # the notification outbox: every process sends it; claims keep two from sending one row
         self._sender = threading.Thread(target=self._send_loop, name="pvebot-notify", daemon=True)
         self.send_interval = 0.5
+        # the clusters' package updates and pvebot's SSH keys: a slow check must not hold up the sweep
+        self.check_interval = check_interval
+        self._checker = threading.Thread(target=self._check_loop, name="pvebot-cluster-checks", daemon=True)
+        self.sending = sending or outbox.Policy()
+        # backup runs pulled from each cluster's task history; the lease names this process
+        self.events = events or event_sources.PollPolicy()
+        self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}"
+        self._poller = threading.Thread(target=self._poll_loop, name="pvebot-events", daemon=True)
 
     def sweep(self) -> int:
         return sweep(self.deps, stale_after=self.stale_after, start_timeout=self.start_timeout,
@@ -66,7 +80,24 @@ class Maintenance:
         self._sweep_logged()
         self._thread.start()
         self._sender.start()
+        if self.check_interval > 0:
+            self._checker.start()
+        self._poller.start()
         return self
+
+    def check_clusters(self) -> int:
+        """One round of the periodic cluster checks: updates, then SSH key health; updates queued plus SSH problems."""
+        queued = node_updates.check_all(self.deps)
+        if self.deps.ssh is not None:
+            queued += sum(1 for h in key_operations.check_all(self.deps) if not h.ok)
+        return queued
+
+    def _check_loop(self) -> None:
+        while not self._stop.wait(self.check_interval):
+            try:
+                self.check_clusters()
+            except Exception:
+                log.exception("the periodic cluster checks failed")
 
     def _sweep_logged(self) -> None:
         try:
@@ -82,7 +113,7 @@ class Maintenance:
         quiet_until = 0.0
         while not self._stop.wait(self.send_interval):
             try:
-                outbox.deliver_due(self.deps)
+                outbox.deliver_due(self.deps, policy=self.sending)
             except Exception as e:
                 # twice a second during an outage would bury the log: one line a minute says as much
                 now = time.monotonic()
@@ -95,5 +126,25 @@ class Maintenance:
                 else:
                     log.exception("sending notifications failed")
 
+    def poll_events(self) -> int:
+        return event_sources.poll(self.deps, owner=self.owner, policy=self.events)
+
+    def _poll_loop(self) -> None:
+        wait = 0.0  # the first poll at start: what happened while no process ran
+        while not self._stop.wait(wait):
+            wait = self.events.interval.total_seconds()
+            try:
+                self.poll_events()
+            except Exception as e:
+                outage = outages.describe(e)
+                if outage is not None:
+                    log.warning("backup events wait: %s", outage)
+                else:
+                    log.exception("polling backup events failed")
+
     def stop(self) -> None:
         self._stop.set()
+        try:
+            event_sources.release(self.deps, owner=self.owner)
+        except Exception:
+            log.warning("could not release the backup-event poller leases; they expire on their own")

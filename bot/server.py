@@ -1,7 +1,8 @@
 """``pvebot serve``: the aiohttp application that Slack and Teams post to, and its health endpoints.
 
 It only mounts what the composition root built (``bot.bootstrap.build_server``): the bolt app and
-the Teams endpoint share that process's notifiers, directories and dispatcher. ``/healthz`` says the
+the Teams endpoint share that process's notifiers, directories and dispatcher; ``/pve/events/<cluster>``
+takes Proxmox's webhooks (:mod:`bot.events`). ``/healthz`` says the
 process lives (for a restart policy), ``/readyz`` that its database and Redis answer (for a load
 balancer: 503 takes the instance out of rotation without restarting it), and ``/metrics`` is
 Prometheus' text format.
@@ -17,11 +18,14 @@ from typing import Any
 from aiohttp import web
 
 from bot.bootstrap import App
+from bot.events import PushedPulls
+from bot.events import route as events_route
 from bot.health import Readiness
 
 log = logging.getLogger(__name__)
 APP_KEY = web.AppKey("pvebot", App)
 READINESS_KEY = web.AppKey("pvebot-readiness", Readiness)
+PULLS_KEY = web.AppKey("pvebot-pushed-pulls", PushedPulls)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -52,6 +56,12 @@ def create_app(app: App, *, slack: Any | None = None, teams: Any | None = None) 
     web_app.router.add_get("/readyz", readyz)
     web_app.router.add_get("/metrics", metrics)
     web_app.on_cleanup.append(_close_readiness)
+    # Proxmox webhooks: a node has news; the pull runs on a thread of its own, off the request path
+    pulls = PushedPulls(app.deps)
+    web_app[PULLS_KEY] = pulls
+    web_app.router.add_routes([events_route(app.deps, app.storage.cipher, pulls)])
+    web_app.on_startup.append(_start_pulls)
+    web_app.on_cleanup.append(_stop_pulls)
     if slack is not None:
         from adapters.slack.app import mount as mount_slack
 
@@ -83,6 +93,14 @@ async def _drain(grace: float) -> AsyncIterator[None]:
     _, left = await asyncio.wait(owed, timeout=grace)
     if left:
         log.warning("stopping with %d piece(s) of work unfinished after %s s", len(left), grace)
+
+
+async def _start_pulls(web_app: web.Application) -> None:
+    web_app[PULLS_KEY].start()
+
+
+async def _stop_pulls(web_app: web.Application) -> None:
+    await asyncio.to_thread(web_app[PULLS_KEY].stop)
 
 
 async def _close_readiness(web_app: web.Application) -> None:

@@ -86,3 +86,29 @@ class Throttled(ExternalSystemError):
     def __init__(self, user_message: str | None = None, *, retry_after: float | None = None) -> None:
         super().__init__(user_message)
         self.retry_after = retry_after
+
+
+class HostKeyMismatch(ExternalSystemError):
+    """A node showed a host key other than its pin: the connection was refused before anything was sent."""
+
+    default_message = "🔒 security: the node's host key changed; nothing was sent"
+
+    def __init__(self, user_message: str | None = None, *, seen: str = "", pinned: str = "") -> None:
+        super().__init__(user_message)
+        self.seen, self.pinned = seen, pinned
+
+
+class HostKeyUnknown(ExternalSystemError):
+    """No host key is pinned for a node yet: nothing is sent until one is (``cluster trust``)."""
+
+    default_message = "no host key is pinned for this node"
+
+    def __init__(self, user_message: str | None = None, *, seen: str = "") -> None:
+        super().__init__(user_message)
+        self.seen = seen
+
+
+class LoginFailed(ExternalSystemError):
+    """The node refused pvebot's key or the given password."""
+
+    default_message = "the node refused the login"

@@ -491,7 +491,30 @@ class Subscription:
     state: SubscriptionState = SubscriptionState.ACTIVE
     problem: str | None = None
     last_delivery_at: datetime | None = None
+    # written by the provisioning file (which keeps it as declared), not typed in the channel
+    declared: bool = False
     id: int | None = None
+
+
+@dataclass(eq=False)
+class EventSource:
+    """How one cluster tells pvebot of its events: the webhook pvebot installed there (push), if any.
+
+    ``secret_encrypted`` is the random token Proxmox sends back as a header, stored like a cluster's
+    API token; the pull reconciler needs nothing of this (it reads the task history).
+    """
+
+    cluster_id: int
+    secret_encrypted: str | None = None
+    url: str | None = None
+    installed_at: datetime | None = None
+    last_push_at: datetime | None = None
+    # who polls the cluster now (a process id) and until when, for ``events status``
+    poller: str | None = None
+    poller_until: datetime | None = None
+
+    def __repr__(self) -> str:  # never show the (encrypted) secret
+        return f"EventSource(cluster_id={self.cluster_id!r}, url={self.url!r})"
 
 
 class OutboxState(enum.StrEnum):
@@ -545,3 +568,81 @@ class TaskStatus:
     @property
     def ok(self) -> bool:
         return not self.running and self.exitstatus == "OK"
+
+
+# ---- SSH to cluster nodes ------------------------------------------------------------
+
+
+class SshKeyState(enum.StrEnum):
+    # made, not yet in the cluster's authorized_keys (a push or a rotation is under way)
+    NEW = "new"
+    # the key pvebot logs in with
+    ACTIVE = "active"
+    # replaced by a rotation; its line is being removed
+    RETIRED = "retired"
+
+
+@dataclass(eq=False)
+class SshKey:
+    """pvebot's SSH key for one cluster: the private half encrypted like the API token."""
+
+    cluster_id: int
+    private_key_encrypted: str
+    # the OpenSSH public line without a comment: "ssh-ed25519 AAAA…"
+    public_key: str
+    fingerprint: str
+    created_at: datetime
+    state: SshKeyState = SshKeyState.NEW
+    # the comment of its authorized_keys line, which names pvebot, the cluster and the date
+    comment: str = ""
+    id: int | None = None
+
+    def __repr__(self) -> str:  # never show the (encrypted) private key
+        return f"SshKey(cluster_id={self.cluster_id!r}, fingerprint={self.fingerprint!r}, state={self.state.value!r})"
+
+
+@dataclass(eq=False)
+class SshNode:
+    """A node of a cluster as pvebot reaches it over SSH, with its pinned host key (SHA256:… or None)."""
+
+    cluster_id: int
+    node: str
+    host: str
+    port: int = 22
+    user: str = "root"
+    host_key: str | None = None
+    # the cluster-shared authorized_keys file as seen from this node (pmxcfs: the same file on every node)
+    keys_file: str = "/etc/pve/priv/authorized_keys"
+    # the last key health check ("ok" or what was wrong) and when
+    health: str | None = None
+    checked_at: datetime | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class PackageUpdate:
+    """One available package update on a node, as ``GET /nodes/{node}/apt/update`` lists it."""
+
+    package: str
+    version: str
+    old_version: str | None
+    origin: str
+    title: str = ""
+
+    @property
+    def proxmox(self) -> bool:
+        return self.origin.lower() == "proxmox" or self.package.startswith(("pve-", "proxmox-"))
+
+
+@dataclass(frozen=True)
+class NodeState:
+    name: str
+    online: bool
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """``GET /cluster/status``: whether corosync has quorum and which nodes are online."""
+
+    quorate: bool
+    nodes: tuple[NodeState, ...]

@@ -7,7 +7,7 @@ the real ones, and the tests pass fakes from ``tests/fakes.py``.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -24,7 +24,9 @@ from core.model import (
     BackupStore,
     ChatIdentity,
     Cluster,
+    ClusterState,
     Company,
+    EventSource,
     Guest,
     GuestIdentity,
     GuestRef,
@@ -37,8 +39,11 @@ from core.model import (
     Nic,
     OutboxMessage,
     OutboxState,
+    PackageUpdate,
     PoolBinding,
     Snapshot,
+    SshKey,
+    SshNode,
     Subscription,
     TaskInfo,
     TaskRef,
@@ -210,8 +215,10 @@ class Hypervisor(Protocol):
         ...
 
     def tasks(self, *, node: str, typefilter: str, since: int | None = None,
-              limit: int = 500) -> builtins.list[TaskInfo]:
-        """A node's finished tasks of one type, newest first (``GET /nodes/{node}/tasks``)."""
+              limit: int = 500, start: int = 0, source: str = "archive") -> builtins.list[TaskInfo]:
+        """A node's tasks of one type, newest first (``GET /nodes/{node}/tasks``): finished ones
+        (``source="archive"``), or running ones too (``"all"``, their status None); ``limit`` of
+        them from the ``start``-th on."""
         ...
 
     def task_log(self, *, node: str, upid: str, limit: int = 5000) -> builtins.list[str]:
@@ -223,6 +230,67 @@ class Hypervisor(Protocol):
         ...
 
     def cancel_task(self, task: TaskRef) -> None: ...
+
+    def cluster_state(self) -> ClusterState:
+        """Quorum and the nodes online (``GET /cluster/status``)."""
+        ...
+
+    def apt_updates(self, node: str) -> builtins.list[PackageUpdate]:
+        """The updates the node's last ``apt-get update`` found (``GET /nodes/{node}/apt/update``)."""
+        ...
+
+    def refresh_updates(self, node: str) -> TaskRef:
+        """Run ``apt-get update`` on the node through the API, without notifying (``POST …/apt/update``)."""
+        ...
+
+    def proxmox_version(self, node: str) -> str | None:
+        """The running pve-manager version of the node (``GET /nodes/{node}/apt/versions``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    """A cluster's webhook notification target as the API shows it (secret values never are)."""
+
+    name: str
+    url: str
+    comment: str = ""
+    secret_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NotificationMatcher:
+    name: str
+    targets: tuple[str, ...]
+    match_fields: tuple[str, ...]
+    comment: str = ""
+
+
+class ClusterNotifications(Protocol):
+    """A cluster's notification configuration (``/cluster/notifications``): webhook targets and matchers."""
+
+    def webhooks(self) -> builtins.list[WebhookTarget]: ...
+
+    def save_webhook(self, name: str, *, url: str, headers: dict[str, str], body: str, secrets: dict[str, str],
+                     comment: str, create: bool) -> None:
+        """Create or replace a webhook target; header values, the body and the URL are templates."""
+        ...
+
+    def delete_webhook(self, name: str) -> None: ...
+    def matchers(self) -> builtins.list[NotificationMatcher]: ...
+
+    def save_matcher(self, name: str, *, targets: builtins.list[str], match_fields: builtins.list[str],
+                     comment: str, create: bool) -> None: ...
+
+    def delete_matcher(self, name: str) -> None: ...
+
+    def test_target(self, name: str) -> None:
+        """Have the cluster send a test notification through target ``name`` now.
+
+        Raises:
+            ExternalSystemError: the cluster could not deliver it (the receiver refused or is unreachable).
+        """
+        ...
 
 
 class Hypervisors(Protocol):
@@ -410,6 +478,11 @@ class SubscriptionRepository(Protocol):
 
     def get(self, subscription_id: int) -> Subscription | None: ...
     def list(self, *, topic: Topic | None = None, active_only: bool = False) -> builtins.list[Subscription]: ...
+
+    def listeners(self, topic: Topic) -> builtins.list[Subscription]:
+        """Every active subscription of ``topic`` in every scope: recording an event is system work, and
+        :func:`core.services.notifications.message_for` decides what each one hears."""
+        ...
     def add(self, subscription: Subscription) -> None: ...
     def remove(self, subscription: Subscription) -> None: ...
 
@@ -445,6 +518,49 @@ class OutboxRepository(Protocol):
     def pending(self, subscription_id: int) -> int: ...
 
 
+class SshRepository(Protocol):
+    """pvebot's SSH keys and the nodes it reaches per cluster; provider data, for an unrestricted scope only."""
+
+    def keys(self, cluster_id: int) -> builtins.list[SshKey]: ...
+    def add_key(self, key: SshKey) -> None: ...
+    def remove_key(self, key: SshKey) -> None: ...
+    def nodes(self, cluster_id: int) -> builtins.list[SshNode]: ...
+    def add_node(self, node: SshNode) -> None: ...
+    def remove_node(self, node: SshNode) -> None: ...
+
+
+class EventSourceRepository(Protocol):
+    """Per cluster: the installed webhook, who polls it now (a lease), where each node's poll got to,
+    and which events were recorded already (unscoped: system work only)."""
+
+    def get(self, cluster_id: int) -> EventSource | None: ...
+    def save(self, source: EventSource) -> None: ...
+
+    def take_lease(self, cluster_id: int, *, owner: str, now: datetime, until: datetime) -> bool:
+        """Hold the cluster's poller until ``until``; False while another live owner holds it."""
+        ...
+
+    def release_lease(self, cluster_id: int, *, owner: str) -> None: ...
+    def pushed(self, cluster_id: int, *, at: datetime) -> None: ...
+    def cursors(self, cluster_id: int) -> dict[str, int]: ...
+
+    def cursor(self, cluster_id: int, node: str) -> int | None:
+        """The task start time (epoch) the node's next poll reads from; None before its first poll."""
+        ...
+
+    def set_cursor(self, cluster_id: int, node: str, since: int) -> None: ...
+
+    def seen(self, key: str) -> bool: ...
+
+    def mark_seen(self, key: str, *, at: datetime) -> bool:
+        """Record that event ``key`` was handled; False (nothing changed) when it had been already."""
+        ...
+
+    def forget_seen(self, *, before: datetime) -> int:
+        """Drop the records of events handled before ``before``; how many went."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """A transaction over repositories that all see only ``scope``'s companies.
 
@@ -466,11 +582,18 @@ class UnitOfWork(Protocol):
     backup_owners: BackupOwnerRepository
     subscriptions: SubscriptionRepository
     outbox: OutboxRepository
+    ssh: SshRepository
+    event_sources: EventSourceRepository
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *args: object) -> None: ...
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
+
+    def directory_version(self) -> int | None:
+        """A number that every committed change to users, chat identities, companies, clusters or pool
+        bindings raises; None when the store keeps none (then nothing read of them may be kept)."""
+        ...
 
 
 class UnitOfWorkFactory(Protocol):
@@ -557,4 +680,64 @@ class Directory(Protocol):
         A separate question from the email because it is a costlier call (Microsoft Graph): the
         core asks it only when some company maps groups to roles.
         """
+        ...
+
+
+# ---- Remote shell (SSH) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShellTarget:
+    """One node as pvebot reaches it: address, login and the pinned host key (``SHA256:…``)."""
+
+    cluster: str
+    node: str
+    host: str
+    port: int
+    user: str
+    host_key: str | None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to log in: pvebot's private key (OpenSSH PEM) or, once, for a first push, a password.
+
+    Never printed: the representation names only which one it holds.
+    """
+
+    private_key: str | None = None
+    password: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Credentials(key={'yes' if self.private_key else 'no'}, password={'yes' if self.password else 'no'})"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_status: int
+    output: tuple[str, ...] = ()
+
+
+class RemoteShell(Protocol):
+    """Commands on cluster nodes over SSH, the host key checked against its pin before anything is sent.
+
+    Every method raises ``HostKeyMismatch`` (a changed host key: nothing was sent), ``HostKeyUnknown`` (no pin),
+    ``LoginFailed`` (the key or password was refused) or ``ExternalSystemError`` (unreachable, timed out).
+    """
+
+    def host_key(self, target: ShellTarget) -> str:
+        """The SHA-256 fingerprint the node shows, without logging in (for ``cluster trust``)."""
+        ...
+
+    def run(self, target: ShellTarget, credentials: Credentials, command: str, *, stdin: str | None = None,
+            on_line: Callable[[str], None] | None = None, timeout: float = 60.0) -> CommandResult:
+        """Run ``command``; each output line goes to ``on_line`` as it comes; stdout and stderr are merged."""
+        ...
+
+
+class KeyMaker(Protocol):
+    """Makes pvebot's SSH key pairs."""
+
+    def generate(self) -> tuple[str, str, str]:
+        """A new key: (private OpenSSH PEM, public line ``ssh-ed25519 AAAA…``, fingerprint ``SHA256:…``)."""
         ...

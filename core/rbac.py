@@ -39,7 +39,9 @@ class Perm(enum.StrEnum):
     AUDIT_READ = "audit.read"
     USER_MANAGE = "user.manage"
     COMPANY_MANAGE = "company.manage"
-    CLUSTER_MANAGE = "cluster.manage"
+    CLUSTER_MANAGE = "cluster.manage"  # SSH keys, host key pins, node updates
+    CLUSTER_READ = "cluster.read"  # cluster list and status (a company's: its clusters, no node internals)
+    NODE_UPGRADE = "node.upgrade"  # through an approval request
 
 
 _READ = frozenset({Perm.VM_READ, Perm.SNAPSHOT_READ, Perm.BACKUP_READ, Perm.JOB_READ, Perm.NET_READ,
@@ -58,7 +60,7 @@ _OPERATE = _READ | {
 }
 # ranges themselves change only through provisioning, which is a super_admin's tool outside chat
 _ADMIN = _OPERATE | {Perm.BACKUP_DELETE, Perm.BACKUP_SCHEDULE, Perm.APPROVAL_DECIDE, Perm.AUDIT_READ,
-                     Perm.USER_MANAGE, Perm.IP_RELEASE, Perm.NET_AUDIT, Perm.NOTIFY_MANAGE}
+                     Perm.USER_MANAGE, Perm.IP_RELEASE, Perm.NET_AUDIT, Perm.NOTIFY_MANAGE, Perm.CLUSTER_READ}
 
 # The one place that says who may do what. The README prints it (``pvebot admin matrix``).
 MATRIX: dict[Role, frozenset[Perm]] = {
@@ -69,7 +71,7 @@ MATRIX: dict[Role, frozenset[Perm]] = {
 }
 
 # Permissions whose use is confined to the principal's scope; the others are global.
-GLOBAL_PERMS = frozenset({Perm.COMPANY_MANAGE, Perm.CLUSTER_MANAGE})
+GLOBAL_PERMS = frozenset({Perm.COMPANY_MANAGE, Perm.CLUSTER_MANAGE, Perm.NODE_UPGRADE})
 
 
 def allows(role: Role, perm: Perm) -> bool:

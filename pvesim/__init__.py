@@ -69,7 +69,26 @@ class PveSimulator:
 
     def add_node(self, name: str) -> None:
         with self.state.lock:
-            self.state.nodes[name] = SimNode(name)
+            self.state.nodes[name] = SimNode(name, versions=[
+                {"Package": "proxmox-ve", "Title": "Proxmox Virtual Environment", "Version": "8.4.0",
+                 "CurrentState": "Installed", "RunningKernel": "6.8.12-9-pve", "Origin": "Proxmox",
+                 "Priority": "optional", "Section": "admin", "Arch": "all", "Description": "The Proxmox VE"},
+                {"Package": "pve-manager", "Title": "Proxmox VE manager", "Version": "8.4.1",
+                 "CurrentState": "Installed", "ManagerVersion": "8.4.1", "Origin": "Proxmox", "Priority": "optional",
+                 "Section": "admin", "Arch": "amd64", "Description": "The Proxmox VE manager"},
+            ])
+
+    def offer_update(self, node: str, package: str, version: str, *, old_version: str, origin: str = "Debian",
+                     cached: bool = True) -> None:
+        """A new ``version`` of ``package`` in the node's repositories; ``cached``: as if apt-get update ran."""
+        row = {"Package": package, "Title": f"{package} package", "Description": f"The {package} package",
+               "Version": version, "OldVersion": old_version, "Origin": origin, "Priority": "optional",
+               "Section": "admin", "Arch": "amd64"}
+        with self.state.lock:
+            sim_node = self.state.node(node)
+            sim_node.repository[package] = row
+            if cached:
+                sim_node.pkgupdates = [r for r in sim_node.pkgupdates if r["Package"] != package] + [dict(row)]
 
     def add_storage(
         self, name: str, node: str | None = None, content: str = "images,rootdir,backup,iso,vztmpl",

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from pvesim import calendar
+from pvesim import api_notify, calendar
 from pvesim.context import Call, Listing, SimContext, render_bytes, route
 from pvesim.propstring import parse_property_string
 from pvesim.state import ApiError, SimBackup, SimGuest
@@ -48,7 +48,7 @@ def select_local(ctx: SimContext, *, node: str, options: dict[str, str]) -> list
     return []
 
 
-def start_vzdump(ctx: SimContext, *, node: str, options: dict[str, str], user: str) -> str:
+def start_vzdump(ctx: SimContext, *, node: str, options: dict[str, str], user: str, job_id: str | None = None) -> str:
     """Start one vzdump task for the local guests (call with ``state.lock`` held, on the server loop)."""
     storage_name = options.get("storage", "local")
     storage = ctx.state.storage(storage_name, node=node)
@@ -65,11 +65,13 @@ def start_vzdump(ctx: SimContext, *, node: str, options: dict[str, str], user: s
 
     async def work(task: SimTask) -> None:
         errors = warnings = 0
+        table: list[tuple[SimGuest, bool]] = []
         await ctx.tasks.progress(task, [f"INFO: starting new backup job: vzdump {selection} {args}".replace("  ", " ")])
         for guest in local:
             outcome = ctx.state.backup_outcomes.get(guest.vmid)
             lines, ok = _guest_lines(guest, task=task, storage=storage_name, mode=mode, outcome=outcome)
             await ctx.tasks.progress(task, lines)
+            table.append((guest, ok))
             if not ok:
                 errors += 1
                 continue
@@ -78,16 +80,35 @@ def start_vzdump(ctx: SimContext, *, node: str, options: dict[str, str], user: s
                 _store(ctx, guest, task=task, storage=storage_name, options=options)
                 if prune:
                     _prune(ctx, storage=storage_name, vmid=guest.vmid, keep=prune)
+        await ctx.tasks.progress(task, [f"INFO: Backup job finished {'with errors' if errors else 'successfully'}"])
+        # vzdump notifies from inside the task, before the task has ended
+        _notify(ctx, node=node, task=task, table=table, options=options, job_id=job_id)
         if errors:
-            await ctx.tasks.progress(task, ["INFO: Backup job finished with errors"])
             raise TaskFailed("job errors")
-        await ctx.tasks.progress(task, ["INFO: Backup job finished successfully"])
         if warnings:
             raise TaskFailed(f"WARNINGS: {warnings}")
 
     task_id = str(local[0].vmid) if len(local) == 1 else ""
     return ctx.tasks.start(node=node, type_="vzdump", id_=task_id, user=user, work=work,
                            guest=local[0] if len(local) == 1 else None, config_lock="backup")
+
+
+def _notify(ctx: SimContext, *, node: str, task: SimTask, table: list[tuple[SimGuest, bool]],
+            options: dict[str, str], job_id: str | None) -> None:
+    """vzdump's ``send_notification``: one per node and run; legacy mail instead when ``mailto`` is set
+    and ``notification-mode`` is ``auto`` (the default), which skips matchers and targets."""
+    if options.get("mailto") and options.get("notification-mode", "auto") == "auto":
+        return
+    failed = [g for g, ok in table if not ok]
+    status = "backup successful" if not failed else "backup failed"
+    rows = [f"{g.vmid:<5} {g.name:<15} {'ok' if ok else 'err':<6} 00:00:01" for g, ok in table]
+    message = "\n".join(["Details", "=======", "VMID  Name            Status Time", *rows, "",
+                          "Logs", "====", *task.log])
+    fields = {"type": "vzdump", "hostname": node, **({"job-id": job_id} if job_id else {})}
+    with ctx.state.lock:
+        api_notify.notify(ctx, severity="error" if failed else "info",
+                          title=f"vzdump backup status ({node}.lab.example): {status} ", message=message,
+                          fields=fields)
 
 
 def _guest_lines(
@@ -369,7 +390,7 @@ def run_job(ctx: SimContext, job_id: str) -> list[str]:
         upids = []
         for node in sorted(ctx.state.nodes.values(), key=lambda n: n.name):
             if node.online:
-                answer = start_vzdump(ctx, node=node.name, options=options, user="root@pam")
+                answer = start_vzdump(ctx, node=node.name, options=options, user="root@pam", job_id=job_id)
                 if answer != "OK":
                     upids.append(answer)
         return upids

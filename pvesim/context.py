@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pvesim.state import ApiError, SimGuest, SimState
@@ -24,6 +24,11 @@ class Call:
     params: dict[str, str]
     user: str  # the token id, as PVE writes it into UPIDs
     privileges: frozenset[str] | None
+    # array parameters, every value (``params`` holds the first)
+    lists: dict[str, list[str]] = field(default_factory=dict)
+
+    def values(self, name: str) -> list[str]:
+        return self.lists.get(name, [self.params[name]] if name in self.params else [])
 
     @property
     def node(self) -> str:

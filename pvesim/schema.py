@@ -67,12 +67,24 @@ class SchemaIndex:
                     return endpoint, m.groupdict()
         raise ApiError(501, f"Method '{method} {path}' not implemented")
 
-    def validate(self, endpoint: Endpoint, params: dict[str, str]) -> None:
+    @staticmethod
+    def is_array(endpoint: Endpoint, name: str) -> bool:
+        spec = endpoint.param_spec(name)
+        return spec is not None and spec.get("type") == "array"
+
+    def validate(self, endpoint: Endpoint, params: dict[str, str], *, lists: dict[str, list[str]] | None = None
+                 ) -> None:
         errors: dict[str, str] = {}
         for name, value in params.items():
             spec = endpoint.param_spec(name)
             if spec is None:
                 errors[name] = "property is not defined in schema and the schema does not allow additional properties"
+                continue
+            if spec.get("type") == "array":
+                item = spec.get("items", {"type": "string"})
+                problems = [p for p in (self._check(item, v) for v in (lists or {}).get(name, [value])) if p]
+                if problems:
+                    errors[name] = problems[0]
                 continue
             problem = self._check(spec, value)
             if problem:

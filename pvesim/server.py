@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from pvesim import api_backup, api_cluster, api_guests, api_network  # noqa: F401  (registers the routes)
+from pvesim import api_backup, api_cluster, api_guests, api_network, api_notify, api_updates  # noqa: F401,E501  (registers the routes)
 from pvesim.context import ROUTES, Call, Listing, SimContext
 from pvesim.faults import Faults
 from pvesim.schema import SchemaIndex
@@ -95,15 +95,21 @@ class ApiApp:
         path_params = {k: unquote(v) for k, v in path_params.items()}
         user, privileges = await self._authenticate(request)
         params = dict(request.query)
+        lists: dict[str, list[str]] = {}
         if request.method in ("POST", "PUT") and request.can_read_body:
-            params.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
-        self.schema.validate(endpoint, {**params, **path_params})
+            form = await request.post()
+            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+            # an array parameter arrives as the same form field repeated (what requests sends for a list)
+            for name in {k for k in form if self.schema.is_array(endpoint, k)}:
+                lists[name] = [v for v in form.getall(name) if isinstance(v, str)]
+                params[name] = lists[name][0]
+        self.schema.validate(endpoint, {**params, **path_params}, lists=lists)
         self.schema.check_privileges(endpoint, path_params=path_params, params=params, privileges=privileges)
         message = self.faults.take_500(api_path)
         if message is not None:
             raise ApiError(500, message)
         call = Call(method=request.method, path=endpoint.path, path_params=path_params, params=params, user=user,
-                    privileges=privileges)
+                    privileges=privileges, lists=lists)
         return await ROUTES[(endpoint.method, endpoint.path)](self.ctx, call)
 
     async def _authenticate(self, request: web.Request) -> tuple[str, frozenset[str] | None]:

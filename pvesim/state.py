@@ -71,6 +71,12 @@ class SimNode:
     online: bool = True
     # iface -> its /nodes/{node}/network row
     network: dict[str, dict[str, Any]] = field(default_factory=default_network)
+    # what the node's repositories offer (package -> the apt/update row apt-get update would find) ...
+    repository: dict[str, dict[str, str]] = field(default_factory=dict)
+    # ... and what the last apt-get update cached in /var/lib/pve-manager/pkgupdates, which GET apt/update reads
+    pkgupdates: list[dict[str, str]] = field(default_factory=list)
+    # GET apt/versions: the Proxmox packages as installed
+    versions: list[dict[str, str]] = field(default_factory=list)
 
     def bridges(self) -> set[str]:
         return {i for i, row in self.network.items() if row.get("type") in ("bridge", "OVSBridge")}
@@ -359,6 +365,16 @@ class SimState:
         # how the next backups of a guest end: ("error" | "warning", the reason vzdump logs)
         self.backup_outcomes: dict[int, tuple[str, str]] = {}
         self.tokens: dict[str, tuple[str, frozenset[str] | None]] = {}
+        # GET /cluster/status: the corosync cluster's name and whether it has quorum
+        self.cluster_name = "lab"
+        self.quorate = True
+        # /etc/pve/notifications.cfg: webhook targets and matchers as the API took them; the
+        # secrets (priv/notifications.cfg) apart, never returned by the API
+        self.webhooks: dict[str, dict[str, Any]] = {}
+        self.webhook_secrets: dict[str, dict[str, str]] = {}
+        self.matchers: dict[str, dict[str, Any]] = {}
+        # every webhook request sent: (target, url, headers, body, HTTP status or the error)
+        self.webhook_sent: list[tuple[str, str, dict[str, str], str, str]] = []
 
     def node(self, name: str) -> SimNode:
         found = self.nodes.get(name)

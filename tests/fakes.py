@@ -279,9 +279,11 @@ class FakeHypervisor:
         self.calls.append(("run_backup", node))
         return None
 
-    def tasks(self, *, node: str, typefilter: str, since: int | None = None, limit: int = 500) -> list[TaskInfo]:
-        return [t for t in reversed(self.history) if t.node == node and t.type == typefilter
-                and (since is None or t.starttime >= since)]
+    def tasks(self, *, node: str, typefilter: str, since: int | None = None, limit: int = 500, start: int = 0,
+              source: str = "archive") -> list[TaskInfo]:
+        found = [t for t in reversed(self.history) if t.node == node and t.type == typefilter
+                 and (since is None or t.starttime >= since)]
+        return found[start:start + limit]
 
     def task_log(self, *, node: str, upid: str, limit: int = 5000) -> list[str]:
         return []

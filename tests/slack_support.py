@@ -119,6 +119,8 @@ class FakeSlack:
         self._runner: web.AppRunner | None = None
         self._sockets: list[web.WebSocketResponse] = []
         self._acks: dict[str, dict[str, Any]] = {}
+        self._holds: dict[str, list[tuple[bool, asyncio.Event]]] = {}
+        self._waiting: dict[str, int] = {}
         self.url = ""
 
     # ---- lifecycle ----
@@ -172,6 +174,26 @@ class FakeSlack:
             self._faults.setdefault(method, []).append((status, body or {"ok": False, "error": "ratelimited"},
                                                         headers or {}))
 
+    def hold(self, method: str, *, accepted: bool) -> asyncio.Event:
+        """Keep the next call of ``method`` waiting for its answer until the returned event is set.
+
+        ``accepted``: Slack has taken the message (it shows in the channel) and only the answer is
+        late; otherwise the call is held before Slack takes it, and a caller gone by the time it is
+        released never had it taken (the connection broke first).
+        """
+        released = asyncio.Event()
+        with self._lock:
+            self._holds.setdefault(method, []).append((accepted, released))
+        return released
+
+    def release(self, released: asyncio.Event) -> None:
+        self._loop.call_soon_threadsafe(released.set)
+
+    def held(self, method: str) -> int:
+        """How many calls of ``method`` are waiting in a hold now."""
+        with self._lock:
+            return self._waiting.get(method, 0)
+
     def rate_limit_next(self, method: str, *, retry_after: int = 1) -> None:
         self.fail_next(method, status=429, headers={"Retry-After": str(retry_after)})
 
@@ -223,6 +245,25 @@ class FakeSlack:
                 args[key] = json.loads(args[key])
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else args.get("token")
+        with self._lock:
+            holds = self._holds.get(method)
+            hold = holds.pop(0) if holds else None
+        if hold is not None:
+            accepted, released = hold
+            answer = self._answer(method, args) if accepted else None
+            with self._lock:
+                if accepted:
+                    self.calls.append(ApiCall(method, args, token))
+                self._waiting[method] = self._waiting.get(method, 0) + 1
+            try:
+                await released.wait()
+            finally:
+                with self._lock:
+                    self._waiting[method] -= 1
+            if answer is None and (request.transport is None or request.transport.is_closing()):
+                raise ConnectionResetError("the caller went before Slack took the message")
+            if answer is not None:
+                return web.json_response(answer)
         with self._lock:
             self.calls.append(ApiCall(method, args, token))
             fault = self._faults.get(method, [])

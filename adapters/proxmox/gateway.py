@@ -8,9 +8,11 @@ follows it, reading only the task-log lines it has not seen yet.
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -24,18 +26,21 @@ from core.model import (
     BackupJob,
     BackupStore,
     Cluster,
+    ClusterState,
     Guest,
     GuestIdentity,
     GuestRef,
     GuestStatus,
     Nic,
+    NodeState,
+    PackageUpdate,
     Snapshot,
     TaskInfo,
     TaskRef,
     TaskStatus,
     TlsMode,
 )
-from core.ports import ConfigChange, NicAddress, SecretCipher
+from core.ports import ConfigChange, NicAddress, NotificationMatcher, SecretCipher, WebhookTarget
 from core.telemetry import Telemetry
 
 LOG_PAGE = 500
@@ -77,8 +82,9 @@ class ProxmoxHypervisor:
     def _fetch_inventory(self) -> GuestIndex:
         rows = self._api.call("GET", "/cluster/resources", type="vm")
         kinds = mapping.KINDS
-        guests = (mapping.guest_from_resource(self.cluster_name, row) for row in rows if row.get("type") in kinds)
-        return GuestIndex.build(self.cluster_name, guests)
+        return GuestIndex.of_rows(self.cluster_name, (row for row in rows if row.get("type") in kinds),
+                                  key=mapping.resource_key,
+                                  make=partial(mapping.guest_from_resource, self.cluster_name))
 
     def _invalidate(self) -> None:
         self._inventory.invalidate()
@@ -90,14 +96,15 @@ class ProxmoxHypervisor:
     def status(self, ref: GuestRef) -> GuestStatus:
         base = self._guest_path(ref)
         current = self._api.call("GET", f"{base}/status/current")
-        config = self._api.call("GET", f"{base}/config")
+        # /pending lists every key of the config with its current value beside any pending one:
+        # one call answers both
         pending = self._api.call("GET", f"{base}/pending")
         guest = mapping.guest_from_status(ref, current, pool=self._pool_of(ref))
         return GuestStatus(
             guest=guest,
             ips=self._ips(ref, current),
             qmp_status=current.get("qmpstatus"),
-            config=mapping.config_strings(config),
+            config=mapping.current_config(pending),
             pending=mapping.pending_changes(pending),
         )
 
@@ -341,8 +348,10 @@ class ProxmoxHypervisor:
         answer = self._api.call("POST", f"/nodes/{node}/vzdump", **options)
         return self._task(node, answer) if mapping.is_upid(answer) else None
 
-    def tasks(self, *, node: str, typefilter: str, since: int | None = None, limit: int = 500) -> list[TaskInfo]:
-        rows = self._api.call("GET", f"/nodes/{node}/tasks", typefilter=typefilter, since=since, limit=limit)
+    def tasks(self, *, node: str, typefilter: str, since: int | None = None, limit: int = 500, start: int = 0,
+              source: str = "archive") -> list[TaskInfo]:
+        rows = self._api.call("GET", f"/nodes/{node}/tasks", typefilter=typefilter, since=since, limit=limit,
+                              start=start or None, source=None if source == "archive" else source)
         return [mapping.task_from_row(row, node=node) for row in rows]
 
     def task_log(self, *, node: str, upid: str, limit: int = 5000) -> list[str]:
@@ -390,6 +399,80 @@ class ProxmoxHypervisor:
 
     # -- helpers -------------------------------------------------------------------------
 
+    # -- cluster and package updates ----------------------------------------------------------
+
+    def cluster_state(self) -> ClusterState:
+        rows = self._api.call("GET", "/cluster/status")
+        head = next((r for r in rows if r.get("type") == "cluster"), None)
+        nodes = tuple(sorted((NodeState(name=str(r["name"]), online=bool(int(r.get("online") or 0)))
+                              for r in rows if r.get("type") == "node"), key=lambda n: n.name))
+        # a standalone node has no cluster row: it has quorum with itself
+        quorate = True if head is None else bool(int(head.get("quorate") or 0))
+        return ClusterState(quorate=quorate, nodes=nodes)
+
+    def apt_updates(self, node: str) -> list[PackageUpdate]:
+        rows = self._api.call("GET", f"/nodes/{quote(node, safe='')}/apt/update")
+        return [PackageUpdate(package=str(r["Package"]), version=str(r.get("Version") or ""),
+                              old_version=str(r["OldVersion"]) if r.get("OldVersion") else None,
+                              origin=str(r.get("Origin") or ""), title=str(r.get("Title") or ""))
+                for r in rows if r.get("Package")]
+
+    def refresh_updates(self, node: str) -> TaskRef:
+        upid = self._api.call("POST", f"/nodes/{quote(node, safe='')}/apt/update", notify=0, quiet=1)
+        return self._task(node, upid)
+
+    def proxmox_version(self, node: str) -> str | None:
+        rows = self._api.call("GET", f"/nodes/{quote(node, safe='')}/apt/versions")
+        for row in rows:
+            if row.get("Package") == "pve-manager":
+                return str(row.get("ManagerVersion") or row.get("Version") or "") or None
+        return None
+
+    # -- notification targets (pvebot admin events) ---------------------------------------
+
+    def webhooks(self) -> list[WebhookTarget]:
+        rows = self._api.call("GET", "/cluster/notifications/endpoints/webhook")
+        return [WebhookTarget(name=str(r["name"]), url=str(r.get("url") or ""), comment=str(r.get("comment") or ""),
+                              secret_names=tuple(_names(r.get("secret") or [])))
+                for r in rows]
+
+    def save_webhook(self, name: str, *, url: str, headers: dict[str, str], body: str, secrets: dict[str, str],
+                     comment: str, create: bool) -> None:
+        # header and secret values travel base64 inside "name=…,value=…" property strings; lists go as
+        # repeated form fields (requests' encoding of a list)
+        params: dict[str, Any] = {
+            "url": url, "method": "post", "comment": comment, "body": _b64(body),
+            "header": [f"name={k},value={_b64(v)}" for k, v in headers.items()],
+            "secret": [f"name={k},value={_b64(v)}" for k, v in secrets.items()],
+        }
+        if create:
+            self._api.call("POST", "/cluster/notifications/endpoints/webhook", name=name, **params)
+        else:
+            self._api.call("PUT", f"/cluster/notifications/endpoints/webhook/{name}", **params)
+
+    def delete_webhook(self, name: str) -> None:
+        self._api.call("DELETE", f"/cluster/notifications/endpoints/webhook/{name}")
+
+    def matchers(self) -> list[NotificationMatcher]:
+        rows = self._api.call("GET", "/cluster/notifications/matchers")
+        return [NotificationMatcher(name=str(r["name"]), targets=tuple(r.get("target") or ()),
+                                    match_fields=tuple(r.get("match-field") or ()), comment=str(r.get("comment") or ""))
+                for r in rows]
+
+    def save_matcher(self, name: str, *, targets: list[str], match_fields: list[str], comment: str,
+                     create: bool) -> None:
+        params = {"target": targets, "match-field": match_fields, "comment": comment, "mode": "all"}
+        if create:
+            self._api.call("POST", "/cluster/notifications/matchers", name=name, **params)
+        else:
+            self._api.call("PUT", f"/cluster/notifications/matchers/{name}", **params)
+
+    def delete_matcher(self, name: str) -> None:
+        self._api.call("DELETE", f"/cluster/notifications/matchers/{name}")
+
+    def test_target(self, name: str) -> None:
+        self._api.call("POST", f"/cluster/notifications/targets/{name}/test")
+
     def _guest_path(self, ref: GuestRef) -> str:
         if ref.kind not in mapping.KINDS:
             raise InvalidArguments("a guest is qemu or lxc")
@@ -397,6 +480,20 @@ class ProxmoxHypervisor:
 
     def _task(self, node: str, upid: Any) -> TaskRef:
         return TaskRef(cluster=self.cluster_name, node=node, upid=str(upid) if mapping.is_upid(upid) else None)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _names(items: list[Any]) -> list[str]:
+    """Secret names out of ``name=<n>`` property strings (the API never returns the values)."""
+    names = []
+    for item in items:
+        parts = dict(p.split("=", 1) for p in str(item).split(",") if "=" in p)
+        if parts.get("name"):
+            names.append(parts["name"])
+    return names
 
 
 class ProxmoxHypervisors:

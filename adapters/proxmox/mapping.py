@@ -8,6 +8,7 @@ from typing import Any
 
 from adapters.proxmox.props import parse_props, with_props
 from core.errors import ConfigurationError, InvalidArguments
+from core.guest_index import RowKey
 from core.model import Backup, BackupJob, Guest, GuestIdentity, GuestRef, Nic, Snapshot, TaskInfo
 
 # From pve-common (via the shipped formats): UPID, pve-configid.
@@ -47,17 +48,24 @@ def _tags(raw: object) -> tuple[str, ...]:
     return tuple(t for t in re.split(r"[;,\s]+", str(raw or "")) if t)
 
 
+def resource_key(row: dict[str, Any]) -> RowKey:
+    """What the guest index needs of a ``/cluster/resources?type=vm`` row, without making its guest."""
+    return RowKey(vmid=int(row["vmid"]), name=str(row.get("name") or f"{row['type']}-{row['vmid']}"),
+                  pool=row.get("pool") or None, template=bool(int(row.get("template") or 0)))
+
+
 def guest_from_resource(cluster: str, row: dict[str, Any]) -> Guest:
     """One ``/cluster/resources?type=vm`` row."""
+    key = resource_key(row)
     return Guest(
         cluster=cluster,
-        vmid=int(row["vmid"]),
-        name=str(row.get("name") or f"{row['type']}-{row['vmid']}"),
+        vmid=key.vmid,
+        name=key.name,
         kind=str(row["type"]),
         node=str(row["node"]),
         status=str(row.get("status", "unknown")),
-        pool=row.get("pool") or None,
-        template=bool(int(row.get("template") or 0)),
+        pool=key.pool,
+        template=key.template,
         maxcpu=int(row.get("maxcpu") or 0),
         cpu=float(row.get("cpu") or 0.0),
         maxmem=int(row.get("maxmem") or 0),
@@ -124,6 +132,11 @@ def identity_from_config(kind: str, config: dict[str, Any]) -> GuestIdentity:
 
 def config_strings(config: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in config.items() if k != "digest"}
+
+
+def current_config(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """The config in force, from ``/pending``'s rows (a key only pending has no current value)."""
+    return config_strings({str(row["key"]): row["value"] for row in rows if "value" in row})
 
 
 def pending_changes(rows: Iterable[dict[str, Any]]) -> dict[str, str]:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, false, func, select, true, update
+from sqlalchemy import ColumnElement, delete, false, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -25,6 +25,7 @@ from core.model import (
     ChatIdentity,
     Cluster,
     Company,
+    EventSource,
     IpAssignment,
     IpRange,
     Job,
@@ -33,6 +34,8 @@ from core.model import (
     OutboxMessage,
     OutboxState,
     PoolBinding,
+    SshKey,
+    SshNode,
     Subscription,
     SubscriptionState,
     Topic,
@@ -266,6 +269,13 @@ class SqlSubscriptionRepository(_Scoped):
             stmt = stmt.where(c.state == SubscriptionState.ACTIVE)
         return builtins.list(self._session.scalars(stmt))
 
+    def listeners(self, topic: Topic) -> builtins.list[Subscription]:
+        # deliberately unscoped (system work, like the outbox): an event is recorded in the unit of work
+        # of the change it is about, whoever made it; message_for applies the tenant rule to each one
+        c = t.subscriptions.c
+        stmt = select(Subscription).where(c.topic == topic, c.state == SubscriptionState.ACTIVE).order_by(c.id)
+        return builtins.list(self._session.scalars(stmt))
+
     def add(self, subscription: Subscription) -> None:
         if subscription.company_id is None and not self._scope.unrestricted:
             raise NotFound("company not found")
@@ -354,6 +364,99 @@ class SqlOutboxRepository(_Scoped):
             c.subscription_id == subscription_id, c.state == OutboxState.PENDING)) or 0)
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+class SqlEventSourceRepository(_Scoped):
+    """Clusters' event sources, poll cursors and events seen; not scoped: system work only."""
+
+    def get(self, cluster_id: int) -> EventSource | None:
+        c = t.event_sources.c
+        row = self._session.execute(select(t.event_sources).where(c.cluster_id == cluster_id)).first()
+        if row is None:
+            return None
+        return EventSource(cluster_id=row.cluster_id, secret_encrypted=row.secret_encrypted, url=row.url,
+                           installed_at=_utc(row.installed_at), last_push_at=_utc(row.last_push_at),
+                           poller=row.lease_owner, poller_until=_utc(row.lease_until))
+
+    def _ensure(self, cluster_id: int) -> None:
+        # the row may be created by another process at the same moment: a savepoint keeps ours going
+        if self._session.scalar(select(t.event_sources.c.cluster_id).where(
+                t.event_sources.c.cluster_id == cluster_id)) is not None:
+            return
+        try:
+            with self._session.begin_nested():
+                self._session.execute(insert(t.event_sources).values(cluster_id=cluster_id))
+        except IntegrityError:
+            pass
+
+    def save(self, source: EventSource) -> None:
+        self._ensure(source.cluster_id)
+        self._session.execute(update(t.event_sources).where(t.event_sources.c.cluster_id == source.cluster_id)
+                              .values(secret_encrypted=source.secret_encrypted, url=source.url,
+                                      installed_at=source.installed_at))
+
+    def pushed(self, cluster_id: int, *, at: datetime) -> None:
+        self._session.execute(update(t.event_sources).where(t.event_sources.c.cluster_id == cluster_id)
+                              .values(last_push_at=at).execution_options(synchronize_session=False))
+
+    def cursors(self, cluster_id: int) -> dict[str, int]:
+        c = t.event_cursors.c
+        return {str(node): int(since) for node, since in
+                self._session.execute(select(c.node, c.since).where(c.cluster_id == cluster_id).order_by(c.node))}
+
+    def take_lease(self, cluster_id: int, *, owner: str, now: datetime, until: datetime) -> bool:
+        # one conditional UPDATE: of two processes only one polls the cluster; a dead one's lease expires
+        self._ensure(cluster_id)
+        c = t.event_sources.c
+        result = self._session.execute(
+            update(t.event_sources)
+            .where(c.cluster_id == cluster_id,
+                   c.lease_owner.is_(None) | (c.lease_owner == owner) | c.lease_until.is_(None) | (c.lease_until < now))
+            .values(lease_owner=owner, lease_until=until).execution_options(synchronize_session=False))
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def release_lease(self, cluster_id: int, *, owner: str) -> None:
+        c = t.event_sources.c
+        self._session.execute(update(t.event_sources).where(c.cluster_id == cluster_id, c.lease_owner == owner)
+                              .values(lease_owner=None, lease_until=None).execution_options(synchronize_session=False))
+
+    def cursor(self, cluster_id: int, node: str) -> int | None:
+        c = t.event_cursors.c
+        value = self._session.scalar(select(c.since).where(c.cluster_id == cluster_id, c.node == node))
+        return None if value is None else int(value)
+
+    def set_cursor(self, cluster_id: int, node: str, since: int) -> None:
+        c = t.event_cursors.c
+        result = self._session.execute(update(t.event_cursors).where(c.cluster_id == cluster_id, c.node == node)
+                                       .values(since=since).execution_options(synchronize_session=False))
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            try:
+                with self._session.begin_nested():
+                    self._session.execute(insert(t.event_cursors).values(cluster_id=cluster_id, node=node,
+                                                                         since=since))
+            except IntegrityError:
+                pass  # written by the other poller a moment ago; the next poll reads from there
+
+    def seen(self, key: str) -> bool:
+        return self._session.scalar(select(t.event_seen.c.event_key).where(t.event_seen.c.event_key == key[:255])
+                                    ) is not None
+
+    def forget_seen(self, *, before: datetime) -> int:
+        result = self._session.execute(delete(t.event_seen).where(t.event_seen.c.seen_at < before)
+                                       .execution_options(synchronize_session=False))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def mark_seen(self, key: str, *, at: datetime) -> bool:
+        try:
+            with self._session.begin_nested():
+                self._session.execute(insert(t.event_seen).values(event_key=key[:255], seen_at=at))
+        except IntegrityError:
+            return False
+        return True
+
+
 class SqlAuditLog(_Scoped):
     """Append-only: there is no update or delete here."""
 
@@ -407,7 +510,7 @@ class SqlJobRepository(_Scoped):
     def last_for(self, *, cluster: str, vmid: int) -> Job | None:
         c = t.jobs.c
         # the database picks the one row: loading a company's recent jobs to find it cost more than the command
-        stmt = self._select().where(c.target["cluster"].as_string() == cluster, c.target["vmid"].as_integer() == vmid)
+        stmt = self._select().where(c.target_cluster == cluster, c.target_vmid == vmid)
         return self._session.scalars(stmt.order_by(c.created_at.desc(), c.id).limit(1)).first()
 
     def claim(self, job_id: str, *, now: datetime) -> bool:
@@ -573,3 +676,43 @@ class SqlIpAssignmentRepository(_Scoped):
         )
         self._session.expire_all()
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+class SqlSshRepository(_Scoped):
+    """pvebot's SSH keys and nodes: provider data, so a scoped (company) caller sees none and may add none."""
+
+    def keys(self, cluster_id: int) -> builtins.list[SshKey]:
+        if not self._scope.unrestricted:
+            return []
+        stmt = select(SshKey).where(t.ssh_keys.c.cluster_id == cluster_id).order_by(t.ssh_keys.c.id)
+        return list(self._session.scalars(stmt))
+
+    def add_key(self, key: SshKey) -> None:
+        self._unrestricted()
+        self._session.add(key)
+        self._session.flush()
+
+    def remove_key(self, key: SshKey) -> None:
+        self._unrestricted()
+        self._session.delete(key)
+        self._session.flush()
+
+    def nodes(self, cluster_id: int) -> builtins.list[SshNode]:
+        if not self._scope.unrestricted:
+            return []
+        stmt = select(SshNode).where(t.ssh_nodes.c.cluster_id == cluster_id).order_by(t.ssh_nodes.c.node)
+        return list(self._session.scalars(stmt))
+
+    def add_node(self, node: SshNode) -> None:
+        self._unrestricted()
+        self._session.add(node)
+        self._session.flush()
+
+    def remove_node(self, node: SshNode) -> None:
+        self._unrestricted()
+        self._session.delete(node)
+        self._session.flush()
+
+    def _unrestricted(self) -> None:
+        if not self._scope.unrestricted:
+            raise NotFound("cluster not found")

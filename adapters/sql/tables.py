@@ -17,12 +17,14 @@ from sqlalchemy import (
     DateTime,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
@@ -187,6 +189,11 @@ jobs = Table(
     Column("message_ref", JSON, nullable=False),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("queue_owner", String(96), nullable=True),
+    # the guest of ``target``, as columns: "the last job on this VM" (vm status) is then an index
+    # lookup, not a scan of every job there ever was (kept in step by adapters.sql.uow)
+    Column("target_cluster", String(64), nullable=True),
+    Column("target_vmid", Integer, nullable=True),
+    Index("ix_jobs_target_guest", "target_cluster", "target_vmid", "created_at"),
 )
 
 approval_requests = Table(
@@ -280,6 +287,8 @@ subscriptions = Table(
     Column("state", _enum(model.SubscriptionState, "subscription_state"), nullable=False),
     Column("problem", String(300), nullable=True),
     Column("last_delivery_at", UtcDateTime, nullable=True),
+    # declared by the provisioning file, which adds and removes these (never those typed in chat)
+    Column("declared", Boolean, nullable=False, server_default=false()),
 )
 
 # One row per message to send: written in the transaction that records the event, sent by
@@ -303,6 +312,40 @@ notify_outbox = Table(
     UniqueConstraint("subscription_id", "event_key", name="uq_notify_outbox_event"),
 )
 
+# Per cluster: the webhook pvebot installed (its secret encrypted like an API token) and the poller's
+# lease, taken by one conditional UPDATE so one process polls a cluster at a time.
+event_sources = Table(
+    "event_sources",
+    metadata,
+    Column("cluster_id", Integer, ForeignKey("clusters.id", ondelete="CASCADE"), primary_key=True,
+           autoincrement=False),
+    Column("secret_encrypted", Text, nullable=True),
+    Column("url", String(500), nullable=True),
+    Column("installed_at", UtcDateTime, nullable=True),
+    Column("last_push_at", UtcDateTime, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+)
+
+# Where each node's task-history poll got to: the start time (epoch) the next poll reads from.
+event_cursors = Table(
+    "event_cursors",
+    metadata,
+    Column("cluster_id", Integer, ForeignKey("clusters.id", ondelete="CASCADE"), primary_key=True,
+           autoincrement=False),
+    Column("node", String(64), primary_key=True),
+    Column("since", Integer, nullable=False),
+)
+
+# Events recorded already (``vzdump:<cluster>:<node>:<upid>``): a push and a pull of one run, or two
+# polls that both list it, read its log once. The outbox's own unique key is what makes delivery once.
+event_seen = Table(
+    "event_seen",
+    metadata,
+    Column("event_key", String(255), primary_key=True),
+    Column("seen_at", UtcDateTime, nullable=False, index=True),
+)
+
 # Messages for terminal sessions: workers anywhere append, the shell that owns the
 # conversation reads them in order. Append-only; an edit is a new row for the same message.
 shell_outbox = Table(
@@ -313,6 +356,45 @@ shell_outbox = Table(
     Column("message_id", String(64), nullable=False),
     Column("body", JSON, nullable=False),
     Column("at", UtcDateTime, nullable=False),
+)
+
+# One row: a number every write to users, identities, companies, clusters or pool bindings raises, in
+# the same transaction, so that each process can keep what it read of them until the number moves.
+directory_version = Table(
+    "directory_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", Integer, nullable=False),
+)
+
+# pvebot's SSH key per cluster (the private half encrypted like the API token) and the nodes it reaches
+ssh_keys = Table(
+    "ssh_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cluster_id", Integer, ForeignKey("clusters.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("private_key_encrypted", Text, nullable=False),
+    Column("public_key", String(200), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("state", _enum(model.SshKeyState, "ssh_key_state"), nullable=False),
+    Column("comment", String(200), nullable=False),
+)
+
+ssh_nodes = Table(
+    "ssh_nodes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cluster_id", Integer, ForeignKey("clusters.id", ondelete="CASCADE"), nullable=False),
+    Column("node", String(64), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("user", String(64), nullable=False),
+    Column("host_key", String(64), nullable=True),
+    Column("keys_file", String(255), nullable=False),
+    Column("health", String(200), nullable=True),
+    Column("checked_at", UtcDateTime, nullable=True),
+    UniqueConstraint("cluster_id", "node", name="uq_ssh_nodes_cluster_node"),
 )
 
 mapper_registry = registry(metadata=metadata)
@@ -346,4 +428,6 @@ def start_mappers() -> None:
     mapper_registry.map_imperatively(model.BackupOwner, backup_owners)
     mapper_registry.map_imperatively(model.Subscription, subscriptions)
     mapper_registry.map_imperatively(model.OutboxMessage, notify_outbox)
+    mapper_registry.map_imperatively(model.SshKey, ssh_keys)
+    mapper_registry.map_imperatively(model.SshNode, ssh_nodes)
     _mapped = True

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.sql import repositories as r
-from adapters.sql.tables import start_mappers
-from core import ports
+from adapters.sql.tables import directory_version, start_mappers
+from core import model, ports
 from core.principal import Scope
+
+# what a principal and the ownership of guests are read from: a change to one raises the version
+_DIRECTORY = (model.User, model.ChatIdentity, model.Company, model.Cluster, model.PoolBinding)
+
+
+def _job_target_columns(_mapper: Any, _connection: Any, job: model.Job) -> None:
+    # the indexed copy of the target's guest (see tables.jobs); a job's target may gain its VMID later
+    vmid = job.target.get("vmid")
+    cluster = job.target.get("cluster")
+    setattr(job, "target_cluster", str(cluster)[:64] if cluster else None)  # noqa: B010 (mapped, not a field)
+    setattr(job, "target_vmid", vmid if isinstance(vmid, int) else None)  # noqa: B010
+
+
+def _raise_directory_version(session: Session, _context: Any, _instances: Any) -> None:
+    if any(isinstance(o, _DIRECTORY) for o in chain(session.new, session.dirty, session.deleted)):
+        session.execute(update(directory_version).where(directory_version.c.id == 1)
+                        .values(version=directory_version.c.version + 1))
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -23,6 +41,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur = dbapi_connection.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
+            # in WAL mode NORMAL survives any crash of pvebot; only a power loss can cost the last
+            # commits, and a commit no longer waits for the disk (the embedded default, one machine)
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
@@ -54,6 +75,8 @@ class SqlUnitOfWork:
     backup_owners: ports.BackupOwnerRepository
     subscriptions: ports.SubscriptionRepository
     outbox: ports.OutboxRepository
+    ssh: ports.SshRepository
+    event_sources: ports.EventSourceRepository
 
     def __init__(self, session_factory: sessionmaker[Session], scope: Scope) -> None:
         self._session_factory = session_factory
@@ -76,6 +99,8 @@ class SqlUnitOfWork:
         self.backup_owners = r.SqlBackupOwnerRepository(s, scope)
         self.subscriptions = r.SqlSubscriptionRepository(s, scope)
         self.outbox = r.SqlOutboxRepository(s, scope)
+        self.ssh = r.SqlSshRepository(s, scope)
+        self.event_sources = r.SqlEventSourceRepository(s, scope)
         return self
 
     def __exit__(self, *args: object) -> None:
@@ -85,6 +110,9 @@ class SqlUnitOfWork:
 
     def commit(self) -> None:
         self.session.commit()
+
+    def directory_version(self) -> int | None:
+        return self.session.execute(select(directory_version.c.version).where(directory_version.c.id == 1)).scalar()
 
     def rollback(self) -> None:
         self.session.rollback()
@@ -97,6 +125,10 @@ class SqlUnitOfWorkFactory:
         start_mappers()
         self.engine = engine
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
+        event.listen(self._sessions, "before_flush", _raise_directory_version)
+        if not event.contains(model.Job, "before_insert", _job_target_columns):
+            event.listen(model.Job, "before_insert", _job_target_columns)
+            event.listen(model.Job, "before_update", _job_target_columns)
 
     def __call__(self, scope: Scope) -> ports.UnitOfWork:
         return SqlUnitOfWork(self._sessions, scope)

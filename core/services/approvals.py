@@ -9,6 +9,7 @@ simultaneous clicks exactly one wins; the winner enqueues exactly one job.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,9 +20,9 @@ from core.ids import new_id, show_approval, show_job
 from core.model import ApprovalRequest, ApprovalState, Company, Role, User
 from core.ports import Hypervisor, UnitOfWork
 from core.principal import Principal, Scope
-from core.services import audit, catalog, channels, jobs, operations
+from core.services import audit, catalog, channels, jobs, notifications, operations
 from core.services.deps import Deps
-from core.services.operations import Target
+from core.services.operations import PROVIDER_COMPANY_ID, Target
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def request(
             audit.record(uow, clock=deps.clock, actor=principal.actor, action="approval.requested",
                          company_id=company_id, target=f"{show_approval(approval.id)} {action} {target.label}",
                          detail={"reason": reason[:200]} if reason else {})
+            notifications.record(uow, notifications.approval_event(approval, by=principal.name), clock=deps.clock)
             uow.commit()
         except DuplicateRequest:
             # a concurrent delivery of the same request (a platform retrying a slow answer) stored it
@@ -281,6 +283,8 @@ def _transition(
             audit.record(uow, clock=deps.clock, actor=principal.actor, action=f"approval.{to.value}",
                          company_id=approval.company_id, target=f"{show_approval(approval.id)} {approval.action}",
                          detail={"note": note[:200]} if note else {})
+            decided = replace(approval, state=to, decision_note=note[:500])
+            notifications.record(uow, notifications.approval_event(decided, by=principal.name), clock=deps.clock)
         uow.commit()
         return won
 
@@ -338,6 +342,7 @@ def _close_failed(deps: Deps, approval: ApprovalRequest, why: str) -> None:
             audit.record(uow, clock=deps.clock, actor="system", action="approval.failed",
                          company_id=approval.company_id, target=f"{show_approval(approval.id)} {approval.action}",
                          detail={"why": why[:200]})
+            notifications.record(uow, notifications.approval_event(stored, by="pvebot"), clock=deps.clock)
             uow.commit()
             closed = True
         else:
@@ -359,6 +364,8 @@ def _expire(deps: Deps, approval: ApprovalRequest, now: datetime) -> None:
         if expired:
             audit.record(uow, clock=deps.clock, actor="system", action="approval.expired",
                          company_id=approval.company_id, target=f"{show_approval(approval.id)} {approval.action}")
+            notifications.record(uow, notifications.approval_event(replace(approval, state=ApprovalState.EXPIRED),
+                                                                   by="pvebot"), clock=deps.clock)
         uow.commit()
         fresh = uow.approvals.get(approval.id)
     if expired:
@@ -480,7 +487,9 @@ def card(deps: Deps, approval: ApprovalRequest, *, for_approvers: bool = False) 
         only = deciders
     else:
         # nobody could be sent the card: no buttons anyone could press, but who and what to type
-        text = (f"{state}\nNo approver could be sent this card. {names or 'A company admin'} must type "
+        # the provider's own requests (a node, a cluster) are decided by another super_admin
+        who = "Another super_admin" if approval.company_id == PROVIDER_COMPANY_ID else "A company admin"
+        text = (f"{state}\nNo approver could be sent this card. {names or who} must type "
                 f"`{typed}` (or `deny {label} <reason>`).")
         only = deciders
     actions = (

@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from core.ports import Clock, DirectMessages, Hypervisors, JobQueue, Notifier, UnitOfWorkFactory
+from core.ports import (
+    Clock,
+    DirectMessages,
+    Hypervisors,
+    JobQueue,
+    KeyMaker,
+    Notifier,
+    RemoteShell,
+    SecretCipher,
+    UnitOfWorkFactory,
+)
+from core.services.directory_cache import DirectoryCache
 from core.telemetry import NullTelemetry, Telemetry
+
+
+@dataclass(frozen=True)
+class SshDeps:
+    """What SSH work needs: the shell, a key maker, the cipher for keys at rest, and where passwords are read."""
+
+    shell: RemoteShell
+    keys: KeyMaker
+    cipher: SecretCipher
+    # the process environment ``--password-env VAR`` names a variable of (read when the job runs, never kept)
+    environ: Mapping[str, str]
+    # how many clusters the ``--all`` forms and the periodic checks work on at once
+    parallel: int = 4
+    # how long one command on a node may take (an upgrade: long; a login test: seconds)
+    command_timeout: float = 30.0
+    upgrade_timeout: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -24,5 +52,8 @@ class Deps:
     # before it says the outcome is unknown: the task goes on in Proxmox whatever our connection does
     follow_grace: float = 60.0
     telemetry: Telemetry = field(default_factory=NullTelemetry)
+    # principals and pool ownership kept between commands while the directory version stays
+    directory_cache: DirectoryCache | None = None
+    ssh: SshDeps | None = None
     # opens direct messages, where approval cards go when a company names no approvers channel
     direct: DirectMessages | None = None

@@ -17,6 +17,7 @@ from core.model import ChatIdentity, Company, Role, User
 from core.ports import Clock, Directory, UnitOfWork, UnitOfWorkFactory
 from core.principal import Principal, Scope
 from core.services import audit
+from core.services.directory_cache import DirectoryCache
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ class Resolved:
     principal: Principal
     # set when this very request linked the identity, so the adapter can tell the user
     newly_linked: bool = False
+    # the directory version the principal was read at (None: not known)
+    version: int | None = None
 
 
 def resolve(
@@ -39,6 +42,7 @@ def resolve(
     *,
     clock: Clock,
     directory: Directory | None = None,
+    cache: DirectoryCache | None = None,
 ) -> Resolved:
     """Find the active user behind ``key``; link it by email domain, or create it by directory group.
 
@@ -47,6 +51,7 @@ def resolve(
         key: platform, workspace and platform user id of the caller.
         clock: for the audit events of a new link or user.
         directory: asks the platform for the caller's email, name and groups.
+        cache: keeps a linked identity's principal while the directory version stays.
 
     Returns:
         The principal, and whether it was linked just now.
@@ -55,16 +60,21 @@ def resolve(
         NotLinked: unknown identity that cannot be linked, or an inactive user.
     """
     try:
-        return _resolve_once(uow_factory, key, clock=clock, directory=directory)
+        return _resolve_once(uow_factory, key, clock=clock, directory=directory, cache=cache)
     except DuplicateRequest:
         # a second first message raced the first one to link this identity: it is linked now
-        return _resolve_once(uow_factory, key, clock=clock, directory=None)
+        return _resolve_once(uow_factory, key, clock=clock, directory=None, cache=cache)
 
 
 def _resolve_once(
-    uow_factory: UnitOfWorkFactory, key: IdentityKey, *, clock: Clock, directory: Directory | None
+    uow_factory: UnitOfWorkFactory, key: IdentityKey, *, clock: Clock, directory: Directory | None,
+    cache: DirectoryCache | None,
 ) -> Resolved:
     with uow_factory(Scope.everything()) as uow:
+        version = uow.directory_version() if cache is not None else None
+        kept = cache.get(version, ("principal", key)) if cache is not None else None
+        if isinstance(kept, Principal):
+            return Resolved(kept, version=version)
         identity = uow.identities.find(
             platform=key.platform, workspace_id=key.workspace_id, platform_user_id=key.user_id
         )
@@ -72,7 +82,10 @@ def _resolve_once(
             user = uow.users.get(identity.user_id)
             if user is None or not user.active:
                 raise NotLinked()
-            return Resolved(Principal.of(user))
+            principal = Principal.of(user)
+            if cache is not None:
+                cache.put(version, ("principal", key), principal)
+            return Resolved(principal, version=version)
         if directory is None:
             raise NotLinked()
         email = (directory.email_of(key.platform, key.workspace_id, key.user_id) or "").strip().lower()

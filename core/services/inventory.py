@@ -72,14 +72,26 @@ class _Owners:
 def _owners(deps: Deps, principal: Principal) -> _Owners:
     # one unit of work; the repositories filter by the principal's scope, so another company's
     # bindings are not here to be looked at
+    cache = deps.directory_cache
+    if cache is not None:
+        kept = cache.get(cache.pin(), ("owners", principal.scope))
+        if isinstance(kept, _Owners):
+            return kept
     with deps.uow_factory(principal.scope) as uow:
+        version = uow.directory_version() if cache is not None else None
+        kept = cache.get(version, ("owners", principal.scope)) if cache is not None else None
+        if isinstance(kept, _Owners):
+            return kept
         clusters = uow.clusters.list()
         bindings = uow.pool_bindings.list()
         companies = {c.id: c for c in uow.companies.list() if c.id is not None}
     by_pool: dict[tuple[int | None, str], Company | None] = {
         (b.cluster_id, b.pool): companies.get(b.company_id) for b in bindings
     }
-    return _Owners(clusters=clusters, companies=companies, by_pool=by_pool)
+    owners = _Owners(clusters=clusters, companies=companies, by_pool=by_pool)
+    if cache is not None:
+        cache.put(version, ("owners", principal.scope), owners)
+    return owners
 
 
 def _sort_key(o: OwnedGuest) -> tuple[str, str, int]:

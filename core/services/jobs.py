@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -350,10 +351,70 @@ def _run_step(deps: Deps, hv: Hypervisor | None, job: Job, step: operations.Step
         except Conflict as e:  # refused before the call: say that nothing happened
             raise Conflict(f"{e.user_message}. Nothing was done.") from e
     job.progress = step.label
+    if step.stream is not None:
+        _stream(deps, job, step, progress, deadline)
+        return
+    assert step.call is not None, f"step {step.label} has neither a call nor a stream"
     status = _follow(deps, hv, job, step.label, step.call(), progress, deadline)
     if not status.ok:
         detail = status.exitstatus or "failed"
         raise ExternalSystemError(f"Proxmox task {step.label} failed: {detail}"[:300])
+
+
+def _stream(deps: Deps, job: Job, step: operations.Step, progress: _Progress, deadline: float) -> None:
+    """Run a step that reports its own output lines; the latest line is the job's progress.
+
+    Edits are coalesced to one per ``progress_interval``; a ticker shows the last line of a quiet spell too,
+    so what a long command printed last is in the thread while it works on.
+    """
+    assert step.stream is not None
+    lock = threading.Lock()
+    dirty = [False]
+    last = [deps.clock.monotonic()]
+
+    def flush() -> None:
+        with lock:
+            if not dirty[0]:
+                return
+            last[0] = deps.clock.monotonic()
+            # a cancel cannot stop a command half-way through on the node: it is honoured between steps
+            try:
+                _beat(deps, job)
+            except Exception:
+                # a busy database: the line stays pending and the next tick saves it
+                log.warning("could not save the progress of %s; trying again", show_job(job.id), exc_info=True)
+                return
+            dirty[0] = False
+            progress.show(force=True)
+
+    def line(text: str) -> None:
+        text = text.strip()
+        if not text:
+            return
+        with lock:
+            job.progress = f"{step.label} — {text[:150]}"
+            dirty[0] = True
+        if deps.clock.monotonic() - last[0] >= deps.progress_interval:
+            flush()
+        if deps.clock.monotonic() > deadline:
+            raise ExternalSystemError(f"timed out after {deps.job_timeout} s during {step.label}")
+
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(deps.progress_interval):
+            flush()
+
+    ticker = threading.Thread(target=tick, name=f"pvebot-progress-{job.id}", daemon=True)
+    ticker.start()
+    try:
+        step.stream(line)
+    finally:
+        stop.set()
+        ticker.join(timeout=5)
+    flush()
+    if _heartbeat(deps, job):
+        raise _Cancelled()
 
 
 def _compensate(deps: Deps, hv: Hypervisor | None, job: Job, op: operations.Operation, target: Target,

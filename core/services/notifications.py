@@ -17,10 +17,21 @@ from dataclasses import dataclass
 from core import rbac
 from core.chat import ConversationRef, Field, Reply, Severity, Table
 from core.errors import InvalidArguments, NotFound, PermissionDenied
-from core.ids import show_job
-from core.model import Job, JobState, OutboxMessage, Role, Subscription, SubscriptionState, Topic
+from core.ids import show_approval, show_job
+from core.model import (
+    ApprovalRequest,
+    ApprovalState,
+    Job,
+    JobState,
+    OutboxMessage,
+    Role,
+    Subscription,
+    SubscriptionState,
+    Topic,
+)
 from core.ports import Clock, UnitOfWork
 from core.principal import Principal, Scope
+from core.services import channels
 from core.services.deps import Deps
 
 # topics only the provider's own channels hear
@@ -99,6 +110,8 @@ def subscribe(
 class Listed:
     subscription: Subscription
     pending: int
+    # why its channel cannot be posted into yet (a Teams channel the bot was never added to); None: it can
+    waiting: str | None = None
 
 
 def list_subscriptions(deps: Deps, principal: Principal) -> list[Listed]:
@@ -106,7 +119,12 @@ def list_subscriptions(deps: Deps, principal: Principal) -> list[Listed]:
     rbac.require(principal, rbac.Perm.NOTIFY_READ)
     with deps.uow_factory(principal.scope) as uow:
         found = uow.subscriptions.list()
-        return [Listed(s, uow.outbox.pending(s.id)) for s in found if s.id is not None]
+        listed = []
+        for s in found:
+            if s.id is not None:
+                resolution = channels.resolve(uow, s.channel)
+                listed.append(Listed(s, uow.outbox.pending(s.id), resolution.problem if resolution.waiting else None))
+        return listed
 
 
 def unsubscribe(deps: Deps, principal: Principal, subscription_id: int) -> Subscription:
@@ -244,7 +262,7 @@ def record(uow: UnitOfWork, event: Event, *, clock: Clock) -> int:
     """Queue ``event`` for every subscription that hears of it, in the caller's (unscoped) unit of work.
 
     Args:
-        uow: an unrestricted unit of work; the caller commits (with the change the event is about).
+        uow: the unit of work of the change the event is about; the caller commits.
         event: what happened.
         clock: when it was queued.
 
@@ -252,7 +270,9 @@ def record(uow: UnitOfWork, event: Event, *, clock: Clock) -> int:
         How many messages were queued (an event recorded before queues none again).
     """
     queued = 0
-    for subscription in uow.subscriptions.list(topic=event.topic, active_only=True):
+    # every subscription of the topic, whatever the unit of work's scope (an approval is recorded in
+    # its requester's): who hears is decided by message_for, the tenant rule
+    for subscription in uow.subscriptions.listeners(event.topic):
         found = message_for(subscription, event)
         if found is not None:
             reply, summary, failed = found
@@ -279,6 +299,37 @@ def job_event(job: Job) -> Event:
                  vm=str(job.target.get("name") or "") or None, vmid=vmid if isinstance(vmid, int) else None)
 
 
+_DECIDED = {
+    ApprovalState.PENDING: ("🔔", "requested by"),
+    ApprovalState.APPROVED: ("✅", "approved by"),
+    ApprovalState.DENIED: ("⛔", "denied by"),
+    ApprovalState.EXPIRED: ("⌛", "expired: nobody decided; closed by"),
+    ApprovalState.FAILED: ("❌", "could not run; closed by"),
+}
+
+
+def approval_event(approval: ApprovalRequest, *, by: str) -> Event:
+    """A new approval request or its decision, for the company's ``approvals`` subscribers (and the provider's).
+
+    Args:
+        approval: the request, in the state it has just been stored in.
+        by: who asked or decided (a name of the company's own people, or pvebot).
+    """
+    mark, verb = _DECIDED.get(approval.state, ("•", f"{approval.state.value} by"))
+    target = approval.target.get("detail") or approval.target.get("label") or approval.target.get("name") or "?"
+    what = f"{show_approval(approval.id)} {approval.action} on {target}"
+    detail = approval.reason if approval.state is ApprovalState.PENDING else approval.decision_note
+    text = f"{verb} {by}" + (f": {detail}" if detail else "")
+    if approval.state is ApprovalState.PENDING:
+        shown = show_approval(approval.id)
+        text += f"\nexpires {approval.expires_at:%Y-%m-%d %H:%M} UTC; decide with 'approve {shown}'"
+    vmid = approval.target.get("vmid")
+    failed = approval.state in (ApprovalState.DENIED, ApprovalState.EXPIRED, ApprovalState.FAILED)
+    return Event(topic=Topic.APPROVALS, key=f"approval:{approval.id}:{approval.state.value}",
+                 company_id=approval.company_id, failed=failed, title=f"{mark} {what}"[:300], text=text[:1000],
+                 vm=str(approval.target.get("name") or "") or None, vmid=vmid if isinstance(vmid, int) else None)
+
+
 def digest(messages: list[tuple[str, bool]]) -> Reply:
     """One message for several waiting in one channel: counts, the failures named, then each line."""
     failed = [s for s, f in messages if f]
@@ -295,6 +346,10 @@ def describe(listed: Listed, *, company_slug: str | None) -> tuple[str, ...]:
     s = listed.subscription
     filters = ", ".join(x for x in (f"vm {s.vm}" if s.vm else "", "failures only" if s.only_failures else "") if x)
     state = s.state.value + (f": {s.problem}" if s.problem else "")
+    if listed.waiting and s.state is SubscriptionState.ACTIVE:
+        state = f"waiting: {listed.waiting}"
+    if s.declared:
+        state += " (declared)"
     if listed.pending:
         state += f" ({listed.pending} waiting)"
     last = f"{s.last_delivery_at:%m-%d %H:%M}" if s.last_delivery_at else "never"

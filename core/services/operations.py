@@ -26,6 +26,9 @@ from core.rbac import Perm
 from core.services.deps import Deps
 
 log = logging.getLogger(__name__)
+# the company id a provider operation's job and approval carry: no company has it (ids start at 1), so no
+# company's scope sees them, and only an unrestricted principal (a super_admin) can request or decide them
+PROVIDER_COMPANY_ID = 0
 
 
 class TargetKind(enum.StrEnum):
@@ -51,9 +54,16 @@ class Target:
     record: dict[str, Any]
     cluster: Cluster | None = None
     guest: Guest | None = None
+    # the provider's own infrastructure (a cluster's nodes, its SSH keys): no company's, super_admins only
+    provider: bool = False
+    # how steps reach a target the hypervisor does not (a cluster's nodes over SSH:
+    # core.services.cluster_ssh.ClusterSsh), set by the resolver, which has the ports
+    reach: object | None = None
 
     @property
     def company_id(self) -> int | None:
+        if self.provider:
+            return PROVIDER_COMPANY_ID
         return None if self.company is None else self.company.id
 
 
@@ -76,16 +86,25 @@ class Resolver(Protocol):
         ...
 
 
+# where a streamed step reports each line of its output as it comes (the runner coalesces the edits)
+LineSink = Callable[[str], None]
+
+
 @dataclass(frozen=True)
 class Step:
-    """One state-changing Proxmox call, made by the runner once its target is confirmed."""
+    """One state-changing call, made by the runner once its target is confirmed.
+
+    A Proxmox call (``call``) returns the task the runner follows; a streamed step (``stream``, a command
+    over SSH) does its work itself, reports its output lines to the sink it is given, and raises on failure.
+    """
 
     label: str
-    call: Callable[[], TaskRef]
+    call: Callable[[], TaskRef] | None = None
     # the guest the call changes, whose identity the runner confirms first; None for other targets
     on: GuestRef | None = None
     # a further precondition, checked right before the call (a snapshot is still the one approved)
     check: Callable[[], None] | None = None
+    stream: Callable[[LineSink], None] | None = None
 
 
 StepsFn = Callable[[Hypervisor | None, Target, dict[str, Any]], Iterator[Step]]

@@ -60,6 +60,23 @@ USED_ENDPOINTS: tuple[tuple[str, str], ...] = (
     ("GET", "/nodes/{node}/tasks/{upid}/status"),
     ("GET", "/nodes/{node}/tasks/{upid}/log"),
     ("DELETE", "/nodes/{node}/tasks/{upid}"),
+    ("GET", "/cluster/status"),
+    ("GET", "/nodes/{node}/apt/update"),
+    ("POST", "/nodes/{node}/apt/update"),
+    ("GET", "/nodes/{node}/apt/versions"),
+    # notification targets and matchers (pvebot admin events install/status/uninstall)
+    ("GET", "/cluster/notifications/endpoints/webhook"),
+    ("POST", "/cluster/notifications/endpoints/webhook"),
+    ("GET", "/cluster/notifications/endpoints/webhook/{name}"),
+    ("PUT", "/cluster/notifications/endpoints/webhook/{name}"),
+    ("DELETE", "/cluster/notifications/endpoints/webhook/{name}"),
+    ("GET", "/cluster/notifications/matchers"),
+    ("POST", "/cluster/notifications/matchers"),
+    ("GET", "/cluster/notifications/matchers/{name}"),
+    ("PUT", "/cluster/notifications/matchers/{name}"),
+    ("DELETE", "/cluster/notifications/matchers/{name}"),
+    ("GET", "/cluster/notifications/targets"),
+    ("POST", "/cluster/notifications/targets/{name}/test"),
 )
 
 SOURCE_NOTE = (

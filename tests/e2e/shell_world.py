@@ -101,7 +101,7 @@ class World:
 def world(
     tmp_path: Path, *, queue: str, task_seconds: float = 0.3, stale_seconds: int = 60, start_worker: bool = True,
     database_url: str | None = None, follow_grace: float = 60.0,
-    doc: Callable[[SimServer], str] = world_doc,
+    doc: Callable[[SimServer], str] = world_doc, extra_env: dict[str, str] | None = None,
 ) -> Iterator[World]:
     """A running pvebot; ``database_url`` (an empty, migrated database) replaces the SQLite file."""
     sim = build_simulator(task_seconds=task_seconds)
@@ -113,6 +113,7 @@ def world(
         "PVEBOT_JOB_TIMEOUT": "60",
         "PVEBOT_JOB_STALE_SECONDS": str(stale_seconds),
         "PVEBOT_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
     if queue == "redis":
         import redis

@@ -259,3 +259,104 @@ def test_a_settled_jobs_outcome_reaches_its_companys_subscribers_only(w: World) 
     (text,) = w.slack.to("C0ACMEOPS")
     assert "failed: start web-01" in text and "VM 100 is locked" in text
     assert w.slack.to("C0GLOBEX") == []
+
+
+def test_approval_requests_and_decisions_reach_the_companys_approvals_subscribers(tmp_path: Path) -> None:
+    from tests.fakes import FakeHypervisors, FakeQueue
+
+    clock = FakeClock()
+    with database("sqlite", tmp_path) as url:
+        storage = make_storage(url, clock=clock)
+        provision(storage)
+        hypervisors = FakeHypervisors()
+        lab = hypervisors.cluster("lab")
+        lab.add(101, "web-01", pool="acme")
+        lab.add(102, "db-01", pool="acme", status="stopped")
+        lab.add(201, "gx-01", pool="globex", status="stopped")
+        app = test_app(storage, hypervisors=hypervisors, queue=FakeQueue())
+        slack = FakeSlack(clock)
+        app.notifier.add("slack", slack)
+        w = World(app, clock, slack)
+        try:
+            w.run("notify subscribe approvals", as_="alice@acme.example", where=ACME_CH)
+            w.run("notify subscribe approvals --only failures", as_="erin@acme.example", where=HOST_CH)
+            w.run("notify subscribe approvals", as_="carol@globex.example", where=GLOBEX_CH)
+            w.run("notify subscribe approvals --all", as_="root@host.example", where=HOST_CH)
+            asked = w.run("vm delete db-01 --reason cleanup", as_="bob@acme.example", where=ACME_CH)
+            assert "apr-" in asked and "Pending · expires in" in asked
+            w.deliver()
+            (requested,) = w.slack.to("C0ACMEOPS")
+            assert "vm.delete on db-01" in requested
+            assert "requested by Bob User: cleanup" in requested
+            approval_id = requested.split("apr-", 1)[1].split()[0]
+            clock.advance(seconds=2)
+            w.run(f"deny apr-{approval_id} not today", as_="alice@acme.example", where=ACME_CH)
+            w.deliver()
+            decided = w.slack.to("C0ACMEOPS")[1]
+            assert "denied by Alice Admin" in decided and f"apr-{approval_id}" in decided
+            # the provider channel heard both; the failures-only one only the denial; globex nothing
+            host = w.slack.to("C0HOSTOPS")
+            assert len(host) == 2 and "🔔" in host[0] and "⛔" in host[1] and "⛔" not in host[0]
+            assert w.slack.to("C0GLOBEX") == []
+            import sqlalchemy as sa
+
+            from adapters.sql import tables as t
+
+            c = t.notify_outbox.c
+            with storage.engine.connect() as conn:
+                keys = sorted((r.subscription_id, r.event_key.rsplit(":", 1)[1], r.state) for r in conn.execute(
+                    sa.select(c.subscription_id, c.event_key, c.state)))
+            assert keys == [(1, "denied", "sent"), (1, "pending", "sent"), (2, "denied", "sent"),
+                            (4, "denied", "sent"), (4, "pending", "sent")]
+        finally:
+            app.close()
+
+
+_DECLARED = """\
+notifications:
+  - {topic: updates, channel: "slack:C0HOSTOPS"}
+"""
+
+
+def _with_declared(acme_notifications: str) -> str:
+    from tests.support import STANDARD_DOC
+
+    anchor = "    quotas: {vms: 20, cores: 64, memory_gb: 256, disk_gb: 2000}\n"
+    assert STANDARD_DOC.count(anchor) == 1
+    return _DECLARED + STANDARD_DOC.replace(anchor, anchor + acme_notifications)
+
+
+def test_subscriptions_declared_in_the_provisioning_file(w: World) -> None:
+    import pytest as _pytest
+
+    from core.errors import ConfigurationError
+    from core.services import provisioning
+
+    acme = ('    notifications:\n'
+            '      - {topic: backups, channel: "teams:19:acme-ops@thread.tacv2", only_failures: true}\n'
+            '      - {topic: jobs, channel: "slack:C0ACMEJOBS", vm: web-01}\n')
+    storage = w.app.storage
+    changes = provision(storage, _with_declared(acme))
+    assert "+ subscription backups teams:19:acme-ops@thread.tacv2 --only failures for acme" in changes
+    assert "+ subscription updates slack:C0HOSTOPS for every company" in changes
+    assert provision(storage, _with_declared(acme)) == []  # a second run changes nothing
+    w.run("notify subscribe backups", as_="alice@acme.example", where=ACME_CH)  # typed, not declared
+    listing = w.run("notify list", as_="alice@acme.example", where=ACME_CH)
+    assert "teams:19:acme-ops@thread.tacv2" in listing and "waiting: the bot has not been added" in listing
+    assert "(declared)" in listing and "updates" not in listing  # the provider's is not acme's to see
+    assert "updates" in w.run("notify list", as_="root@host.example", where=HOST_CH)
+    with storage.uow_factory(Scope.everything()) as uow:
+        exported = provisioning.export(uow)
+    assert exported["notifications"] == [{"topic": "updates", "channel": "slack:C0HOSTOPS"}]
+    acme_entry = next(c for c in exported["companies"] if c["slug"] == "acme")
+    assert {"topic": "jobs", "channel": "slack:C0ACMEJOBS", "vm": "web-01"} in acme_entry["notifications"]
+    # the file is authoritative over what it declared, never over what was typed
+    changes = provision(storage, _with_declared("    notifications: []\n"))
+    assert sorted(c[0] for c in changes) == ["-", "-"]
+    listing = w.run("notify list", as_="alice@acme.example", where=ACME_CH)
+    assert "slack:C0ACMEOPS" in listing and "teams:19:acme-ops" not in listing
+    for bad, why in (("      - {topic: updates, channel: \"slack:C1\"}\n", "updates are for the provider"),
+                     ("      - {topic: weather, channel: \"slack:C1\"}\n", "unknown topic 'weather'"),
+                     ("      - {topic: jobs, channel: \"C1\"}\n", "slack:C0123ABCD or teams:")):
+        with _pytest.raises(ConfigurationError, match=why):
+            provision(storage, _with_declared("    notifications:\n" + bad))

@@ -232,6 +232,39 @@ def test_last_job_of_a_guest_is_picked_by_the_database_within_scope(storage: Sto
         assert uow.jobs.last_for(cluster="lab", vmid=102) is None  # acme's, so not there
 
 
+def test_the_last_job_of_a_guest_is_an_index_lookup_and_follows_a_target_that_changes(
+    storage: Storage, tenants: dict[str, int]
+) -> None:
+    acme = tenants["acme"]
+    with storage.uow_factory(Scope.everything()) as uow:
+        for i in range(50):
+            job = _job(f"j{i}", acme, at=T0 + timedelta(seconds=i))
+            job.target = {"cluster": "lab", "vmid": 1000 + i}
+            uow.jobs.add(job)
+        uow.commit()
+    with storage.uow_factory(Scope.everything()) as uow:
+        job = uow.jobs.get("j7")
+        assert job is not None
+        job.target = {**job.target, "vmid": 555}  # a target that learns its VMID later (vm create)
+        uow.commit()
+    seen: list[tuple[str, object]] = []
+    listener = lambda _c, _cur, stmt, params, *_a: seen.append((stmt, params))  # noqa: E731
+    sa.event.listen(storage.engine, "before_cursor_execute", listener)
+    with storage.uow_factory(Scope.of(acme)) as uow:
+        assert uow.jobs.last_for(cluster="lab", vmid=555).id == "j7"  # type: ignore[union-attr]
+        assert uow.jobs.last_for(cluster="lab", vmid=1007) is None
+    sa.event.remove(storage.engine, "before_cursor_execute", listener)
+    statement, params = next((s, p) for s, p in seen if "FROM jobs" in s)
+    with storage.engine.connect() as connection:
+        if storage.engine.dialect.name == "sqlite":
+            plan = " ".join(str(row[-1]) for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                                                               params))  # type: ignore[arg-type]
+        else:
+            plan = " ".join(str(row) for row in connection.exec_driver_sql("EXPLAIN " + statement,
+                                                                           params))  # type: ignore[arg-type]
+    assert "ix_jobs_target_guest" in plan, plan
+
+
 def test_claim_is_conditional_and_scoped(storage: Storage, tenants: dict[str, int]) -> None:
     acme, globex = tenants["acme"], tenants["globex"]
     with storage.uow_factory(Scope.everything()) as uow:

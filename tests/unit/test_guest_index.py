@@ -42,3 +42,21 @@ def test_templates_and_the_whole_answer_are_kept() -> None:
     assert [g.vmid for g in INDEX.templates] == [9000, 9001]
     assert len(INDEX) == 6 and {g.vmid for g in INDEX.guests} == {101, 102, 201, 300, 9000, 9001}
     assert GuestIndex.build("empty", []).named("x") == () and len(GuestIndex.build("empty", [])) == 0
+
+
+def test_rows_become_guests_only_when_a_lookup_reaches_them() -> None:
+    from adapters.proxmox import mapping
+
+    rows = [{"vmid": 100 + i, "name": f"vm-{i}", "type": "qemu", "node": "pve1", "status": "running",
+             "pool": "acme" if i < 3 else "globex"} for i in range(1000)]
+    made: list[int] = []
+
+    def make(row: dict[str, object]) -> Guest:
+        made.append(int(str(row["vmid"])))
+        return mapping.guest_from_resource("lab", row)  # type: ignore[arg-type]
+
+    index = GuestIndex.of_rows("lab", rows, key=mapping.resource_key, make=make)  # type: ignore[arg-type]
+    assert made == [] and len(index) == 1000
+    assert [g.name for g in index.in_pool("acme")] == ["vm-0", "vm-1", "vm-2"]
+    assert index.by_vmid(101) == mapping.guest_from_resource("lab", rows[1])  # type: ignore[arg-type]
+    assert sorted(made) == [100, 101, 102]  # the company's own three, each made once

@@ -80,10 +80,10 @@ users:
 
 def test_unknown_keys_are_named_with_what_is_allowed() -> None:
     assert problems("cluster: []\n") == [
-        "p.yaml line 1: cluster: unknown key (allowed: clusters, companies, users)"]
+        "p.yaml line 1: cluster: unknown key (allowed: clusters, companies, users, notifications)"]
     assert problems("companies:\n  - {slug: acme, name: Acme, pool: x}\n") == [
         "p.yaml line 2: companies[0].pool: unknown key (allowed: slug, name, email_domains, pools, quotas, approval, "
-        "teams_groups, networks, backup)"]
+        "teams_groups, networks, backup, notifications)"]
 
 
 def test_the_document_and_its_sections_must_have_the_right_shape() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigurationError
-from core.model import Role, TlsMode
+from core.model import Role, TlsMode, Topic
 from core.services.catalog import CATALOG
 from core.services.identity import GROUP_ROLES
 
@@ -72,6 +72,23 @@ def shown(value: Any, *, secret_like: bool = False) -> str:
 
 
 @dataclass(frozen=True)
+class SshNodeSpec:
+    """A node pvebot reaches over SSH; ``host_key`` None leaves it to ``cluster trust`` (or keeps its pin)."""
+
+    name: str
+    host: str
+    port: int
+    host_key: str | None
+
+
+@dataclass(frozen=True)
+class SshSpec:
+    user: str
+    authorized_keys: str
+    nodes: tuple[SshNodeSpec, ...]
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     name: str
     api_urls: tuple[str, ...]
@@ -81,6 +98,7 @@ class ClusterSpec:
     tls_value: str | None
     shared_templates: tuple[int, ...]
     path: PathT
+    ssh: SshSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +137,20 @@ class NetworkSpec:
 
 
 @dataclass(frozen=True)
+class SubscriptionSpec:
+    """A notification subscription the file declares: a channel hears a topic of its company (or every company)."""
+
+    topic: Topic
+    channel: str
+    vm: str | None = None
+    only_failures: bool = False
+
+    @property
+    def key(self) -> tuple[Topic, str, str | None, bool]:
+        return self.topic, self.channel, self.vm, self.only_failures
+
+
+@dataclass(frozen=True)
 class CompanySpec:
     slug: str
     name: str
@@ -130,6 +162,8 @@ class CompanySpec:
     teams_groups: tuple[GroupSpec, ...] = ()
     networks: tuple[NetworkSpec, ...] = ()
     backup: dict[str, Any] = field(default_factory=dict)
+    # None: the file says nothing of them (subscriptions typed in chat are never touched either way)
+    notifications: tuple[SubscriptionSpec, ...] | None = None
 
     @property
     def directory_groups(self) -> list[dict[str, str]]:
@@ -161,6 +195,8 @@ class Spec:
     clusters: list[ClusterSpec] = field(default_factory=list)
     companies: list[CompanySpec] = field(default_factory=list)
     users: list[UserSpec] = field(default_factory=list)
+    # the provider's own channels (every company); None: not in the file
+    notifications: tuple[SubscriptionSpec, ...] | None = None
 
 
 class _Checker:
@@ -242,8 +278,10 @@ def validate(doc: Any, *, locate: Locate, env: Mapping[str, str]) -> Spec:
     spec = Spec()
     if doc is None:
         doc = {}
-    if not c.mapping(doc, (), allowed=("clusters", "companies", "users")):
+    if not c.mapping(doc, (), allowed=("clusters", "companies", "users", "notifications")):
         raise ConfigurationError("\n".join(c.problems))
+    if "notifications" in doc:
+        spec.notifications = _notifications(c, doc["notifications"], ("notifications",), provider=True)
     _clusters(c, doc, spec, env)
     _companies(c, doc, spec)
     _users(c, doc, spec)
@@ -255,7 +293,7 @@ def validate(doc: Any, *, locate: Locate, env: Mapping[str, str]) -> Spec:
 
 
 def _clusters(c: _Checker, doc: Mapping[str, Any], spec: Spec, env: Mapping[str, str]) -> None:
-    allowed = ("name", "api_urls", "token_id", "token_secret_env", "tls", "shared_templates")
+    allowed = ("name", "api_urls", "token_id", "token_secret_env", "tls", "shared_templates", "ssh")
     for path, item in c.items(doc, "clusters"):
         # tls is required: there is no "system CA" mode, and a default would hide an unverified connection
         if not c.mapping(item, path, allowed=allowed,
@@ -273,11 +311,47 @@ def _clusters(c: _Checker, doc: Mapping[str, Any], spec: Spec, env: Mapping[str,
         mode, value = _tls(c, item["tls"], (*path, "tls")) if "tls" in item else (None, None)
         templates = item.get("shared_templates") or []
         vmids = [c.integer(v, (*path, "shared_templates", i), low=100, high=999999999) for i, v in enumerate(templates)]
+        ssh = _ssh(c, item["ssh"], (*path, "ssh")) if "ssh" in item else None
         if name and urls and token_id and env_name and mode:
             spec.clusters.append(
                 ClusterSpec(name, tuple(urls), token_id, env_name, mode, value,
-                            tuple(v for v in vmids if v is not None), path)
+                            tuple(v for v in vmids if v is not None), path, ssh)
             )
+
+
+_SSH_FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_ABS_PATH = re.compile(r"^/[^\s'\"$`\\]+$")
+
+
+def _ssh(c: _Checker, ssh: Any, path: PathT) -> SshSpec | None:
+    if not c.mapping(ssh, path, allowed=("user", "authorized_keys", "nodes"), required=("nodes",)):
+        return None
+    user = c.string(ssh.get("user", "root"), (*path, "user"), _USER, "a login name like root")
+    keys = c.string(ssh.get("authorized_keys", "/etc/pve/priv/authorized_keys"), (*path, "authorized_keys"),
+                    _ABS_PATH, "an absolute path without spaces or quotes")
+    nodes: list[SshNodeSpec] = []
+    for npath, node in c.items(ssh, "nodes") if isinstance(ssh.get("nodes"), list) else []:
+        npath = (*path, *npath)
+        if not c.mapping(node, npath, allowed=("name", "host", "port", "host_key"), required=("name", "host")):
+            continue
+        name = c.string(node.get("name"), (*npath, "name"), _NAME, "the Proxmox node name")
+        host = c.string(node.get("host"), (*npath, "host"), _HOST, "an address or host name")
+        port = c.integer(node.get("port", 22), (*npath, "port"), low=1, high=65535)
+        host_key = None
+        if node.get("host_key") is not None:
+            host_key = c.string(node.get("host_key"), (*npath, "host_key"), _SSH_FINGERPRINT,
+                                "SHA256: and 43 characters, as `ssh-keygen -lf` prints it")
+            if host_key is None:
+                continue
+        if name and host and port is not None:
+            nodes.append(SshNodeSpec(name, host, port, host_key))
+    if not isinstance(ssh.get("nodes"), list) or not ssh.get("nodes"):
+        c.fail((*path, "nodes"), "needs at least one node")
+    if user and keys and nodes:
+        return SshSpec(user, keys, tuple(nodes))
+    return None
 
 
 def _token_secret_env(c: _Checker, value: Any, path: PathT) -> str | None:
@@ -314,7 +388,8 @@ def _tls(c: _Checker, tls: Any, path: PathT) -> tuple[TlsMode | None, str | None
 
 
 def _companies(c: _Checker, doc: Mapping[str, Any], spec: Spec) -> None:
-    allowed = ("slug", "name", "email_domains", "pools", "quotas", "approval", "teams_groups", "networks", "backup")
+    allowed = ("slug", "name", "email_domains", "pools", "quotas", "approval", "teams_groups", "networks", "backup",
+               "notifications")
     for path, item in c.items(doc, "companies"):
         if not c.mapping(item, path, allowed=allowed, required=("slug", "name")):
             continue
@@ -339,14 +414,51 @@ def _companies(c: _Checker, doc: Mapping[str, Any], spec: Spec) -> None:
         groups = _teams_groups(c, item.get("teams_groups"), (*path, "teams_groups"))
         networks = _networks(c, item.get("networks"), (*path, "networks"))
         backup = _backup(c, item.get("backup") or {}, (*path, "backup"))
+        declared = (_notifications(c, item["notifications"], (*path, "notifications"), provider=False)
+                    if "notifications" in item else None)
         if groups and not item.get("email_domains"):
             # a member is added only when their email is in the company's domains: without any, nobody ever is
             c.fail((*path, "teams_groups"), "needs email_domains: a group member is added only with an email in them")
         if slug and name:
             spec.companies.append(
                 CompanySpec(slug, name, tuple(d.lower() for d in domains), tuple(pools), quotas, approval, path,
-                            teams_groups=tuple(groups), networks=tuple(networks), backup=backup)
+                            teams_groups=tuple(groups), networks=tuple(networks), backup=backup,
+                            notifications=declared)
             )
+
+
+_CHANNEL = re.compile(r"^(slack|teams):\S{1,290}$")
+
+
+def _notifications(c: _Checker, value: Any, path: PathT, *, provider: bool) -> tuple[SubscriptionSpec, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        c.fail(path, f"must be a list, got {shown(value)}")
+        return ()
+    out: list[SubscriptionSpec] = []
+    for i, item in enumerate(value):
+        npath = (*path, i)
+        if not c.mapping(item, npath, allowed=("topic", "channel", "vm", "only_failures"),
+                         required=("topic", "channel")):
+            continue
+        topic_text = c.string(item.get("topic"), (*npath, "topic"))
+        channel = c.string(item.get("channel"), (*npath, "channel"), _CHANNEL,
+                           "slack:C0123ABCD or teams:<conversation id>")
+        topic = next((t for t in Topic if t.value == topic_text), None)
+        if topic_text and topic is None:
+            known = ", ".join(t.value for t in Topic)
+            c.fail((*npath, "topic"), f"unknown topic {shown(topic_text)} (one of: {known})")
+        elif topic is Topic.UPDATES and not provider:
+            c.fail((*npath, "topic"), "updates are for the provider's own channels: declare them under the "
+                                      "top-level notifications")
+        vm = c.string(item["vm"], (*npath, "vm")) if item.get("vm") is not None else None
+        only = item.get("only_failures", False)
+        if not isinstance(only, bool):
+            c.fail((*npath, "only_failures"), f"must be true or false, got {shown(only)}")
+        if topic is not None and channel:
+            out.append(SubscriptionSpec(topic, channel, vm[:64] if vm else None, bool(only)))
+    return tuple(out)
 
 
 def _teams_groups(c: _Checker, value: Any, path: PathT) -> list[GroupSpec]:

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from core.errors import ConfigurationError
-from core.model import ChatIdentity, Cluster, Company, IpRange, PoolBinding, TlsMode, User
+from core.model import ChatIdentity, Cluster, Company, IpRange, PoolBinding, SshNode, TlsMode, User
 from core.ports import Clock, SecretCipher, UnitOfWork
 from core.services import addresses, audit
+from core.services.provisioning import subscriptions as declared
 from core.services.provisioning.document import (
     IDENTITY_KEYS,
     ClusterSpec,
@@ -56,6 +57,7 @@ def apply(
         _apply_networks(uow, co, changes=changes, locate=locate)
     for us in spec.users:
         _apply_user(uow, us, changes=changes, locate=locate)
+    declared.apply(uow, spec, clock=clock, changes=changes)
     for line in changes:
         audit.record(uow, clock=clock, actor=actor, action="provisioning.change", target=line[:300])
     return changes
@@ -84,6 +86,9 @@ def _apply_cluster(uow: UnitOfWork, cs: ClusterSpec, *, cipher: SecretCipher, se
             )
         )
         changes.append(f"+ cluster {cs.name}")
+        added = uow.clusters.by_name(cs.name)
+        assert added is not None
+        _apply_ssh(uow, added, cs, changes=changes)
         return
     label = f"cluster {cs.name}"
     _set(cluster, "api_urls", list(cs.api_urls), label=label, changes=changes)
@@ -95,6 +100,34 @@ def _apply_cluster(uow: UnitOfWork, cs: ClusterSpec, *, cipher: SecretCipher, se
     if cipher.decrypt(cluster.token_secret_encrypted) != secret:
         cluster.token_secret_encrypted = cipher.encrypt(secret)
         changes.append(f"~ {label}: token secret changed")
+    _apply_ssh(uow, cluster, cs, changes=changes)
+
+
+def _apply_ssh(uow: UnitOfWork, cluster: Cluster, cs: ClusterSpec, *, changes: list[str]) -> None:
+    """The file's SSH nodes; a node the file gives no host key keeps the pin ``cluster trust`` made."""
+    assert cluster.id is not None
+    existing = {n.node: n for n in uow.ssh.nodes(cluster.id)}
+    wanted = {n.name: n for n in cs.ssh.nodes} if cs.ssh is not None else {}
+    for name, node in existing.items():
+        if name not in wanted:
+            uow.ssh.remove_node(node)
+            changes.append(f"- ssh node {cs.name}/{name}")
+    if cs.ssh is None:
+        return
+    for name, spec in wanted.items():
+        found = existing.get(name)
+        if found is None:
+            uow.ssh.add_node(SshNode(cluster_id=cluster.id, node=name, host=spec.host, port=spec.port,
+                                     user=cs.ssh.user, host_key=spec.host_key, keys_file=cs.ssh.authorized_keys))
+            changes.append(f"+ ssh node {cs.name}/{name}")
+            continue
+        label = f"ssh node {cs.name}/{name}"
+        _set(found, "host", spec.host, label=label, changes=changes)
+        _set(found, "port", spec.port, label=label, changes=changes)
+        _set(found, "user", cs.ssh.user, label=label, changes=changes)
+        _set(found, "keys_file", cs.ssh.authorized_keys, label=label, changes=changes)
+        if spec.host_key is not None:
+            _set(found, "host_key", spec.host_key, label=label, changes=changes)
 
 
 def _apply_company(uow: UnitOfWork, co: CompanySpec, *, changes: list[str], locate: Locate) -> None:
@@ -288,6 +321,12 @@ def export(uow: UnitOfWork) -> dict[str, Any]:
                                  "token_secret_env": cl.token_secret_env or f"PVE_{cl.name.upper()}_TOKEN", "tls": tls}
         if cl.shared_templates:
             entry["shared_templates"] = list(cl.shared_templates)
+        assert cl.id is not None
+        nodes = uow.ssh.nodes(cl.id)
+        if nodes:
+            entry["ssh"] = {"user": nodes[0].user, "authorized_keys": nodes[0].keys_file,
+                            "nodes": [{"name": n.node, "host": n.host, "port": n.port,
+                                       **({"host_key": n.host_key} if n.host_key else {})} for n in nodes]}
         doc["clusters"].append(entry)
     for co in companies:
         entry = {"slug": co.slug, "name": co.name, "email_domains": list(co.email_domains),
@@ -305,7 +344,13 @@ def export(uow: UnitOfWork) -> dict[str, Any]:
         networks = [_export_range(r, by_id) for r in uow.ip_ranges.list() if r.company_id == co.id]
         if networks:
             entry["networks"] = networks
+        subscribed = declared.export(uow, co)
+        if subscribed:
+            entry["notifications"] = subscribed
         doc["companies"].append(entry)
+    provider = declared.export(uow, None)
+    if provider:
+        doc["notifications"] = provider
     for u in uow.users.list():
         entry = {"email": u.email, "name": u.name, "role": u.role.value}
         if u.company_id is not None:

@@ -1,0 +1,191 @@
+"""Package updates on cluster nodes: what is available, the periodic check, and ``node upgrade``.
+
+The list comes from the API (``GET /nodes/{node}/apt/update``, the cache of the node's last ``apt-get
+update``); installing cannot be done through the API, so ``node upgrade`` runs ``apt-get update`` and a
+non-interactive ``dist-upgrade`` over SSH, its output streamed as the job's progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from core import rbac
+from core.errors import BotError, Conflict, ExternalSystemError
+from core.ids import new_id, show_job
+from core.model import Cluster, JobState, PackageUpdate, Topic
+from core.ports import Hypervisor
+from core.principal import Principal, Scope
+from core.rbac import Perm
+from core.services import notifications
+from core.services.cluster_ssh import tools
+from core.services.deps import Deps
+from core.services.operations import Ended, LineSink, Operation, Step, Target
+from core.services.provider_targets import NODE, reach
+
+log = logging.getLogger(__name__)
+
+APT_UPDATE = "DEBIAN_FRONTEND=noninteractive apt-get update"
+# keep the node's changed config files and never ask: a prompt would hang the job until its timeout
+DIST_UPGRADE = ("DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Options::=--force-confdef "
+                "-o Dpkg::Options::=--force-confold dist-upgrade")
+# Debian's packages leave this flag file when they need a reboot (a node's sshd may point
+# PVEBOT_REBOOT_FLAG elsewhere); a new kernel that is not the running one needs one too
+REBOOT_CHECK = ('f="${PVEBOT_REBOOT_FLAG:-/run/reboot-required}"; if [ -e "$f" ]; then echo reboot-required; '
+                "else echo no-reboot; fi")
+
+
+def sorted_updates(updates: list[PackageUpdate]) -> list[PackageUpdate]:
+    """Proxmox packages first, then by name."""
+    return sorted(updates, key=lambda u: (not u.proxmox, u.package))
+
+
+def available(deps: Deps, principal: Principal, ref: str) -> tuple[Target, list[PackageUpdate]]:
+    """The updates available on a node, Proxmox packages first.
+
+    Raises:
+        NotFound: no such node, or the principal is not the provider's (a company's answers alike).
+        PermissionDenied: the role may not manage clusters.
+    """
+    rbac.require(principal, Perm.CLUSTER_MANAGE)
+    target = NODE.resolve(deps, principal, ref)
+    assert target.cluster is not None
+    return target, sorted_updates(deps.hypervisors.for_cluster(target.cluster).apt_updates(target.record["node"]))
+
+
+def updates_key(cluster: str, node: str, updates: list[PackageUpdate]) -> str:
+    """The same set of versions gives the same key, so it is announced once."""
+    digest = hashlib.sha256("\n".join(sorted(f"{u.package}={u.version}" for u in updates)).encode()).hexdigest()
+    return f"updates:{cluster}:{node}:{digest[:20]}"
+
+
+def _announce(cluster: str, node: str, updates: list[PackageUpdate]) -> notifications.Event:
+    ordered = sorted_updates(updates)
+    proxmox = sum(1 for u in ordered if u.proxmox)
+    shown = "\n".join(f"{u.package} {u.old_version or '?'} → {u.version}" for u in ordered[:25])
+    more = f"\n… and {len(ordered) - 25} more" if len(ordered) > 25 else ""
+    return notifications.Event(topic=Topic.UPDATES, key=updates_key(cluster, node, ordered),
+                               title=f"📦 {len(ordered)} updates on {cluster}/{node} ({proxmox} Proxmox)",
+                               text=shown + more + f"\n`node upgrade {cluster}/{node}` installs them")
+
+
+def check_cluster(deps: Deps, cluster: Cluster) -> int:
+    """Announce each online node's available updates (a set already announced is not again); how many queued."""
+    hv = deps.hypervisors.for_cluster(cluster)
+    queued = 0
+    for node in hv.cluster_state().nodes:
+        if not node.online:
+            continue
+        updates = hv.apt_updates(node.name)
+        if updates:
+            queued += notifications.publish(deps, _announce(cluster.name, node.name, updates))
+    return queued
+
+
+def check_all(deps: Deps) -> int:
+    """:func:`check_cluster` for every cluster; one that fails is logged and the others still checked."""
+    with deps.uow_factory(Scope.everything()) as uow:
+        clusters = uow.clusters.list()
+    queued = 0
+    for cluster in clusters:
+        try:
+            queued += check_cluster(deps, cluster)
+        except BotError as e:
+            log.warning("the updates check of cluster %s failed: %s", cluster.name, e.user_message)
+    return queued
+
+
+# ---- node upgrade --------------------------------------------------------------------------
+
+
+def _upgrading(deps: Deps, target: Target, *, besides: str | None = None) -> str | None:
+    """The job already upgrading (or queued to upgrade) the node, if any."""
+    with deps.uow_factory(Scope.everything()) as uow:
+        for job in uow.jobs.list(states=(JobState.QUEUED, JobState.RUNNING), limit=500):
+            if (job.action == "node.upgrade" and job.id != besides and job.target.get("cluster") ==
+                    target.record["cluster"] and job.target.get("node") == target.record["node"]):
+                return job.id
+    return None
+
+
+def _refuse_second(deps: Deps, target: Target, *, besides: str | None = None) -> None:
+    running = _upgrading(deps, target, besides=besides)
+    if running is not None:
+        raise Conflict(f"{target.label} is already being upgraded ({show_job(running)}); wait for it to end")
+
+
+def _prepare(deps: Deps, principal: Principal, target: Target, params: dict[str, Any]) -> None:
+    _refuse_second(deps, target)
+    reach(target).node(target.record["node"])
+    params["upgrade_id"] = new_id(8)
+
+
+def _precheck(deps: Deps, principal: Principal, target: Target, job: Any) -> None:
+    _refuse_second(deps, target, besides=job.id)
+
+
+def _preview(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> list[tuple[str, str]]:
+    assert hv is not None
+    node = target.record["node"]
+    updates = sorted_updates(hv.apt_updates(node))
+    packages = ", ".join(f"{u.package} {u.version}" for u in updates[:15]) or "none listed (apt-get update first)"
+    if len(updates) > 15:
+        packages += f", … {len(updates) - 15} more"
+    running = sorted((g for g in hv.inventory() if g.node == node and g.status == "running"), key=lambda g: g.vmid)
+    guests = ", ".join(f"{g.name} ({g.vmid})" for g in running[:20]) or "none"
+    if len(running) > 20:
+        guests += f", … {len(running) - 20} more"
+    return [("Packages", f"{len(updates)}: {packages}"), ("Guests running on the node", guests)]
+
+
+def _steps(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Iterator[Step]:
+    ssh = reach(target)
+    node = ssh.node(target.record["node"])
+    key = ssh.key_for_login()
+    login = ssh.credentials(key)
+    timeout = tools(ssh.deps).upgrade_timeout
+
+    def command(cmd: str, what: str) -> Step:
+        def run(sink: LineSink) -> None:
+            result = ssh.run(node, login, cmd, on_line=sink, timeout=timeout)
+            if result.exit_status != 0:
+                tail = next((line for line in reversed(result.output) if line.strip()), "")
+                raise ExternalSystemError(f"{what} on {target.label} failed (exit status {result.exit_status}): "
+                                          f"{tail[:200]}")
+        return Step(what, stream=run)
+
+    def reboot(sink: LineSink) -> None:
+        result = ssh.run(node, login, REBOOT_CHECK)
+        params["reboot"] = any(line.strip() == "reboot-required" for line in result.output)
+        sink("a reboot is required" if params["reboot"] else "no reboot needed")
+
+    yield command(APT_UPDATE, "apt-get update")
+    yield command(DIST_UPGRADE, "apt-get dist-upgrade")
+    yield Step("check whether a reboot is required", stream=reboot)
+
+
+def _result(target: Target, params: dict[str, Any]) -> str:
+    after = "⚠️ a reboot is required" if params.get("reboot") else "no reboot needed"
+    return f"upgraded {target.label}; {after}"
+
+
+def _ended(deps: Deps, ended: Ended) -> None:
+    where = f"{ended.target['cluster']}/{ended.target['node']}"
+    if ended.succeeded:
+        reboot = ended.params.get("reboot")
+        title = f"⬆️ {where} upgraded" + ("; ⚠️ reboot required" if reboot else "; no reboot needed")
+    else:
+        title = f"❌ the upgrade of {where} did not succeed"
+    notifications.publish(deps, notifications.Event(
+        topic=Topic.UPDATES, key=f"upgrade:{where}:{ended.params.get('upgrade_id', '')}", failed=not ended.succeeded,
+        title=title, text="the job's thread has apt's output"))
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("node.upgrade", Perm.NODE_UPGRADE, "upgrade",
+              "Install a node's package updates over SSH (apt-get dist-upgrade), after a second admin approves.",
+              NODE, _steps, preview=_preview, prepare=_prepare, precheck=_precheck, result=_result,
+              always_approval=True, ended=_ended),
+)

@@ -1,0 +1,388 @@
+"""Clusters over SSH end to end: real sshd per node, the shell adapter, the job runner, approvals, the outbox.
+
+pvebot's key pushed with a password read once from the environment, rotated without a gap and checked; a node
+whose host key changed is refused before anything is sent, with a security line and an audit event; a wrong or
+missing password says so; ``node upgrade`` waits for a second super_admin, streams apt's output (the stand-in
+apt-get waits at a gate until the test has seen its first line in chat), reports the reboot, refuses a second
+upgrade meanwhile, and ends with an ``updates`` event delivered to a subscribed channel.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from adapters.crypto import FernetCipher
+from adapters.shell.session import ShellSession
+from bot.bootstrap import build_maintenance
+from bot.yamlfile import dump
+from core.model import SshKeyState
+from core.principal import Scope
+from core.services import node_updates, outbox, provisioning
+from pvesim import SimServer
+from tests.e2e.shell_world import ROOT as ROOT_DIR
+from tests.e2e.shell_world import World, job_ids, world, world_doc
+from tests.ssh_support import USER, SshCluster, ssh_cluster
+
+pytestmark = pytest.mark.slow
+
+ROOT, OPS, ALICE = "root@host.example", "ops@host.example", "alice@acme.example"
+PASSWORD_ENV, WRONG_ENV = "LAB_NODE_PASSWORD", "LAB_WRONG_PASSWORD"
+
+
+def _doc(ssh: SshCluster, *, pin: bool = True) -> Callable[[SimServer], str]:
+    def doc(server: SimServer) -> str:
+        text = world_doc(server).replace("    shared_templates: [9000]\n",
+                                         "    shared_templates: [9000]\n" + ssh.yaml(pin=pin), 1)
+        root = "  - {email: root@host.example, name: Root, role: super_admin}\n"
+        assert root in text
+        return text.replace(root, root + "  - {email: ops@host.example, name: Ops, role: super_admin}\n", 1)
+    return doc
+
+
+def _env(ssh: SshCluster) -> dict[str, str]:
+    return {PASSWORD_ENV: ssh.password, WRONG_ENV: "not-" + ssh.password}
+
+
+def _run(w: World, who: str, *lines: str) -> str:
+    """The transcript once every job it started has settled and its last edit arrived."""
+    shell, out = w.shell(who)
+    shell.run(list(lines))
+    for job in job_ids(out.getvalue()):
+        w.wait_state(job, {"succeeded", "failed", "cancelled", "unknown"}, timeout=60)
+        _shown(shell, out, re.compile(rf"\[job-{job}\] (✅ done|❌ failed|⛔ cancelled|❓ outcome)"))
+    return out.getvalue()
+
+
+def _job(w: World, text: str) -> tuple[str, str]:
+    job = job_ids(text)[-1]
+    state = w.wait_state(job, {"succeeded", "failed", "cancelled", "unknown"}, timeout=60)
+    return job, state
+
+
+def _delivered(w: World, shell: ShellSession, out: io.StringIO, text: str) -> None:
+    """Run the outbox sender (paced: one message a second per channel) until ``text`` reached the channel."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        outbox.deliver_due(w.app.deps)
+        shell.flush()
+        if text in out.getvalue():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} never delivered: {out.getvalue()}")
+
+
+def _shown(shell: ShellSession, out: io.StringIO, text: str | re.Pattern[str]) -> str:
+    """The transcript once ``text`` is in it (a job's last edit is written just after the job settles)."""
+    def seen() -> bool:
+        return bool(text.search(out.getvalue())) if isinstance(text, re.Pattern) else text in out.getvalue()
+
+    deadline = time.monotonic() + 15
+    while not seen() and time.monotonic() < deadline:
+        time.sleep(0.1)
+        shell.flush()
+    return out.getvalue()
+
+
+def _pvebot_lines(ssh: SshCluster) -> list[str]:
+    return [line for line in ssh.keys_file.read_text().splitlines() if "pvebot:lab:" in line]
+
+
+def _push(w: World) -> str:
+    text = _run(w, ROOT, f"cluster keys push lab --password-env {PASSWORD_ENV}")
+    assert _job(w, text)[1] == "succeeded", text
+    return text
+
+
+def test_push_rotate_and_health_end_to_end(tmp_path: Path) -> None:
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=_doc(ssh), extra_env=_env(ssh)) as w:
+        # the first push needs a password, named, set, and right; each says so in one clear line
+        said = _run(w, ROOT, "cluster keys push lab", "cluster keys push lab --password-env NOT_SET_ANYWHERE")
+        assert "give --password-env VAR" in said
+        assert "environment variable NOT_SET_ANYWHERE is not set" in said
+        wrong = _run(w, ROOT, f"cluster keys push lab --password-env {WRONG_ENV}")
+        assert _job(w, wrong)[1] == "failed"
+        assert f"lab/pve1 refused the password for {USER}" in wrong, wrong
+        assert _pvebot_lines(ssh) == []
+
+        text = _push(w)
+        assert "✅ pve1: pvebot's key works" in text and "✅ pve2: pvebot's key works" in text, text
+        (line,) = _pvebot_lines(ssh)
+        assert line.startswith("no-agent-forwarding,no-port-forwarding,no-X11-forwarding ssh-ed25519 ")
+        assert re.search(r" pvebot:lab:\d{8}$", line), line
+        # the password login happened once, on the node the line was appended through
+        for name, node in ssh.nodes.items():
+            assert ("Accepted password" in node.log_text()) == (name == "pve1")
+            assert "Accepted publickey" in node.log_text()
+        # a second push with the key in place needs no password and adds nothing
+        again = _run(w, ROOT, "cluster keys push lab")
+        assert _job(w, again)[1] == "succeeded", again
+        assert _pvebot_lines(ssh) == [line]
+
+        health = _run(w, ROOT, "cluster keys health")
+        assert _job(w, health)[1] == "succeeded", health
+        assert "✅ lab/pve1: ok (key 0 d old)" in health and "✅ lab/pve2: ok" in health, health
+
+        rotated = _run(w, ROOT, "cluster keys rotate lab")
+        assert _job(w, rotated)[1] == "succeeded", rotated
+        (new_line,) = _pvebot_lines(ssh)
+        assert new_line.split()[2] != line.split()[2]
+        with w.app.deps.uow_factory(Scope.everything()) as uow:
+            cluster = uow.clusters.by_name("lab")
+            assert cluster is not None and cluster.id is not None
+            keys = uow.ssh.keys(cluster.id)
+            assert [k.state for k in keys] == [SshKeyState.ACTIVE]
+            assert keys[0].public_key.split()[1] == new_line.split()[2]
+
+        # the line removed behind pvebot's back: health says so and the provider's channel hears it
+        ssh.keys_file.write_text("")
+        shell, out = w.shell(ROOT)
+        shell.run(["notify subscribe updates", "cluster keys health"])
+        assert "❌ lab/pve1: login refused" in out.getvalue(), out.getvalue()
+        _delivered(w, shell, out, "🔑 SSH to lab/pve1")
+
+        status = _run(w, ROOT, "cluster status lab", "cluster list")
+        assert "pve1" in status and "8.4.1" in status and "quorate" in status, status
+
+
+def test_a_changed_host_key_is_refused_with_nothing_sent_and_audited(tmp_path: Path) -> None:
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=_doc(ssh), extra_env=_env(ssh)) as w:
+        _push(w)
+        keys_before = ssh.keys_file.read_text()
+        seen = ssh.new_host_key("pve2")
+        health = _run(w, ROOT, "cluster keys health")
+        _job(w, health)
+        assert "❌ lab/pve2: 🔒 host key changed, refused (nothing sent)" in health, health
+        assert "✅ lab/pve1: ok" in health
+        # pve2's sshd (restarted with the new key) saw connections and not one authentication or session
+        log = ssh.nodes["pve2"].log_text().split("Server listening")[-1]
+        assert "Connection from 127.0.0.1" in log
+        assert not re.search(r"Accepted|Failed|Starting session|Postponed", log), log
+        assert ssh.keys_file.read_text() == keys_before
+        with w.app.deps.uow_factory(Scope.everything()) as uow:
+            refused = [e for e in uow.audit.query(limit=100) if e.action == "ssh.host_key_refused"]
+        assert refused and refused[0].target == "lab/pve2" and refused[0].detail["seen"] == seen
+
+        # an upgrade of that node is refused the same way, and sends nothing either
+        shown = _run(w, ROOT, "cluster trust lab pve2")
+        assert f"lab/pve2 shows host key {seen}" in shown and "pinned: SHA256:" in shown, shown
+        wrong = _run(w, ROOT, "cluster trust lab pve2 SHA256:" + "A" * 43, "cluster trust lab pve2 nonsense")
+        assert "nothing was pinned" in wrong and "looks like SHA256:" in wrong, wrong
+        pinned = _run(w, ROOT, f"cluster trust lab pve2 {seen}")
+        assert f"🔒 pinned lab/pve2 to {seen}" in pinned, pinned
+        health = _run(w, ROOT, "cluster keys health")
+        _job(w, health)
+        assert "✅ lab/pve2: ok" in health, health
+        # a company admin cannot even name the provider's commands' targets
+        denied = _run(w, ALICE, "cluster trust lab pve2", "cluster keys health", "node upgrade lab/pve1")
+        assert denied.count("cannot use") == 3 or denied.count("not allow") == 3, denied
+
+
+def _wait_progress(w: World, job: str, text: str, *, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with w.app.deps.uow_factory(Scope.everything()) as uow:
+            found = uow.jobs.get(job)
+            if found is not None and text in found.progress:
+                return found.progress
+        time.sleep(0.05)
+    raise AssertionError(f"job-{job} never showed {text!r}")
+
+
+def test_node_upgrade_with_approval_streams_apt_and_announces_the_outcome(tmp_path: Path) -> None:
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=_doc(ssh), extra_env=_env(ssh)) as w:
+        _push(w)
+        w.sim.offer_update("pve1", "libc6", "2.36-9+deb12u10", old_version="2.36-9+deb12u9")
+        w.sim.offer_update("pve1", "pve-manager", "8.4.2", old_version="8.4.1", origin="Proxmox")
+        root, root_out = w.shell(ROOT)
+        root.run(["notify subscribe updates", "node updates lab/pve1", "node upgrade lab/pve1 --reason monthly"])
+        said = root_out.getvalue()
+        listing = said.split("node updates lab/pve1", 1)[1]
+        assert listing.index("pve-manager") < listing.index("libc6"), said  # Proxmox packages first
+        assert "Pending · expires in" in said and "Packages" in said and "pve-manager 8.4.2" in said, said
+        assert "web-01 (100)" in said and "app-02" not in said  # the guests running on pve1 only
+        (apr,) = set(re.findall(r"apr-([a-z0-9]+)", said))
+        assert "cannot decide your own request" in _run(w, ROOT, f"approve apr-{apr}")  # four eyes
+
+        second: list[str] = []
+
+        def at_the_gate() -> None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (ids := job_ids(ops_out.getvalue())):
+                time.sleep(0.05)
+            job = ids[0]
+            _wait_progress(w, job, "Unpacking pve-manager")
+            again, again_out = w.shell(ROOT)  # not _run: its answer names the running job, which waits here
+            again.run(["node upgrade lab/pve1"])
+            second.append(again_out.getvalue())
+            ssh.open_gate()
+
+        ops, ops_out = w.shell(OPS)
+        watcher = threading.Thread(target=at_the_gate, daemon=True)
+        watcher.start()
+        ops.run([f"approve apr-{apr}"])
+        watcher.join(timeout=60)
+        job, state = _job(w, ops_out.getvalue())
+        # the job reports in the requester's thread; its last edit is written just after it settles
+        text = _shown(root, root_out, "upgraded lab/pve1")
+        assert state == "succeeded", text
+        # apt's lines arrived as progress while it ran (the gate held it until the first was seen)
+        assert "apt-get dist-upgrade — Unpacking pve-manager (8.4.2) over (8.4.1)" in text, text
+        assert "upgraded lab/pve1; ⚠️ a reboot is required" in text, text
+        assert second and "lab/pve1 is already being upgraded" in second[0], second
+        apt = ssh.apt_log.read_text().splitlines()
+        assert apt[0] == "apt-get update"
+        assert "-y" in apt[1] and "dist-upgrade" in apt[1] and "--force-confold" in apt[1]
+
+        _delivered(w, root, root_out, "⬆️ lab/pve1 upgraded; ⚠️ reboot required")
+        # the maintenance loop's check announces a set of updates once (and finds every key healthy)
+        maintenance = build_maintenance(w.app)
+        assert maintenance.check_clusters() == 1
+        assert maintenance.check_clusters() == 0
+        w.sim.offer_update("pve1", "pve-manager", "8.4.3", old_version="8.4.1", origin="Proxmox")
+        assert node_updates.check_all(w.app.deps) == 1  # a new version is a new set
+        title = "📦 2 updates on lab/pve1 (1 Proxmox)"
+        _delivered(w, root, root_out, title)
+        # both sets reach the channel (a burst arrives as one digest of their titles), each once
+        deadline = time.monotonic() + 15
+        while root_out.getvalue().count(title) < 2 and time.monotonic() < deadline:
+            outbox.deliver_due(w.app.deps)
+            root.flush()
+            time.sleep(0.2)
+        assert root_out.getvalue().count(title) == 2, root_out.getvalue()
+
+
+def _corpus(w: World, *texts: str) -> str:
+    """Everything pvebot showed or kept outside the encrypted column: replies, jobs, audit, the export."""
+    with w.app.deps.uow_factory(Scope.everything()) as uow:
+        jobs = [f"{j.summary} {j.progress} {j.result} {j.params} {j.target}" for j in uow.jobs.list(limit=500)]
+        events = [f"{e.action} {e.target} {e.outcome} {e.detail}" for e in uow.audit.query(limit=1000)]
+        cluster = uow.clusters.by_name("lab")
+        assert cluster is not None and cluster.id is not None
+        keys = [repr(k) for k in uow.ssh.keys(cluster.id)]
+        exported = dump(provisioning.export(uow))
+    return "\n".join([*texts, *jobs, *events, *keys, exported])
+
+
+def test_the_private_key_and_the_password_never_leave(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # paramiko's transport log included
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=_doc(ssh), extra_env=_env(ssh)) as w:
+        texts = [
+            _run(w, ROOT, f"cluster keys push lab --password-env {WRONG_ENV}"),
+            _push(w),
+            _run(w, ROOT, "cluster keys rotate lab", "cluster keys health", "cluster status lab", "cluster list"),
+        ]
+        ssh.new_host_key("pve1")
+        texts.append(_run(w, ROOT, "cluster keys health", "node upgrade lab/pve1"))
+        with w.app.deps.uow_factory(Scope.everything()) as uow:
+            cluster = uow.clusters.by_name("lab")
+            assert cluster is not None and cluster.id is not None
+            (key,) = uow.ssh.keys(cluster.id)
+            sealed = key.private_key_encrypted
+        private = w.app.storage.cipher.decrypt(sealed)
+        assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+        # `pvebot admin rotate-key` re-encrypts the SSH key too, and says nothing of it
+        cli = subprocess.run([sys.executable, "-m", "bot.cli", "admin", "rotate-key"], env={**os.environ, **w.env,
+                             "PYTHONPATH": str(ROOT_DIR)}, cwd=ROOT_DIR, capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 0, cli.stderr
+        new_key = cli.stdout.strip().splitlines()[-1]
+        with w.app.deps.uow_factory(Scope.everything()) as uow:
+            (rotated,) = uow.ssh.keys(cluster.id)
+            assert rotated.private_key_encrypted != sealed
+            assert FernetCipher([new_key]).decrypt(rotated.private_key_encrypted) == private
+        corpus = _corpus(w, *texts, cli.stdout, cli.stderr, caplog.text, ssh.apt_log.read_text()
+                         if ssh.apt_log.exists() else "")
+    body = [line for line in private.splitlines() if "PRIVATE KEY" not in line]
+    assert len(body) >= 3
+    for line in body:
+        assert line not in corpus
+    assert sealed not in corpus
+    assert ssh.password not in corpus and ssh.password not in caplog.text
+    # the corpus is real: it does hold what pvebot said and logged
+    assert "lab/pve1 refused the password" in corpus and "ssh.host_key_refused" in corpus
+    assert "refused lab/pve1: host key" in caplog.text
+
+
+def test_rotation_needs_quorum_and_a_failure_keeps_the_old_key(tmp_path: Path) -> None:
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=_doc(ssh), extra_env=_env(ssh)) as w:
+        _push(w)
+        (before,) = _pvebot_lines(ssh)
+        with w.sim.state.lock:
+            w.sim.state.quorate = False
+        refused = _run(w, ROOT, "cluster keys rotate lab")
+        assert "cluster lab has no quorum" in refused and "the current key keeps working" in refused, refused
+        assert _pvebot_lines(ssh) == [before]
+        with w.sim.state.lock:
+            w.sim.state.quorate = True
+        # pve2 down: the new key cannot be tested there, so it is taken out again
+        server = ssh.nodes["pve2"]
+        assert server.process is not None
+        server.process.terminate()
+        server.process.wait(timeout=10)
+        failed = _run(w, ROOT, "cluster keys rotate lab")
+        assert "❌ failed: rotation stopped: the new key does not work on pve2" in failed, failed
+        assert "the new key was taken out again; the old key still works" in failed
+        assert _pvebot_lines(ssh) == [before]
+        with w.app.deps.uow_factory(Scope.everything()) as uow:
+            cluster = uow.clusters.by_name("lab")
+            assert cluster is not None and cluster.id is not None
+            assert [k.public_key.split()[1] for k in uow.ssh.keys(cluster.id)] == [before.split()[2]]
+        ssh.restart("pve2")
+        health = _run(w, ROOT, "cluster keys health")
+        assert "✅ lab/pve1: ok" in health and "✅ lab/pve2: ok" in health, health
+
+
+def test_a_node_without_a_pin_is_not_logged_in_to_until_trusted(tmp_path: Path) -> None:
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=_doc(ssh, pin=False), extra_env=_env(ssh)) as w:
+        text = _run(w, ROOT, f"cluster keys push lab --password-env {PASSWORD_ENV}")
+        assert "no host key is pinned for lab/pve1" in text and ssh.nodes["pve1"].host_key in text, text
+        assert "Accepted" not in ssh.nodes["pve1"].log_text() and _pvebot_lines(ssh) == []
+        for name, node in ssh.nodes.items():
+            shown = _run(w, ROOT, f"cluster trust lab {name}")
+            assert f"lab/{name} shows host key {node.host_key} (nothing pinned yet)" in shown, shown
+            assert "pinned" in _run(w, ROOT, f"cluster trust lab {name} {node.host_key}")
+        assert "✅ pve2: pvebot's key works" in _push(w)
+
+
+def test_all_clusters_at_once_and_an_unreachable_one_answers_for_itself(tmp_path: Path) -> None:
+    def doc(server: SimServer) -> str:
+        text = _doc(ssh)(server)
+        start, end = text.index("  - name: lab\n"), text.index("companies:")
+        edge = text[start:end].replace("name: lab", "name: edge")
+        edge = re.sub(r"port: \d+", "port: 1", edge)  # nothing listens there
+        return text[:end] + edge + text[end:]
+
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=doc, extra_env=_env(ssh)) as w:
+        text = _run(w, ROOT, f"cluster keys push --all --password-env {PASSWORD_ENV}")
+        assert "push pvebot's SSH key to cluster lab" in text and "cluster edge" in text, text
+        queued = dict(re.findall(r"queued job-([a-z0-9]+): push pvebot's SSH key to cluster (\w+)", text))
+        states = {cluster: w.job_state(job) for job, cluster in queued.items()}
+        assert states == {"lab": "succeeded", "edge": "failed"}, text
+        assert "edge/pve1 could not be reached over SSH" in text, text
+        assert "name one cluster or give --all" in _run(w, ROOT, "cluster keys push lab --all")
+        health = _run(w, ROOT, "cluster keys health")
+        assert "✅ lab/pve1: ok" in health and "❌ edge/pve1:" in health, health
+
+
+def test_a_first_push_that_failed_half_way_is_finished_by_the_next_one(tmp_path: Path) -> None:
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=_doc(ssh), extra_env=_env(ssh)) as w:
+        server = ssh.nodes["pve2"]
+        assert server.process is not None
+        server.process.terminate()
+        server.process.wait(timeout=10)
+        failed = _run(w, ROOT, f"cluster keys push lab --password-env {PASSWORD_ENV}")
+        assert "❌ failed: pvebot's key does not work on pve2" in failed, failed
+        (line,) = _pvebot_lines(ssh)  # appended through pve1 before pve2 was tried
+        ssh.restart("pve2")
+        _push(w)
+        assert _pvebot_lines(ssh) == [line]  # the same key, not a second line beside an orphan
