@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from core.chat import ConversationRef, MessageRef, Reply
 from core.errors import ChannelGone, ExternalSystemError, Throttled
+from core.model import ChatIdentity
 from core.ports import Directory, Notifier
 from core.telemetry import NullTelemetry, Telemetry
 
@@ -92,6 +93,16 @@ class NotifierRouter:
             if classified is e:
                 raise
             raise classified from e
+
+    def direct(self, identity: ChatIdentity, *, near: ConversationRef) -> ConversationRef | None:
+        """:class:`core.ports.DirectMessages` through the identity's platform, None where it has no such thing."""
+        notifier = self._notifiers.get(identity.platform)
+        opener = getattr(notifier, "direct", None)
+        if opener is None:
+            return None
+        with self._measured(identity.platform):
+            found: ConversationRef | None = opener(identity, near=near)
+        return found
 
     def update(self, message: MessageRef, reply: Reply) -> None:
         notifier = self._for(message.conversation.platform)

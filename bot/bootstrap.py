@@ -153,6 +153,7 @@ def build_app(
         telemetry=telemetry,
         directory_cache=DirectoryCache(clock=storage.clock),
         ssh=_ssh(settings, storage),
+        direct=notifier,
     )
     dispatcher: Dispatcher = ObservedDispatcher(registry=build_registry(), deps=deps, directory=directory,
                                                 telemetry=telemetry, rate_limiter=_rate_limiter(settings, queue))

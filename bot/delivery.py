@@ -81,7 +81,8 @@ def follow_up(deps: Deps, answer: Answer, *, posted: MessageRef | None) -> None:
                 if posted is not None:
                     approvals.card_posted(deps, item.approval_id, posted)
             elif isinstance(item, StartJob):
-                jobs.start(deps, item.job_id, posted=posted)
+                # the reply that said "queued" is the job's message from now on
+                jobs.start(deps, item.job_id, posted=posted, becomes=True)
         except BotError as e:
             # jobs.start failed the job and told the conversation why already
             log.warning("follow-up %s did not happen: %s", item, e.user_message)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from commands.registry import Args, CommandContext, CommandRegistry, Param
 from core.chat import Reply, Table
-from core.ids import parse_approval_id, show_approval, show_job
+from core.ids import parse_approval_id, show_approval
 from core.rbac import Perm
 from core.services import approvals, channels
 
@@ -14,8 +14,8 @@ def register(registry: CommandRegistry) -> None:
     def approve(args: Args, ctx: CommandContext) -> Reply:
         """Approve a pending request; it then runs once."""
         decided = approvals.decide(ctx.deps, ctx.principal, parse_approval_id(args["request"]), approve=True)
-        job = f"; {show_job(decided.job_id)} queued" if decided.job_id else ""
-        return Reply.ok(f"approved {show_approval(decided.id)} ({decided.action}){job}")
+        # the same card every copy of the request now shows
+        return approvals.card(ctx.deps, decided)
 
     @registry.command("deny", permission=Perm.APPROVAL_DECIDE,
                       args=(Param("request"), Param("reason", required=False, rest=True)))
@@ -24,7 +24,7 @@ def register(registry: CommandRegistry) -> None:
         note = approvals.parse_decision_note(args["reason"])
         decided = approvals.decide(ctx.deps, ctx.principal, parse_approval_id(args["request"]), approve=False,
                                    note=note)
-        return Reply.ok(f"denied {show_approval(decided.id)} ({decided.action})" + (f": {note}" if note else ""))
+        return approvals.card(ctx.deps, decided)
 
     @registry.command("approval list", permission=Perm.VM_READ, flags=(Param("all", bool),))
     def approval_list(args: Args, ctx: CommandContext) -> Reply:

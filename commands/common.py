@@ -36,10 +36,10 @@ def outcome_reply(ctx: CommandContext, outcome: Outcome, what: str) -> Answer:
     """The answer to an operation: "queued job-…" and the job to start, or the approval card to track."""
     if outcome.approval is not None:
         card = approvals.card(ctx.deps, outcome.approval)
-        note = f"{what} needs approval: {show_approval(outcome.approval.id)}"
         if not outcome.created:
             note = f"{what} is already waiting for approval: {show_approval(outcome.approval.id)}"
-        return Answer(replace(card, text=f"{note}. {card.text}"), followups=(TrackApproval(outcome.approval.id),))
+            card = replace(card, text=f"{note}. {card.text}")
+        return Answer(card, followups=(TrackApproval(outcome.approval.id),))
     assert outcome.job is not None
     job = outcome.job
     if not outcome.created:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from commands.registry import Args, CommandContext, CommandRegistry, Param
-from core.chat import Field, Reply, Table
+from commands.registry import Args, CommandContext, CommandRegistry, CommandSpec, Param
+from core.chat import Field, Reply, Section
 from core.errors import NotFound
 from core.model import Company
 from core.principal import Scope
 from core.services import approvals
+
+# a group of at most this many commands is listed command by command in `help`
+SHORT_GROUP = 3
+FOOTER = "A VM is named by VMID, by name, or as cluster/vmid."
 
 
 def register(registry: CommandRegistry) -> None:
@@ -16,19 +20,30 @@ def register(registry: CommandRegistry) -> None:
         """List the commands your role allows, or those of one group."""
         group = args["group"]
         visible = [c for c in ctx.registry if c.visible_to(ctx.principal)]
+        company = _company(ctx)
         if group:
             visible = [c for c in visible if c.group == group.lower() or c.name == group.lower()]
             if not visible:
                 raise NotFound(f"no command group '{group[:30]}' for your role. Type 'help' for the list.")
-        company = _company(ctx)
-        rows = tuple((c.usage, c.summary + (" (needs approval)" if c.operation is not None and
-                                           approvals.needs_approval(company, c.operation) else ""))
-                     for c in visible)
-        return Reply(
-            title="pvebot commands" + (f": {group}" if group else ""),
-            table=Table(columns=("command", "what it does"), rows=rows),
-            footer="A VM is named by VMID, by name, or as cluster/vmid.",
-        )
+            return Reply(
+                title=f"pvebot commands: {group.lower()}",
+                sections=(Section(group.lower(), tuple(_line(c, company) for c in visible)),),
+                footer=FOOTER,
+            )
+        groups: dict[str, list[CommandSpec]] = {}
+        for spec in visible:
+            groups.setdefault(spec.group, []).append(spec)
+        # a long group would make the list taller than a chat window: one line naming its commands,
+        # and `help <group>` tells each one's usage
+        long = [Field(name, " · ".join(c.name.split(" ", 1)[1] for c in specs))
+                for name, specs in groups.items() if len(specs) > SHORT_GROUP]
+        short = [_line(c, company) for specs in groups.values() if len(specs) <= SHORT_GROUP for c in specs]
+        sections = []
+        if long:
+            sections.append(Section("Command groups: type help <group> for their usage", tuple(long)))
+        if short:
+            sections.append(Section("Commands" if long else "", tuple(short)))
+        return Reply(title="pvebot commands", sections=tuple(sections), footer=FOOTER)
 
     @registry.command("whoami", permission=None)
     def whoami(args: Args, ctx: CommandContext) -> Reply:
@@ -48,6 +63,12 @@ def register(registry: CommandRegistry) -> None:
                 Field("Chat", f"{ctx.conversation.platform}"),
             ),
         )
+
+
+def _line(spec: CommandSpec, company: Company | None) -> Field:
+    hint = " (needs approval)" if spec.operation is not None and approvals.needs_approval(company, spec.operation) \
+        else ""
+    return Field(spec.usage, spec.summary + hint)
 
 
 def _company(ctx: CommandContext) -> Company | None:

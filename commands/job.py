@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from commands.registry import Args, CommandContext, CommandRegistry, Param
+from core import timefmt
 from core.chat import Field, Reply, Table
 from core.ids import parse_job_id, show_job
 from core.rbac import Perm
@@ -18,7 +19,7 @@ def register(registry: CommandRegistry) -> None:
         live = jobs.render(job, now=now)
         fields = [
             Field("State", job.state.value),
-            Field("Queued", f"{job.created_at:%Y-%m-%d %H:%M:%S} UTC"),
+            Field("Queued", timefmt.relative(job.created_at, now=now)),
             Field("Took" if job.state.finished else "Running for", jobs.elapsed(job, now=now)),
         ]
         if job.progress:
@@ -35,8 +36,11 @@ def register(registry: CommandRegistry) -> None:
         found = jobs.list_jobs(ctx.deps, ctx.principal, active_only=bool(args["active"]))
         if not found:
             return Reply(text="no jobs" + (" running" if args["active"] else " yet"))
-        rows = tuple((show_job(j.id), j.state.value, j.summary[:60], f"{j.created_at:%m-%d %H:%M}") for j in found)
-        return Reply(title="Jobs", table=Table(columns=("job", "state", "what", "queued (UTC)"), rows=rows))
+        now = ctx.deps.clock.now()
+        # what it is first; the id, for job status / job cancel, last
+        rows = tuple((j.summary[:60], j.state.value, timefmt.stamp(j.created_at, now=now), show_job(j.id))
+                     for j in found)
+        return Reply(title="Jobs", table=Table(columns=("what", "state", "queued (UTC)", "job"), rows=rows))
 
     @registry.command("job cancel", permission=Perm.JOB_CANCEL, args=(Param("job"),))
     def job_cancel(args: Args, ctx: CommandContext) -> Reply:

@@ -187,12 +187,26 @@ class Action:
     command: str
     style: ActionStyle = ActionStyle.DEFAULT
     only_for: tuple[int, ...] = ()
+    # the presser may add a short text (a reason), asked with this prompt and appended to the command
+    # where the platform can ask in the card (Teams); elsewhere the command runs without it
+    ask: str | None = None
 
 
 @dataclass(frozen=True)
 class Table:
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Section:
+    """Lines under a heading: each item's label reads strong, its value quieter beside it (help's groups).
+
+    Unlike a :class:`Table`, nothing has to line up: a long label or value wraps within its own line.
+    """
+
+    heading: str
+    items: tuple[Field, ...]
 
 
 @dataclass(frozen=True)
@@ -206,6 +220,12 @@ class Reply:
     table: Table | None = None
     actions: tuple[Action, ...] = ()
     footer: str | None = None
+    # grouped lines after the fields and before the table (help)
+    sections: tuple[Section, ...] = ()
+    # one line that must not be missed, shown in a highlighted box (what an approval destroys)
+    highlight: str | None = None
+    # facts for whoever wants them, folded away where the platform can fold (Teams)
+    details: tuple[Field, ...] = ()
     # only the caller should see it (Slack ephemeral); errors are
     private: bool = False
     # this message is the live progress of that job (the shell prints it as "[job-…] …"); it
@@ -235,10 +255,14 @@ class Reply:
             "fields": [[f.label, f.value] for f in self.fields],
             "table": None if self.table is None else {"columns": list(self.table.columns),
                                                       "rows": [list(r) for r in self.table.rows]},
-            "actions": [[a.label, a.command, a.style.value, list(a.only_for)] for a in self.actions],
+            "actions": [[a.label, a.command, a.style.value, list(a.only_for)] + ([a.ask] if a.ask else [])
+                        for a in self.actions],
             "footer": self.footer,
             "private": self.private,
             "progress_of": self.progress_of,
+            "sections": [[s.heading, [[f.label, f.value] for f in s.items]] for s in self.sections],
+            "highlight": self.highlight,
+            "details": [[f.label, f.value] for f in self.details],
         }
 
     @classmethod
@@ -251,13 +275,17 @@ class Reply:
             fields=tuple(Field(label, value) for label, value in data.get("fields", [])),
             table=None if not table else Table(tuple(table["columns"]), tuple(tuple(r) for r in table["rows"])),
             actions=tuple(
-                Action(label, command, ActionStyle(style), tuple(only_for))
-                for label, command, style, only_for in data.get("actions", [])
+                Action(a[0], a[1], ActionStyle(a[2]), tuple(a[3]), a[4] if len(a) > 4 else None)
+                for a in data.get("actions", [])
             ),
             footer=data.get("footer"),
             private=bool(data.get("private", False)),
             # outbox rows written before progress_of existed say job_id
             progress_of=data.get("progress_of", data.get("job_id")),
+            sections=tuple(Section(heading, tuple(Field(label, value) for label, value in items))
+                           for heading, items in data.get("sections", [])),
+            highlight=data.get("highlight"),
+            details=tuple(Field(label, value) for label, value in data.get("details", [])),
         )
 
     def to_json(self) -> str:
@@ -372,6 +400,18 @@ def _wrap(cell: str, width: int) -> list[str]:
     return out
 
 
+def render_section(section: Section, *, width: int | None = None) -> str:
+    """A section as plain text: its heading, then its items as two aligned columns wrapped to ``width``."""
+    if not section.items:
+        return section.heading
+    rows = tuple((f.label, f.value) for f in section.items)
+    indent = "  " if section.heading else ""
+    inner = None if width is None else max(MIN_WRAPPED, width - len(indent))
+    # render_table's first line is the header; a section's heading stands alone above its items
+    lines = [indent + line for line in render_table(Table(columns=("", ""), rows=rows), width=inner).split("\n")[1:]]
+    return "\n".join([section.heading, *lines]) if section.heading else "\n".join(lines)
+
+
 def render_plain(reply: Reply, *, width: int | None = None) -> str:
     parts: list[str] = []
     mark = _SEVERITY_MARK[reply.severity]
@@ -383,9 +423,14 @@ def render_plain(reply: Reply, *, width: int | None = None) -> str:
             parts.append(reply.text)
     elif reply.text:
         parts.append(mark + reply.text)
-    if reply.fields:
-        width = max(len(f.label) for f in reply.fields)
-        parts.append("\n".join(f"{f.label.ljust(width)}  {f.value}" for f in reply.fields))
+    if reply.highlight:
+        parts.append(reply.highlight)
+    facts = reply.fields + reply.details
+    if facts:
+        label_width = max(len(f.label) for f in facts)
+        parts.append("\n".join(f"{f.label.ljust(label_width)}  {f.value}" for f in facts))
+    for section in reply.sections:
+        parts.append(render_section(section, width=width))
     if reply.table is not None:
         parts.append(render_table(reply.table, width=width))
     if reply.actions:

@@ -629,6 +629,22 @@ class Notifier(Protocol):
     def update(self, message: MessageRef, reply: Reply) -> None: ...
 
 
+class DirectMessages(Protocol):
+    """Opens a one-to-one conversation with a person, for cards that must reach them (approvals)."""
+
+    def direct(self, identity: ChatIdentity, *, near: ConversationRef) -> ConversationRef | None:
+        """The person's direct conversation with the bot, or None when this platform cannot open one.
+
+        Args:
+            identity: who, on which platform and workspace.
+            near: a conversation the request came from; Teams takes its serviceUrl and bot id from it.
+
+        Raises:
+            ExternalSystemError: the platform refused or did not answer in time.
+        """
+        ...
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """Timezone-aware UTC now."""

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import threading
 import time
 import urllib.parse
@@ -105,6 +106,8 @@ class FakeSlack:
         self.calls: list[ApiCall] = []
         self.violations: list[str] = []
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
+        # direct message channels conversations.open has opened
+        self.opened: set[str] = set()
         self._faults: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
         # (until, Retry-After, methods, seconds): a 429 storm, see storm(); until is None while it
         # waits for its first call
@@ -312,6 +315,8 @@ class FakeSlack:
             team, email = found
             return {"ok": True, "user": {"id": args["user"], "team_id": team, "is_bot": False,
                                          "profile": {"email": email, "real_name": email.split("@")[0]}}}
+        if method == "conversations.open":
+            return self._open(args)
         if method == "files.getUploadURLExternal":
             file_id = f"F{next(self._ts):08d}"
             return {"ok": True, "upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
@@ -320,6 +325,27 @@ class FakeSlack:
         if method == "apps.connections.open":
             return {"ok": True, "url": self.url.replace("http://", "ws://") + "/link"}
         return {"ok": False, "error": "unknown_method"}
+
+    def _open(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``conversations.open`` as Slack documents it: ``users`` (1–8 ids, comma-separated) or ``channel``;
+        the same DM again for the same person (``already_open`` with ``return_im``)."""
+        if args.get("channel"):
+            return {"ok": True, "channel": {"id": args["channel"]}}
+        users = [u for u in str(args.get("users") or "").split(",") if u]
+        if not users:
+            return {"ok": False, "error": "users_list_not_supplied"}
+        if len(users) > 8:
+            return {"ok": False, "error": "too_many_users"}
+        if any(u not in self.emails and not re.fullmatch(r"[UW][A-Z0-9]{2,}", u) for u in users):
+            return {"ok": False, "error": "user_not_found"}
+        channel = ("D" if len(users) == 1 else "G") + "".join(sorted(users))[:20]
+        with self._lock:
+            again = channel in self.opened
+            self.opened.add(channel)
+        answer: dict[str, Any] = {"ok": True, "channel": {"id": channel}}
+        if again:
+            answer.update(no_op=True, already_open=True)
+        return answer
 
     async def _upload(self, request: web.Request) -> web.Response:
         data = await request.read()

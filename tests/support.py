@@ -187,11 +187,9 @@ def job_of(answer: Answer) -> str | None:
 
 
 def card_approval(reply: Reply) -> str | None:
-    """The approval an approval card is about, read from its title ("apr-…: approval needed for …")."""
-    title = reply.title or ""
-    if not title.startswith("apr-") or ": approval needed" not in title:
-        return None
-    return parse_approval_id(title.split(":", 1)[0])
+    """The approval an approval card is about, read from its "Request" field (apr-…)."""
+    request = next((f.value for f in reply.fields if f.label == "Request"), "")
+    return parse_approval_id(request) if request.startswith("apr-") else None
 
 
 def approval_of(answer: Answer) -> str | None:

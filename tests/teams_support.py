@@ -89,6 +89,11 @@ class FakeBotFramework:
     throttle_edits: int = 0
     # the connector answers this many of the next posts 502, as an Azure front door does when Teams is down
     fail_posts: int = 0
+    # AAD object ids who have the bot installed (a personal conversation can be created with them);
+    # None: everyone
+    installed_for: set[str] | None = None
+    # every Create Conversation call (POST /v3/conversations)
+    created: list[Recorded] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -179,6 +184,7 @@ class FakeBotFramework:
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
         app.router.add_get("/graph/v1.0/users/{user}", self._graph_user)
         app.router.add_post("/graph/v1.0/users/{user}/getMemberGroups", self._graph_groups)
+        app.router.add_post(self.service_path + "v3/conversations", self._create_conversation)
         app.router.add_route("*", self.service_path + "v3/conversations/{conversation}/{rest:.*}", self._connector)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -249,6 +255,43 @@ class FakeBotFramework:
         if user not in self.member_groups and user not in self.graph_users:
             return web.json_response({"error": {"code": "Request_ResourceNotFound"}}, status=404)
         return web.json_response({"value": self.member_groups.get(user, [])})
+
+    async def _create_conversation(self, request: web.Request) -> web.Response:
+        """``POST /v3/conversations`` (Create Conversation) as the Bot Connector REST API documents it.
+
+        Takes ConversationParameters (``bot``, ``members``, ``isGroup``, ``tenantId``, ``channelData``) and
+        answers a ConversationResourceResponse (``id``, ``serviceUrl``, ``activityId``). Teams creates a
+        personal conversation with one member (AAD object id or 29: id) of the tenant, only when the bot
+        is installed for them, and answers the same conversation id again for the same person.
+        """
+        body = await request.json() if request.can_read_body else {}
+        auth = request.headers.get("Authorization")
+        with self._lock:
+            # kept apart from the activities, which the fake numbers act-1, act-2, … as it accepts them
+            self.created.append(Recorded(request.method, request.path, body, auth))
+        if self.require_token and auth != f"Bearer {ACCESS_TOKEN}":
+            return web.json_response({"error": {"code": "Unauthorized"}}, status=401)
+        members = body.get("members")
+        tenant = body.get("tenantId") or ((body.get("channelData") or {}).get("tenant") or {}).get("id")
+        if not isinstance(members, list) or len(members) != 1 or not isinstance(members[0], dict) \
+                or not members[0].get("id") or not (body.get("bot") or {}).get("id"):
+            return web.json_response({"error": {"code": "BadArgument", "message": "one member and the bot"}},
+                                     status=400)
+        if body.get("isGroup"):
+            return web.json_response({"error": {"code": "BadArgument", "message": "group chats are not created"}},
+                                     status=400)
+        if not tenant:
+            return web.json_response({"error": {"code": "BadArgument", "message": "tenant id required"}},
+                                     status=400)
+        user = str(members[0]["id"]).removeprefix("29:")
+        if self.installed_for is not None and user not in self.installed_for:
+            return web.json_response({"error": {"code": "Forbidden", "message": "bot not installed"}}, status=403)
+        return web.json_response({"id": f"a:personal-{user}", "serviceUrl": self.service_url},
+                                 status=201)
+
+    def personal(self, user: str) -> list[Recorded]:
+        """What the bot posted into its personal conversation with ``user`` (AAD object id)."""
+        return [c for c in self.activities("POST") if f"/conversations/a:personal-{user}/activities" in c.path]
 
     async def _connector(self, request: web.Request) -> web.Response:
         body = await request.json() if request.can_read_body else {}

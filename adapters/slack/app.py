@@ -42,7 +42,7 @@ from adapters.slack import translate
 from adapters.slack.notifier import api_url
 from adapters.slack.outbound import SlackPoster, is_private
 from adapters.slack.pacing import SlackOutbox
-from adapters.slack.render import ACTION_PREFIX, decided, escape, render, when
+from adapters.slack.render import ACTION_PREFIX, escape, render
 from core.chat import Answer, CommandRequest, MessageRef, Reply
 
 log = logging.getLogger(__name__)
@@ -168,8 +168,16 @@ class SlackHandlers:
         return None
 
     async def _post_decision(self, press: translate.ButtonPress, reply: Reply) -> MessageRef | None:
-        await self._show_decision(press, reply)
-        return await self.poster.deliver(press, reply)
+        """The decision's answer is the decided card: it takes the clicked card's place, nothing else is posted."""
+        if not press.blocks or press.is_ephemeral or not press.message_ts:
+            if press.response_url:
+                await self.poster.replace(press.response_url, render(reply))
+                return None
+            return await self.poster.deliver(press, reply)
+        rendered = render(reply)
+        message = MessageRef(conversation=press.request.conversation, message_id=press.message_ts)
+        await self.poster.update(message, rendered.blocks, rendered.text)
+        return message
 
     async def _replace_clicked(self, press: translate.ButtonPress, reply: Reply) -> MessageRef | None:
         """Next/previous page: the list message itself changes."""
@@ -182,20 +190,6 @@ class SlackHandlers:
         message = MessageRef(conversation=press.request.conversation, message_id=press.message_ts)
         await self.poster.update(message, rendered.blocks, rendered.text)
         return message
-
-    async def _show_decision(self, press: translate.ButtonPress, reply: Reply) -> None:
-        """The clicked card shows who decided and when, and loses its buttons."""
-        approved = press.request.text.split()[0] == "approve"
-        verb = "✅ *Approved*" if approved else "🚫 *Denied*"
-        line = f"{verb} by <@{press.request.identity.user_id}> at {when(press.action_ts)}\n{escape(reply.text)}"
-        if not press.blocks or press.is_ephemeral:
-            if press.response_url:
-                await self.poster.replace(press.response_url, render(reply))
-            return
-        blocks = decided(press.blocks, line=line)
-        fallback = f"{'Approved' if approved else 'Denied'}: {reply.text}"
-        message = MessageRef(conversation=press.request.conversation, message_id=press.message_ts)
-        await self.poster.update(message, blocks, fallback)
 
 
 def build_bolt_app(

@@ -20,6 +20,8 @@ from slack_sdk.errors import SlackApiError
 from adapters.slack.pacing import DEFAULT_HTTP_TIMEOUT, SlackOutbox
 from adapters.slack.render import render
 from core.chat import ConversationRef, MessageRef, Reply
+from core.errors import ExternalSystemError
+from core.model import ChatIdentity
 
 log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://slack.com/api/"
@@ -52,6 +54,18 @@ class SlackNotifier:
             "blocks": rendered.blocks, "unfurl_links": False, "unfurl_media": False,
         })
         return MessageRef(conversation=conversation, message_id=str(response["ts"]))
+
+    def direct(self, identity: ChatIdentity, *, near: ConversationRef) -> ConversationRef | None:
+        """The bot's direct message with that member (``conversations.open``; Slack answers the same one again)."""
+        # not a chat.* call: the outbox paces messages per channel, and this one has no channel yet
+        try:
+            response = self.outbox.client.conversations_open(users=identity.platform_user_id)
+        except SlackApiError as e:
+            raise ExternalSystemError(f"Slack refused a direct message: {e.response.get('error')}") from e
+        except OSError as e:
+            raise ExternalSystemError("cannot reach Slack") from e
+        channel = (response.get("channel") or {}).get("id")
+        return ConversationRef(platform="slack", channel=str(channel)) if channel else None
 
     def update(self, message: MessageRef, reply: Reply) -> None:
         rendered = render(reply)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from core.chat import Action, ActionStyle, Field, Reply, Severity, Table, render_table
+from core.chat import Action, ActionStyle, Field, Reply, Section, Severity, Table, render_table
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -109,6 +108,13 @@ def _table_sections(table: Table, *, budget: int) -> tuple[list[dict[str, Any]],
     return sections, truncated
 
 
+def _section_blocks(section: Section) -> list[dict[str, Any]]:
+    """A heading in bold, then a line per item: the label as code (it is what one types), the value after it."""
+    lines = [f"*{escape(section.heading)}*"] if section.heading else []
+    lines += [f"`{escape(f.label)}`  {escape(f.value)}" for f in section.items]
+    return [{"type": "section", "text": _mrkdwn(chunk)} for chunk in _chunks("\n".join(lines), MAX_SECTION_TEXT)]
+
+
 def _button(action: Action, index: int) -> dict[str, Any]:
     button: dict[str, Any] = {
         "type": "button",
@@ -124,8 +130,10 @@ def _button(action: Action, index: int) -> dict[str, Any]:
 
 
 def _action_blocks(actions: Sequence[Action]) -> list[dict[str, Any]]:
-    # a command longer than a button value would run cut short: leave that button out
-    usable = [a for a in actions if len(a.command) <= MAX_BUTTON_VALUE]
+    # a command longer than a button value would run cut short: leave that button out. A button for
+    # some people only (``only_for``) is left out too: Slack shows a message's buttons to everyone in
+    # the channel, the requester of an approval included; those people get their own copy
+    usable = [a for a in actions if len(a.command) <= MAX_BUTTON_VALUE and not a.only_for]
     blocks = []
     for start in range(0, len(usable), MAX_BUTTONS_PER_BLOCK):
         part = usable[start : start + MAX_BUTTONS_PER_BLOCK]
@@ -157,6 +165,14 @@ def render(reply: Reply, *, caption: str | None = None) -> Rendered:
     for start in range(0, len(reply.fields), MAX_FIELDS_PER_SECTION):
         part = reply.fields[start : start + MAX_FIELDS_PER_SECTION]
         body.append({"type": "section", "fields": [_field(f) for f in part]})
+    if reply.highlight:
+        body.append({"type": "section", "text": _mrkdwn(f"> *{escape(reply.highlight)}*")})
+    if reply.details:
+        lines = "\n".join(f"*{escape(f.label)}:* {escape(f.value)}" for f in reply.details)
+        body.append({"type": "context", "elements": [_mrkdwn(chunk, MAX_CONTEXT_TEXT)
+                                                     for chunk in _chunks(lines, MAX_CONTEXT_TEXT)[:10]]})
+    for section in reply.sections:
+        body.extend(_section_blocks(section))
     tail = _action_blocks(reply.actions)
     footer_lines = [escape(reply.footer)] if reply.footer else []
     if caption:
@@ -180,31 +196,3 @@ def render(reply: Reply, *, caption: str | None = None) -> Rendered:
         blocks = [{"type": "section", "block_id": BLOCK_TEXT, "text": _mrkdwn(mark + "(no output)")}]
     return Rendered(blocks=blocks, text=_cut(reply.plain_text() or "(no output)", MAX_FALLBACK_TEXT),
                     truncated=truncated)
-
-
-def decided(blocks: Sequence[dict[str, Any]], *, line: str) -> list[dict[str, Any]]:
-    """A clicked card after its decision: buttons gone, the status line replaced by ``line`` (mrkdwn)."""
-    out: list[dict[str, Any]] = []
-    replaced = False
-    for block in blocks:
-        block_id = str(block.get("block_id", ""))
-        if block_id.startswith(BLOCK_ACTIONS) or block.get("type") == "actions":
-            continue
-        if block_id == BLOCK_TEXT:
-            out.append({"type": "section", "block_id": BLOCK_TEXT, "text": _mrkdwn(line)})
-            replaced = True
-            continue
-        out.append(dict(block))
-    if not replaced:
-        out.insert(1 if out and out[0].get("type") == "header" else 0,
-                   {"type": "section", "block_id": BLOCK_TEXT, "text": _mrkdwn(line)})
-    return out[:MAX_BLOCKS]
-
-
-def when(action_ts: str | None) -> str:
-    """A Slack ``action_ts`` ("1700000000.123456") as a UTC time for people."""
-    try:
-        moment = datetime.fromtimestamp(float(action_ts or ""), tz=UTC)
-    except ValueError:
-        moment = datetime.now(tz=UTC)
-    return f"{moment:%Y-%m-%d %H:%M} UTC"

@@ -18,6 +18,7 @@ from adapters.teams import render
 from adapters.teams.tokens import AppTokens
 from core.chat import ConversationRef, MessageRef, Reply
 from core.errors import ExternalSystemError
+from core.model import ChatIdentity
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,29 @@ class TeamsNotifier:
         if not answer.get("id"):
             raise ExternalSystemError("Teams did not say which message it posted")
         return MessageRef(conversation=conversation, message_id=str(answer["id"]))
+
+    def direct(self, identity: ChatIdentity, *, near: ConversationRef) -> ConversationRef | None:
+        """A personal conversation with the member, created through the connector (``POST /v3/conversations``).
+
+        Only from a Teams conversation in the member's tenant: its serviceUrl and the bot's id are the
+        ones to create it with. The member is named by AAD object id, the tenant in ``channelData``.
+        """
+        service_url = near.get("service_url")
+        tenant = identity.workspace_id
+        if near.platform != "teams" or not service_url or (near.get("tenant_id") or tenant) != tenant:
+            return None
+        bot_id = near.get("bot_id") or self.app_id or "pvebot"
+        body = {"isGroup": False, "bot": {"id": bot_id}, "members": [{"id": identity.platform_user_id}],
+                "tenantId": tenant, "channelData": {"tenant": {"id": tenant}}}
+        answer = self._send("POST", f"{service_url.rstrip('/')}/v3/conversations", body)
+        conversation_id = answer.get("id")
+        if not isinstance(conversation_id, str) or not conversation_id:
+            raise ExternalSystemError("Teams did not say which conversation it created")
+        details = {"service_url": service_url, "tenant_id": tenant, "bot_id": bot_id,
+                   "bot_name": near.get("bot_name") or "", "channel_id": near.get("channel_id") or "msteams",
+                   "conversation_type": "personal"}
+        return ConversationRef(platform="teams", channel=conversation_id,
+                               extra=tuple(sorted((k, v) for k, v in details.items() if v)))
 
     def update(self, message: MessageRef, reply: Reply) -> None:
         conversation = message.conversation

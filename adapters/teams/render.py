@@ -12,19 +12,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from adapters.teams.translate import COMMAND_KEY, REFRESH_VERB, VIEW_KEY
-from core.chat import Action, ActionStyle, Reply, Severity, Table, render_table
+from adapters.teams.translate import COMMAND_KEY, MAX_NOTE, NOTE_KEY, REFRESH_VERB, VIEW_KEY
+from core.chat import Action, ActionStyle, Reply, Section, Severity, Table
 
 CARD_VERSION = "1.5"
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 MAX_REFRESH_USERS = 60  # Teams' limit for refresh.userIds
 
-_COLOUR = {Severity.INFO: "Default", Severity.SUCCESS: "Good", Severity.WARNING: "Warning",
-           Severity.ERROR: "Attention"}
+# severity is an icon and a tinted container, never a coloured title: Teams' Good and Warning text
+# colours on white are 2.1:1 and 1.5:1, far under the 4.5:1 that reads
+_CONTAINER = {Severity.SUCCESS: "good", Severity.WARNING: "warning", Severity.ERROR: "attention"}
 _MARK = {Severity.INFO: "", Severity.SUCCESS: "✅ ", Severity.WARNING: "⚠️ ", Severity.ERROR: "❌ "}
 _STYLE = {ActionStyle.PRIMARY: "positive", ActionStyle.DANGER: "destructive"}
-# a ColumnSet reads well for narrow tables; wider ones keep their columns aligned in monospace
-_MAX_GRID_COLUMNS = 4
+# a column's weight follows its longest cell (up to a bound, so one long value cannot starve the rest),
+# and is never less than its longest word needs, so that "succeeded" is not broken inside the word
+_MIN_WEIGHT, _MAX_WEIGHT = 4, 30
+_WORD_ROOM = 1.2
+# from this many columns on, the cells use the small type so that they fit 460 px
+_SMALL_FROM_COLUMNS = 5
 
 
 def _text(text: str, **props: Any) -> dict[str, Any]:
@@ -32,17 +37,78 @@ def _text(text: str, **props: Any) -> dict[str, Any]:
 
 
 def _table(table: Table) -> dict[str, Any]:
-    if len(table.columns) > _MAX_GRID_COLUMNS:
-        return _text(render_table(table), fontType="Monospace", size="Small")
-    columns = []
-    for i, name in enumerate(table.columns):
-        cells = [_text(name, weight="Bolder")] + [_text(row[i] or " ", spacing="Small") for row in table.rows]
-        columns.append({"type": "Column", "width": "auto" if i < len(table.columns) - 1 else "stretch",
-                        "items": cells})
-    return {"type": "ColumnSet", "columns": columns}
+    """An Adaptive Cards 1.5 ``Table``: a row is laid out together, so a wrapped cell keeps its row in step."""
+    small = {"size": "Small"} if len(table.columns) >= _SMALL_FROM_COLUMNS else {}
+    longest = [len(name) for name in table.columns]
+    words = [max(len(w) for w in (name.split() or [""])) for name in table.columns]
+    for row in table.rows:
+        for i, cell in enumerate(row):
+            longest[i] = max(longest[i], len(cell))
+            words[i] = max([words[i], *(len(w) for w in cell.split())])
+    weights = [max(_MIN_WEIGHT, min(_MAX_WEIGHT, n), round(w * _WORD_ROOM) + 2) for n, w in zip(longest, words,
+                                                                                             strict=True)]
+
+    def row(cells: tuple[str, ...], *, header: bool = False) -> dict[str, Any]:
+        bold = {"weight": "Bolder"} if header else {}
+        return {"type": "TableRow", "cells": [
+            {"type": "TableCell", "items": [_text(cell or " ", **small, **bold)]} for cell in cells]}
+
+    return {
+        "type": "Table",
+        "columns": [{"width": w} for w in weights],
+        "rows": [row(table.columns, header=True), *(row(r) for r in table.rows)],
+        "firstRowAsHeader": True,
+        "showGridLines": False,
+        "spacing": "Medium",
+    }
+
+
+def _section(section: Section) -> dict[str, Any]:
+    """A heading, then one line per item: the label bold, the value subtle, wrapping within the line."""
+    items: list[dict[str, Any]] = []
+    if section.heading:
+        items.append(_text(section.heading, weight="Bolder", spacing="Medium"))
+    for item in section.items:
+        items.append({"type": "RichTextBlock", "spacing": "Small", "inlines": [
+            {"type": "TextRun", "text": item.label, "weight": "Bolder"},
+            {"type": "TextRun", "text": "  " + item.value if item.value else " ", "isSubtle": True},
+        ]})
+    return {"type": "Container", "items": items or [_text(" ")]}
+
+
+DETAILS_ID = "pvebot-details"
+
+
+def _details(reply: Reply) -> list[dict[str, Any]]:
+    """The details folded away: a "Details" toggle and the facts it shows."""
+    facts = [{"title": f.label, "value": f.value or " "} for f in reply.details]
+    return [
+        {"type": "ActionSet", "actions": [{"type": "Action.ToggleVisibility", "title": "Details",
+                                           "targetElements": [DETAILS_ID]}]},
+        {"type": "Container", "id": DETAILS_ID, "isVisible": False, "spacing": "None",
+         "items": [{"type": "FactSet", "facts": facts}]},
+    ]
+
+
+def _asking(action: Action) -> dict[str, Any]:
+    """A button that first opens a text box (optional), then runs its command with the text appended."""
+    data = {COMMAND_KEY: action.command}
+    run: dict[str, Any] = {"type": "Action.Execute", "title": action.label, "verb": action.command.split()[0],
+                           "data": data, "fallback": {"type": "Action.Submit", "title": action.label, "data": data}}
+    style = _STYLE.get(action.style)
+    if style:
+        run["style"] = run["fallback"]["style"] = style
+    return {"type": "Action.ShowCard", "title": action.label, "card": {
+        "type": "AdaptiveCard",
+        "body": [{"type": "Input.Text", "id": NOTE_KEY, "placeholder": action.ask or "", "maxLength": MAX_NOTE,
+                  "label": action.ask or "Comment", "isRequired": False}],
+        "actions": [run],
+    }}
 
 
 def _button(action: Action) -> dict[str, Any]:
+    if action.ask:
+        return _asking(action)
     data = {COMMAND_KEY: action.command}
     button: dict[str, Any] = {"type": "Action.Execute", "title": action.label, "verb": action.command.split()[0],
                               "data": data}
@@ -63,15 +129,27 @@ def card(reply: Reply, *, audience: Sequence[str] = (), for_audience: bool = Fal
         for_audience: render their view (with those buttons), as a refresh answers it.
     """
     body: list[dict[str, Any]] = []
-    colour = _COLOUR[reply.severity]
+    head: list[dict[str, Any]] = []
+    mark = _MARK[reply.severity]
     if reply.title:
-        body.append(_text(_MARK[reply.severity] + reply.title, size="Medium", weight="Bolder", color=colour))
+        head.append(_text(mark + reply.title, size="Large", weight="Bolder"))
         if reply.text:
-            body.append(_text(reply.text))
+            head.append(_text(reply.text, spacing="Small"))
     elif reply.text:
-        body.append(_text(_MARK[reply.severity] + reply.text, color=colour))
+        head.append(_text(mark + reply.text))
+    style = _CONTAINER.get(reply.severity)
+    if head and style:
+        body.append({"type": "Container", "style": style, "bleed": True, "items": head})
+    else:
+        body.extend(head)
     if reply.fields:
         body.append({"type": "FactSet", "facts": [{"title": f.label, "value": f.value or " "} for f in reply.fields]})
+    if reply.highlight:
+        body.append({"type": "Container", "style": "emphasis", "spacing": "Medium",
+                     "items": [_text(reply.highlight, weight="Bolder")]})
+    if reply.details:
+        body.extend(_details(reply))
+    body.extend(_section(s) for s in reply.sections)
     if reply.table is not None:
         body.append(_table(reply.table))
     if reply.footer:
@@ -80,8 +158,9 @@ def card(reply: Reply, *, audience: Sequence[str] = (), for_audience: bool = Fal
         body.append(_text(" "))
     restricted = any(a.only_for for a in reply.actions)
     users = list(dict.fromkeys(audience))[:MAX_REFRESH_USERS]
-    # nobody to restrict to (no approver uses Teams): show every button; the service re-checks the presser
-    hide = restricted and bool(users) and not for_audience
+    # restricted buttons only ever show in their audience's own view: with nobody to show them to
+    # (no approver linked on Teams) nobody sees them, and the card's text says who must decide and how
+    hide = restricted and not for_audience
     buttons = [_button(a) for a in reply.actions if not (hide and a.only_for)]
     result: dict[str, Any] = {
         "type": "AdaptiveCard",

@@ -27,6 +27,9 @@ ADAPTIVE_CARD_ACTION = "adaptiveCard/action"
 REFRESH_VERB = "refresh"
 # how a card's Action.Execute/Action.Submit data carries the command its button runs
 COMMAND_KEY = "command"
+# the input of a button that asks for a text (``Action.ask``): Teams merges inputs into the action's data
+NOTE_KEY = "pvebotNote"
+MAX_NOTE = 500
 VIEW_KEY = "pvebotView"
 
 _MENTION = re.compile(r"<at>.*?</at>", re.IGNORECASE | re.DOTALL)
@@ -170,8 +173,13 @@ def _request(activity: dict[str, Any], text: str) -> CommandRequest:
 
 
 def _command_from(data: Any) -> str | None:
+    """The button's command, with the text its presser typed into the card appended (a deny reason)."""
     if isinstance(data, dict) and isinstance(data.get(COMMAND_KEY), str) and data[COMMAND_KEY].strip():
-        return " ".join(data[COMMAND_KEY].split())
+        command = " ".join(data[COMMAND_KEY].split())
+        note = data.get(NOTE_KEY)
+        if isinstance(note, str) and note.strip():
+            command += " " + " ".join(note.split())[:MAX_NOTE]
+        return command
     return None
 
 
@@ -224,10 +232,11 @@ def _optional_text(data: dict[str, Any], key: str) -> bool:
 
 
 def _action_ok(action: Any) -> bool:
-    if not isinstance(action, list) or len(action) != 4:
+    if not isinstance(action, list) or len(action) not in (4, 5):
         return False
-    label, command, style, only_for = action
-    return (isinstance(label, str) and isinstance(command, str) and bool(command.split())
+    label, command, style, only_for = action[:4]
+    ask_ok = len(action) == 4 or isinstance(action[4], str)
+    return ask_ok and (isinstance(label, str) and isinstance(command, str) and bool(command.split())
             and _one_of(style, _STYLES) and isinstance(only_for, list)
             and all(isinstance(u, (int, str)) and not isinstance(u, bool) for u in only_for))
 
@@ -239,6 +248,12 @@ def _table_ok(table: Any) -> bool:
         return False
     rows = table.get("rows")
     return isinstance(rows, list) and all(_strings(row, n=len(table["columns"])) for row in rows)
+
+
+def _sections_ok(sections: Any) -> bool:
+    return isinstance(sections, list) and all(
+        isinstance(s, list) and len(s) == 2 and isinstance(s[0], str) and isinstance(s[1], list)
+        and all(_strings(item, n=2) for item in s[1]) for s in sections)
 
 
 def view_of(view: Any) -> dict[str, Any]:
@@ -257,7 +272,9 @@ def view_of(view: Any) -> dict[str, Any]:
             and _optional_text(reply, "progress_of") and _optional_text(reply, "job_id")
             and _one_of(reply.get("severity", "info"), _SEVERITIES) and isinstance(reply.get("private", False), bool)
             and isinstance(fields, list) and all(_strings(f, n=2) for f in fields)
-            and _table_ok(reply.get("table"))
+            and _table_ok(reply.get("table")) and _sections_ok(reply.get("sections", []))
+            and _optional_text(reply, "highlight")
+            and isinstance(reply.get("details", []), list) and all(_strings(f, n=2) for f in reply.get("details", []))
             and isinstance(reply.get("actions", []), list) and all(_action_ok(a) for a in reply.get("actions", []))):
         raise MalformedActivity("refresh with a malformed view")
     return view

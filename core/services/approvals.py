@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from core import rbac
+from core import rbac, timefmt
 from core.chat import Action, ActionStyle, ChannelRef, ConversationRef, Field, MessageRef, Reply, Severity
 from core.errors import BotError, Conflict, DuplicateRequest, InvalidArguments, NotFound, PermissionDenied
 from core.ids import new_id, show_approval, show_job
@@ -106,25 +106,61 @@ def request(
 
 
 def _copy_to_approvers(deps: Deps, approval: ApprovalRequest, company: Company | None) -> ApprovalRequest:
-    """Post a copy of the card into the approvers channel the company's provisioning names, if it can be reached.
+    """Post the approvers' copy of the card: into the approvers channel the company's provisioning names,
+    or, when it names none, to each eligible approver by direct message on the requester's platform.
 
-    When it cannot, the requester's card says why (:func:`card`'s footer): no copy is stored.
+    When the named channel cannot be reached, the requester's card says why (:func:`card`'s footer);
+    when no approver can be messaged, it says who must decide and what to type. No copy is stored then.
     """
     resolution = channels.approvers_channel(deps.uow_factory, company)
-    if resolution is None or resolution.channel is None:
+    if resolution is None:
+        places = _direct_conversations(deps, approval)
+    elif resolution.channel is not None:
+        places = [resolution.channel.conversation()]
+    else:
         return approval
-    try:
-        copy = deps.notifier.post(resolution.channel.conversation(), replace(card(deps, approval), footer=None))
-    except Exception:
-        log.warning("could not post %s to the approvers channel", show_approval(approval.id), exc_info=True)
+    copies = []
+    reply = card(deps, approval, for_approvers=True)
+    for place in places:
+        try:
+            copies.append(deps.notifier.post(place, reply).to_dict())
+        except Exception:
+            log.warning("could not post %s to an approver", show_approval(approval.id), exc_info=True)
+    if not copies:
         return approval
     with deps.uow_factory(Scope.everything()) as uow:
         stored = uow.approvals.get(approval.id)
         if stored is not None:
-            stored.copies = [*stored.copies, copy.to_dict()]
+            stored.copies = [*stored.copies, *copies]
             uow.commit()
             return stored
     return approval
+
+
+def _direct_conversations(deps: Deps, approval: ApprovalRequest) -> list[ConversationRef]:
+    """A direct conversation with each approver who has an identity on the platform the request came from."""
+    if deps.direct is None:
+        return []
+    near = ConversationRef.from_dict(approval.conversation)
+    workspace = near.get("tenant_id") if near.platform == "teams" else None
+    found: list[ConversationRef] = []
+    for user_id in _deciders(deps, approval):
+        with deps.uow_factory(Scope.everything()) as uow:
+            identities = [i for i in uow.identities.for_user(user_id) if i.platform == near.platform
+                          and (workspace is None or i.workspace_id == workspace)]
+        for identity in identities[:1]:  # one copy a person: the first identity on that platform
+            try:
+                opened = deps.direct.direct(identity, near=near)
+            except Exception:
+                log.warning("could not open a direct message for %s", show_approval(approval.id), exc_info=True)
+                continue
+            if opened is not None:
+                found.append(opened)
+    return found
+
+
+def _deciders(deps: Deps, approval: ApprovalRequest) -> tuple[int, ...]:
+    return tuple(u for u in approvers(deps, approval.company_id) if u != approval.requester_user_id)
 
 
 def deliver_waiting(deps: Deps, channel: ChannelRef) -> int:
@@ -393,34 +429,103 @@ def approvers(deps: Deps, company_id: int) -> tuple[int, ...]:
     )
 
 
-def card(deps: Deps, approval: ApprovalRequest) -> Reply:
-    """The approval card: what, where, preview, who and why, and the buttons while it is pending."""
+def question(approval: ApprovalRequest) -> str:
+    """What the approver is asked, without the question mark: "Delete db-01"."""
+    verb = catalog.get(approval.action).verb if approval.action in catalog.CATALOG else approval.action
+    # a guest by its name (its cluster and VMID are in the details), anything else by its label
+    what = approval.target.get("name") or approval.target.get("label") or describe(approval.target)
+    return f"{verb[:1].upper()}{verb[1:]} {what}"
+
+
+_OUTCOME = {
+    ApprovalState.APPROVED: "approved",
+    ApprovalState.EXECUTED: "done",
+    ApprovalState.DENIED: "rejected",
+    ApprovalState.EXPIRED: "expired",
+    ApprovalState.FAILED: "could not run",
+    ApprovalState.UNKNOWN: "outcome unknown",
+}
+_DECIDED_SEVERITY = {ApprovalState.APPROVED: Severity.SUCCESS, ApprovalState.EXECUTED: Severity.SUCCESS,
+                     ApprovalState.FAILED: Severity.ERROR, ApprovalState.UNKNOWN: Severity.WARNING}
+
+
+def card(deps: Deps, approval: ApprovalRequest, *, for_approvers: bool = False) -> Reply:
+    """The approval card: the question, its state and time left, who asks and why, what is at stake.
+
+    Args:
+        deps: the ports.
+        approval: the request as stored.
+        for_approvers: the copy that goes to approvers (their channel, their direct messages), whose
+            buttons everyone there may press. The requester's card restricts them to the approvers
+            (``only_for``): Teams shows them only in the approvers' own view, Slack not at all.
+
+    Once decided, every copy shows the same card: the decision, by whom and when, and no buttons.
+    """
+    now = deps.clock.now()
     label = show_approval(approval.id)
-    fields = [
-        Field("Action", approval.action),
-        Field("Target", describe(approval.target)),
-        Field("Requested by", _name(deps, approval.requester_user_id)),
-    ]
-    if approval.reason:
-        fields.append(Field("Reason", approval.reason))
-    fields.extend(Field(str(fact_label), str(value)) for fact_label, value in approval.preview.get("facts", []))
-    actions: tuple[Action, ...] = ()
-    if approval.state is ApprovalState.PENDING:
-        fields.append(Field("Expires", f"{approval.expires_at:%Y-%m-%d %H:%M} UTC"))
-        allowed = tuple(u for u in approvers(deps, approval.company_id) if u != approval.requester_user_id)
-        actions = (
-            Action("Approve", f"approve {label}", ActionStyle.PRIMARY, allowed),
-            Action("Deny", f"deny {label}", ActionStyle.DANGER, allowed),
-        )
-        provider = approval.company_id == PROVIDER_COMPANY_ID
-        who = "another super_admin" if provider else "company admin, not the requester"
-        text, severity = f"Waiting for an approver ({who}).", Severity.WARNING
+    asked = question(approval)
+    fields = (Field("Requested by", _name(deps, approval.requester_user_id)),
+              Field("Reason", approval.reason or "none given"), Field("Request", label))
+    facts = [(str(fact_label), str(value)) for fact_label, value in approval.preview.get("facts", [])]
+    details = (Field("Action", approval.action), Field("Target", describe(approval.target)),
+               *(Field(k, v) for k, v in facts))
+    if approval.state is not ApprovalState.PENDING:
+        # what the preview said (its state, its disks) is history now: the decision is what is true
+        return Reply(title=f"{asked}: {_OUTCOME.get(approval.state, approval.state.value)}",
+                     text=_decided(deps, approval, now=now), severity=_DECIDED_SEVERITY.get(approval.state,
+                                                                                            Severity.INFO),
+                     fields=fields, details=(details[0], details[1]))
+    deciders = _deciders(deps, approval)
+    names = ", ".join(_name(deps, u) for u in deciders[:5]) + (" …" if len(deciders) > 5 else "")
+    state = f"Pending · expires {timefmt.relative(approval.expires_at, now=now)}"
+    typed = f"approve {label}"
+    if for_approvers:
+        text = f"{state}\nYour decision is asked: you may approve or reject (not the requester)."
+        only: tuple[int, ...] = ()
+    elif approval.copies:
+        text = f"{state}\nWaiting for an approver: {names or 'nobody may decide'}"
+        only = deciders
     else:
-        text = _already(deps, approval).replace(" already", "")
-        severity = Severity.SUCCESS if approval.state in (ApprovalState.APPROVED, ApprovalState.EXECUTED) \
-            else Severity.ERROR if approval.state is ApprovalState.FAILED else Severity.INFO
-    return Reply(title=f"{label}: approval needed for {approval.action}", text=text, severity=severity,
-                 fields=tuple(fields), actions=actions, footer=_undelivered(deps, approval))
+        # nobody could be sent the card: no buttons anyone could press, but who and what to type
+        # the provider's own requests (a node, a cluster) are decided by another super_admin
+        who = "Another super_admin" if approval.company_id == PROVIDER_COMPANY_ID else "A company admin"
+        text = (f"{state}\nNo approver could be sent this card. {names or who} must type "
+                f"`{typed}` (or `deny {label} <reason>`).")
+        only = deciders
+    actions = (
+        Action(asked[:75], typed, ActionStyle.DANGER, only),
+        Action("Reject", f"deny {label}", ActionStyle.DEFAULT, only, ask="Reason for rejecting (optional)"),
+    )
+    return Reply(title=f"{asked}?", text=text, severity=Severity.WARNING, fields=fields,
+                 highlight=at_stake(approval.action, facts), details=details, actions=actions,
+                 footer=None if for_approvers else _undelivered(deps, approval))
+
+
+def at_stake(action: str, facts: list[tuple[str, str]]) -> str | None:
+    """The one line an approver must not miss: what the operation destroys, and the guest's state."""
+    op = catalog.get(action) if action in catalog.CATALOG else None
+    if op is not None and op.at_stake is not None:
+        return op.at_stake(facts)
+    state = dict(facts).get("Current state")
+    return f"The guest is {state}" if state else None
+
+
+def _decided(deps: Deps, approval: ApprovalRequest, *, now: datetime) -> str:
+    """The decision in words: "Approved by Alice Admin at 22:08 UTC · job-… done"."""
+    who = _name(deps, approval.decided_by_user_id)
+    when = timefmt.absolute(approval.decided_at, now=now) if approval.decided_at else "earlier"
+    state = approval.state
+    if state is ApprovalState.EXPIRED:
+        return f"Expired {timefmt.absolute(approval.expires_at, now=now)}: nobody decided in time. Ask again if " \
+               "it is still needed."
+    if state is ApprovalState.DENIED:
+        return f"Rejected by {who} at {when}: {approval.decision_note or 'no reason given'}"
+    job = f" · {show_job(approval.job_id)}" if approval.job_id else ""
+    if state is ApprovalState.FAILED and not approval.job_id:
+        return f"Closed at {when}: {approval.decision_note or 'it could not run'}. Nothing was done."
+    done = {ApprovalState.APPROVED: " queued", ApprovalState.EXECUTED: " done", ApprovalState.FAILED: " failed",
+            ApprovalState.UNKNOWN: ": outcome unknown"}.get(state, "")
+    return f"Approved by {who} at {when}{job}{done if job else ''}"
 
 
 def _undelivered(deps: Deps, approval: ApprovalRequest) -> str | None:
@@ -434,12 +539,12 @@ def _undelivered(deps: Deps, approval: ApprovalRequest) -> str | None:
 
 
 def _update_card(deps: Deps, approval: ApprovalRequest) -> None:
-    """Show the decision on the card and on every copy of it (the approvers channel's)."""
+    """Show the decision on the card and on every copy of it (the approvers channel's, the direct messages)."""
     places = ([approval.message_ref] if approval.message_ref else []) + list(approval.copies)
     if not places:
         return
-    reply = card(deps, approval)
     for place in places:
+        reply = card(deps, approval, for_approvers=place is not approval.message_ref)
         try:
             deps.notifier.update(MessageRef.from_dict(place), reply)
         except Exception:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from core.ports import Clock, Hypervisors, JobQueue, KeyMaker, Notifier, RemoteShell, SecretCipher, UnitOfWorkFactory
+from core.ports import (
+    Clock,
+    DirectMessages,
+    Hypervisors,
+    JobQueue,
+    KeyMaker,
+    Notifier,
+    RemoteShell,
+    SecretCipher,
+    UnitOfWorkFactory,
+)
 from core.services.directory_cache import DirectoryCache
 from core.telemetry import NullTelemetry, Telemetry
 
@@ -45,3 +55,5 @@ class Deps:
     # principals and pool ownership kept between commands while the directory version stays
     directory_cache: DirectoryCache | None = None
     ssh: SshDeps | None = None
+    # opens direct messages, where approval cards go when a company names no approvers channel
+    direct: DirectMessages | None = None

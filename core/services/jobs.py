@@ -10,6 +10,7 @@ and edits one progress message (at most one edit per ``Deps.progress_interval``)
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from core import logcontext, rbac
-from core.chat import ConversationRef, MessageRef, Reply, Severity
+from core.chat import Action, ConversationRef, MessageRef, Reply, Severity
 from core.errors import BotError, Conflict, DuplicateRequest, ExternalSystemError, NotFound, NotLinked
 from core.ids import new_id, show_approval, show_job
 from core.model import ApprovalState, GuestRef, Job, JobState, TaskRef, TaskStatus
@@ -101,13 +102,15 @@ def submit(
         return job, True
 
 
-def start(deps: Deps, job_id: str, *, posted: MessageRef | None) -> None:
-    """Queue a recorded job; its progress threads under ``posted`` (the reply that announced it).
+def start(deps: Deps, job_id: str, *, posted: MessageRef | None, becomes: bool = False) -> None:
+    """Queue a recorded job; its message is ``posted`` itself, or threads under it.
 
     Args:
         deps: the process's dependencies; ``deps.queue`` receives the job.
         job_id: a job recorded by :func:`submit`; one no longer queued is left alone.
         posted: where the announcing reply landed, or None when it has no message to thread under.
+        becomes: ``posted`` is the job's own "queued" reply, which the job then edits through running
+            to its outcome (one message a job); otherwise (an approval card) its message threads under it.
 
     Raises:
         ExternalSystemError: the queue refused the job; it is failed and reported already, nothing ran.
@@ -117,7 +120,9 @@ def start(deps: Deps, job_id: str, *, posted: MessageRef | None) -> None:
         if job is None or job.state is not JobState.QUEUED:
             return
         conversation = ConversationRef.from_dict(job.conversation)
-        if posted is not None and conversation.thread is None:
+        if posted is not None and becomes and not job.message_ref:
+            job.message_ref = posted.to_dict()
+        elif posted is not None and conversation.thread is None:
             job.conversation = conversation.with_thread(posted.message_id).to_dict()
         # recorded before the hand-over: if this process dies holding it, the next one can tell
         job.queue_owner = deps.queue.owner
@@ -495,9 +500,14 @@ def _progress_line(label: str, status: TaskStatus) -> str:
     parts = [label]
     if status.percent is not None:
         parts.append(f"{status.percent:.0f}%")
-    if status.log_tail:
-        parts.append(f"— {status.log_tail[-1][:150]}")
+    # Proxmox's own status words ("TASK OK", "no content") say nothing the state does not
+    said = [line for line in status.log_tail if line.strip() and not _PROXMOX_NOISE.match(line.strip())]
+    if said:
+        parts.append(f"— {said[-1][:150]}")
     return " ".join(parts)
+
+
+_PROXMOX_NOISE = re.compile(r"^(TASK (OK|ERROR.*|WARNINGS.*)|no content|OK)$", re.IGNORECASE)
 
 
 def _heartbeat(deps: Deps, job: Job) -> bool:
@@ -701,4 +711,7 @@ def render(job: Job, *, now: datetime) -> Reply:
         severity = Severity.INFO
     else:
         line, severity = mark, Severity.INFO
-    return Reply(title=f"{show_job(job.id)}: {job.summary}", text=line, severity=severity, progress_of=job.id)
+    # while it can still be stopped; `job cancel` checks who presses it
+    actions = () if job.state.finished else (Action("Cancel", f"job cancel {show_job(job.id)}"),)
+    return Reply(title=f"{show_job(job.id)}: {job.summary}", text=line, severity=severity, progress_of=job.id,
+                 actions=actions)

@@ -136,6 +136,7 @@ class Ended:
 
 # what an operation does once its request is over (give back what it held, record what it made)
 EndedFn = Callable[[Deps, Ended], None]
+AtStakeFn = Callable[[list[tuple[str, str]]], str | None]
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,8 @@ class Operation:
     always_approval: bool = False
     # called once when its job settles or its approval request closes without one
     ended: EndedFn | None = None
+    # the preview's facts → the one line an approval card highlights: what is destroyed ("2 disks, 164 GB")
+    at_stake: AtStakeFn | None = None
 
 
 def end(op: Operation, deps: Deps, ended: Ended) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -61,6 +62,26 @@ def _delete_preview(hv: Hypervisor | None, target: Target, params: dict[str, Any
     kept = ", ".join(backups[:10]) + (" …" if len(backups) > 10 else "")
     return [("Disks deleted", ", ".join(disks) or "none"), ("Snapshots deleted", ", ".join(snapshots) or "none"),
             ("Backups kept", kept or "none"), *_state(target)]
+
+
+_SIZE = re.compile(r"\((\d+(?:\.\d+)?)([KMGT])\)$")
+_GIB = {"K": 1 / 1024 ** 2, "M": 1 / 1024, "G": 1.0, "T": 1024.0}
+
+
+def _delete_at_stake(facts: list[tuple[str, str]]) -> str | None:
+    """"2 disks, 164 GiB, and snapshot pre-upgrade · VM is running", from :func:`_delete_preview`'s facts."""
+    shown = dict(facts)
+    disks = [d for d in shown.get("Disks deleted", "none").split(", ") if d and d != "none"]
+    snapshots = [n for n in shown.get("Snapshots deleted", "none").split(", ") if n and n != "none"]
+    sizes = [_SIZE.search(d) for d in disks]
+    total = sum(float(m.group(1)) * _GIB[m.group(2)] for m in sizes if m)
+    parts = [f"{len(disks)} disk{'s' if len(disks) != 1 else ''}" + (f", {total:.0f} GiB" if total >= 1 else "")]
+    if snapshots:
+        parts.append(f"snapshot{'s' if len(snapshots) != 1 else ''} {', '.join(snapshots[:3])}"
+                     + (" …" if len(snapshots) > 3 else ""))
+    line = "Destroys " + ", and ".join(parts)
+    state = shown.get("Current state")
+    return f"{line} · VM is {state}" if state else line
 
 
 def disks_and_snapshots(api: Hypervisor, ref: GuestRef) -> tuple[list[str], list[str]]:
@@ -229,7 +250,8 @@ OPERATIONS: tuple[Operation, ...] = (
     _power_op("reset", Perm.VM_DESTROY, "reset", "Reset a VM hard (not for containers).", approval=True,
               check=_no_lxc_reset),
     Operation("vm.delete", Perm.VM_DESTROY, "delete", "Delete a VM and its disks.", GUEST, _delete,
-              preview=_delete_preview, always_approval=True, ended=_delete_ended, prepare=backups.keep_owners),
+              preview=_delete_preview, always_approval=True, ended=_delete_ended, prepare=backups.keep_owners,
+              at_stake=_delete_at_stake),
     Operation("vm.create", Perm.VM_CREATE, "create",
               "Create a VM by cloning a template into your company's pool (quota-checked).", TEMPLATE, _create,
               result=_created, precheck=_create_precheck, compensate=_uncreate, leftover=_left_behind,

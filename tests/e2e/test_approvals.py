@@ -15,7 +15,7 @@ import pytest
 
 from adapters.shell.outbox import OutboxEntry, OutboxReader
 from bot.bootstrap import App, Storage
-from core.chat import Reply, Severity
+from core.chat import ActionStyle, Reply, Severity
 from core.errors import ConfigurationError
 from core.ids import show_approval, show_job
 from core.model import (
@@ -137,7 +137,8 @@ def world(storage: Storage, clock: FakeClock) -> World:
 
 
 def fields(reply: Reply) -> dict[str, str]:
-    return {f.label: f.value for f in reply.fields}
+    """The card's facts, shown or folded away (details)."""
+    return {f.label: f.value for f in reply.fields + reply.details}
 
 
 def entries_of(entries: list[OutboxEntry], message_id: str) -> list[Reply]:
@@ -157,14 +158,17 @@ def test_delete_becomes_a_card_with_a_dry_run_preview_and_nothing_runs(world: Wo
     reply = world.chat.run("vm delete db-01 --reason \"decommissioned after migration\"", as_=BOB)
 
     label = apr(reply)
-    assert reply.title == f"{label}: approval needed for vm.delete"
+    # the question first, then its state and time left, relative and absolute
+    assert reply.title == "Delete db-01?"
     assert reply.severity is Severity.WARNING
-    assert reply.text.startswith(f"vm delete db-01 needs approval: {label}.")
-    assert fields(reply) == {
+    assert reply.text.splitlines()[0] == "Pending · expires in 30 min, 09:30 UTC"
+    assert {f.label: f.value for f in reply.fields} == {
+        "Requested by": "Bob User", "Reason": "decommissioned after migration", "Request": label}
+    # what is destroyed, summed up where it cannot be missed
+    assert reply.highlight == "Destroys 3 disks, 132 GiB, and snapshots nightly, before-migration · VM is stopped"
+    assert {f.label: f.value for f in reply.details} == {
         "Action": "vm.delete",
         "Target": "db-01 — VMID 102 on lab/pve1",
-        "Requested by": "Bob User",
-        "Reason": "decommissioned after migration",
         # every disk with its size; the CD-ROM and the NIC are not disks the delete destroys
         "Disks deleted": "efidisk0: local-lvm:vm-102-disk-2 (4M), scsi0: local-lvm:vm-102-disk-0 (32G), "
                          "scsi1: ceph:vm-102-disk-1 (100G)",
@@ -173,11 +177,10 @@ def test_delete_becomes_a_card_with_a_dry_run_preview_and_nothing_runs(world: Wo
         "Backups kept": "local:backup/vzdump-qemu-102-2026_11_19-01_00_00.vma.zst, "
                         "local:backup/vzdump-qemu-102-2026_11_20-01_00_00.vma.zst",
         "Current state": "stopped",
-        "Expires": "2026-11-21 09:30 UTC",
     }
     approve, deny = reply.actions
-    assert (approve.label, approve.command) == ("Approve", f"approve {label}")
-    assert (deny.label, deny.command) == ("Deny", f"deny {label}")
+    assert (approve.label, approve.command, approve.style) == ("Delete db-01", f"approve {label}", ActionStyle.DANGER)
+    assert (deny.label, deny.command, deny.ask) == ("Reject", f"deny {label}", "Reason for rejecting (optional)")
     # the buttons are for acme's admins and the super_admin, never for the requester
     expected = {world.user_id(ALICE), world.user_id(ERIN), world.user_id(ROOT)}
     assert set(approve.only_for) == set(deny.only_for) == expected
@@ -314,7 +317,8 @@ def test_super_admin_approves_and_the_job_runs_once_in_the_requests_thread(world
     assert stored.decided_by_user_id == world.user_id(ROOT)
     assert stored.job_id is not None
     assert answer.severity is Severity.SUCCESS
-    assert answer.text == f"approved {label} (vm.delete); {show_job(stored.job_id)} queued"
+    assert answer.title == "Delete db-01: approved"
+    assert answer.text == f"Approved by Root at 09:00 UTC · {show_job(stored.job_id)} queued"
     assert [job_id for _, job_id, _ in world.queue.enqueued] == [stored.job_id]
 
     job = world.job(stored.job_id)
@@ -335,7 +339,9 @@ def test_super_admin_approves_and_the_job_runs_once_in_the_requests_thread(world
     # the card lost its buttons and says who approved it
     edited = entries_of(entries, card_message)
     assert edited and edited[0].actions == ()
-    assert edited[0].text.startswith(f"{label} was approved by Root at 2026-11-21 09:00 UTC")
+    assert edited[0].text.startswith("Approved by Root at 09:00 UTC")
+    # every copy, and the decider's own answer, is the same decided card
+    assert edited[0] == answer
     # the job's progress: one message, posted once and edited to the end
     progress = entries_of(entries, done.message_ref["message_id"])
     assert progress[0].text == "🔄 running (0 s)"
@@ -400,7 +406,8 @@ def test_an_expired_request_cannot_be_approved(world: World) -> None:
     # the card says so and has no buttons any more
     entries = OutboxReader(world.storage.engine, world.chat.conversation.channel).poll()
     last = entries_of(entries, card_message)[-1]
-    assert last.actions == () and last.text == expected
+    assert last.actions == () and last.text.startswith("Expired 09:30 UTC: nobody decided in time")
+    assert last.title == "Stop (hard) web-01: expired"
 
 
 def test_listing_expires_what_is_due(world: World) -> None:
@@ -419,8 +426,9 @@ def test_deny_with_a_reason(world: World) -> None:
 
     answer = world.chat.run(f"deny {label} not during business hours", as_=ALICE)
 
-    assert answer.severity is Severity.SUCCESS
-    assert answer.text == f"denied {label} (vm.stop): not during business hours"
+    # a rejection is no success: no green mark
+    assert answer.severity is Severity.INFO
+    assert answer.text == "Rejected by Alice Admin at 09:00 UTC: not during business hours"
     stored = world.approval(card)
     assert stored.state is ApprovalState.DENIED
     assert stored.decision_note == "not during business hours"
@@ -492,13 +500,16 @@ def test_a_company_policy_adds_actions_sets_expiry_and_posts_to_the_approvers_ch
 
     card = world.chat.run("vm shutdown web-01", as_=BOB)
 
-    assert card.title == f"{apr(card)}: approval needed for vm.shutdown"
-    assert fields(card)["Expires"] == "2026-11-21 09:10 UTC"
+    assert card.title == "Shut down web-01?"
+    assert card.text.splitlines()[0] == "Pending · expires in 10 min, 09:10 UTC"
     assert world.queue.enqueued == []
     [posted] = approvers.poll()
     assert apr(posted.reply) == apr(card)
     assert posted.reply.title == card.title
     assert [a.command for a in posted.reply.actions] == [f"approve {apr(card)}", f"deny {apr(card)}"]
+    # the approvers' copy: buttons anyone there may press, and no "waiting for an approver"
+    assert all(a.only_for == () for a in posted.reply.actions) and "Waiting" not in posted.reply.text
+    assert "Waiting for an approver: Alice Admin, Erin Admin, Root" in card.text
     assert fields(posted.reply) == fields(card)
 
     # globex keeps the default policy: a clean shutdown just runs
@@ -512,7 +523,7 @@ def test_a_company_policy_adds_actions_sets_expiry_and_posts_to_the_approvers_ch
     # the approvers channel's copy shows the decision too, and has lost its buttons
     edits = [e for e in approvers.poll() if e.message_id == posted.message_id]
     assert edits and edits[-1].reply.actions == ()
-    assert "approved by Erin Admin" in edits[-1].reply.text
+    assert "Approved by Erin Admin" in edits[-1].reply.text
 
 
 def test_a_policy_cannot_exempt_vm_delete(storage: Storage) -> None:

@@ -85,7 +85,7 @@ def test_restore_in_place_stops_restores_and_starts_after_approval(tmp_path: Pat
         bob, out = w.shell(BOB)
         bob.run(["backup restore web-01 latest --reason \"bad upgrade\""])
         card = out.getvalue()
-        assert "needs approval" in card and "Current state" in card and "running" in card
+        assert "Restore web-01?" in card and "Current state" in card and "running" in card
         assert "Overwritten disks" in card and "scsi0" in card and "stopped, restored, started again" in card
         apr = _approval_ids(card)[0]
         alice, alice_out = w.shell(ALICE)

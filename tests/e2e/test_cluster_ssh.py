@@ -209,7 +209,7 @@ def test_node_upgrade_with_approval_streams_apt_and_announces_the_outcome(tmp_pa
         said = root_out.getvalue()
         listing = said.split("node updates lab/pve1", 1)[1]
         assert listing.index("pve-manager") < listing.index("libc6"), said  # Proxmox packages first
-        assert "needs approval" in said and "Packages" in said and "pve-manager 8.4.2" in said, said
+        assert "Pending · expires in" in said and "Packages" in said and "pve-manager 8.4.2" in said, said
         assert "web-01 (100)" in said and "app-02" not in said  # the guests running on pve1 only
         (apr,) = set(re.findall(r"apr-([a-z0-9]+)", said))
         assert "cannot decide your own request" in _run(w, ROOT, f"approve apr-{apr}")  # four eyes

@@ -166,11 +166,11 @@ def test_when_redis_refuses_the_enqueue_the_user_is_told_and_the_job_is_failed(
         job = stored(app, second)
         why = f"could not queue {show_job(second)}: the job queue is unavailable; nothing was done"
         assert job.state is JobState.FAILED and job.result == why
-        # the user read "queued" first, then, in that reply's thread, that it could not be
+        # the user read "queued" first, then, in that very message, that it could not be
         texts = said(app, chat)
         assert any(t.startswith(f"⏳ queued {show_job(second)}") for t in texts)
         assert any(why in t for t in texts), texts
-        assert job.message_ref["conversation"]["thread"] == job.conversation["thread"] is not None
+        assert job.conversation["thread"] is None and job.message_ref is not None
     finally:
         app.close()
 
@@ -324,7 +324,7 @@ def test_a_job_posts_nothing_and_starts_nothing_until_its_reply_is_delivered(sto
         job_id = job_of(answer)
         assert posted is not None and job_id is not None
         assert [j for _, j, _ in queue.enqueued] == [job_id]
-        assert stored(app, job_id).conversation["thread"] == posted.message_id
+        assert stored(app, job_id).message_ref["message_id"] == posted.message_id
         assert stored(app, job_id).queue_owner is None  # a shared queue: any worker may take it
     finally:
         app.close()

@@ -6,6 +6,7 @@ import pytest
 
 from bot.bootstrap import Storage
 from commands import build_registry
+from core.chat import Reply
 from core.model import Role
 from core.rbac import allows
 from tests.fakes import FakeClock, FakeHypervisors, FakeQueue
@@ -28,15 +29,38 @@ def chat(sqlite_url: str, clock: FakeClock) -> ChatDriver:
     return ChatDriver(test_app(storage, hypervisors=FakeHypervisors(), queue=FakeQueue()))
 
 
+def _listed(reply: Reply) -> dict[str, str]:
+    return {item.label: item.value for section in reply.sections for item in section.items}
+
+
 @pytest.mark.parametrize("role", list(Role))
 def test_help_lists_exactly_what_the_role_may_use(chat: ChatDriver, role: Role) -> None:
     registry = build_registry()
-    reply = chat.run("help", as_=AS_ROLE[role])
-    assert reply.table is not None
-    listed = {usage for usage, _summary in reply.table.rows}
     expected = {c.usage for c in registry if c.permission is None or allows(role, c.permission)}
+    reply = chat.run("help", as_=AS_ROLE[role])
+    assert reply.table is None and reply.sections
+    top = _listed(reply)
+    groups = {c.group for c in registry if c.usage in expected}
+    # every command is either on the first page with its usage, or named in its group's line
+    listed = {usage for usage in top if usage in expected}
+    assert set(top) - listed <= groups
+    for group in set(top) - listed:
+        names = top[group].split(" · ")
+        shown = _listed(chat.run(f"help {group}", as_=AS_ROLE[role]))
+        assert sorted(u.split(" <")[0].split(" [")[0].removeprefix(group + " ") for u in shown) == sorted(names)
+        listed |= set(shown)
     assert listed == expected
-    assert all(summary for _usage, summary in reply.table.rows)
+    assert all(summary for summary in top.values())
+
+
+def test_help_is_short_and_the_long_groups_have_their_own_page(chat: ChatDriver) -> None:
+    reply = chat.run("help", as_="root@host.example")
+    lines = reply.plain_text().splitlines()
+    assert len(lines) < 40, lines  # 49 commands, one screen
+    assert "backup" in _listed(reply) and "help backup" not in _listed(reply)
+    backup = chat.run("help backup", as_="root@host.example")
+    assert any(u.startswith("backup schedule create <name>") for u in _listed(backup))
+    assert backup.title == "pvebot commands: backup"
 
 
 def test_every_command_has_a_summary_and_a_usage_line() -> None:
@@ -48,6 +72,5 @@ def test_every_command_has_a_summary_and_a_usage_line() -> None:
 
 def test_help_for_a_group(chat: ChatDriver) -> None:
     reply = chat.run("help snapshot", as_="sam@host.example")
-    assert reply.table is not None
-    assert [usage.split(" <")[0] for usage, _ in reply.table.rows] == ["snapshot list"]  # read-only role
+    assert [usage.split(" <")[0] for usage in _listed(reply)] == ["snapshot list"]  # read-only role
     assert "no command group 'backupz'" in chat.run("help backupz", as_="bob@acme.example").text

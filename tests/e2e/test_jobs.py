@@ -113,7 +113,7 @@ def queued(world: World, command: str, *, as_: str = BOB, request_id: str | None
     return world.job(job_id)
 
 
-def test_a_job_goes_queued_running_succeeded_with_progress_in_the_commands_thread(world: World) -> None:
+def test_a_job_is_one_message_edited_from_queued_to_its_outcome(world: World) -> None:
     answer = world.chat.ask("vm start db-01", as_=BOB)
     reply, job_id = answer.reply, job_of(answer)
 
@@ -123,8 +123,8 @@ def test_a_job_goes_queued_running_succeeded_with_progress_in_the_commands_threa
     job = world.job(job_id)
     assert job.state is JobState.QUEUED and job.started_at is None
     assert world.queue.enqueued == [(jobs.RUN_JOB, job.id, {"job_id": job.id})]
-    # the worker reports under the reply that announced the job
-    assert job.conversation["thread"] == world.posted_id(reply)
+    # the reply that announced the job is the job's message: the worker edits it, it posts nothing new
+    assert job.message_ref["message_id"] == world.posted_id(reply) and job.conversation["thread"] is None
     assert world.power_calls() == []
 
     assert jobs.run(world.app.deps, job.id) == "succeeded"
@@ -133,14 +133,21 @@ def test_a_job_goes_queued_running_succeeded_with_progress_in_the_commands_threa
     assert done.state is JobState.SUCCEEDED
     assert done.started_at == done.finished_at == world.clock.now()
     assert done.upid is not None and ":qmstart:102:" in done.upid
-    assert done.progress == "start 100% — TASK OK"
+    # Proxmox's own "TASK OK" says nothing the state does not: it stays out of the step
+    assert done.progress == "start 100%"
     assert world.power_calls() == [("qmstart", 102)]
     assert world.lab.guests[102].status == "running"
     progress = world.messages(done.message_ref["message_id"])
-    assert [m.text for m in progress] == ["🔄 running (0 s)", "🔄 running start 100% — TASK OK (0 s)", "✅ done in 0 s"]
-    assert {m.title for m in progress} == {f"{label}: start db-01 (lab/102)"}
+    assert [m.text for m in progress] == [f"⏳ queued {label}: start db-01 (lab/102)", "🔄 running (0 s)",
+                                          "🔄 running start 100% (0 s)", "✅ done in 0 s"]
+    assert {m.title for m in progress[1:]} == {f"{label}: start db-01 (lab/102)"}
     assert progress[-1].severity is Severity.SUCCESS
-    assert done.message_ref["conversation"]["thread"] == job.conversation["thread"]
+    # a Cancel button while it can be cancelled, none once it has ended
+    assert all([a.command for a in m.actions] == [f"job cancel {label}"] for m in progress[1:-1])
+    assert progress[-1].actions == ()
+    # nothing else was posted into the conversation for this job
+    world.messages("")
+    assert {mid for mid, _ in world.seen} == {done.message_ref["message_id"]}
     assert [e.outcome for e in world.audit("vm.start")] == ["queued", "succeeded"]
 
 
@@ -151,11 +158,11 @@ def test_progress_of_a_long_task_is_edited_into_one_message_in_order(world: Worl
     assert jobs.run(world.app.deps, job.id) == "succeeded"
 
     done = world.job(job.id)
-    assert [m.text for m in world.messages(done.message_ref["message_id"])] == [
+    assert [m.text for m in world.messages(done.message_ref["message_id"])][1:] == [
         "🔄 running (0 s)",
         "🔄 running start 40% — transferred 1.6 GiB of 4.0 GiB (0 s)",
         "🔄 running start 40% — transferred 1.6 GiB of 4.0 GiB (0 s)",
-        "🔄 running start 100% — TASK OK (0 s)",
+        "🔄 running start 100% (0 s)",
         "✅ done in 0 s",
     ]
 
@@ -278,7 +285,7 @@ def test_job_status_and_list(world: World) -> None:
     assert status.title == f"{show_job(job.id)}: start db-01 (lab/102)"
     assert status.text == "⏳ queued"
     assert {f.label: f.value for f in status.fields} == {
-        "State": "queued", "Queued": "2026-11-21 09:00:00 UTC", "Running for": "0 s"}
+        "State": "queued", "Queued": "just now, 09:00 UTC", "Running for": "0 s"}
 
     world.clock.advance(minutes=3)
     jobs.run(world.app.deps, job.id)
@@ -289,13 +296,18 @@ def test_job_status_and_list(world: World) -> None:
 
     listed = world.chat.run("job list", as_=BOB)
     assert listed.table is not None
-    assert sorted(row[:3] for row in listed.table.rows) == sorted([
-        (show_job(job.id), "succeeded", "start db-01 (lab/102)"),
-        (show_job(other.id), "queued", "shut down web-01 (lab/101)"),
+    # what it is first, then its state, a date that cannot be misread (today/yesterday or with the year)
+    assert sorted(listed.table.rows) == sorted([
+        ("start db-01 (lab/102)", "succeeded", "today 09:00", show_job(job.id)),
+        ("shut down web-01 (lab/101)", "queued", "today 09:00", show_job(other.id)),
     ])
+    world.clock.advance(days=1)
+    assert {row[2] for row in world.chat.run("job list", as_=BOB).table.rows} == {"yesterday 09:00"}  # type: ignore[union-attr]
+    world.clock.advance(days=1)
+    assert {row[2] for row in world.chat.run("job list", as_=BOB).table.rows} == {"2026-11-21 09:00"}  # type: ignore[union-attr]
     active = world.chat.run("job list --active", as_=BOB)
     assert active.table is not None
-    assert [row[0] for row in active.table.rows] == [show_job(other.id)]
+    assert [row[-1] for row in active.table.rows] == [show_job(other.id)]
     # a salesperson assigned to acme reads acme's jobs
     sales = world.chat.run("job list", as_=SAM)
     assert sales.table is not None and len(sales.table.rows) == 2
@@ -403,7 +415,7 @@ def test_another_company_cannot_see_or_cancel_a_job(world: World) -> None:
         assert world.chat.run(f"job cancel {label}", as_=who).text == f"{label} not found"
         listed = world.chat.run("job list", as_=who)
         assert listed.table is not None
-        assert [row[0] for row in listed.table.rows] == [show_job(mine.id)]
+        assert [row[-1] for row in listed.table.rows] == [show_job(mine.id)]
     assert world.job(job.id).state is JobState.QUEUED
     # and bob cannot see globex's
     assert world.chat.run(f"job status {show_job(mine.id)}", as_=BOB).text == f"{show_job(mine.id)} not found"

@@ -107,7 +107,7 @@ def test_assign_create_release_audit_and_delete_through_the_shell(tmp_path: Path
 
         # releasing needs a second person: Alice asks, Root approves
         asked = _run(w, ALICE, "ip release web-01 --reason renumbering")
-        assert "needs approval" in asked and "10.20.0.11" in asked
+        assert "Pending · expires in" in asked and "10.20.0.11" in asked
         assert "10.20.0.11" in _assigned(w)  # nothing is freed before the approval ran
         [job] = job_ids(_run(w, ROOT, f"approve apr-{_approval(asked)}"))
         assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded"

@@ -112,7 +112,7 @@ def test_a_new_operation_on_a_node_is_offered_checked_approved_and_run(drained: 
     assert fields(world.chat.run("node drain lab/pve1", as_=CAROL))["Guests moved"] == "gx-01"
 
     answer = world.chat.run(f"approve {apr(card)}", as_=ERIN)
-    assert "approved" in answer.text and "queued" in answer.text
+    assert answer.text.startswith("Approved by Erin Admin") and "queued" in answer.text
     assert world.run_queue() == ["succeeded"]
     [job] = [j for j in world.jobs() if j.action == "node.drain"]
     assert job.result == "node lab/pve1 holds none of your guests now"

@@ -30,6 +30,6 @@ def test_the_readme_demo_session_runs_as_printed(tmp_path: Path) -> None:
     assert "Traceback" not in out + result.stderr
     assert "Role     user" in out
     assert "web-03" in out and "queued job-" in out
-    assert "approval needed for vm.delete" in out and "Disks deleted" in out
+    assert "Delete db-02?" in out and "Destroys 1 disk" in out and "Disks deleted" in out
     assert "✅ done" in out  # the started job finished before the demo exited
     assert "apr-" in out.split("approval list")[-1]  # erin sees the pending request

@@ -61,9 +61,9 @@ def test_every_role_through_the_shell(tmp_path: Path, queue: str) -> None:
         assert "your role (salesperson) cannot use 'vm start'" in sam
         assert f"apr-{apr} not found" in carol  # another company's admin cannot even see it
         assert "web-01" not in carol and "app-02" in carol
-        assert f"approved apr-{apr}" in alice
+        assert f"approve apr-{apr}\n" in alice and "Stop (hard) web-01: approved" in alice
         assert all(name in root for name in ("web-01", "db-01", "app-02", "ct-01", "ct-02"))
-        stop_job = job_ids(alice.split(f"approved apr-{apr}")[1])[0]
+        stop_job = job_ids(alice.split(f"approve apr-{apr}\n")[1])[0]
         snap_job = job_ids(dave)[0]
         assert w.job_state(stop_job) == "succeeded"
         assert w.job_state(snap_job) == "succeeded"

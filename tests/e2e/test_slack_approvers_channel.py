@@ -21,13 +21,15 @@ async def test_a_slack_approvers_channel_gets_the_card_and_the_decision(slack_bo
 
     await slack.command("vm delete db-01 --reason cleanup", as_="bob@acme.example")
     [copy] = await fake.wait_for(lambda f: posted(f, channel=APPROVERS))
-    assert "approval needed for vm.delete" in all_text(copy)
+    assert "Delete db-01?" in all_text(copy)
     request = (await fake.wait_for(lambda f: posted(f)))[0]
     assert "cannot be reached" not in all_text(request)
+    # with an approvers channel, nobody gets a direct message
+    assert fake.of("conversations.open") == []
 
-    await slack.click(copy, "Approve", as_="alice@acme.example")
+    await slack.click(copy, "Delete db-01", as_="alice@acme.example")
     decided = await fake.wait_for(
-        lambda f: "Approved* by <@U0ALICE>" in all_text(f.messages[(APPROVERS, copy["ts"])])
+        lambda f: "Approved by Alice Admin" in all_text(f.messages[(APPROVERS, copy["ts"])])
         and f.messages[(APPROVERS, copy["ts"])])
     assert not [b for b in decided["blocks"] if b["type"] == "actions"]
     assert fake.violations == []

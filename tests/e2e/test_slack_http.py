@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Any
 
 import pytest
 
@@ -64,24 +65,21 @@ async def test_forged_signature_and_stale_timestamp_get_401_and_run_nothing(slac
     assert [c.method for c in slack_bot.fake.calls if c.method.startswith("chat.")] == ["chat.postMessage"]
 
 
-def _final(bot: SlackBot, thread: str, needle: str) -> dict | None:
-    messages = posted(bot.fake, thread=thread)
-    return messages[0] if messages and needle in all_text(messages[0]) else None
-
-
-async def test_job_progress_threads_under_the_reply_and_is_edited_in_place(slack_bot: SlackBot) -> None:
+async def test_a_job_is_its_reply_edited_from_queued_to_done(slack_bot: SlackBot) -> None:
     fake = slack_bot.fake
     assert (await slack_bot.slack.command("vm start db-01", as_="bob@acme.example")).status == 200
     reply = (await fake.wait_for(lambda f: posted(f)))[0]
     assert "queued job-" in all_text(reply)
-    progress = await fake.wait_for(lambda f: _final(slack_bot, reply["ts"], "done in"))
-    assert "start db-01" in all_text(progress)
-    updates = [c for c in fake.of("chat.update") if c.args["ts"] == progress["ts"]]
+    final = await fake.wait_for(lambda f: "done in" in all_text(f.messages[(CHANNEL, reply["ts"])])
+                                and f.messages[(CHANNEL, reply["ts"])])
+    assert "start db-01" in all_text(final) and "Cancel" not in all_text(final)
+    updates = [c for c in fake.of("chat.update") if c.args["ts"] == reply["ts"]]
     # edits waiting for the channel's turn coalesce (see test_slack_pacing): at least the verdict goes out
     assert updates and "done in" in json.dumps(updates[-1].args["blocks"])
-    posts = [c for c in fake.of("chat.postMessage") if c.args.get("thread_ts") == reply["ts"]]
-    assert len(posts) == 1  # one progress message, edited
-    moments = [posts[0].at] + [u.at for u in updates]
+    # one message: nothing posted in its thread, nothing else in the channel
+    assert posted(fake, thread=reply["ts"]) == [] and len(posted(fake)) == 1
+    assert len(fake.of("chat.postMessage")) == 1
+    moments = [fake.of("chat.postMessage")[0].at] + [u.at for u in updates]
     assert all(later - earlier >= 0.95 for earlier, later in zip(moments, moments[1:], strict=False))
     # progress never depends on the command's response_url (5 uses, 30 minutes): bot token only
     assert fake.of("response_url") == []
@@ -104,49 +102,77 @@ def _ephemerals(bot: SlackBot, user: str) -> list[str]:
     return [all_text(c.args) for c in bot.fake.of("chat.postEphemeral") if c.args["user"] == user]
 
 
-async def test_approval_card_buttons_decide_once_and_show_who_decided(slack_bot: SlackBot) -> None:
+def _buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for b in message.get("blocks", []) if b["type"] == "actions" for e in b["elements"]]
+
+
+async def test_without_an_approvers_channel_each_approver_gets_the_card_by_direct_message(slack_bot: SlackBot) -> None:
     fake, slack = slack_bot.fake, slack_bot.slack
     await slack.command("vm delete db-01 --reason cleanup", as_="bob@acme.example")
     card = (await fake.wait_for(lambda f: posted(f)))[0]
-    assert "approval needed for vm.delete" in all_text(card)
-    buttons = [e for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    assert [(b["text"]["text"], b.get("style")) for b in buttons] == [("Approve", "primary"), ("Deny", "danger")]
-    assert buttons[0]["value"].startswith("approve apr-")
+    # the requester's own card: the question, who must decide, and no decision buttons for her
+    assert "Delete db-01?" in all_text(card) and "Waiting for an approver: Alice Admin, Erin Admin" in all_text(card)
+    assert _buttons(card) == []
+    # each eligible approver (acme's admins; root is on another workspace's Slack, not the requester's bob)
+    # gets a direct message opened with conversations.open, as Slack documents it
+    opened = sorted(c.args["users"] for c in fake.of("conversations.open"))
+    assert "U0BOB" not in opened and {"U0ALICE", "U0ERIN"} <= set(opened)
+    dms = await fake.wait_for(lambda f: [posted(f, channel=f"D{u}") for u in ("U0ALICE", "U0ERIN")]
+                              if all(posted(f, channel=f"D{u}") for u in ("U0ALICE", "U0ERIN")) else None)
+    for [copy] in dms:
+        assert [(b["text"]["text"], b.get("style")) for b in _buttons(copy)] == [("Delete db-01", "danger"),
+                                                                                   ("Reject", None)]
+        assert "Waiting for an approver" not in all_text(copy)
+    assert fake.violations == []
 
-    # the requester may not decide: answered to them alone, nothing changes
-    await slack.click(card, "Approve", as_="bob@acme.example")
-    await fake.wait_for(lambda f: _ephemerals(slack_bot, "U0BOB"))
-    assert "cannot use 'approve'" in _ephemerals(slack_bot, "U0BOB")[0]
+
+async def test_approval_buttons_decide_once_and_every_copy_shows_the_decision(slack_bot: SlackBot) -> None:
+    fake, slack = slack_bot.fake, slack_bot.slack
+    await slack.command("vm delete db-01 --reason cleanup", as_="bob@acme.example")
+    card = (await fake.wait_for(lambda f: posted(f)))[0]
+    [alice_copy] = await fake.wait_for(lambda f: posted(f, channel="DU0ALICE"))
+    [erin_copy] = await fake.wait_for(lambda f: posted(f, channel="DU0ERIN"))
+    assert _buttons(alice_copy)[0]["value"].startswith("approve apr-")
 
     # alice approves; the same press delivered twice runs once
     action_ts, trigger = f"{time.time():.6f}", "555.1.same"
-    first = await slack.click(card, "Approve", as_="alice@acme.example", action_ts=action_ts, trigger_id=trigger)
-    again = await slack.click(card, "Approve", as_="alice@acme.example", action_ts=action_ts, trigger_id=trigger)
+    first = await slack.click(alice_copy, "Delete db-01", as_="alice@acme.example", action_ts=action_ts,
+                              trigger_id=trigger)
+    again = await slack.click(alice_copy, "Delete db-01", as_="alice@acme.example", action_ts=action_ts,
+                              trigger_id=trigger)
     assert first.status == again.status == 200
     done = await fake.wait_for(lambda f: [m for m in posted(f, thread=card["ts"]) if "done in" in all_text(m)])
     assert "delete db-01" in all_text(done[0])
     assert 102 not in slack_bot.hypervisors.cluster("lab").guests
 
-    updated = fake.messages[(CHANNEL, card["ts"])]
-    assert "Approved* by <@U0ALICE>" in all_text(updated)
-    assert not [b for b in updated["blocks"] if b["type"] == "actions"]
-    answers = [m for m in posted(fake, thread=card["ts"]) if "approved apr-" in all_text(m)]
-    assert len(answers) == 1
+    # the requester's card, both direct messages and the clicked one: the same decided card, no buttons
+    def decided(f: Any) -> list[dict[str, Any]] | None:
+        copies = [f.messages[(CHANNEL, card["ts"])], f.messages[("DU0ALICE", alice_copy["ts"])],
+                  f.messages[("DU0ERIN", erin_copy["ts"])]]
+        return copies if all("Approved by Alice Admin" in all_text(m) for m in copies) else None
 
-    # a second approver clicking the stale card is told who decided
-    await slack.click(card, "Approve", as_="erin@acme.example")
+    copies = await fake.wait_for(decided)
+    assert all(_buttons(m) == [] and "Delete db-01: " in all_text(m) for m in copies)
+    assert len({json.dumps(m["blocks"]) for m in copies}) == 1
+    # nothing else was posted for the decision: the clicked card became the answer
+    assert [m for m in posted(fake, channel="DU0ALICE")] == [fake.messages[("DU0ALICE", alice_copy["ts"])]]
+
+    # a second approver clicking her stale copy is told who decided
+    await slack.click(erin_copy, "Delete db-01", as_="erin@acme.example")
     told = await fake.wait_for(lambda f: _ephemerals(slack_bot, "U0ERIN"))
     assert "already approved by Alice Admin" in told[0]
     assert len([c for c in slack_bot.hypervisors.cluster("lab").calls if c[0] == "qmdestroy"]) == 1
     assert fake.violations == []
 
 
-async def test_deny_button_marks_the_card_denied(slack_bot: SlackBot) -> None:
+async def test_reject_button_marks_every_copy_rejected(slack_bot: SlackBot) -> None:
     fake, slack = slack_bot.fake, slack_bot.slack
     await slack.command("vm delete db-01", as_="bob@acme.example")
     card = (await fake.wait_for(lambda f: posted(f)))[0]
-    await slack.click(card, "Deny", as_="alice@acme.example")
-    await fake.wait_for(lambda f: "Denied* by <@U0ALICE>" in all_text(f.messages[(CHANNEL, card["ts"])]))
+    [copy] = await fake.wait_for(lambda f: posted(f, channel="DU0ALICE"))
+    await slack.click(copy, "Reject", as_="alice@acme.example")
+    await fake.wait_for(lambda f: "Rejected by Alice Admin" in all_text(f.messages[(CHANNEL, card["ts"])]))
+    await fake.wait_for(lambda f: "Rejected by Alice Admin" in all_text(f.messages[("DU0ALICE", copy["ts"])]))
     assert 102 in slack_bot.hypervisors.cluster("lab").guests
 
 

@@ -84,8 +84,11 @@ async def test_a_captured_channel_receives_the_card_and_its_decision(bot: TeamsB
     assert copy.body["conversation"] == {"id": ACME_CHANNEL} and "replyToId" not in copy.body
     [card] = cards_of(copy.body)
     validate_card(card)
-    assert "approval needed for vm.delete" in card_text(card) and "db-01" in card_text(card)
-    assert card["refresh"]["userIds"] == ["aad-alice"]
+    assert card["body"][0]["items"][0]["text"] == "⚠️ Delete db-01?" and "db-01" in card_text(card)
+    # the approvers' copy: its buttons are for everyone there (the service re-checks who presses)
+    assert "refresh" not in card
+    assert [(a["title"], a.get("style")) for a in card["actions"]] == [("Delete db-01", "destructive"),
+                                                                        ("Reject", None)]
     requester_card = cards_of(_reply_to_bob(bot).body)[0]
     assert "cannot be reached" not in card_text(requester_card)
     label = card_text(card).split("approve apr-")[1][:10]
@@ -103,7 +106,9 @@ async def test_a_captured_channel_receives_the_card_and_its_decision(bot: TeamsB
         what="the channel's copy edited")
     decided = cards_of(edits[-1].body)[0]
     validate_card(decided)
-    assert "approved by Alice Admin" in card_text(decided) and "actions" not in decided
+    assert "Approved by Alice Admin" in card_text(decided) and "actions" not in decided
+    # the decider's invoke answer is that same decided card
+    assert answer["value"]["body"] == decided["body"]
     bot.fake.wait_for(lambda: 102 not in bot.hypervisors.cluster("lab").guests, what="the VM deleted")
 
 
@@ -123,7 +128,7 @@ async def test_an_uncaptured_channel_is_shown_waiting_until_someone_types_there(
 
     # the request made meanwhile gets its copy, and the requester's card loses the warning
     [copy] = bot.fake.wait_for(lambda: _posts_to(bot, ACME_CHANNEL), what="the waiting request posted")
-    assert "approval needed for vm.delete" in card_text(cards_of(copy.body)[0])
+    assert "Delete db-01?" in card_text(cards_of(copy.body)[0])
     [edit] = [c for c in bot.fake.activities("PUT") if c.path.endswith(f"/activities/{_activity_id(bot, reply)}")]
     assert "cannot be reached" not in card_text(edit.body)
     await bot.post(message(bot.fake, "approval channel", user="aad-alice", conversation="a:1on1-alice"))

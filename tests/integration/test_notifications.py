@@ -283,7 +283,7 @@ def test_approval_requests_and_decisions_reach_the_companys_approvals_subscriber
             w.run("notify subscribe approvals", as_="carol@globex.example", where=GLOBEX_CH)
             w.run("notify subscribe approvals --all", as_="root@host.example", where=HOST_CH)
             asked = w.run("vm delete db-01 --reason cleanup", as_="bob@acme.example", where=ACME_CH)
-            assert "approval" in asked
+            assert "apr-" in asked and "Pending · expires in" in asked
             w.deliver()
             (requested,) = w.slack.to("C0ACMEOPS")
             assert "vm.delete on db-01" in requested

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from adapters.slack import translate
 from adapters.slack.outbound import SlackPoster
-from adapters.slack.render import decided, render
+from adapters.slack.render import render
 from core.chat import Action, ActionStyle, ConversationRef, Field, Reply, Severity, Table
 from tests.slack_support import BOT_TOKEN, FakeSlack, block_problems
 
@@ -44,11 +46,19 @@ def test_user_text_cannot_mention_or_link() -> None:
     assert "<!channel>" not in str(rendered.blocks) and "&lt;!channel&gt;" in str(rendered.blocks)
 
 
-def test_a_decided_card_loses_its_buttons_and_keeps_its_fields() -> None:
-    card = render(REPLIES["card"]).blocks
-    after = decided(card, line="✅ *Approved* by <@U0ALICE>")
-    assert not [b for b in after if b["type"] == "actions"]
-    assert "Approved" in str(after) and "F0" in str(after) and block_problems(after) == []
+def test_buttons_for_some_people_only_are_not_rendered_on_slack_where_everyone_would_see_them() -> None:
+    reply = Reply(title="Delete db-01?", text="Pending", highlight="Destroys 2 disks, 132 GiB · VM is running",
+                  details=(Field("Disks deleted", "scsi0: local-lvm:vm-102-disk-0 (32G)"),),
+                  actions=(Action("Delete db-01", "approve apr-1", ActionStyle.DANGER, (2, 3)),
+                           Action("Reject", "deny apr-1", ActionStyle.DEFAULT, (2, 3), ask="Reason")))
+    restricted = render(reply)
+    assert not [b for b in restricted.blocks if b["type"] == "actions"]
+    assert "Destroys 2 disks" in str(restricted.blocks) and "scsi0" in str(restricted.blocks)
+    assert block_problems(restricted.blocks) == []
+    open_to_all = render(replace(reply, actions=tuple(replace(a, only_for=()) for a in reply.actions)))
+    buttons = [e for b in open_to_all.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert [(b["text"]["text"], b.get("style")) for b in buttons] == [("Delete db-01", "danger"), ("Reject", None)]
+    assert block_problems(open_to_all.blocks) == []
 
 
 def test_translations() -> None:

@@ -12,7 +12,7 @@ from adapters.teams import render
 from adapters.teams.notifier import activities_url
 from adapters.teams.package import build_package
 from adapters.teams.translate import MalformedActivity, clean_text, to_incoming
-from core.chat import Action, ActionStyle, Field, Reply, Severity, Table
+from core.chat import Action, ActionStyle, Field, Reply, Section, Severity, Table
 from tests.teams_support import validate_card
 
 SERVICE = "https://smba.trafficmanager.net/amer/"
@@ -111,11 +111,67 @@ def test_schema_check_catches_a_bad_card() -> None:
         validate_card({"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "colour": "x"}]})
 
 
-def test_wide_tables_are_monospace() -> None:
-    wide = Reply(table=Table(tuple("abcdefg"), (tuple("1234567"),)))
-    card = render.card(wide)
+def _elements(node: object) -> list[dict[str, object]]:
+    """Every element of a card, depth first."""
+    found: list[dict[str, object]] = []
+    if isinstance(node, dict):
+        if "type" in node:
+            found.append(node)
+        for value in node.values():
+            found.extend(_elements(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_elements(value))
+    return found
+
+
+def test_every_table_is_an_adaptive_table_whose_rows_keep_their_cells_together() -> None:
+    for width in (2, 7):
+        rows = tuple(tuple(f"r{r}c{c}" + (" long words that wrap" if c == 1 else "") for c in range(width))
+                     for r in range(3))
+        card = render.card(Reply(table=Table(tuple(f"col{c}" for c in range(width)), rows)))
+        validate_card(card)
+        [table] = [e for e in _elements(card) if e["type"] == "Table"]
+        assert table["firstRowAsHeader"] is True
+        assert len(table["columns"]) == width and len(table["rows"]) == 4
+        # one row element per table row: a wrapped cell makes its row taller, never shifts the next ones
+        for row, expected in zip(table["rows"], [tuple(f"col{c}" for c in range(width)), *rows], strict=True):
+            assert [cell["items"][0]["text"] for cell in row["cells"]] == list(expected)
+        weights = [c["width"] for c in table["columns"]]
+        assert weights[1] > weights[0]  # the long column gets more room
+        assert "Monospace" not in json.dumps(card)
+
+
+def test_a_column_of_short_words_gets_room_for_its_longest_word() -> None:
+    rows = (("start db-01 (lab/102) and a long description of it", "succeeded", "job-jgv4rhmvbk"),)
+    [table] = [e for e in _elements(render.card(Reply(table=Table(("what", "state", "job"), rows))))
+               if e["type"] == "Table"]
+    what, state, job = (c["width"] for c in table["columns"])
+    assert state >= len("succeeded") and job >= len("job-jgv4rhmvbk") and what <= 30
+
+
+def test_sections_are_bold_labels_with_subtle_values() -> None:
+    reply = Reply(title="help", sections=(Section("vm", (Field("vm start <vm>", "Start a VM."),)),))
+    card = render.card(reply)
     validate_card(card)
-    assert card["body"][0]["fontType"] == "Monospace"
+    [rich] = [e for e in _elements(card) if e["type"] == "RichTextBlock"]
+    assert rich["inlines"][0] == {"type": "TextRun", "text": "vm start <vm>", "weight": "Bolder"}
+    assert rich["inlines"][1]["isSubtle"] is True and "Start a VM." in rich["inlines"][1]["text"]
+    assert reply.plain_text().splitlines() == ["help", "vm", "  vm start <vm>  Start a VM."]
+
+
+@pytest.mark.parametrize("severity", list(Severity))
+def test_no_text_is_coloured_and_severity_is_an_icon_and_a_container(severity: Severity) -> None:
+    card = render.card(Reply(title="Title", text="body", severity=severity))
+    validate_card(card)
+    assert "color" not in json.dumps(card)
+    titles = [e for e in _elements(card) if e.get("text", "").endswith("Title")]
+    assert titles[0]["size"] == "Large" and titles[0]["weight"] == "Bolder"
+    containers = [e for e in _elements(card) if e["type"] == "Container" and "style" in e]
+    expected = {Severity.INFO: None, Severity.SUCCESS: "good", Severity.WARNING: "warning",
+                Severity.ERROR: "attention"}[severity]
+    assert [c["style"] for c in containers] == ([expected] if expected else [])
+    assert (titles[0]["text"] != "Title") == (severity is not Severity.INFO)  # an icon opens it
 
 
 def test_package(tmp_path: Path) -> None:
