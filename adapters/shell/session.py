@@ -25,7 +25,7 @@ from core.ids import show_job
 from core.model import JobState
 from core.ports import Clock, Notifier, UnitOfWorkFactory
 from core.principal import Scope
-from core.services import identity
+from core.services import identity, jobs
 
 PROMPT = "pvebot> "
 
@@ -64,6 +64,8 @@ class ShellSession:
         self._reader = OutboxReader(ports.engine, self.conversation.channel)
         self._print_lock = threading.Lock()
         self._last_text: dict[str, str] = {}
+        # job id -> the text of the last message about it that was shown
+        self._job_text: dict[str, str] = {}
         self.email = ""
         self.identity = IdentityKey("shell", "local", "")
         self.switch_user(email)
@@ -139,6 +141,8 @@ class ShellSession:
         reply = entry.reply
         if entry.edit or reply.progress_of is not None:
             job = reply.progress_of
+            if job:
+                self._job_text[job] = reply.text
             line = f"  [{show_job(job)}] {reply.text}" if job else f"  (updated) {reply.title}"
             if self._last_text.get(entry.message_id) != line:
                 self._last_text[entry.message_id] = line
@@ -169,18 +173,29 @@ class ShellSession:
             active = uow.jobs.list(states=[JobState.QUEUED, JobState.RUNNING], limit=1000)
         return [j.id for j in active if j.conversation.get("channel") == self.conversation.channel]
 
+    def _outcomes(self, job_ids: list[str]) -> dict[str, str]:
+        with self.ports.uow_factory(Scope.everything()) as uow:
+            settled = [job for j in job_ids if (job := uow.jobs.get(j)) is not None and job.state.finished]
+        return {job.id: jobs.render(job, now=self.ports.clock.now()).text for job in settled}
+
     def _wait_for_jobs(self) -> None:
         active = self._active_jobs()
         if not active:
             return
         self._print(f"waiting up to {self.wait_seconds:.0f} s for {len(active)} job(s) to finish…")
         deadline = time.monotonic() + self.wait_seconds
+        waited = list(active)
         while active and time.monotonic() < deadline:
             time.sleep(0.2)
             self.flush()
             active = self._active_jobs()
-        # a job settles before its last message is sent: print what arrived after the last look
+        # a job settles before its last message is sent: wait (within the bound) until each settled
+        # job's outcome, as its message will say it, has been shown
         self.flush()
+        outcomes = self._outcomes([j for j in waited if j not in active])
+        while any(self._job_text.get(j) != text for j, text in outcomes.items()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            self.flush()
         if active:
             still = ", ".join(show_job(j) for j in active)
             self._print(f"still running: {still}; 'job status' will tell how they end")
