@@ -699,9 +699,9 @@ def render(job: Job, *, now: datetime) -> Reply:
     """The job's live message: state, what, progress, outcome."""
     mark = _STATE_MARK[job.state]
     if job.state is JobState.SUCCEEDED:
-        line = f"{mark} in {elapsed(job, now=now)}"
-        if job.result and job.result != "done":
-            line += f": {job.result}"
+        # what is now true, when the operation says it ("web-01 is running"), then how long it took
+        took = f"done in {elapsed(job, now=now)}"
+        line = f"✅ {job.result} ({took})" if job.result and job.result != "done" else f"✅ {took}"
         severity = Severity.SUCCESS
     elif job.state in (JobState.FAILED, JobState.CANCELLED, JobState.UNKNOWN):
         line = f"{mark}: {job.result}"

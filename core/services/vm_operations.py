@@ -234,10 +234,20 @@ def _snapshot_delete(hv: Hypervisor | None, target: Target, params: dict[str, An
                check=_same_snapshot(hv, target, params))
 
 
+def _name(target: Target) -> str:
+    return target.guest.name if target.guest is not None else target.label
+
+
+# what is true once a power action's task succeeded, in the words a user would use
+_NOW = {"start": "is running", "shutdown": "is shut down", "reboot": "rebooted and is running",
+        "suspend": "is suspended", "resume": "is running again", "stop": "is stopped",
+        "reset": "was reset and is running"}
+
+
 def _power_op(name: str, perm: Perm, verb: str, summary: str, *, approval: bool = False,
               check: Any = None) -> Operation:
     return Operation(f"vm.{name}", perm, verb, summary, GUEST, _power(name), preview=_state_preview,
-                     approval=approval, check=check)
+                     approval=approval, check=check, result=lambda target, _params: f"{_name(target)} {_NOW[name]}")
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -250,18 +260,23 @@ OPERATIONS: tuple[Operation, ...] = (
     _power_op("reset", Perm.VM_DESTROY, "reset", "Reset a VM hard (not for containers).", approval=True,
               check=_no_lxc_reset),
     Operation("vm.delete", Perm.VM_DESTROY, "delete", "Delete a VM and its disks.", GUEST, _delete,
-              preview=_delete_preview, always_approval=True, ended=_delete_ended, prepare=backups.keep_owners,
+              preview=_delete_preview, always_approval=True,
+              result=lambda target, _params: f"{_name(target)} deleted with its disks", ended=_delete_ended,
+              prepare=backups.keep_owners,
               at_stake=_delete_at_stake),
     Operation("vm.create", Perm.VM_CREATE, "create",
               "Create a VM by cloning a template into your company's pool (quota-checked).", TEMPLATE, _create,
               result=_created, precheck=_create_precheck, compensate=_uncreate, leftover=_left_behind,
               ended=_create_ended),
     Operation("snapshot.create", Perm.SNAPSHOT_CREATE, "snapshot", "Take a snapshot (default name: "
-              "pvebot-<date>-<time>).", GUEST, _snapshot_create, preview=_snapshot_preview),
+              "pvebot-<date>-<time>).", GUEST, _snapshot_create, preview=_snapshot_preview,
+              result=lambda target, params: f"snapshot {params['name']} of {_name(target)} taken"),
     Operation("snapshot.rollback", Perm.SNAPSHOT_DESTROY, "roll back", "Roll a VM back to a snapshot.", GUEST,
               _snapshot_rollback, preview=_rollback_preview, record=_record_snapshot,
+              result=lambda target, params: f"{_name(target)} rolled back to {params['name']}",
               still_same=_check_same_snapshot, approval=True),
     Operation("snapshot.delete", Perm.SNAPSHOT_DESTROY, "delete snapshot of", "Delete a snapshot.", GUEST,
               _snapshot_delete, preview=_snapshot_preview, record=_record_snapshot,
+              result=lambda target, params: f"snapshot {params['name']} of {_name(target)} deleted",
               still_same=_check_same_snapshot, approval=True),
 )

@@ -345,7 +345,7 @@ def test_super_admin_approves_and_the_job_runs_once_in_the_requests_thread(world
     # the job's progress: one message, posted once and edited to the end
     progress = entries_of(entries, done.message_ref["message_id"])
     assert progress[0].text == "🔄 running (0 s)"
-    assert progress[-1].text == "✅ done in 0 s"
+    assert progress[-1].text == "✅ db-01 deleted with its disks (done in 0 s)"
     assert progress[-1].title == f"{show_job(done.id)}: delete db-01 (lab/102)"
 
     # a later click is told who decided, when, and what became of it; nothing runs again

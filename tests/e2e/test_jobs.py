@@ -139,7 +139,7 @@ def test_a_job_is_one_message_edited_from_queued_to_its_outcome(world: World) ->
     assert world.lab.guests[102].status == "running"
     progress = world.messages(done.message_ref["message_id"])
     assert [m.text for m in progress] == [f"⏳ queued {label}: start db-01 (lab/102)", "🔄 running (0 s)",
-                                          "🔄 running start 100% (0 s)", "✅ done in 0 s"]
+                                          "🔄 running start 100% (0 s)", "✅ db-01 is running (done in 0 s)"]
     assert {m.title for m in progress[1:]} == {f"{label}: start db-01 (lab/102)"}
     assert progress[-1].severity is Severity.SUCCESS
     # a Cancel button while it can be cancelled, none once it has ended
@@ -163,7 +163,7 @@ def test_progress_of_a_long_task_is_edited_into_one_message_in_order(world: Worl
         "🔄 running start 40% — transferred 1.6 GiB of 4.0 GiB (0 s)",
         "🔄 running start 40% — transferred 1.6 GiB of 4.0 GiB (0 s)",
         "🔄 running start 100% (0 s)",
-        "✅ done in 0 s",
+        "✅ db-01 is running (done in 0 s)",
     ]
 
 
@@ -291,7 +291,7 @@ def test_job_status_and_list(world: World) -> None:
     jobs.run(world.app.deps, job.id)
     status = world.chat.run(f"job status {job.id}", as_=BOB)  # the bare id works too
     fields = {f.label: f.value for f in status.fields}
-    assert (fields["State"], fields["Took"], fields["Result"]) == ("succeeded", "0 s", "done")
+    assert (fields["State"], fields["Took"], fields["Result"]) == ("succeeded", "0 s", "db-01 is running")
     assert fields["Proxmox task"] == world.job(job.id).upid
 
     listed = world.chat.run("job list", as_=BOB)

@@ -31,5 +31,5 @@ def test_the_readme_demo_session_runs_as_printed(tmp_path: Path) -> None:
     assert "Role     user" in out
     assert "web-03" in out and "queued job-" in out
     assert "Delete db-02?" in out and "Destroys 1 disk" in out and "Disks deleted" in out
-    assert "✅ done" in out  # the started job finished before the demo exited
+    assert "✅ web-03 is running (done in" in out  # the started job finished before the demo exited
     assert "apr-" in out.split("approval list")[-1]  # erin sees the pending request

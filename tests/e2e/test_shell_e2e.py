@@ -43,7 +43,7 @@ def test_every_role_through_the_shell(tmp_path: Path, queue: str) -> None:
         lines = _lines_for(bob, start_job)
         assert "queued" in lines[0]
         assert any("🔄 running" in line for line in lines)
-        assert "✅ done" in lines[-1], lines  # in order: queued, running…, done
+        assert "✅ db-01 is running (done in" in lines[-1], lines  # in order: queued, running…, done
         assert w.sim.guest(101).status == "running"
 
         session.run([f"approve apr-{apr}", "/as sam@host.example", "vm list", "vm start web-01",
@@ -71,7 +71,7 @@ def test_every_role_through_the_shell(tmp_path: Path, queue: str) -> None:
         with w.sim.state.lock:
             assert "before-upgrade" in w.sim.state.guests[102].snapshots
         # the approved job reported into the request's conversation, under the approval card
-        assert "✅ done" in _lines_for(text, stop_job)[-1]
+        assert "(done in" in _lines_for(text, stop_job)[-1]
 
 
 @pytest.mark.redis
