@@ -60,7 +60,7 @@ def _run(w: World, who: str, *lines: str) -> str:
     shell.run(list(lines))
     for job in job_ids(out.getvalue()):
         w.wait_state(job, {"succeeded", "failed", "cancelled", "unknown"}, timeout=60)
-        _shown(shell, out, re.compile(rf"\[job-{job}\] (✅ done|❌ failed|⛔ cancelled|❓ outcome)"))
+        _shown(shell, out, re.compile(rf"\[job-{job}\] (✅ |❌ failed|⛔ cancelled|❓ outcome)"))
     return out.getvalue()
 
 

@@ -39,7 +39,7 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(tmp_path: Pat
         assert w.worker is not None and _stop(w.worker) == 0
         assert w.job_state(job) == "succeeded"  # RQ's warm shutdown: the job ran to its end
         session.flush()
-        assert "✅ done" in out.getvalue().splitlines()[-1]
+        assert "✅ web-01 is shut down (done in" in out.getvalue().splitlines()[-1]
         assert w.sim.guest(100).status == "stopped"
 
 

@@ -82,7 +82,8 @@ def test_the_full_trail_of_one_request(app: App, clock: FakeClock, audit_cli: Au
         f"2026-11-21 09:04:00Z {BOB} vm.delete db-01 (lab/102) [queued] job={job}",
         f"2026-11-21 09:04:00Z {ALICE} command approve {label} [ok] platform=slack",
         f"2026-11-21 09:05:00Z system approval.executed {label} vm.delete [ok] job={job}",
-        f"2026-11-21 09:05:00Z system vm.delete delete db-01 (lab/102) [succeeded] job={job} result=done",
+        f"2026-11-21 09:05:00Z system vm.delete delete db-01 (lab/102) [succeeded] job={job} "
+        "result=db-01 deleted with its disks",
     ]
     # the command that asked is there too, as typed
     assert f"2026-11-21 09:00:00Z {BOB} command vm delete db-01 --reason 'replaced by db-02' [ok] platform=slack" \
