@@ -56,6 +56,7 @@ from tests.support import provision
 ROOT = Path(__file__).resolve().parents[1]
 OTHERS = tuple(f"co{i:02d}" for i in range(1, 10))  # the other companies
 MINE = 50  # acme's guests, at every inventory size
+BENCH_CONVERSATION = ConversationRef(platform="shell", channel="bench")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -128,43 +129,38 @@ users:
 """
 
 
+def timed_command(app: App, key: IdentityKey, text: str, check: Callable[[Any], bool]) -> float:
+    """One command through the dispatcher, its answer checked and delivered; seconds it took."""
+    t0 = time.perf_counter()
+    request = CommandRequest(identity=key, text=text, conversation=BENCH_CONVERSATION, request_id=uuid.uuid4().hex)
+    answer = app.dispatcher.handle(request)
+    assert check(answer), answer.reply.text
+    app.dispatcher.deliver(answer, lambda reply: None)
+    return time.perf_counter() - t0
+
+
+def mixed(app: App, key: IdentityKey, i: int) -> float:
+    """The ``i``-th command of the three kinds taken in turn."""
+    kinds = list(KINDS.values())
+    text, check = kinds[i % len(kinds)]
+    return timed_command(app, key, text(i // len(kinds)), check)
+
+
 def run_kind(app: App, key: IdentityKey, counter: StatementCounter, *, text: Callable[[int], str], n: int,
              check: Callable[[Any], bool]) -> tuple[list[float], float, float]:
     """Run ``n`` commands; (latencies, elapsed seconds, SQL statements per command)."""
-    conversation = ConversationRef(platform="shell", channel="bench")
-    per_command: list[float] = []
     statements = counter.count
     began = time.perf_counter()
-    for i in range(n):
-        t0 = time.perf_counter()
-        request = CommandRequest(identity=key, text=text(i), conversation=conversation, request_id=uuid.uuid4().hex)
-        answer = app.dispatcher.handle(request)
-        assert check(answer), answer.reply.text
-        app.dispatcher.deliver(answer, lambda reply: None)
-        per_command.append(time.perf_counter() - t0)
+    per_command = [timed_command(app, key, text(i), check) for i in range(n)]
     elapsed = time.perf_counter() - began
     return per_command, elapsed, (counter.count - statements) / n
 
 
-def run_concurrently(app: App, key: IdentityKey, counter: StatementCounter, *, n: int,
-                     threads: int) -> tuple[float, list[float]]:
+def run_concurrently(app: App, key: IdentityKey, *, n: int, threads: int) -> tuple[float, list[float]]:
     """``n`` commands of each kind, interleaved, ``threads`` at a time; (commands/s, latencies)."""
-    conversation = ConversationRef(platform="shell", channel="bench")
-    kinds = list(KINDS.values())
-
-    def one(i: int) -> float:
-        text, check = kinds[i % len(kinds)]
-        t0 = time.perf_counter()
-        request = CommandRequest(identity=key, text=text(i // len(kinds)), conversation=conversation,
-                                 request_id=uuid.uuid4().hex)
-        answer = app.dispatcher.handle(request)
-        assert check(answer), answer.reply.text
-        app.dispatcher.deliver(answer, lambda reply: None)
-        return time.perf_counter() - t0
-
     began = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        latencies = list(pool.map(one, range(n * len(kinds))))
+        latencies = list(pool.map(lambda i: mixed(app, key, i), range(n * len(KINDS))))
     return len(latencies) / (time.perf_counter() - began), latencies
 
 
@@ -186,22 +182,11 @@ def child(spec: str) -> None:
     app = build_app(settings, storage=open_storage(settings))
     app.dispatcher.rate_limiter = RateLimiter(limit=10**9)
     key = identity.link_local(app.deps.uow_factory, "bob@acme.example", clock=app.deps.clock)
-    conversation = ConversationRef(platform="shell", channel="bench")
-    kinds = list(KINDS.values())
-    for text, _check in kinds:  # warm-up
-        app.dispatcher.handle(CommandRequest(identity=key, text=text(0), conversation=conversation,
-                                             request_id=uuid.uuid4().hex))
+    for i in range(len(KINDS)):  # warm-up
+        mixed(app, key, i)
     time.sleep(max(0.0, start_at - time.time()))
-    latencies: list[float] = []
     began = time.time()
-    for i in range(n * len(kinds)):
-        text, check = kinds[i % len(kinds)]
-        t0 = time.perf_counter()
-        answer = app.dispatcher.handle(CommandRequest(identity=key, text=text(i // len(kinds)),
-                                                      conversation=conversation, request_id=uuid.uuid4().hex))
-        assert check(answer), answer.reply.text
-        app.dispatcher.deliver(answer, lambda reply: None)
-        latencies.append(time.perf_counter() - t0)
+    latencies = [mixed(app, key, i) for i in range(n * len(KINDS))]
     ended = time.time()
     app.close()
     print(json.dumps({"began": began, "ended": ended, "latencies": latencies}), flush=True)
@@ -292,7 +277,7 @@ def main() -> None:
             profiler.disable()
             profiler.dump_stats(args.profile)
         if args.concurrency:
-            rate, latencies = run_concurrently(app, key, counter, n=n, threads=args.concurrency)
+            rate, latencies = run_concurrently(app, key, n=n, threads=args.concurrency)
             print(f"{size:>7}  {'all three, ' + str(args.concurrency) + ' threads':<17} {rate:>7.0f} "
                   f"{statistics.median(latencies) * 1000:>8.1f} {percentile(latencies, .99) * 1000:>8.1f}")
         if args.processes:

@@ -12,7 +12,7 @@ company's command looks at its own few dozen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from core.model import Guest
@@ -112,9 +112,6 @@ class GuestIndex:
 
     def __len__(self) -> int:
         return len(self._rows)
-
-    def __iter__(self) -> Iterator[Guest]:
-        return iter(self.guests)
 
     @property
     def guests(self) -> tuple[Guest, ...]:
