@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from commands.registry import Args, CommandContext, CommandRegistry, Param
 from core import timefmt
 from core.chat import Field, Reply, Table
@@ -46,6 +48,8 @@ def register(registry: CommandRegistry) -> None:
     def job_cancel(args: Args, ctx: CommandContext) -> Reply:
         """Cancel a queued job, or stop a running one's Proxmox task."""
         job = jobs.cancel(ctx.deps, ctx.principal, parse_job_id(args["job"]))
+        # the job's own card: a Cancel button pressed on the job's message has it replaced by this answer
+        card = jobs.render(job, now=ctx.deps.clock.now())
         if job.state.finished:
-            return Reply.ok(f"{show_job(job.id)} cancelled")
-        return Reply(text=f"asked {show_job(job.id)} to stop; its message will say when it has")
+            return card
+        return replace(card, text=f"{card.text}\n⏳ asked to stop; this message will say when it has")

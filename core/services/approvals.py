@@ -142,7 +142,8 @@ def _direct_conversations(deps: Deps, approval: ApprovalRequest) -> list[Convers
     if deps.direct is None:
         return []
     near = ConversationRef.from_dict(approval.conversation)
-    workspace = near.get("tenant_id") if near.platform == "teams" else None
+    # the workspace the request came from: a bot reaches its own Slack team or Teams tenant only
+    workspace = near.get("tenant_id") if near.platform == "teams" else near.get("team")
     found: list[ConversationRef] = []
     for user_id in _deciders(deps, approval):
         with deps.uow_factory(Scope.everything()) as uow:

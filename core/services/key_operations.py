@@ -137,7 +137,8 @@ def _rotate_steps(hv: Hypervisor | None, target: Target, params: dict[str, Any])
     nodes = ssh.nodes()
     old = ssh.key(SshKeyState.ACTIVE)
     assert old is not None, "checked before the job"
-    new = ssh.new_key()
+    # a NEW key left by a rotation that failed after appending its line is finished, not lost
+    new = ssh.key(SshKeyState.NEW) or ssh.new_key()
     first = nodes[0]
     old_login, new_login = ssh.credentials(old), ssh.credentials(new)
 

@@ -20,27 +20,25 @@ def rotate(uow: UnitOfWork, *, old: SecretCipher, new: SecretCipher, clock: Cloc
     """
     count = 0
     for cluster in uow.clusters.list():
-        plaintext = old.decrypt(cluster.token_secret_encrypted)
-        token = new.encrypt(plaintext)
-        if new.decrypt(token) != plaintext:  # pragma: no cover - a broken cipher, not a user error
-            raise RuntimeError("re-encryption check failed")
-        cluster.token_secret_encrypted = token
+        cluster.token_secret_encrypted = _reseal(old, new, cluster.token_secret_encrypted)
         count += 1
         assert cluster.id is not None
         for key in uow.ssh.keys(cluster.id):  # pvebot's SSH keys on the cluster, encrypted alike
-            private = old.decrypt(key.private_key_encrypted)
-            sealed = new.encrypt(private)
-            if new.decrypt(sealed) != private:  # pragma: no cover - a broken cipher, not a user error
-                raise RuntimeError("re-encryption check failed")
-            key.private_key_encrypted = sealed
+            key.private_key_encrypted = _reseal(old, new, key.private_key_encrypted)
+            count += 1
         # the webhook secret pvebot installed on the cluster, if any, is kept under the same key
-        source = uow.event_sources.get(cluster.id) if cluster.id is not None else None
+        source = uow.event_sources.get(cluster.id)
         if source is not None and source.secret_encrypted:
-            plaintext = old.decrypt(source.secret_encrypted)
-            source.secret_encrypted = new.encrypt(plaintext)
-            if new.decrypt(source.secret_encrypted) != plaintext:  # pragma: no cover - a broken cipher
-                raise RuntimeError("re-encryption check failed")
+            source.secret_encrypted = _reseal(old, new, source.secret_encrypted)
             uow.event_sources.save(source)
             count += 1
     audit.record(uow, clock=clock, actor=actor, action="secrets.rotated", detail={"count": count})
     return count
+
+
+def _reseal(old: SecretCipher, new: SecretCipher, sealed: str) -> str:
+    plaintext = old.decrypt(sealed)
+    resealed = new.encrypt(plaintext)
+    if new.decrypt(resealed) != plaintext:  # pragma: no cover - a broken cipher, not a user error
+        raise RuntimeError("re-encryption check failed")
+    return resealed

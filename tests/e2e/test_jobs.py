@@ -180,7 +180,9 @@ def test_cancel_a_running_job_stops_its_proxmox_task(world: World) -> None:
 
     assert jobs.run(world.app.deps, job.id) == "cancelled"
 
-    assert [a.text for a in answers] == [f"asked {label} to stop; its message will say when it has"]
+    # the answer is the job's own card (a Cancel button's message is replaced by it), saying it was asked
+    assert [a.text.splitlines()[-1] for a in answers] == ["⏳ asked to stop; this message will say when it has"]
+    assert [a.title for a in answers] == [f"{label}: start db-01 (lab/102)"]
     stopped = world.job(job.id)
     assert (stopped.state, stopped.result) == (JobState.CANCELLED, "cancelled while running")
     assert world.lab.calls[-1] == ("cancel", stopped.upid)
@@ -318,8 +320,9 @@ def test_cancel_a_queued_job(world: World) -> None:
 
     answer = world.chat.run(f"job cancel {show_job(job.id)}", as_=BOB)
 
-    assert answer.severity is Severity.SUCCESS
-    assert answer.text == f"{show_job(job.id)} cancelled"
+    # the answer is the job's own card, as its message now shows it
+    assert answer.severity is Severity.WARNING
+    assert answer.text == "⛔ cancelled: cancelled by Bob User" and answer.title.startswith(show_job(job.id))
     cancelled = world.job(job.id)
     assert cancelled.state is JobState.CANCELLED
     assert cancelled.result == "cancelled by Bob User"
@@ -342,7 +345,8 @@ def test_cancel_a_running_job_asks_its_worker(world: World) -> None:
 
     answer = world.chat.run(f"job cancel {show_job(job.id)}", as_=ALICE)
 
-    assert answer.text == f"asked {show_job(job.id)} to stop; its message will say when it has"
+    assert answer.text.splitlines()[-1] == "⏳ asked to stop; this message will say when it has"
+    assert answer.title == f"{show_job(job.id)}: start db-01 (lab/102)" and answer.progress_of == job.id
     stored = world.job(job.id)
     assert stored.state is JobState.RUNNING and stored.cancel_requested
 
