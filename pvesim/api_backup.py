@@ -95,9 +95,10 @@ def start_vzdump(ctx: SimContext, *, node: str, options: dict[str, str], user: s
 
 def _notify(ctx: SimContext, *, node: str, task: SimTask, table: list[tuple[SimGuest, bool]],
             options: dict[str, str], job_id: str | None) -> None:
-    """vzdump's ``send_notification``: one per node and run; legacy mail instead when ``mailto`` is set
-    and ``notification-mode`` is ``auto`` (the default), which skips matchers and targets."""
-    if options.get("mailto") and options.get("notification-mode", "auto") == "auto":
+    """vzdump's ``send_notification``: one per node and run; legacy mail instead, skipping matchers and
+    targets, with ``notification-mode=legacy-sendmail``, or ``auto`` (the default) when ``mailto`` is set."""
+    mode = options.get("notification-mode", "auto")
+    if mode == "legacy-sendmail" or (mode == "auto" and options.get("mailto")):
         return
     failed = [g for g, ok in table if not ok]
     status = "backup successful" if not failed else "backup failed"

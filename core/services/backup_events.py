@@ -61,9 +61,12 @@ def _guests(lines: list[str]) -> list[_Guest]:
     return list(found.values())
 
 
-def _detail(g: _Guest) -> tuple[str, str, bool]:
+def _detail(g: _Guest, *, task_status: str) -> tuple[str, str, bool]:
     if g.failed is not None:
         return "failed", g.failed, True
+    if not g.took:
+        # started and never finished (the task was stopped, the node went down): no success to report
+        return "failed", f"did not finish ({task_status[:200] or 'the task ended without saying why'})", True
     done = ", ".join(x for x in (g.took, g.size) if x)
     if g.warning is not None:
         return "warnings", f"{g.warning}" + (f" ({done})" if done else ""), False
@@ -85,7 +88,7 @@ def run_event(*, cluster: str, task: TaskInfo, lines: list[str], owners: dict[in
     items = []
     for g in sorted(_guests(lines), key=lambda g: g.vmid):
         owner = owners.get(g.vmid, Owner(name="", company_id=None))
-        status, detail, failed = _detail(g)
+        status, detail, failed = _detail(g, task_status=task.status or "")
         items.append(Item(cluster=cluster, vmid=g.vmid, name=owner.name, company_id=owner.company_id,
                           failed=failed, status=status, detail=detail))
     status = task.status or ""

@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from core.errors import BotError
 from core.model import Cluster, TaskInfo
 from core.ports import Hypervisor, SecretCipher
 from core.principal import Scope
@@ -155,7 +156,12 @@ def poll_cluster(deps: Deps, cluster: Cluster, *, owner: str, policy: PollPolicy
     for node in nodes_of(deps, cluster):
         with deps.uow_factory(Scope.everything()) as uow:
             since = uow.event_sources.cursor(cluster.id, node)
-        pulled = pull_node(deps, cluster, node, since=first if since is None else since)
+        try:
+            pulled = pull_node(deps, cluster, node, since=first if since is None else since)
+        except BotError as e:
+            # a node that is down keeps its cursor and its runs for a later poll; the others go on
+            log.warning("backup runs of %s/%s not read: %s", cluster.name, node, e.user_message)
+            continue
         recorded += pulled.recorded
         if pulled.cursor is not None and pulled.cursor != since:
             with deps.uow_factory(Scope.everything()) as uow:

@@ -360,3 +360,13 @@ def test_subscriptions_declared_in_the_provisioning_file(w: World) -> None:
                      ("      - {topic: jobs, channel: \"C1\"}\n", "slack:C0123ABCD or teams:")):
         with _pytest.raises(ConfigurationError, match=why):
             provision(storage, _with_declared("    notifications:\n" + bad))
+
+
+def test_declaring_a_subscription_already_typed_in_its_channel_adds_no_second_one(w: World) -> None:
+    w.run("notify subscribe backups", as_="alice@acme.example", where=ACME_CH)
+    changes = provision(w.app.storage, _with_declared(
+        '    notifications:\n      - {topic: backups, channel: "slack:C0ACMEOPS"}\n'))
+    assert not [c for c in changes if "subscription backups slack:C0ACMEOPS" in c]
+    with w.app.storage.uow_factory(Scope.everything()) as uow:
+        same = [s for s in uow.subscriptions.list() if s.topic is Topic.BACKUPS and s.channel == "slack:C0ACMEOPS"]
+    assert len(same) == 1 and not same[0].declared  # one row: every event reaches the channel once

@@ -25,11 +25,13 @@ def _label(company: Company | None, s: SubscriptionSpec | Subscription) -> str:
 def _sync(uow: UnitOfWork, company: Company | None, declared: tuple[SubscriptionSpec, ...], *, clock: Clock,
           changes: list[str]) -> None:
     company_id = company.id if company is not None else None
-    mine = [s for s in uow.subscriptions.list() if s.declared and s.company_id == company_id]
-    have = {(s.topic, s.channel, s.vm, s.only_failures): s for s in mine}
+    ours = [s for s in uow.subscriptions.list() if s.company_id == company_id]
+    have = {(s.topic, s.channel, s.vm, s.only_failures): s for s in ours if s.declared}
+    # one typed in the channel already: declaring it again would send every event there twice
+    typed = {(s.topic, s.channel, s.vm, s.only_failures) for s in ours if not s.declared}
     wanted = {d.key: d for d in declared}
     for key, d in wanted.items():
-        if key not in have:
+        if key not in have and key not in typed:
             uow.subscriptions.add(Subscription(company_id=company_id, topic=d.topic, channel=d.channel, vm=d.vm,
                                                only_failures=d.only_failures, created_by=None,
                                                created_at=clock.now(), declared=True))
