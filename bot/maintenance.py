@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from adapters import outages
+from core.model import Cluster
 from core.services import approvals, event_sources, jobs, key_operations, node_updates, outbox
 from core.services.deps import Deps
 
@@ -87,9 +88,13 @@ class Maintenance:
 
     def check_clusters(self) -> int:
         """One round of the periodic cluster checks: updates, then SSH key health; updates queued plus SSH problems."""
-        queued = node_updates.check_all(self.deps)
+        # one process checks a cluster however many run: the one holding its lease (see event_sources.hold)
+        def mine(cluster: Cluster) -> bool:
+            return event_sources.hold(self.deps, cluster, owner=self.owner, lease=self.events.lease)
+
+        queued = node_updates.check_all(self.deps, only=mine)
         if self.deps.ssh is not None:
-            queued += sum(1 for h in key_operations.check_all(self.deps) if not h.ok)
+            queued += sum(1 for h in key_operations.check_all(self.deps, only=mine) if not h.ok)
         return queued
 
     def _check_loop(self) -> None:

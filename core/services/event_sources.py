@@ -138,6 +138,17 @@ def _record(deps: Deps, cluster: Cluster, task: TaskInfo, lines: list[str],
     return queued
 
 
+def hold(deps: Deps, cluster: Cluster, *, owner: str, lease: timedelta) -> bool:
+    """Take or renew ``cluster``'s lease: the one process that does its periodic work (this poll, the
+    maintenance loop's checks); False while another live process holds it."""
+    assert cluster.id is not None
+    now = deps.clock.now()
+    with deps.uow_factory(Scope.everything()) as uow:
+        held = uow.event_sources.take_lease(cluster.id, owner=owner, now=now, until=now + lease)
+        uow.commit()
+    return held
+
+
 def poll_cluster(deps: Deps, cluster: Cluster, *, owner: str, policy: PollPolicy) -> int | None:
     """One poll of every node of ``cluster`` if this process holds (or takes) its lease.
 
@@ -146,10 +157,7 @@ def poll_cluster(deps: Deps, cluster: Cluster, *, owner: str, policy: PollPolicy
     """
     assert cluster.id is not None
     now = deps.clock.now()
-    with deps.uow_factory(Scope.everything()) as uow:
-        held = uow.event_sources.take_lease(cluster.id, owner=owner, now=now, until=now + policy.lease)
-        uow.commit()
-    if not held:
+    if not hold(deps, cluster, owner=owner, lease=policy.lease):
         return None
     recorded = 0
     first = int((now - policy.lookback).timestamp())

@@ -10,7 +10,7 @@ old key keeps working throughout.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -187,17 +187,20 @@ class NodeHealth:
     problem: str
     # the key's age in days, or None when the cluster has no key
     key_age_days: int | None
+    # a changed host key: announced once per fingerprint where it was refused, not again daily here
+    announced: bool = False
 
 
-def _node_health(ssh: ClusterSsh, node: SshNode, key: SshKey | None) -> tuple[bool, str]:
+def _node_health(ssh: ClusterSsh, node: SshNode, key: SshKey | None) -> tuple[bool, str, bool]:
+    """(ok, problem, whether the problem was announced already)."""
     if key is None:
-        return False, "pvebot has no key on this cluster (cluster keys push)"
+        return False, "pvebot has no key on this cluster (cluster keys push)", False
     try:
         if not ssh.listed(node, ssh.credentials(key), key):
-            return False, "pvebot's key line is missing from authorized_keys"
+            return False, "pvebot's key line is missing from authorized_keys", False
     except BotError as e:
-        return False, _problem(e)
-    return True, "ok"
+        return False, _problem(e), isinstance(e, HostKeyMismatch)
+    return True, "ok", False
 
 
 def check_cluster(deps: Deps, cluster: Cluster) -> list[NodeHealth]:
@@ -212,26 +215,27 @@ def check_cluster(deps: Deps, cluster: Cluster) -> list[NodeHealth]:
     age = None if key is None else max(0, (deps.clock.now() - key.created_at).days)
     found: list[NodeHealth] = []
     for node in nodes:
-        ok, problem = _node_health(ssh, node, key)
+        ok, problem, announced = _node_health(ssh, node, key)
         ssh.record_health(node, problem)
-        found.append(NodeHealth(cluster.name, node.node, ok, problem, age))
+        found.append(NodeHealth(cluster.name, node.node, ok, problem, age, announced))
     return found
 
 
-def check_all(deps: Deps) -> list[NodeHealth]:
-    """:func:`check_cluster` for every cluster, ``SshDeps.parallel`` at a time; problems become ``updates`` events.
+def check_all(deps: Deps, *, only: Callable[[Cluster], bool] | None = None) -> list[NodeHealth]:
+    """:func:`check_cluster` for every cluster (``only``: those it admits), ``SshDeps.parallel`` at a time;
+    problems become ``updates`` events.
 
     One cluster that does not answer costs its own timeouts only: the others are checked alongside.
     """
     with deps.uow_factory(Scope.everything()) as uow:
-        clusters = uow.clusters.list()
+        clusters = [c for c in uow.clusters.list() if only is None or only(c)]
     bound = max(1, tools(deps).parallel)
     with ThreadPoolExecutor(max_workers=bound, thread_name_prefix="pvebot-ssh") as pool:
         results = list(pool.map(lambda c: _safe_check(deps, c), clusters))
     found = [h for per_cluster in results for h in per_cluster]
     today = deps.clock.now().strftime("%Y%m%d")
     for h in found:
-        if not h.ok:
+        if not h.ok and not h.announced:
             # once a day per node and problem: a problem that persists is said again tomorrow, not every sweep
             notifications.publish(deps, notifications.Event(
                 topic=Topic.UPDATES, key=f"sshhealth:{h.cluster}:{h.node}:{h.problem[:60]}:{today}", failed=True,

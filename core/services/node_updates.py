@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from core import rbac
@@ -84,10 +84,11 @@ def check_cluster(deps: Deps, cluster: Cluster) -> int:
     return queued
 
 
-def check_all(deps: Deps) -> int:
-    """:func:`check_cluster` for every cluster; one that fails is logged and the others still checked."""
+def check_all(deps: Deps, *, only: Callable[[Cluster], bool] | None = None) -> int:
+    """:func:`check_cluster` for every cluster (``only``: those it admits); one that fails is logged and the
+    others still checked."""
     with deps.uow_factory(Scope.everything()) as uow:
-        clusters = uow.clusters.list()
+        clusters = [c for c in uow.clusters.list() if only is None or only(c)]
     queued = 0
     for cluster in clusters:
         try:
