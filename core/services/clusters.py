@@ -44,7 +44,8 @@ class Overview:
     nodes: tuple[NodeRow, ...] = ()
 
 
-def _nodes(deps: Deps, cluster: Cluster, quorum_nodes: list[tuple[str, bool]]) -> tuple[NodeRow, ...]:
+def _nodes(deps: Deps, cluster: Cluster, quorum_nodes: list[tuple[str, bool]], *,
+           versions: bool) -> tuple[NodeRow, ...]:
     hv = deps.hypervisors.for_cluster(cluster)
     with deps.uow_factory(Scope.everything()) as uow:
         assert cluster.id is not None
@@ -54,7 +55,8 @@ def _nodes(deps: Deps, cluster: Cluster, quorum_nodes: list[tuple[str, bool]]) -
         version = updates = proxmox = None
         if online:
             try:
-                version = hv.proxmox_version(name)
+                # only `cluster status` shows the versions: `cluster list` need not ask every node
+                version = hv.proxmox_version(name) if versions else None
                 found = hv.apt_updates(name)
                 updates, proxmox = len(found), sum(1 for u in found if u.proxmox)
             except BotError:
@@ -63,7 +65,7 @@ def _nodes(deps: Deps, cluster: Cluster, quorum_nodes: list[tuple[str, bool]]) -
     return tuple(rows)
 
 
-def _one(deps: Deps, cluster: Cluster, *, guests: int, provider: bool) -> Overview:
+def _one(deps: Deps, cluster: Cluster, *, guests: int, provider: bool, versions: bool) -> Overview:
     try:
         state = deps.hypervisors.for_cluster(cluster).cluster_state()
     except BotError as e:
@@ -71,7 +73,7 @@ def _one(deps: Deps, cluster: Cluster, *, guests: int, provider: bool) -> Overvi
     online = sum(1 for n in state.nodes if n.online)
     if not provider:
         return Overview(cluster.name, state.quorate, online, len(state.nodes), guests)
-    nodes = _nodes(deps, cluster, [(n.name, n.online) for n in state.nodes])
+    nodes = _nodes(deps, cluster, [(n.name, n.online) for n in state.nodes], versions=versions)
     with deps.uow_factory(Scope.everything()) as uow:
         assert cluster.id is not None
         key = next((k for k in uow.ssh.keys(cluster.id) if k.state is SshKeyState.ACTIVE), None)
@@ -103,4 +105,5 @@ def overview(deps: Deps, principal: Principal, *, cluster: str | None = None) ->
     except BotError:
         pass  # no cluster answered: every line below says so
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="pvebot-clusters") as pool:
-        return list(pool.map(lambda c: _one(deps, c, guests=counts.get(c.name, 0), provider=provider), clusters))
+        return list(pool.map(lambda c: _one(deps, c, guests=counts.get(c.name, 0), provider=provider,
+                                            versions=cluster is not None), clusters))
