@@ -128,7 +128,10 @@ class ParamikoShell:
             # the output ended; the exit status follows at once, unless the server never sends it
             if not channel.status_event.wait(max(0.0, deadline - time.monotonic())):
                 raise ExternalSystemError(f"the command on {where} did not say how it ended within {timeout:.0f} s")
-            return CommandResult(exit_status=channel.recv_exit_status(), output=tuple(lines))
+            status = channel.recv_exit_status()
+            if status == -1:  # paramiko's word for a channel closed with no exit status: the session went
+                raise ExternalSystemError(f"the SSH session to {where} broke off before the command ended")
+            return CommandResult(exit_status=status, output=tuple(lines))
         except (paramiko.SSHException, OSError, EOFError) as e:
             raise ExternalSystemError(f"the SSH session to {where} broke off ({type(e).__name__})") from e
         finally:

@@ -31,6 +31,18 @@ APT_UPDATE = "DEBIAN_FRONTEND=noninteractive apt-get update"
 # keep the node's changed config files and never ask: a prompt would hang the job until its timeout
 DIST_UPGRADE = ("DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Options::=--force-confdef "
                 "-o Dpkg::Options::=--force-confold dist-upgrade")
+# dpkg must not die half-way because the SSH session did (a network blip, the job's deadline, a
+# worker restart): the upgrade runs in a session of its own, writing to a log on the node that the
+# SSH command follows; when the session goes the upgrade goes on, and the log says how it ended
+UPGRADE_LOG = "$HOME/.pvebot-upgrade.log"
+
+
+def detached(command: str) -> str:
+    """``command`` run apart from the SSH session, its output streamed from the log and its exit status kept."""
+    return (f'log="{UPGRADE_LOG}"; : > "$log"; setsid -w sh -c \'{command} >> "$1" 2>&1\' sh "$log" '
+            '< /dev/null & pid=$!; tail -n +1 --pid="$pid" -F "$log" 2>/dev/null; wait "$pid"')
+
+
 # Debian's packages leave this flag file when they need a reboot (a node's sshd may point
 # PVEBOT_REBOOT_FLAG elsewhere); a new kernel that is not the running one needs one too
 REBOOT_CHECK = ('f="${PVEBOT_REBOOT_FLAG:-/run/reboot-required}"; if [ -e "$f" ]; then echo reboot-required; '
@@ -148,9 +160,15 @@ def _steps(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Ite
     login = ssh.credentials(key)
     timeout = tools(ssh.deps).upgrade_timeout
 
-    def command(cmd: str, what: str) -> Step:
+    def command(cmd: str, what: str, *, goes_on: bool = False) -> Step:
         def run(sink: LineSink) -> None:
-            result = ssh.run(node, login, cmd, on_line=sink, timeout=timeout)
+            try:
+                result = ssh.run(node, login, cmd, on_line=sink, timeout=timeout)
+            except ExternalSystemError as e:
+                if not goes_on:
+                    raise
+                raise ExternalSystemError(f"{e.user_message}; the upgrade goes on on {target.label} by itself: "
+                                          f"its log is {UPGRADE_LOG} there") from e
             if result.exit_status != 0:
                 tail = next((line for line in reversed(result.output) if line.strip()), "")
                 raise ExternalSystemError(f"{what} on {target.label} failed (exit status {result.exit_status}): "
@@ -163,7 +181,7 @@ def _steps(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Ite
         sink("a reboot is required" if params["reboot"] else "no reboot needed")
 
     yield command(APT_UPDATE, "apt-get update")
-    yield command(DIST_UPGRADE, "apt-get dist-upgrade")
+    yield command(detached(DIST_UPGRADE), "apt-get dist-upgrade", goes_on=True)
     yield Step("check whether a reboot is required", stream=reboot)
 
 

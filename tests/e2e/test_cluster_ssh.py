@@ -278,6 +278,42 @@ def _corpus(w: World, *texts: str) -> str:
     return "\n".join([*texts, *jobs, *events, *keys, exported])
 
 
+def test_an_upgrade_whose_ssh_session_drops_goes_on_on_the_node(tmp_path: Path) -> None:
+    """dpkg must not die half-way with the session: the job says so, and the upgrade ends by itself."""
+    import pwd
+
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=_doc(ssh), extra_env=_env(ssh)) as w:
+        _push(w)
+        w.sim.offer_update("pve1", "pve-manager", "8.4.2", old_version="8.4.1", origin="Proxmox")
+        said = _run(w, ROOT, "node upgrade lab/pve1 --reason monthly")
+        (apr,) = set(re.findall(r"apr-([a-z0-9]+)", said))
+        log = Path(pwd.getpwnam(USER).pw_dir) / ".pvebot-upgrade.log"
+
+        def cut_the_session() -> None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (ids := job_ids(ops_out.getvalue())):
+                time.sleep(0.05)
+            _wait_progress(w, ids[0], "Unpacking pve-manager")
+            # the node's side of every session of pvebot's user goes, as when the network drops
+            subprocess.run(["pkill", "-KILL", "-f", f"sshd: {USER}"], check=False)
+            ssh.open_gate()
+
+        ops, ops_out = w.shell(OPS)
+        cutter = threading.Thread(target=cut_the_session, daemon=True)
+        cutter.start()
+        ops.run([f"approve apr-{apr}"])
+        cutter.join(timeout=60)
+        job, state = _job(w, ops_out.getvalue())
+        assert state == "failed"
+        with w.app.deps.uow_factory(Scope.everything()) as uow:
+            stored = uow.jobs.get(job)
+        assert stored is not None and "the upgrade goes on on lab/pve1 by itself" in stored.result, stored
+        deadline = time.monotonic() + 30
+        while "Setting up proxmox-kernel" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "Setting up proxmox-kernel" in log.read_text()  # apt ran to its end without the session
+
+
 def test_the_private_key_and_the_password_never_leave(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)  # paramiko's transport log included
     with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=_doc(ssh), extra_env=_env(ssh)) as w:
