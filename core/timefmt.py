@@ -52,7 +52,3 @@ def relative(moment: datetime, *, now: datetime) -> str:
         return f"just now, {absolute(moment, now=now)}"
     far = span(abs(delta))
     return f"{'in ' + far if delta >= 0 else far + ' ago'}, {absolute(moment, now=now)}"
-
-
-def in_future(moment: datetime, *, now: datetime) -> bool:
-    return _utc(moment) > _utc(now)

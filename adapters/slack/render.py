@@ -167,10 +167,13 @@ def render(reply: Reply, *, caption: str | None = None) -> Rendered:
         body.append({"type": "section", "fields": [_field(f) for f in part]})
     if reply.highlight:
         body.append({"type": "section", "text": _mrkdwn(f"> *{escape(reply.highlight)}*")})
+    details_cut = False
     if reply.details:
         lines = "\n".join(f"*{escape(f.label)}:* {escape(f.value)}" for f in reply.details)
-        body.append({"type": "context", "elements": [_mrkdwn(chunk, MAX_CONTEXT_TEXT)
-                                                     for chunk in _chunks(lines, MAX_CONTEXT_TEXT)[:10]]})
+        chunks = _chunks(lines, MAX_CONTEXT_TEXT)
+        # a context block holds ten elements: beyond them the details are cut, and the result says so
+        details_cut = len(chunks) > 10
+        body.append({"type": "context", "elements": [_mrkdwn(chunk, MAX_CONTEXT_TEXT) for chunk in chunks[:10]]})
     for section in reply.sections:
         body.extend(_section_blocks(section))
     tail = _action_blocks(reply.actions)
@@ -180,11 +183,12 @@ def render(reply: Reply, *, caption: str | None = None) -> Rendered:
     if footer_lines:
         tail.append({"type": "context", "block_id": BLOCK_FOOTER,
                      "elements": [_mrkdwn(line, MAX_CONTEXT_TEXT) for line in footer_lines]})
-    truncated = False
+    truncated = details_cut
     if reply.table is not None:
         room = MAX_BLOCKS - len(head) - len(body) - len(tail) - 1  # one for the notice
         budget = min(MAX_TABLE_CHARS, max(0, room) * (MAX_SECTION_TEXT - 10))
-        sections, truncated = _table_sections(reply.table, budget=budget)
+        sections, table_cut = _table_sections(reply.table, budget=budget)
+        truncated = truncated or table_cut
         body.extend(sections)
     blocks = head + body + tail
     if len(blocks) > MAX_BLOCKS:

@@ -116,3 +116,10 @@ def test_manifest_matches_what_the_adapter_serves_and_calls() -> None:
     assert len(urls) == 1 and urls.pop().endswith(EVENTS_PATH)
     assert features["slash_commands"][0]["command"] == "/pve"
     assert settings["event_subscriptions"]["bot_events"] == ["app_mention"]
+
+
+def test_details_beyond_a_context_block_s_ten_elements_are_said_to_be_cut() -> None:
+    few = render(Reply(title="t", details=(Field("Disk", "scsi0"),)))
+    many = render(Reply(title="t", details=tuple(Field(f"Disk {i}", "x" * 1500) for i in range(20))))
+    assert not few.truncated
+    assert many.truncated and not block_problems(many.blocks)
