@@ -84,9 +84,9 @@ class PushedPulls:
                             getattr(e, "user_message", type(e).__name__))
 
     def _pull(self, cluster: Cluster, node: str | None) -> None:
+        nodes = [node] if node else event_sources.nodes_of(self.deps, cluster)
         for pause in self.backoff:
             time.sleep(pause)
-            nodes = [node] if node else event_sources.nodes_of(self.deps, cluster)
             running = sum(event_sources.pull_pushed(self.deps, cluster, n).running for n in nodes)
             if not running:
                 return
