@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from itertools import chain
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import Engine, create_engine, event, exc, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.sql import repositories as r
@@ -32,7 +33,7 @@ def _raise_directory_version(session: Session, _context: Any, _instances: Any) -
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine tuned per backend: SQLite with WAL and foreign keys, MySQL with pre-ping."""
+    """An engine tuned per backend: SQLite with WAL and foreign keys, MySQL with few round trips."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
 
@@ -48,13 +49,75 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.close()
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_recycle", 3600)
     # each statement sees what others committed before it: a decision taken under a row lock (a
     # company's quota) must count the jobs the transaction it waited for has just added, which
     # MariaDB's default REPEATABLE READ would hide behind the snapshot of its first read
     kwargs.setdefault("isolation_level", "READ COMMITTED")
-    return create_engine(url, **kwargs)
+    # a round trip to the server costs more than most of a command's own work: the pool's two
+    # safety round trips (a ping at every checkout, a ROLLBACK at every return) are made only
+    # where they can matter, by the listeners below
+    kwargs.setdefault("pool_pre_ping", False)
+    kwargs.setdefault("pool_reset_on_return", None)
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "checkout", _ping_if_idle)
+    event.listen(engine, "checkin", _note_return)
+    event.listen(engine, "reset", _roll_back_if_open)
+    event.listen(engine, "before_cursor_execute", _note_open)
+    event.listen(engine, "commit", _note_closed)
+    event.listen(engine, "rollback", _note_closed)
+    event.listen(engine, "handle_error", _note_error)
+    return engine
+
+
+# A connection used less than this long ago is taken to be alive: a server lost within that second
+# fails one statement, and SQLAlchemy then drops every pooled connection (as after a failed ping).
+_PING_AFTER_IDLE_SECONDS = 1.0
+_RETURNED_AT, _OPEN = "pvebot_returned_at", "pvebot_transaction_open"
+_SERVER_STATUS_IN_TRANS = 1  # MySQL protocol: SERVER_STATUS_IN_TRANS
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    returned_at = record.info.get(_RETURNED_AT)
+    if returned_at is None or time.monotonic() - returned_at < _PING_AFTER_IDLE_SECONDS:
+        return  # fresh from connect(), or in use a moment ago
+    try:
+        dbapi_connection.ping(reconnect=False)
+    except Exception as e:
+        # as the pool's own pre-ping: this connection and every older one are gone, connect anew
+        raise exc.InvalidatePoolError() from e
+
+
+def _note_return(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_RETURNED_AT] = time.monotonic()
+
+
+def _roll_back_if_open(dbapi_connection: Any, record: Any, state: Any) -> None:
+    # the reset the pool would do at every return, made only when a transaction may be open: after
+    # the session's own COMMIT or ROLLBACK it is a round trip that changes nothing. Every statement
+    # sent through SQLAlchemy marks the connection; the server's own flag (last OK packet) covers
+    # a write sent past it on the bare DBAPI connection
+    in_transaction = getattr(dbapi_connection, "server_status", 0) & _SERVER_STATUS_IN_TRANS
+    if state.terminate_only or not (record.info.get(_OPEN, True) or in_transaction):
+        return
+    dbapi_connection.rollback()
+    record.info[_OPEN] = False
+
+
+def _note_open(conn: Any, *_args: Any) -> None:
+    conn.info[_OPEN] = True
+
+
+def _note_closed(conn: Any) -> None:
+    if not conn.invalidated:  # a lost connection is discarded, not reset
+        conn.info[_OPEN] = False
+
+
+def _note_error(context: Any) -> None:
+    # a failed statement, COMMIT or ROLLBACK leaves the transaction's state unknown: reset on return
+    conn = context.connection
+    if conn is not None and not conn.closed and not conn.invalidated:
+        conn.info[_OPEN] = True
 
 
 class SqlUnitOfWork:

@@ -1,0 +1,144 @@
+"""The MariaDB pool's round trips: no ping while a connection is in use, no second ROLLBACK after a
+session's own end, yet never a transaction carried into the next use nor a dead connection handed out."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pymysql  # type: ignore[import-untyped]
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from adapters.sql import migrate
+from adapters.sql import uow as sql_uow
+from adapters.sql.tables import directory_version
+from adapters.sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory, make_engine
+from core.principal import Scope
+from tests.support import mariadb_database
+
+pytestmark = pytest.mark.mariadb
+
+_COUNTERS = ("Com_admin_commands", "Com_commit", "Com_rollback")  # COM_PING is an admin command
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    with mariadb_database() as url:
+        engine = make_engine(url, pool_size=1, max_overflow=0)  # every unit of work on the same connection
+        migrate.upgrade(engine)
+        yield engine
+        engine.dispose()
+
+
+def counters(engine: Engine) -> dict[str, int]:
+    """This pooled connection's own counts, read past SQLAlchemy so that reading adds none."""
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("SHOW SESSION STATUS WHERE Variable_name IN ('Com_admin_commands', 'Com_commit', 'Com_rollback')")
+        return {name: int(value) for name, value in cur.fetchall()}
+    finally:
+        raw.close()
+
+
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before[name] for name in _COUNTERS}
+
+
+def version_read(factory: SqlUnitOfWorkFactory) -> None:
+    with factory(Scope.everything()) as uow:
+        assert uow.directory_version() is not None
+
+
+def version_bump(factory: SqlUnitOfWorkFactory) -> None:
+    with factory(Scope.everything()) as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        uow.session.execute(sa.update(directory_version).values(version=directory_version.c.version + 1))
+        uow.commit()
+
+
+def test_a_unit_of_work_costs_its_statements_and_one_end(engine: Engine) -> None:
+    factory = SqlUnitOfWorkFactory(engine)
+    version_read(factory)  # the connection's first use
+    before = counters(engine)
+    for _ in range(10):
+        version_read(factory)
+    for _ in range(10):
+        version_bump(factory)
+    # a read ends with its ROLLBACK, a write with its COMMIT; the pool adds no ping and no second ROLLBACK
+    assert delta(before, counters(engine)) == {"Com_admin_commands": 0, "Com_commit": 10, "Com_rollback": 10}
+
+
+def locked_elsewhere(engine: Engine) -> bool:
+    """Whether another connection waits in vain for the directory_version row's lock."""
+    url = engine.url
+    other = pymysql.connect(host=url.host, port=url.port or 3306, user=url.username, database=url.database)
+    try:
+        cur = other.cursor()
+        cur.execute("SET SESSION innodb_lock_wait_timeout = 1")
+        try:
+            cur.execute("UPDATE directory_version SET version = version WHERE id = 1")
+        except pymysql.err.OperationalError as e:
+            assert e.args[0] == 1205, e  # lock wait timeout
+            return True
+        other.rollback()
+        return False
+    finally:
+        other.close()
+
+
+def test_a_write_left_open_on_the_bare_connection_is_rolled_back_at_return(engine: Engine) -> None:
+    factory = SqlUnitOfWorkFactory(engine)
+    version_bump(factory)  # the connection's last end was a COMMIT of ours
+    with factory(Scope.everything()) as uow:
+        start = uow.directory_version()
+    raw = engine.raw_connection()
+    raw.cursor().execute("UPDATE directory_version SET version = version + 100 WHERE id = 1")
+    raw.close()  # back to the pool with the row locked and the update pending
+    assert not locked_elsewhere(engine)
+    with factory(Scope.everything()) as uow:
+        assert uow.directory_version() == start
+
+
+def test_a_connection_dropped_mid_transaction_is_rolled_back_before_its_next_use(engine: Engine) -> None:
+    factory = SqlUnitOfWorkFactory(engine)
+    version_bump(factory)
+    conn = engine.connect()
+    conn.execute(sa.select(directory_version.c.version).with_for_update())  # a read that holds a lock
+    del conn
+    gc.collect()  # the pool takes the connection back without anybody ending its transaction
+    assert not locked_elsewhere(engine)
+    version_bump(factory)
+
+
+def kill_pooled_connection(engine: Engine) -> None:
+    raw = engine.raw_connection()
+    thread_id = raw.dbapi_connection.thread_id()  # type: ignore[union-attr]
+    raw.close()
+    with make_engine(str(engine.url.set(query={}))).connect() as killer:
+        killer.exec_driver_sql(f"KILL {int(thread_id)}")
+
+
+def test_a_connection_killed_while_idle_is_replaced_without_an_error(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    factory = SqlUnitOfWorkFactory(engine)
+    version_read(factory)
+    kill_pooled_connection(engine)  # as a server's wait_timeout, or a restart, would
+    monkeypatch.setattr(sql_uow, "_PING_AFTER_IDLE_SECONDS", 0.0)  # it has sat in the pool long enough
+    version_read(factory)
+
+
+def test_a_connection_lost_within_the_idle_second_fails_one_statement_then_recovers(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    factory = SqlUnitOfWorkFactory(engine)
+    version_read(factory)
+    kill_pooled_connection(engine)
+    monkeypatch.setattr(sql_uow, "_PING_AFTER_IDLE_SECONDS", 3600.0)  # used a moment ago: not pinged
+    with pytest.raises(sa.exc.OperationalError) as lost:
+        version_read(factory)
+    assert lost.value.connection_invalidated  # SQLAlchemy drops it (and every older one)
+    version_read(factory)
