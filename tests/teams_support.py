@@ -89,6 +89,8 @@ class FakeBotFramework:
     throttle_edits: int = 0
     # the connector answers this many of the next posts 502, as an Azure front door does when Teams is down
     fail_posts: int = 0
+    # Azure AD's token endpoint answers this status to every request while set (an outage of login.microsoftonline)
+    token_status: int | None = None
     # AAD object ids who have the bot installed (a personal conversation can be created with them);
     # None: everyone
     installed_for: set[str] | None = None
@@ -215,6 +217,10 @@ class FakeBotFramework:
 
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
+        if self.token_status is not None:
+            # msal keeps a 5xx for as long as Retry-After says (5 s without it) before asking again
+            return web.json_response({"error": "temporarily_unavailable"}, status=self.token_status,
+                                     headers={"Retry-After": "1"})
         if form.get("client_id") != APP_ID or form.get("client_secret") != APP_PASSWORD:
             return web.json_response({"error": "invalid_client"}, status=401)
         self.token_requests += 1

@@ -124,6 +124,11 @@ def test_a_container_replaced_under_a_pending_delete_is_not_deleted(tmp_path: Pa
         assert ("ct-01 (lab/200) is not the VM this request was made for: it was deleted and VMID 200 now "
                 "belongs to ct-new") in alice_out.getvalue()
         assert w.sim.guest(200).name == "ct-new"
+        assert not job_ids(alice_out.getvalue())
+        failed = _audit(w, "approval.failed")
+        assert any("now belongs to ct-new" in line for line in failed), failed
+        deletes = [r for r in w.sim.requests if r.method == "DELETE" and r.path.endswith("/lxc/200")]
+        assert len(deletes) == 1  # the operator's own, of the old ct-01
 
 
 def test_a_rollback_to_a_snapshot_taken_again_under_its_name_is_refused(tmp_path: Path) -> None:
@@ -145,7 +150,10 @@ def test_a_rollback_to_a_snapshot_taken_again_under_its_name_is_refused(tmp_path
         alice.run([f"approve apr-{apr}"])
         answer = alice_out.getvalue()
         assert "snapshot 'before' of web-01 (lab/100) is not the one this request was made for" in answer
+        assert not job_ids(answer)
         assert not [r for r in w.sim.requests if r.path.endswith("/snapshot/before/rollback")]
+        failed = _audit(w, "approval.failed")
+        assert any("taken again under the same name" in line for line in failed), failed
 
 
 def test_the_same_guest_reconfigured_is_still_the_same(tmp_path: Path) -> None:

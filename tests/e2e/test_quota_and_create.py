@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from bot.bootstrap import App, Storage
 from core.errors import ExternalSystemError
 from core.model import GuestRef, JobState, TaskRef
-from core.ports import ConfigChange
+from core.ports import ConfigChange, Hypervisor
 from core.principal import Scope
 from core.services import jobs
+from tests.e2e import shell_world
 from tests.fakes import FakeClock, FakeHypervisor, FakeHypervisors, FakeQueue
+from tests.proxmox_support import wait_task
 from tests.support import STANDARD_DOC, ChatDriver, job_of, provision, test_app
 
 BOB = "bob@acme.example"
@@ -103,3 +106,62 @@ def test_a_create_that_fails_after_cloning_removes_its_clone_and_says_so(world: 
     assert "undone: remove the half-made app-02" in job.result, job.result
     assert not [g for g in world.lab.guests.values() if g.name == "app-02"]  # not left counting against the quota
     assert [c for c in world.lab.calls if c[0] == "qmdestroy"] == [("qmdestroy", 9001)]
+
+
+# ---- the same on the real parts: the Proxmox simulator over HTTPS, a real worker process -------------------
+
+
+def _operator(w: shell_world.World) -> Hypervisor:
+    """The cluster as an operator reaches it outside pvebot (Proxmox's own UI, its API)."""
+    with w.app.deps.uow_factory(Scope.everything()) as uow:
+        cluster = uow.clusters.by_name("lab")
+    assert cluster is not None
+    return w.app.deps.hypervisors.for_cluster(cluster)
+
+
+def _acme(w: shell_world.World) -> list[str]:
+    with w.sim.state.lock:
+        return sorted(g.name for g in w.sim.state.guests.values() if g.pool == "acme")
+
+
+@pytest.mark.slow
+def test_a_queued_create_checks_the_quota_again_when_it_runs(tmp_path: Path) -> None:
+    # acme has 3 guests of a quota of 10; the create waits in Redis until a worker comes up
+    with shell_world.world(tmp_path, queue="redis", start_worker=False) as w:
+        session, out = w.shell(BOB)
+        session.wait_seconds = 0
+        session.run(["vm create app-09 --template tmpl-deb"])
+        [job] = shell_world.job_ids(out.getvalue())
+        assert w.job_state(job) == "queued"
+        # meanwhile an operator fills the quota outside pvebot
+        pve = _operator(w)
+        tpl = GuestRef(cluster="lab", node="pve1", kind="qemu", vmid=9000)
+        for i in range(7):
+            assert wait_task(pve, pve.clone(tpl, newid=pve.next_vmid(), name=f"by-hand-{i}", pool="acme")).ok
+        assert len(_acme(w)) == 10
+
+        w.start_worker()
+        assert w.wait_state(job, {"failed", "succeeded"}, timeout=30) == "failed"
+        with w.app.deps.uow_factory(Scope.everything()) as uow:
+            stored = uow.jobs.get(job)
+        assert stored is not None and stored.result.startswith("quota exceeded: vms would be 11 of 10"), stored.result
+        assert "app-09" not in _acme(w) and len(_acme(w)) == 10
+        assert not [r for r in w.sim.requests if r.method == "POST" and r.path.endswith("/9000/clone")][7:]
+
+
+@pytest.mark.slow
+def test_a_create_whose_resize_proxmox_fails_removes_its_clone_and_says_so(tmp_path: Path) -> None:
+    with shell_world.world(tmp_path, queue="embedded") as w:
+        newid = _operator(w).next_vmid()
+        # Proxmox refuses the resize of the new clone (a full volume group, a storage error)
+        w.sim.faults.http_500(f"/nodes/pve1/qemu/{newid}/resize", count=10, message="no space left on volume group")
+        session, out = w.shell(BOB)
+        session.run(["vm create app-09 --template tmpl-deb --disk +10G"])
+        answer = out.getvalue()
+        assert "❌ failed" in answer and "no space left on volume group" in answer, answer
+        assert "undone: remove the half-made app-09" in answer, answer
+        assert "app-09" not in _acme(w)  # not left behind, not counted against the quota
+        with w.sim.state.lock:
+            assert newid not in w.sim.state.guests
+        [job] = shell_world.job_ids(answer)
+        assert w.job_state(job) == "failed"
