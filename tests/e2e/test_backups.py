@@ -119,6 +119,26 @@ def test_restore_as_new_vm_gets_a_new_vmid_in_the_pool_with_new_macs(tmp_path: P
         assert w.sim.guest(100).status == "running"  # the original was not touched
 
 
+def test_restore_as_new_is_refused_when_the_quota_has_no_room(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        _backup_now(w, BOB, "backup now web-01")
+        bob, out = w.shell(BOB)
+        # web-01, db-01 and ct-01 hold 6 cores; a copy of web-01 needs 2 more, and one more VM
+        for quotas, refusal in (({"vms": 10, "cores": 7}, "quota exceeded: cores would be 8 of 7"),
+                                ({"vms": 3}, "quota exceeded: vms would be 4 of 3")):
+            with w.app.deps.uow_factory(Scope.everything()) as uow:
+                acme = uow.companies.by_slug("acme")
+                assert acme is not None
+                acme.quotas = quotas
+                uow.commit()
+            bob.run(["backup restore web-01 latest --as-new web-copy"])
+            answer = out.getvalue().rsplit("backup restore", 1)[1]
+            assert refusal in answer and not _approval_ids(answer), answer
+        with w.sim.state.lock:
+            assert not any(g.name == "web-copy" for g in w.sim.state.guests.values())
+
+
 def test_a_protected_backup_cannot_be_deleted(tmp_path: Path) -> None:
     with world(tmp_path, queue="embedded") as w:
         _setup(w)
