@@ -227,6 +227,26 @@ def test_a_schedule_is_one_proxmox_job_and_its_runs_show_in_history_and_status(t
             assert "pvebot-acme-nightly" not in w.sim.state.backup_jobs
 
 
+def test_history_tells_warnings_from_failures_in_single_guest_runs(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        w.sim.backup_outcome(100, ("warning", "EFI vars are not backed up"))
+        w.sim.backup_outcome(101, ("error", "no space left on device"))
+        bob, out = w.shell(BOB)
+        bob.run(["backup now web-01", "backup now db-01"])
+        states = [w.wait_state(job, {"succeeded", "failed"}) for job in job_ids(out.getvalue())]
+        assert states == ["succeeded", "failed"], out.getvalue()  # WARNINGS: 1 is a success, with warnings
+        results = {j.id: j.result for j in _jobs(w)}
+        web_job, db_job = job_ids(out.getvalue())
+        assert results[web_job] == "backed up web-01 (lab/100) to backup-nfs, with warnings (backup: WARNINGS: 1)"
+        assert results[db_job] == "Proxmox task backup failed: job errors"
+        bob.run(["backup history", "backup status"])
+        text = out.getvalue()
+        assert re.search(r"web-01\s+⚠️ ok with warnings\s+EFI vars are not backed up\s+pvebot@pve!bot", text), text
+        assert re.search(r"db-01\s+❌ failed\s+no space left on device\s+pvebot@pve!bot", text), text
+        assert re.search(r"db-01\s+lab\s+—\s+never\s+—\s+⚠️ never backed up", text), text
+
+
 def test_schedules_need_sys_modify_and_say_so(tmp_path: Path) -> None:
     with world(tmp_path, queue="embedded") as w:
         _setup(w)
