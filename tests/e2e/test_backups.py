@@ -8,6 +8,7 @@ selection, retention and notification mode, and its scheduled run shows in histo
 from __future__ import annotations
 
 import re
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -167,7 +168,12 @@ def test_a_schedule_is_one_proxmox_job_and_its_runs_show_in_history_and_status(t
         alice.run(['backup schedule create nightly --when "daily 02:00" --vms web-01,db-01 --keep-last 3'])
         reply = out.getvalue()
         assert "schedule nightly created" in reply and "pvebot-acme-nightly" in reply
-        assert "02:00 (Proxmox calendar event)" in reply and reply.count(" 02:00") >= 4  # form + 3 next runs
+        assert "When             02:00 (Proxmox calendar event)" in reply and "✅ ✅" not in reply
+        # the next three runs, as Proxmox's schedule-analyze gives them: three nights in a row at 02:00
+        nights = re.search(r"Next runs \(UTC\)  (\S+) 02:00, (\S+) 02:00, (\S+) 02:00\n", reply)
+        assert nights is not None, reply
+        days = [date.fromisoformat(d) for d in nights.groups()]
+        assert days[1] - days[0] == days[2] - days[1] == timedelta(days=1)
         with w.sim.state.lock:
             job = dict(w.sim.state.backup_jobs["pvebot-acme-nightly"])
         assert job["vmid"] == "100,101" and job["schedule"] == "02:00" and job["storage"] == "backup-nfs"
@@ -216,6 +222,10 @@ def test_a_schedule_is_one_proxmox_job_and_its_runs_show_in_history_and_status(t
         assert "job errors" in next(j.result for j in _jobs(w) if j.id == run_job)
 
         alice.run(["backup schedule edit nightly --when \"weekdays 22:30\""])
+        edited = out.getvalue().rsplit("backup schedule edit", 1)[1]
+        runs = re.search(r"Next runs \(UTC\)  (\S+) 22:30, (\S+) 22:30, (\S+) 22:30\n", edited)
+        assert runs is not None and "mon..fri 22:30 (Proxmox calendar event)" in edited, edited
+        assert all(date.fromisoformat(d).weekday() < 5 for d in runs.groups())
         with w.sim.state.lock:
             assert w.sim.state.backup_jobs["pvebot-acme-nightly"]["schedule"] == "mon..fri 22:30"
         alice.run(["backup schedule delete nightly"])
