@@ -257,6 +257,20 @@ def test_history_tells_warnings_from_failures_in_single_guest_runs(tmp_path: Pat
         assert re.search(r"db-01\s+lab\s+—\s+never\s+—\s+⚠️ never backed up", text), text
 
 
+def test_an_all_schedule_follows_the_company_s_pool_as_it_grows(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        alice, out = w.shell(ALICE)
+        alice.run(['backup schedule create everything --when "daily 03:00" --all'])
+        assert "all VMs of pool acme" in out.getvalue(), out.getvalue()
+        w.sim.add_guest(vmid=150, name="web-02", node="pve2", pool="acme")  # added after the schedule was made
+        _wait_tasks(w, w.sim.run_backup_job("pvebot-acme-everything"))
+        with w.sim.state.lock:
+            backed_up = {b.vmid for b in w.sim.state.backups.values()}
+            acme = {g.vmid for g in w.sim.state.guests.values() if g.pool == "acme"}
+        assert 150 in backed_up and backed_up == acme  # the newcomer too, and nothing of globex's
+
+
 def test_schedules_need_sys_modify_and_say_so(tmp_path: Path) -> None:
     with world(tmp_path, queue="embedded") as w:
         _setup(w)
