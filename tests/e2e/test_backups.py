@@ -128,16 +128,33 @@ def test_restore_as_new_is_refused_when_the_quota_has_no_room(tmp_path: Path) ->
         # web-01, db-01 and ct-01 hold 6 cores; a copy of web-01 needs 2 more, and one more VM
         for quotas, refusal in (({"vms": 10, "cores": 7}, "quota exceeded: cores would be 8 of 7"),
                                 ({"vms": 3}, "quota exceeded: vms would be 4 of 3")):
-            with w.app.deps.uow_factory(Scope.everything()) as uow:
-                acme = uow.companies.by_slug("acme")
-                assert acme is not None
-                acme.quotas = quotas
-                uow.commit()
+            _set_quotas(w, quotas)
             bob.run(["backup restore web-01 latest --as-new web-copy"])
             answer = out.getvalue().rsplit("backup restore", 1)[1]
             assert refusal in answer and not _approval_ids(answer), answer
         with w.sim.state.lock:
             assert not any(g.name == "web-copy" for g in w.sim.state.guests.values())
+
+        # room when asked, none by the time it is approved (someone made a VM meanwhile): checked again as it runs
+        _set_quotas(w, {"vms": 4})
+        bob.run(["backup restore web-01 latest --as-new web-copy"])
+        apr = _approval_ids(out.getvalue())[-1]
+        _set_quotas(w, {"vms": 3})
+        alice, alice_out = w.shell(ALICE)
+        alice.run([f"approve apr-{apr}"])
+        job = job_ids(alice_out.getvalue())[0]
+        assert w.wait_state(job, {"succeeded", "failed"}) == "failed"
+        assert "quota exceeded: vms would be 4 of 3" in next(j.result for j in _jobs(w) if j.id == job)
+        with w.sim.state.lock:
+            assert not any(g.name == "web-copy" for g in w.sim.state.guests.values())
+
+
+def _set_quotas(w: World, quotas: dict[str, int]) -> None:
+    with w.app.deps.uow_factory(Scope.everything()) as uow:
+        acme = uow.companies.by_slug("acme")
+        assert acme is not None
+        acme.quotas = quotas
+        uow.commit()
 
 
 def test_a_protected_backup_cannot_be_deleted(tmp_path: Path) -> None:
