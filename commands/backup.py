@@ -174,7 +174,8 @@ def _schedule_reply(verb: str, s: backup_schedules.Schedule) -> Reply:
         Field("Retention", s.job.options.get("prune-backups", "storage default")),
         Field("Notifications", s.job.options.get("notification-mode", "auto")),
     )
-    return Reply(title=f"✅ schedule {s.name} {verb}", fields=fields, severity=Severity.SUCCESS)
+    # no icon in the title: the renderers put the severity's icon before it
+    return Reply(title=f"schedule {s.name} {verb}", fields=fields, severity=Severity.SUCCESS)
 
 
 def schedule_create(args: Args, ctx: CommandContext) -> Reply:

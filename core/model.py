@@ -567,7 +567,14 @@ class TaskStatus:
 
     @property
     def ok(self) -> bool:
-        return not self.running and self.exitstatus == "OK"
+        # Proxmox ends a task that did its work but logged warnings with "WARNINGS: n": a success
+        return not self.running and (self.exitstatus == "OK" or self.warnings is not None)
+
+    @property
+    def warnings(self) -> str | None:
+        """``WARNINGS: n`` when the task succeeded with warnings, else None."""
+        status = self.exitstatus or ""
+        return status if not self.running and status.startswith("WARNINGS: ") else None
 
 
 # ---- SSH to cluster nodes ------------------------------------------------------------

@@ -372,7 +372,8 @@ class ProxmoxHypervisor:
             with self._logs_lock:
                 self._logs.pop(task.upid, None)
         tail = tuple(self._api.redact(line, keep_ips=True) for line in list(cursor.tail)[-self._log_lines :])
-        percent = 100.0 if exitstatus == "OK" and cursor.percent is not None else cursor.percent
+        percent = 100.0 if not running and (exitstatus == "OK" or (exitstatus or "").startswith("WARNINGS: ")) \
+            and cursor.percent is not None else cursor.percent
         return TaskStatus(running=running, exitstatus=exitstatus, percent=percent, log_tail=tail)
 
     def _read_log(self, base: str, upid: str) -> _LogCursor:

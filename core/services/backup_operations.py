@@ -16,7 +16,7 @@ from core.rbac import Perm
 from core.services.backup_targets import BACKUP, backup_of
 from core.services.operations import Operation, Step, Target
 from core.services.targets import GUEST
-from core.services.vm_operations import disks_and_snapshots
+from core.services.vm_operations import create_precheck, disks_and_snapshots
 
 MODES = ("snapshot", "suspend", "stop")
 
@@ -151,7 +151,9 @@ OPERATIONS: tuple[Operation, ...] = (
               GUEST, _backup_now, preview=_backup_preview, check=_check_mode, result=_backed_up),
     Operation("backup.restore", Perm.BACKUP_RESTORE, "restore",
               "Restore a backup over its VM (stop, restore, start) or --as-new NAME.", BACKUP, _restore,
-              preview=_restore_preview, check=_check_restore, result=_restored, approval=True),
+              preview=_restore_preview, check=_check_restore, result=_restored, approval=True,
+              # as a new VM: the quota again when it runs, after an approval that may have taken hours
+              precheck=create_precheck),
     Operation("backup.delete", Perm.BACKUP_DELETE, "delete", "Delete a backup (a protected one is refused).", BACKUP,
               _delete, preview=_backup_facts, check=_refuse_protected, approval=True),
     Operation("backup.protect", Perm.BACKUP_CREATE, "protect",

@@ -65,13 +65,13 @@ def restore(deps: Deps, principal: Principal, *, vm: str, backup: str, as_new: s
         if any(o.guest.name.lower() == as_new.lower() for o in mine):
             raise Conflict(f"your company already has a VM named {as_new}")
         like = next((o for o in mine if target.guest is not None and o.guest.vmid == target.guest.vmid), None)
-        vms.check_new_guest_quota(target.company, mine, like)
+        reserve = vms.check_new_guest_quota(deps, principal, company=target.company, mine=mine, like=like)
         with deps.uow_factory(principal.scope) as uow:
             pools = [b.pool for b in uow.pool_bindings.list()
                      if b.company_id == target.company_id and b.cluster_id == target.cluster.id]
         if not pools:
             raise NotFound("your company has no pool on that cluster")
-        params = {"as_new": as_new, "pool": pools[0]}
+        params = {"as_new": as_new, "pool": pools[0], "reserve": reserve}
     return requests.submit(deps, principal, action="backup.restore", target=target, params=params, reason=reason,
                            conversation=conversation, request_id=request_id)
 

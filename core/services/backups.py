@@ -343,7 +343,9 @@ def _outcomes(hv: Hypervisor, task: TaskInfo, mine: dict[int, inventory.OwnedGue
         if status == "OK":
             return [RunOutcome(guest, task.starttime, "ok", "", task.user, task.upid)]
         if status.startswith("WARNINGS:"):
-            return [RunOutcome(guest, task.starttime, "warnings", status, task.user, task.upid)]
+            # the log's first WARN line says what to look at; the count alone does not
+            why = _warned(hv.task_log(node=task.node, upid=task.upid)).get(guest.guest.vmid, status)
+            return [RunOutcome(guest, task.starttime, "warnings", why, task.user, task.upid)]
         reason = _reasons(hv.task_log(node=task.node, upid=task.upid)).get(guest.guest.vmid, status)
         return [RunOutcome(guest, task.starttime, "failed", reason, task.user, task.upid)]
     lines = hv.task_log(node=task.node, upid=task.upid)

@@ -325,9 +325,12 @@ def _execute(deps: Deps, job: Job, progress: _Progress, deadline: float) -> None
     # the records of the guests this job touches: the target's as requested, a new clone's from first sight
     known: dict[int, dict[str, Any]] = {target.guest.vmid: job.target} if target.guest is not None else {}
     done = 0
+    warned: list[str] = []
     try:
         for step in op.steps(hv, target, job.params):
-            _run_step(deps, hv, job, step, known, progress, deadline)
+            status = _run_step(deps, hv, job, step, known, progress, deadline)
+            if status is not None and status.warnings is not None:
+                warned.append(f"{step.label}: {status.warnings}")
             done += 1
     except BotError as e:
         if done and op.compensate is not None:
@@ -337,10 +340,14 @@ def _execute(deps: Deps, job: Job, progress: _Progress, deadline: float) -> None
         raise
     if op.result is not None:
         job.result = op.result(target, job.params)
+    if warned:
+        # done, but Proxmox logged warnings (vzdump's "WARNINGS: n"): the user should read the task log
+        job.result = f"{job.result or 'done'}, with warnings ({'; '.join(warned)})"
 
 
 def _run_step(deps: Deps, hv: Hypervisor | None, job: Job, step: operations.Step, known: dict[int, dict[str, Any]],
-              progress: _Progress, deadline: float) -> None:
+              progress: _Progress, deadline: float) -> TaskStatus | None:
+    """Run one step; the status of the Proxmox task it started (None for a streamed step)."""
     if step.on is not None:
         assert hv is not None
         # right before each call: is this still the guest the request was for? (its VMID may have been reused)
@@ -353,12 +360,13 @@ def _run_step(deps: Deps, hv: Hypervisor | None, job: Job, step: operations.Step
     job.progress = step.label
     if step.stream is not None:
         _stream(deps, job, step, progress, deadline)
-        return
+        return None
     assert step.call is not None, f"step {step.label} has neither a call nor a stream"
     status = _follow(deps, hv, job, step.label, step.call(), progress, deadline)
     if not status.ok:
         detail = status.exitstatus or "failed"
         raise ExternalSystemError(f"Proxmox task {step.label} failed: {detail}"[:300])
+    return status
 
 
 def _stream(deps: Deps, job: Job, step: operations.Step, progress: _Progress, deadline: float) -> None:

@@ -1,8 +1,8 @@
 """Company quotas on VMs, cores, memory and disk, held under concurrency.
 
-What a ``vm create`` will use is reserved when the request is accepted: it travels in the job's
-params and counts against the quota until the job ends. The check and the job's record happen in one
-transaction that holds the company's row lock, so concurrent requests are decided one after the
+What a ``vm create`` (or a restore as a new VM) will use is reserved when the request is accepted: it
+travels in the job's params and counts against the quota until the job ends. The check and the job's
+record happen in one transaction that holds the company's row lock, so concurrent requests are decided one after the
 other; the job checks again right before it clones. A guest a running create already cloned is
 counted once: by its name (unique within a company), not as both a guest and a reservation.
 """
@@ -30,10 +30,19 @@ def reservation(
             "memory_gb": (memory_mb / 1024) if memory_mb else tpl.guest.maxmem / GIB, "disk_gb": disk}
 
 
+# the jobs that make a new guest and carry its reservation: a clone, or a backup restored as a new VM
+MAKERS = ("vm.create", "backup.restore")
+
+
+def new_name(job: Job) -> str:
+    """The name of the guest a making job creates (``vm.create``'s name, a restore's ``as_new``)."""
+    return str(job.params.get("name") or job.params.get("as_new") or "").lower()
+
+
 def in_flight(uow: UnitOfWork, company_id: int, *, before: Job | None = None) -> list[Job]:
-    """The company's ``vm create`` jobs not yet ended (only those made before ``before``, when given)."""
+    """The company's jobs making a new guest, not yet ended (only those made before ``before``, when given)."""
     jobs = [j for j in uow.jobs.list(states=[JobState.QUEUED, JobState.RUNNING], limit=1000)
-            if j.action == "vm.create" and j.company_id == company_id and "reserve" in j.params]
+            if j.action in MAKERS and j.company_id == company_id and "reserve" in j.params]
     if before is not None:
         jobs = [j for j in jobs if j.id != before.id and j.created_at <= before.created_at]
     return jobs
@@ -48,7 +57,7 @@ def check(
         Conflict: a quota would be exceeded; the message says which and by how much.
     """
     pending = list(pending)
-    being_made = {str(j.params.get("name", "")).lower() for j in pending}
+    being_made = {new_name(j) for j in pending}
     existing = [o for o in mine if o.guest.name.lower() not in being_made]
     used = {
         "vms": len(existing),

@@ -146,8 +146,11 @@ def _delete_ended(deps: Deps, ended: Ended) -> None:
                            vmid=int(ended.target["vmid"]), why="the VM was deleted")
 
 
-def _create_precheck(deps: Deps, principal: Principal, target: Target, job: Job) -> None:
-    """The quota again, now that the job runs: against the guests as they are and the creates queued before it."""
+def create_precheck(deps: Deps, principal: Principal, target: Target, job: Job) -> None:
+    """The quota again, now that the job runs: against the guests as they are and the new ones queued before it.
+
+    For every job that makes a new guest and carries its reservation (``vm.create``, a restore as new VM).
+    """
     if "reserve" not in job.params:
         return
     view = inventory.view(deps, principal, refresh=True)
@@ -266,7 +269,7 @@ OPERATIONS: tuple[Operation, ...] = (
               at_stake=_delete_at_stake),
     Operation("vm.create", Perm.VM_CREATE, "create",
               "Create a VM by cloning a template into your company's pool (quota-checked).", TEMPLATE, _create,
-              result=_created, precheck=_create_precheck, compensate=_uncreate, leftover=_left_behind,
+              result=_created, precheck=create_precheck, compensate=_uncreate, leftover=_left_behind,
               ended=_create_ended),
     Operation("snapshot.create", Perm.SNAPSHOT_CREATE, "snapshot", "Take a snapshot (default name: "
               "pvebot-<date>-<time>).", GUEST, _snapshot_create, preview=_snapshot_preview,

@@ -175,18 +175,28 @@ def _bindings(deps: Deps, principal: Principal) -> list[tuple[int, str]]:
         return [(b.cluster_id, b.pool) for b in uow.pool_bindings.list() if b.company_id == principal.company_id]
 
 
-def check_new_guest_quota(company: Company | None, mine: list[inventory.OwnedGuest],
-                          like: inventory.OwnedGuest | None) -> None:
+def check_new_guest_quota(deps: Deps, principal: Principal, *, company: Company | None,
+                          mine: list[inventory.OwnedGuest], like: inventory.OwnedGuest | None) -> dict[str, Any]:
     """Refuse a new guest (a restore as new VM) the company's quotas have no room for.
 
     Args:
+        deps: ports.
+        principal: who asks.
         company: whose quotas apply.
         mine: the company's guests now.
         like: the guest the new one copies (its size counts), or None when only the count is known.
 
+    Returns:
+        The reservation, for the job's params: the job checks it again when it runs.
+
     Raises:
-        Conflict: a quota would be exceeded.
+        Conflict: a quota would be exceeded, counting the new guests already being made.
     """
     wanted: dict[str, Any] = {"vms": 1} if like is None else quotas.reservation(
         like, cores=None, memory_mb=None, disk_gb=0, grow_by=True)
-    quotas.check(company.quotas if company else {}, mine=mine, pending=(), wanted=wanted)
+    pending: list[Job] = []
+    if company is not None and company.id is not None:
+        with deps.uow_factory(principal.scope) as uow:
+            pending = quotas.in_flight(uow, company.id)
+    quotas.check(company.quotas if company else {}, mine=mine, pending=pending, wanted=wanted)
+    return wanted

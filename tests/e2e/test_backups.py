@@ -8,6 +8,7 @@ selection, retention and notification mode, and its scheduled run shows in histo
 from __future__ import annotations
 
 import re
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,43 @@ def test_restore_as_new_vm_gets_a_new_vmid_in_the_pool_with_new_macs(tmp_path: P
         assert w.sim.guest(100).status == "running"  # the original was not touched
 
 
+def test_restore_as_new_is_refused_when_the_quota_has_no_room(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        _backup_now(w, BOB, "backup now web-01")
+        bob, out = w.shell(BOB)
+        # web-01, db-01 and ct-01 hold 6 cores; a copy of web-01 needs 2 more, and one more VM
+        for quotas, refusal in (({"vms": 10, "cores": 7}, "quota exceeded: cores would be 8 of 7"),
+                                ({"vms": 3}, "quota exceeded: vms would be 4 of 3")):
+            _set_quotas(w, quotas)
+            bob.run(["backup restore web-01 latest --as-new web-copy"])
+            answer = out.getvalue().rsplit("backup restore", 1)[1]
+            assert refusal in answer and not _approval_ids(answer), answer
+        with w.sim.state.lock:
+            assert not any(g.name == "web-copy" for g in w.sim.state.guests.values())
+
+        # room when asked, none by the time it is approved (someone made a VM meanwhile): checked again as it runs
+        _set_quotas(w, {"vms": 4})
+        bob.run(["backup restore web-01 latest --as-new web-copy"])
+        apr = _approval_ids(out.getvalue())[-1]
+        _set_quotas(w, {"vms": 3})
+        alice, alice_out = w.shell(ALICE)
+        alice.run([f"approve apr-{apr}"])
+        job = job_ids(alice_out.getvalue())[0]
+        assert w.wait_state(job, {"succeeded", "failed"}) == "failed"
+        assert "quota exceeded: vms would be 4 of 3" in next(j.result for j in _jobs(w) if j.id == job)
+        with w.sim.state.lock:
+            assert not any(g.name == "web-copy" for g in w.sim.state.guests.values())
+
+
+def _set_quotas(w: World, quotas: dict[str, int]) -> None:
+    with w.app.deps.uow_factory(Scope.everything()) as uow:
+        acme = uow.companies.by_slug("acme")
+        assert acme is not None
+        acme.quotas = quotas
+        uow.commit()
+
+
 def test_a_protected_backup_cannot_be_deleted(tmp_path: Path) -> None:
     with world(tmp_path, queue="embedded") as w:
         _setup(w)
@@ -147,7 +185,12 @@ def test_a_schedule_is_one_proxmox_job_and_its_runs_show_in_history_and_status(t
         alice.run(['backup schedule create nightly --when "daily 02:00" --vms web-01,db-01 --keep-last 3'])
         reply = out.getvalue()
         assert "schedule nightly created" in reply and "pvebot-acme-nightly" in reply
-        assert "02:00 (Proxmox calendar event)" in reply and reply.count(" 02:00") >= 4  # form + 3 next runs
+        assert "When             02:00 (Proxmox calendar event)" in reply and "✅ ✅" not in reply
+        # the next three runs, as Proxmox's schedule-analyze gives them: three nights in a row at 02:00
+        nights = re.search(r"Next runs \(UTC\)  (\S+) 02:00, (\S+) 02:00, (\S+) 02:00\n", reply)
+        assert nights is not None, reply
+        days = [date.fromisoformat(d) for d in nights.groups()]
+        assert days[1] - days[0] == days[2] - days[1] == timedelta(days=1)
         with w.sim.state.lock:
             job = dict(w.sim.state.backup_jobs["pvebot-acme-nightly"])
         assert job["vmid"] == "100,101" and job["schedule"] == "02:00" and job["storage"] == "backup-nfs"
@@ -196,6 +239,10 @@ def test_a_schedule_is_one_proxmox_job_and_its_runs_show_in_history_and_status(t
         assert "job errors" in next(j.result for j in _jobs(w) if j.id == run_job)
 
         alice.run(["backup schedule edit nightly --when \"weekdays 22:30\""])
+        edited = out.getvalue().rsplit("backup schedule edit", 1)[1]
+        runs = re.search(r"Next runs \(UTC\)  (\S+) 22:30, (\S+) 22:30, (\S+) 22:30\n", edited)
+        assert runs is not None and "mon..fri 22:30 (Proxmox calendar event)" in edited, edited
+        assert all(date.fromisoformat(d).weekday() < 5 for d in runs.groups())
         with w.sim.state.lock:
             assert w.sim.state.backup_jobs["pvebot-acme-nightly"]["schedule"] == "mon..fri 22:30"
         alice.run(["backup schedule delete nightly"])
@@ -205,6 +252,40 @@ def test_a_schedule_is_one_proxmox_job_and_its_runs_show_in_history_and_status(t
         assert w.wait_state(job_id, {"succeeded", "failed"}) == "succeeded"
         with w.sim.state.lock:
             assert "pvebot-acme-nightly" not in w.sim.state.backup_jobs
+
+
+def test_history_tells_warnings_from_failures_in_single_guest_runs(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        w.sim.backup_outcome(100, ("warning", "EFI vars are not backed up"))
+        w.sim.backup_outcome(101, ("error", "no space left on device"))
+        bob, out = w.shell(BOB)
+        bob.run(["backup now web-01", "backup now db-01"])
+        states = [w.wait_state(job, {"succeeded", "failed"}) for job in job_ids(out.getvalue())]
+        assert states == ["succeeded", "failed"], out.getvalue()  # WARNINGS: 1 is a success, with warnings
+        results = {j.id: j.result for j in _jobs(w)}
+        web_job, db_job = job_ids(out.getvalue())
+        assert results[web_job] == "backed up web-01 (lab/100) to backup-nfs, with warnings (backup: WARNINGS: 1)"
+        assert results[db_job] == "Proxmox task backup failed: job errors"
+        bob.run(["backup history", "backup status"])
+        text = out.getvalue()
+        assert re.search(r"web-01\s+⚠️ ok with warnings\s+EFI vars are not backed up\s+pvebot@pve!bot", text), text
+        assert re.search(r"db-01\s+❌ failed\s+no space left on device\s+pvebot@pve!bot", text), text
+        assert re.search(r"db-01\s+lab\s+—\s+never\s+—\s+⚠️ never backed up", text), text
+
+
+def test_an_all_schedule_follows_the_company_s_pool_as_it_grows(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        alice, out = w.shell(ALICE)
+        alice.run(['backup schedule create everything --when "daily 03:00" --all'])
+        assert "all VMs of pool acme" in out.getvalue(), out.getvalue()
+        w.sim.add_guest(vmid=150, name="web-02", node="pve2", pool="acme")  # added after the schedule was made
+        _wait_tasks(w, w.sim.run_backup_job("pvebot-acme-everything"))
+        with w.sim.state.lock:
+            backed_up = {b.vmid for b in w.sim.state.backups.values()}
+            acme = {g.vmid for g in w.sim.state.guests.values() if g.pool == "acme"}
+        assert 150 in backed_up and backed_up == acme  # the newcomer too, and nothing of globex's
 
 
 def test_schedules_need_sys_modify_and_say_so(tmp_path: Path) -> None:

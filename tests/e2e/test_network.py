@@ -122,7 +122,13 @@ def test_assign_create_release_audit_and_delete_through_the_shell(tmp_path: Path
         assert "VLAN tag 999 differs from range acme-prod's 120" in audit
         assert "app-02" not in audit and "ct-02" not in audit  # Globex's VMs are not Acme's business
 
-        # a delete frees the address only once it succeeded
+        # a delete frees the address only once it succeeded: a failed one keeps it
+        w.sim.faults.fail_next_task(vmid=app.vmid, message="can't lock file '/var/lock/qemu-server/lock.conf'")
+        asked = _run(w, BOB, "vm delete app-03")
+        [job] = job_ids(_run(w, ALICE, f"approve apr-{_approval(asked)}"))
+        assert w.wait_state(job, {"succeeded", "failed"}) == "failed"
+        time.sleep(0.3)  # time enough for an end hook that wrongly released it
+        assert _assigned(w)["10.20.0.12"] == app.vmid
         asked = _run(w, BOB, "vm delete app-03")
         assert "10.20.0.12" in _assigned(w)
         [job] = job_ids(_run(w, ALICE, f"approve apr-{_approval(asked)}"))

@@ -9,6 +9,7 @@ retention that skips protected backups, and the task history (whose vmid filter 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from adapters.crypto import FernetCipher
 from adapters.proxmox import ProxmoxHypervisor, ProxmoxHypervisors
 from core.errors import Conflict, InvalidArguments, NotFound, PermissionDenied
 from core.model import GuestRef
+from core.services.backups import read_backups
 from pvesim import PveSimulator, SimServer
 from pvesim.api_backup import prune_marks
 from pvesim.state import SimBackup
@@ -168,3 +170,24 @@ def test_prune_marks_follow_the_retention_order() -> None:
     marks = prune_marks(backups, {"keep-last": 2, "keep-daily": 3})
     assert marks["b9"] == "protected"  # neither kept by nor counted against the retention
     assert [v for v, m in sorted(marks.items()) if m == "keep"] == ["b4", "b5", "b6", "b7", "b8"]
+
+
+def test_a_shared_storage_is_read_once_and_a_local_one_on_each_node(hv: ProxmoxHypervisor, pve_sim: Sim) -> None:
+    sim, _ = pve_sim
+    sim.add_storage("backup-nfs", content="backup", shared=True)
+    assert wait_task(hv, hv.backup(WEB, storage="backup-nfs")).ok
+    assert wait_task(hv, hv.backup(DB, storage="local")).ok
+    app = GuestRef(cluster="lab", node="pve2", kind="qemu", vmid=102)
+    assert wait_task(hv, hv.backup(app, storage="local")).ok
+    before = len(sim.requests)
+    found = read_backups(hv)
+    content = Counter(tuple(r.path.split("/")[4:7:2]) for r in sim.requests[before:] if r.path.endswith("/content"))
+    # pve1 and pve2 both list backup-nfs: read on one of them only; "local" is each node's own disk
+    assert sum(n for (node, storage), n in content.items() if storage == "backup-nfs") == 1
+    assert (content[("pve1", "local")], content[("pve2", "local")]) == (1, 1)
+    assert sum(content.values()) == 3
+    assert sorted((b.vmid, b.storage) for b in found) == [(100, "backup-nfs"), (101, "local"), (102, "local")]
+    # one VM's backups cost the same calls (by storage and node, never by VM), the vmid filter applied by Proxmox
+    before = len(sim.requests)
+    assert [b.vmid for b in read_backups(hv, vmid=102)] == [102]
+    assert sum(1 for r in sim.requests[before:] if r.path.endswith("/content")) == 3
