@@ -40,6 +40,7 @@ class Where(Enum):
     ROOT = "root"  # /
     STORAGE = "storage"  # /storage (backup targets)
     VMS = "vms"  # /vms (the shared templates a clone starts from)
+    MAPPING = "mapping"  # /mapping/notifications (webhook targets and matchers)
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,14 @@ class Feature:
     needs: tuple[tuple[str, Where], ...]
     # without it pvebot is of no use on the cluster (❌); otherwise one feature is missing (⚠️)
     essential: bool = False
+    # another set of privileges Proxmox accepts as well (its permission check's "or"); a blocked
+    # feature is reported by what ``needs`` lacks, naming this set as the other way
+    instead: tuple[tuple[str, Where], ...] = ()
 
 
 # Privileges per endpoint from the PVE 8.4 API schema's permission checks (pvesim/apidata) and the
-# backups facts file (Sys.Modify on / for /cluster/backup and the notification endpoints).
+# backups facts file: POST /cluster/backup asks Sys.Modify on /; a webhook target asks Mapping.Modify
+# on /mapping/notifications and Sys.Audit + Sys.Modify on / or, instead of both, Sys.AccessNetwork on /.
 FEATURES: tuple[Feature, ...] = (
     Feature("see the companies' guests (vm list, vm status)", (("VM.Audit", Where.POOL),), essential=True),
     Feature("run power actions (start, shutdown, stop, reboot, reset, suspend, resume)",
@@ -66,7 +71,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature("delete VMs", (("VM.Allocate", Where.POOL),)),
     Feature("back up guests", (("VM.Backup", Where.POOL), ("Datastore.AllocateSpace", Where.STORAGE))),
     Feature("create backup schedules", (("Sys.Modify", Where.ROOT),)),
-    Feature("set up the Proxmox event hook (notification webhook)", (("Sys.Modify", Where.ROOT),)),
+    Feature("set up the Proxmox event hook (notification webhook)",
+            (("Mapping.Modify", Where.MAPPING), ("Sys.Audit", Where.ROOT), ("Sys.Modify", Where.ROOT)),
+            instead=(("Mapping.Modify", Where.MAPPING), ("Sys.AccessNetwork", Where.ROOT))),
 )
 
 
@@ -77,15 +84,26 @@ def privilege_paths(pools: Iterable[str]) -> list[str]:
         pools: the pools companies are bound to on the cluster.
 
     Returns:
-        ``/``, ``/storage``, ``/vms`` and ``/pool/<pool>`` for each pool.
+        ``/``, ``/storage``, ``/vms``, ``/mapping/notifications`` and ``/pool/<pool>`` for each pool.
     """
-    return ["/", "/storage", "/vms", *(f"/pool/{pool}" for pool in sorted(set(pools)))]
+    return ["/", "/storage", "/vms", "/mapping/notifications", *(f"/pool/{pool}" for pool in sorted(set(pools)))]
 
 
 def _paths(where: Where, pools: Sequence[str]) -> list[str]:
     if where is Where.POOL:
         return [f"/pool/{pool}" for pool in sorted(set(pools))]
-    return {Where.ROOT: ["/"], Where.STORAGE: ["/storage"], Where.VMS: ["/vms"]}[where]
+    return {Where.ROOT: ["/"], Where.STORAGE: ["/storage"], Where.VMS: ["/vms"],
+            Where.MAPPING: ["/mapping/notifications"]}[where]
+
+
+def _missing(needs: Sequence[tuple[str, Where]], pools: Sequence[str], granted: Mapping[str, frozenset[str]]
+             ) -> list[str]:
+    missing: list[str] = []
+    for privilege, where in needs:
+        lacking = [p for p in _paths(where, pools) if privilege not in granted.get(p, frozenset())]
+        if lacking:
+            missing.append(f"{privilege} on {', '.join(lacking)}")
+    return missing
 
 
 def assess_privileges(*, cluster: str, pools: Sequence[str], granted: Mapping[str, frozenset[str]]) -> list[Check]:
@@ -103,18 +121,18 @@ def assess_privileges(*, cluster: str, pools: Sequence[str], granted: Mapping[st
     checks: list[Check] = []
     allowed: list[str] = []
     for feature in FEATURES:
-        missing: list[str] = []
-        for privilege, where in feature.needs:
-            lacking = [p for p in _paths(where, pools) if privilege not in granted.get(p, frozenset())]
-            if lacking:
-                missing.append(f"{privilege} on {', '.join(lacking)}")
-        if not missing:
+        missing = _missing(feature.needs, pools, granted)
+        if not missing or (feature.instead and not _missing(feature.instead, pools, granted)):
             allowed.append(feature.what.split(" (")[0])
             continue
+        other = ""
+        if feature.instead:
+            other = " (or, instead, " + " and ".join(f"{p} on {', '.join(_paths(w, pools))}"
+                                                      for p, w in feature.instead) + ")"
         checks.append(Check(
             name=f"cluster {cluster}: privileges",
             status=Status.FAIL if feature.essential else Status.WARN,
-            detail=f"this token cannot {feature.what}: it lacks {'; '.join(missing)}",
+            detail=f"this token cannot {feature.what}: it lacks {'; '.join(missing)}{other}",
             fix=f"grant the token's role {', '.join(sorted({m.split(' on ')[0] for m in missing}))} there "
                 "(Datacenter → Permissions), or accept that pvebot cannot do it",
         ))

@@ -5,18 +5,22 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import redis
 
 from adapters.crypto import generate_key
+from adapters.proxmox.gateway import ProxmoxHypervisor, ProxmoxHypervisors
 from adapters.sql import migrate
 from adapters.sql.uow import make_engine
 from bot import doctor
 from bot.bootstrap import open_storage
 from bot.cli import main
 from bot.config import Settings
+from core.errors import PermissionDenied
+from core.principal import Scope
 from core.services.doctor import Status, exit_code, render_json, render_text
 from pvesim import PveSimulator, SimServer
 from pvesim.api_cluster import ALL_PRIVILEGES
@@ -25,6 +29,9 @@ from tests.support import REDIS_URL, provision, service_missing
 
 LIMITED_ID = "pvebot@pve!limited"
 LIMITED_SECRET = "0d6c9b0e-8a3f-4d21-b7c5-2e9f4a1c6d38"
+# lacks both ways to a webhook target: Sys.Modify (with Sys.Audit) and Sys.AccessNetwork on /
+NOHOOK_ID = "pvebot@pve!nohook"
+NOHOOK_SECRET = "5b1e7d2a-9c4f-4e83-a6d0-3f8b2c7e1a94"
 WRONG_PIN = ":".join(["AB"] * 32)
 
 
@@ -40,6 +47,7 @@ def _dead_url() -> str:
 def sim() -> Iterator[tuple[PveSimulator, SimServer]]:
     simulator = build_simulator()
     simulator.add_token(LIMITED_ID, LIMITED_SECRET, privileges=set(ALL_PRIVILEGES) - {"Sys.Modify"})
+    simulator.add_token(NOHOOK_ID, NOHOOK_SECRET, privileges=set(ALL_PRIVILEGES) - {"Sys.Modify", "Sys.AccessNetwork"})
     with simulator.start() as server:
         yield simulator, server
 
@@ -61,7 +69,7 @@ def _cluster(name: str, urls: list[str], *, token: str, env: str, pin: str) -> s
 
 def _settings(tmp_path: Path, **extra: str) -> Settings:
     env = {"PVEBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'pvebot.db'}", "PVEBOT_SECRET_KEY": generate_key(),
-           "PVE_FULL": TOKEN_SECRET, "PVE_LIMITED": LIMITED_SECRET, **extra}
+           "PVE_FULL": TOKEN_SECRET, "PVE_LIMITED": LIMITED_SECRET, "PVE_NOHOOK": NOHOOK_SECRET, **extra}
     return Settings.from_mapping(env)
 
 
@@ -73,6 +81,7 @@ def provisioned(tmp_path: Path, sim: tuple[PveSimulator, SimServer]) -> Settings
         _cluster("full", [server.url, _dead_url()], token=TOKEN_ID, env="PVE_FULL", pin=server.fingerprint)
         + _cluster("limited", [server.url], token=LIMITED_ID, env="PVE_LIMITED", pin=server.fingerprint)
         + _cluster("pinned", [server.url], token=TOKEN_ID, env="PVE_FULL", pin=WRONG_PIN)
+        + _cluster("nohook", [server.url], token=NOHOOK_ID, env="PVE_NOHOOK", pin=server.fingerprint)
     )
     storage = open_storage(settings)
     provision(storage, _doc(server, clusters=clusters), settings.env)
@@ -97,15 +106,51 @@ def test_a_token_with_every_privilege_may_do_everything_and_a_dead_url_gets_its_
     assert "create backup schedules" in privileges[0].detail
 
 
+@contextmanager
+def _cluster_api(settings: Settings, name: str) -> Iterator[ProxmoxHypervisor]:
+    """The production gateway for one provisioned cluster: what pvebot would send with its token."""
+    storage = open_storage(settings)
+    with storage.uow_factory(Scope.everything()) as uow:
+        cluster = uow.clusters.by_name(name)
+    assert cluster is not None
+    hypervisors = ProxmoxHypervisors(storage.cipher, read_retries=0)
+    try:
+        yield hypervisors.for_cluster(cluster)
+    finally:
+        hypervisors.close()
+        storage.engine.dispose()
+
+
+def _webhook(api: ProxmoxHypervisor, name: str) -> None:
+    api.save_webhook(name, url="https://pvebot.example.com/pve/events/x", headers={}, body="{}", secrets={},
+                     comment="doctor test", create=True)
+
+
 def test_a_token_without_sys_modify_on_root_is_told_which_features_it_blocks(provisioned: Settings) -> None:
     checks = _lines(doctor.run(provisioned), "cluster limited: privileges")
-    assert {c.status for c in checks} == {Status.WARN}
-    details = [c.detail for c in checks]
-    assert "this token cannot create backup schedules: it lacks Sys.Modify on /" in details
-    assert any(d.startswith("this token cannot set up the Proxmox event hook") and "Sys.Modify on /" in d
-               for d in details)
-    assert len(details) == 2  # nothing else is blocked
-    assert all("Sys.Modify" in c.fix for c in checks)
+    assert [(c.status, c.detail) for c in checks] == [
+        (Status.WARN, "this token cannot create backup schedules: it lacks Sys.Modify on /")]
+    assert "Sys.Modify" in checks[0].fix
+    # what doctor said is what Proxmox does: the schedule is refused, while the webhook target, which
+    # Sys.AccessNetwork on / allows instead, is taken
+    with _cluster_api(provisioned, "limited") as api:
+        with pytest.raises(PermissionDenied, match=r"lacks the Proxmox privilege Sys\.Modify on /"):
+            api.save_backup_job("backup-doctor", schedule="daily", options={"all": "1", "storage": "local"},
+                                create=True)
+        _webhook(api, "doctor-limited")
+
+
+def test_a_token_without_either_way_to_a_webhook_is_told_it_cannot_set_up_the_event_hook(
+    provisioned: Settings,
+) -> None:
+    details = [c.detail for c in _lines(doctor.run(provisioned), "cluster nohook: privileges")]
+    assert details == [
+        "this token cannot create backup schedules: it lacks Sys.Modify on /",
+        "this token cannot set up the Proxmox event hook (notification webhook): it lacks Sys.Modify on / "
+        "(or, instead, Mapping.Modify on /mapping/notifications and Sys.AccessNetwork on /)",
+    ]
+    with _cluster_api(provisioned, "nohook") as api, pytest.raises(PermissionDenied):
+        _webhook(api, "doctor-nohook")
 
 
 def test_a_wrong_certificate_pin_is_its_own_line_and_nothing_is_sent(
