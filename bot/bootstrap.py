@@ -170,6 +170,21 @@ def build_app(
     return app
 
 
+def doctor_deps(settings: Settings, *, engine: Any, cipher: SecretCipher, timeout: float = 5.0) -> Deps:
+    """What ``pvebot doctor``'s event-hook and SSH checks run on: the database, the clusters, SSH.
+
+    Nothing is enqueued and nothing is posted in a doctor run (the queue is the configured one, never
+    served; the notifier knows no platform), so it starts no worker and connects to no chat.
+    """
+    from adapters.proxmox.gateway import ProxmoxHypervisors
+
+    storage = Storage(settings=settings, uow_factory=SqlUnitOfWorkFactory(engine), cipher=cipher)
+    return Deps(uow_factory=storage.uow_factory, hypervisors=ProxmoxHypervisors(cipher, timeout=timeout,
+                                                                                 read_retries=0),
+                queue=_queue(settings), notifier=NotifierRouter({}), clock=storage.clock,
+                ssh=_ssh(settings, storage))
+
+
 def _ssh(settings: Settings, storage: Storage) -> SshDeps:
     from adapters.ssh.keys import Ed25519KeyMaker
     from adapters.ssh.shell import ParamikoShell

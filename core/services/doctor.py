@@ -13,6 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
 
+from core.services import webhooks
+from core.services.key_operations import NodeHealth
+
 
 class Status(Enum):
     OK = "ok"
@@ -162,3 +165,67 @@ def render_json(checks: Iterable[Check]) -> str:
     items = [{**asdict(c), "status": c.status.value} for c in checks]
     return json.dumps({"ok": not any(i["status"] == Status.FAIL.value for i in items), "checks": items},
                       ensure_ascii=False, indent=1)
+
+
+def event_hook_checks(status: webhooks.Status) -> list[Check]:
+    """The cluster's Proxmox event hook (``pvebot admin events``), as pvebot stored it and the cluster has it.
+
+    Args:
+        status: what ``events status`` reads.
+
+    Returns:
+        One line: installed and complete (✅), not installed (⚠️: events still arrive by pull), or
+        installed on one side only (❌: pushes are lost or refused).
+    """
+    name, cluster = f"cluster {status.cluster}: event hook", status.cluster
+    install = f"pvebot admin events install {cluster} --url {status.url or 'https://<pvebot public URL>'}"
+    on_cluster = status.target and status.matcher
+    if status.installed_at is None and not status.target:
+        return [Check(name, Status.WARN, "not installed: backup and update events arrive by polling only, "
+                      "up to PVEBOT_EVENTS_POLL_SECONDS late", f"run '{install}'")]
+    if status.installed_at is None:
+        return [Check(name, Status.FAIL, f"the cluster has webhook target '{webhooks.TARGET}' but pvebot holds no "
+                      "secret for it: its pushes are refused", f"run '{install}' again, or "
+                      f"'pvebot admin events uninstall {cluster}'")]
+    if not on_cluster:
+        lacking = " and ".join(what for what, there in ((f"target '{webhooks.TARGET}'", status.target),
+                                                          (f"matcher '{webhooks.MATCHER}'", status.matcher))
+                               if not there)
+        return [Check(name, Status.FAIL, f"installed for {status.url}, but the cluster lacks {lacking}: no push "
+                      "arrives", f"run '{install}' again")]
+    if status.last_push_at is None:
+        return [Check(name, Status.WARN, f"installed for {status.url}, but no push has reached pvebot yet",
+                      f"check that every node reaches {status.url}/pve/events/{cluster}, then '{install}'")]
+    return [Check(name, Status.OK, f"installed for {status.url}; last push {status.last_push_at:%Y-%m-%d %H:%M} UTC")]
+
+
+_SSH_FIXES = (
+    ("host key changed", "check the key on the node's console, then 'cluster trust {cluster} {node} <fingerprint>' "
+                         "in chat"),
+    ("no pinned host key", "'cluster trust {cluster} {node}' in chat, after checking the fingerprint"),
+    ("no key on this cluster", "'cluster keys push {cluster} --password-env VAR' in chat"),
+    ("missing from authorized_keys", "'cluster keys push {cluster} --password-env VAR' in chat"),
+    ("login refused", "'cluster keys push {cluster} --password-env VAR' in chat"),
+)
+
+
+def ssh_checks(cluster: str, health: Sequence[NodeHealth]) -> list[Check]:
+    """SSH key health of one cluster's nodes, one line per node.
+
+    Args:
+        cluster: the cluster's name.
+        health: what :func:`core.services.key_operations.check_cluster` found.
+
+    Returns:
+        ✅ for a node pvebot logs in to with its key and finds its line on, else ❌ with the fix.
+    """
+    checks: list[Check] = []
+    for h in health:
+        name = f"cluster {cluster}: SSH {h.node}"
+        if h.ok:
+            checks.append(Check(name, Status.OK, f"pvebot's key logs in and is listed (key {h.key_age_days} d old)"))
+            continue
+        fix = next((f for words, f in _SSH_FIXES if words in h.problem),
+                   "check that pvebot reaches the node's SSH port (clusters[].ssh.nodes) and 'cluster keys health'")
+        checks.append(Check(name, Status.FAIL, h.problem, fix.format(cluster=cluster, node=h.node)))
+    return checks

@@ -20,7 +20,9 @@ from bot.bootstrap import open_storage
 from bot.cli import main
 from bot.config import Settings
 from core.errors import PermissionDenied
+from core.model import EventSource
 from core.principal import Scope
+from core.services import webhooks
 from core.services.doctor import Status, exit_code, render_json, render_text
 from pvesim import PveSimulator, SimServer
 from pvesim.api_cluster import ALL_PRIVILEGES
@@ -260,3 +262,54 @@ def test_teams_without_an_app_secret_is_a_failure_and_unset_teams_is_fine(tmp_pa
     assert doctor.check_teams(_settings(tmp_path))[0].status is Status.OK
     (line,) = doctor.check_teams(_settings(tmp_path, MICROSOFT_APP_ID="00000000-0000-0000-0000-000000000001"))
     assert line.status is Status.FAIL and "MICROSOFT_APP_PASSWORD" in line.detail
+
+
+def _hook(checks: list[doctor.Check], cluster: str) -> doctor.Check:
+    (line,) = [c for c in checks if c.name == f"cluster {cluster}: event hook"]
+    return line
+
+
+def test_the_event_hook_gets_its_line_from_what_pvebot_stored_and_what_the_cluster_has(
+    provisioned: Settings,
+) -> None:
+    full = _hook(doctor.run(provisioned), "full")
+    assert full.status is Status.WARN and full.detail.startswith("not installed: backup and update events arrive "
+                                                                 "by polling only")
+    assert "pvebot admin events install full --url" in full.fix
+    assert not [c for c in doctor.run(provisioned) if c.name == "cluster pinned: event hook"]  # its API is refused
+    storage = open_storage(provisioned)
+    with storage.uow_factory(Scope.everything()) as uow:
+        cluster = uow.clusters.by_name("full")
+        assert cluster is not None and cluster.id is not None
+        uow.event_sources.save(EventSource(cluster_id=cluster.id, secret_encrypted=storage.cipher.encrypt("s3cret"),
+                                           url="https://pvebot.example.com", installed_at=storage.clock.now()))
+        uow.commit()
+    line = _hook(doctor.run(provisioned), "full")
+    assert line.status is Status.FAIL
+    assert line.detail == ("installed for https://pvebot.example.com, but the cluster lacks target 'pvebot' and "
+                           "matcher 'pvebot-matcher': no push arrives")
+    assert line.fix == "run 'pvebot admin events install full --url https://pvebot.example.com' again"
+    with _cluster_api(provisioned, "full") as api:
+        api.save_webhook(webhooks.TARGET, url="https://pvebot.example.com/pve/events/full", headers={}, body="{}",
+                         secrets={"token": "s3cret"}, comment="doctor test", create=True)
+        api.save_matcher(webhooks.MATCHER, targets=[webhooks.TARGET], match_fields=webhooks.MATCH_FIELDS,
+                         comment="doctor test", create=True)
+        try:
+            checks = doctor.run(provisioned)
+            line = _hook(checks, "full")
+            assert line.status is Status.WARN and "no push has reached pvebot yet" in line.detail
+            # the same simulator answers for 'limited': a target there that pvebot holds no secret for
+            limited = _hook(checks, "limited")
+            assert limited.status is Status.FAIL and "pvebot holds no secret for it" in limited.detail
+            with storage.uow_factory(Scope.everything()) as uow:
+                uow.event_sources.pushed(cluster.id, at=storage.clock.now())
+                uow.commit()
+            checks = doctor.run(provisioned)
+            line = _hook(checks, "full")
+            assert line.status is Status.OK and line.detail.startswith("installed for https://pvebot.example.com; "
+                                                                       "last push ")
+            assert "s3cret" not in render_text(checks) + render_json(checks)
+        finally:
+            api.delete_matcher(webhooks.MATCHER)
+            api.delete_webhook(webhooks.TARGET)
+            storage.engine.dispose()
