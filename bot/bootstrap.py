@@ -226,7 +226,8 @@ def _slack(settings: Settings, notifier: NotifierRouter, directory: DirectoryRou
     from adapters.slack.pacing import SlackOutbox
 
     # one per process: the bolt app's answers and the workers' job messages share each channel's pace
-    outbox = SlackOutbox(outbox_client(settings.slack_bot_token, base_url=settings.slack_api_url), pace=pace)
+    outbox = SlackOutbox(outbox_client(settings.slack_bot_token, base_url=settings.slack_api_url), pace=pace,
+                         on_rate_limited=lambda: notifier.telemetry.chat_rate_limited(platform="slack"))
     notifier.add("slack", SlackNotifier(outbox))
     directory.add("slack", SlackDirectory(settings.slack_bot_token, settings.slack_api_url))
     return outbox
@@ -245,7 +246,9 @@ def _teams(settings: Settings, storage: Storage, notifier: NotifierRouter, direc
     tokens = config.tokens()
     audience = IdentityAudience(storage.uow_factory)
     parts = TeamsParts(config=config, tokens=tokens, audience=audience,
-                       notifier=TeamsNotifier(settings, tokens=tokens, audience=audience),
+                       notifier=TeamsNotifier(settings, tokens=tokens, audience=audience,
+                                              on_rate_limited=lambda: notifier.telemetry.chat_rate_limited(
+                                                  platform="teams")),
                        directory=TeamsDirectory(tokens=tokens, graph_url=config.graph_url))
     notifier.add("teams", parts.notifier)
     directory.add("teams", parts.directory)
