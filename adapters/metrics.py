@@ -49,7 +49,9 @@ class PrometheusTelemetry:
                                       buckets=CALL_BUCKETS, registry=r)
         self.posts = Counter("pvebot_chat_posts", "Posts and edits towards chat platforms", ["platform", "outcome"],
                              registry=r)
-        self.rate_limited = Counter("pvebot_chat_rate_limited", "Chat posts refused with HTTP 429 after retries",
+        # counted where the 429 is answered: the notifiers wait most of them out, so a post that
+        # finally went through still shows that the platform throttled it on the way
+        self.rate_limited = Counter("pvebot_chat_rate_limited", "HTTP 429 answers from chat platforms, retried or not",
                                     ["platform"], registry=r)
 
     def command_handled(self, *, command: str, outcome: str, seconds: float) -> None:
@@ -66,8 +68,9 @@ class PrometheusTelemetry:
 
     def chat_post(self, *, platform: str, outcome: str) -> None:
         self.posts.labels(platform=platform, outcome=outcome).inc()
-        if outcome == "rate_limited":
-            self.rate_limited.labels(platform=platform).inc()
+
+    def chat_rate_limited(self, *, platform: str) -> None:
+        self.rate_limited.labels(platform=platform).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

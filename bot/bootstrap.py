@@ -170,6 +170,21 @@ def build_app(
     return app
 
 
+def doctor_deps(settings: Settings, *, engine: Any, cipher: SecretCipher, timeout: float = 5.0) -> Deps:
+    """What ``pvebot doctor``'s event-hook and SSH checks run on: the database, the clusters, SSH.
+
+    Nothing is enqueued and nothing is posted in a doctor run (the queue is the configured one, never
+    served; the notifier knows no platform), so it starts no worker and connects to no chat.
+    """
+    from adapters.proxmox.gateway import ProxmoxHypervisors
+
+    storage = Storage(settings=settings, uow_factory=SqlUnitOfWorkFactory(engine), cipher=cipher)
+    return Deps(uow_factory=storage.uow_factory, hypervisors=ProxmoxHypervisors(cipher, timeout=timeout,
+                                                                                 read_retries=0),
+                queue=_queue(settings), notifier=NotifierRouter({}), clock=storage.clock,
+                ssh=_ssh(settings, storage))
+
+
 def _ssh(settings: Settings, storage: Storage) -> SshDeps:
     from adapters.ssh.keys import Ed25519KeyMaker
     from adapters.ssh.shell import ParamikoShell
@@ -211,7 +226,8 @@ def _slack(settings: Settings, notifier: NotifierRouter, directory: DirectoryRou
     from adapters.slack.pacing import SlackOutbox
 
     # one per process: the bolt app's answers and the workers' job messages share each channel's pace
-    outbox = SlackOutbox(outbox_client(settings.slack_bot_token, base_url=settings.slack_api_url), pace=pace)
+    outbox = SlackOutbox(outbox_client(settings.slack_bot_token, base_url=settings.slack_api_url), pace=pace,
+                         on_rate_limited=lambda: notifier.telemetry.chat_rate_limited(platform="slack"))
     notifier.add("slack", SlackNotifier(outbox))
     directory.add("slack", SlackDirectory(settings.slack_bot_token, settings.slack_api_url))
     return outbox
@@ -230,7 +246,9 @@ def _teams(settings: Settings, storage: Storage, notifier: NotifierRouter, direc
     tokens = config.tokens()
     audience = IdentityAudience(storage.uow_factory)
     parts = TeamsParts(config=config, tokens=tokens, audience=audience,
-                       notifier=TeamsNotifier(settings, tokens=tokens, audience=audience),
+                       notifier=TeamsNotifier(settings, tokens=tokens, audience=audience,
+                                              on_rate_limited=lambda: notifier.telemetry.chat_rate_limited(
+                                                  platform="teams")),
                        directory=TeamsDirectory(tokens=tokens, graph_url=config.graph_url))
     notifier.add("teams", parts.notifier)
     directory.add("teams", parts.directory)

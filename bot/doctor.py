@@ -2,8 +2,9 @@
 
 The probes never raise: each failure becomes a ❌ line with its fix. Driver errors carry URLs
 with passwords and tokens, so a line names only the kind of failure (the exception's class), and
-secrets are never part of what is printed. The checks for backups, notifications and SSH keys
-join this list as those features land.
+secrets are never part of what is printed. Each cluster whose API answers also gets a line for its
+Proxmox event hook and one per SSH node (a real login with pvebot's key, as ``cluster keys health``
+does, which records what it found the same way).
 """
 
 from __future__ import annotations
@@ -93,11 +94,48 @@ def check_clusters(settings: Settings, engine: Any) -> list[Check]:
                       "run 'pvebot db upgrade'")]
     if not clusters:
         return [Check("clusters", Status.WARN, "none provisioned", "add them with 'pvebot admin apply FILE'")]
+    from bot.bootstrap import doctor_deps
+
+    deps = doctor_deps(settings, engine=engine, cipher=cipher)
     checks: list[Check] = []
-    for cluster in clusters:
-        pools = [b.pool for b in bindings if b.cluster_id == cluster.id]
-        checks.extend(probe_cluster(cluster, cipher=cipher, pools=pools))
+    try:
+        for cluster in clusters:
+            pools = [b.pool for b in bindings if b.cluster_id == cluster.id]
+            probed = probe_cluster(cluster, cipher=cipher, pools=pools)
+            checks.extend(probed)
+            if any(c.name.startswith(f"cluster {cluster.name}: API URL") and c.status is not Status.FAIL
+                   for c in probed):
+                checks.extend(_event_hook(deps, cluster))
+            checks.extend(_ssh(deps, cluster))
+    finally:
+        deps.hypervisors.close()  # type: ignore[attr-defined]
     return checks
+
+
+def _event_hook(deps: Any, cluster: Any) -> list[Check]:
+    from core.errors import BotError
+    from core.services import webhooks
+    from core.services.doctor import event_hook_checks
+
+    try:
+        status = webhooks.status(deps.uow_factory, cluster_name=cluster.name,
+                                 target=deps.hypervisors.for_cluster(cluster))
+    except BotError as e:
+        return [Check(f"cluster {cluster.name}: event hook", Status.WARN, f"cannot be read ({e.user_message})",
+                      "the token needs Mapping.Audit on /mapping/notifications to read it")]
+    return event_hook_checks(status)
+
+
+def _ssh(deps: Any, cluster: Any) -> list[Check]:
+    from core.services import key_operations
+    from core.services.doctor import ssh_checks
+
+    try:
+        return ssh_checks(cluster.name, key_operations.check_cluster(deps, cluster))
+    except Exception as e:
+        log.warning("doctor: the SSH check of cluster %s failed", cluster.name, exc_info=True)
+        return [Check(f"cluster {cluster.name}: SSH", Status.FAIL, f"the check failed ({type(e).__name__})",
+                      "see the log of this run; 'cluster keys health' in chat checks it again")]
 
 
 def manifest_scopes() -> set[str]:

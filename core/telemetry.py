@@ -23,6 +23,9 @@ class Telemetry(Protocol):
     def chat_post(self, *, platform: str, outcome: str) -> None:
         """One post or edit towards a chat platform (``outcome``: ok, rate_limited, error)."""
 
+    def chat_rate_limited(self, *, platform: str) -> None:
+        """The platform answered one call with HTTP 429, whether the call was then tried again or not."""
+
 
 class NullTelemetry:
     """Measures nothing: the default for tests and the CLI."""
@@ -37,4 +40,7 @@ class NullTelemetry:
         pass
 
     def chat_post(self, *, platform: str, outcome: str) -> None:
+        pass
+
+    def chat_rate_limited(self, *, platform: str) -> None:
         pass

@@ -117,14 +117,17 @@ class SlackOutbox:
         pace: Pace | None = None,
         senders: int = 4,
         clock: Callable[[], float] = time.monotonic,
+        on_rate_limited: Callable[[], None] | None = None,
     ) -> None:
         """Args:
         client: a WebClient without retry handlers of its own (this class retries, bounded by time).
         pace: interval and deadlines (Slack's defaults when None).
         senders: calls in flight at once, in different channels.
         clock: monotonic seconds.
+        on_rate_limited: called at each 429 Slack answers (the metrics count them); must not raise.
         """
         self.client = client
+        self._on_rate_limited = on_rate_limited
         self.pace = pace or Pace()
         self.interval, self.deadline, self.senders = self.pace.interval, self.pace.deadline, senders
         self._clock = clock
@@ -281,6 +284,8 @@ class SlackOutbox:
         if isinstance(e, SlackApiError):
             status = getattr(e.response, "status_code", 200)
             if status == 429:
+                if self._on_rate_limited is not None:
+                    self._on_rate_limited()
                 item.reason = "rate limited (429) until the deadline"
                 return retry_after(e, default=self.interval)
             if status < 500:

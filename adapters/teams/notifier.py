@@ -55,7 +55,9 @@ class TeamsNotifier:
     """Posts a job's card into a conversation (threaded under ``ConversationRef.thread``) and edits it in place."""
 
     def __init__(self, settings: Any, *, tokens: AppTokens | None = None, audience: Audience | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, on_rate_limited: Callable[[], None] | None = None) -> None:
+        # called at each 429 the connector answers (the metrics count them); must not raise
+        self._on_rate_limited = on_rate_limited
         self.app_id: str | None = settings.microsoft_app_id
         self.tokens = tokens
         self.audience = audience
@@ -86,6 +88,8 @@ class TeamsNotifier:
                                                  timeout=self.timeout)
             except requests.RequestException as e:
                 raise ExternalSystemError("cannot reach Teams") from e
+            if response.status_code == 429 and self._on_rate_limited is not None:
+                self._on_rate_limited()
             if response.status_code != 429 or attempt == THROTTLE_ATTEMPTS - 1:
                 break
             # Teams throttles per conversation; it says how long to wait

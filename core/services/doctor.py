@@ -13,6 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
 
+from core.services import webhooks
+from core.services.key_operations import NodeHealth
+
 
 class Status(Enum):
     OK = "ok"
@@ -40,6 +43,7 @@ class Where(Enum):
     ROOT = "root"  # /
     STORAGE = "storage"  # /storage (backup targets)
     VMS = "vms"  # /vms (the shared templates a clone starts from)
+    MAPPING = "mapping"  # /mapping/notifications (webhook targets and matchers)
 
 
 @dataclass(frozen=True)
@@ -50,10 +54,14 @@ class Feature:
     needs: tuple[tuple[str, Where], ...]
     # without it pvebot is of no use on the cluster (❌); otherwise one feature is missing (⚠️)
     essential: bool = False
+    # another set of privileges Proxmox accepts as well (its permission check's "or"); a blocked
+    # feature is reported by what ``needs`` lacks, naming this set as the other way
+    instead: tuple[tuple[str, Where], ...] = ()
 
 
 # Privileges per endpoint from the PVE 8.4 API schema's permission checks (pvesim/apidata) and the
-# backups facts file (Sys.Modify on / for /cluster/backup and the notification endpoints).
+# backups facts file: POST /cluster/backup asks Sys.Modify on /; a webhook target asks Mapping.Modify
+# on /mapping/notifications and Sys.Audit + Sys.Modify on / or, instead of both, Sys.AccessNetwork on /.
 FEATURES: tuple[Feature, ...] = (
     Feature("see the companies' guests (vm list, vm status)", (("VM.Audit", Where.POOL),), essential=True),
     Feature("run power actions (start, shutdown, stop, reboot, reset, suspend, resume)",
@@ -66,7 +74,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature("delete VMs", (("VM.Allocate", Where.POOL),)),
     Feature("back up guests", (("VM.Backup", Where.POOL), ("Datastore.AllocateSpace", Where.STORAGE))),
     Feature("create backup schedules", (("Sys.Modify", Where.ROOT),)),
-    Feature("set up the Proxmox event hook (notification webhook)", (("Sys.Modify", Where.ROOT),)),
+    Feature("set up the Proxmox event hook (notification webhook)",
+            (("Mapping.Modify", Where.MAPPING), ("Sys.Audit", Where.ROOT), ("Sys.Modify", Where.ROOT)),
+            instead=(("Mapping.Modify", Where.MAPPING), ("Sys.AccessNetwork", Where.ROOT))),
 )
 
 
@@ -77,15 +87,26 @@ def privilege_paths(pools: Iterable[str]) -> list[str]:
         pools: the pools companies are bound to on the cluster.
 
     Returns:
-        ``/``, ``/storage``, ``/vms`` and ``/pool/<pool>`` for each pool.
+        ``/``, ``/storage``, ``/vms``, ``/mapping/notifications`` and ``/pool/<pool>`` for each pool.
     """
-    return ["/", "/storage", "/vms", *(f"/pool/{pool}" for pool in sorted(set(pools)))]
+    return ["/", "/storage", "/vms", "/mapping/notifications", *(f"/pool/{pool}" for pool in sorted(set(pools)))]
 
 
 def _paths(where: Where, pools: Sequence[str]) -> list[str]:
     if where is Where.POOL:
         return [f"/pool/{pool}" for pool in sorted(set(pools))]
-    return {Where.ROOT: ["/"], Where.STORAGE: ["/storage"], Where.VMS: ["/vms"]}[where]
+    return {Where.ROOT: ["/"], Where.STORAGE: ["/storage"], Where.VMS: ["/vms"],
+            Where.MAPPING: ["/mapping/notifications"]}[where]
+
+
+def _missing(needs: Sequence[tuple[str, Where]], pools: Sequence[str], granted: Mapping[str, frozenset[str]]
+             ) -> list[str]:
+    missing: list[str] = []
+    for privilege, where in needs:
+        lacking = [p for p in _paths(where, pools) if privilege not in granted.get(p, frozenset())]
+        if lacking:
+            missing.append(f"{privilege} on {', '.join(lacking)}")
+    return missing
 
 
 def assess_privileges(*, cluster: str, pools: Sequence[str], granted: Mapping[str, frozenset[str]]) -> list[Check]:
@@ -103,18 +124,18 @@ def assess_privileges(*, cluster: str, pools: Sequence[str], granted: Mapping[st
     checks: list[Check] = []
     allowed: list[str] = []
     for feature in FEATURES:
-        missing: list[str] = []
-        for privilege, where in feature.needs:
-            lacking = [p for p in _paths(where, pools) if privilege not in granted.get(p, frozenset())]
-            if lacking:
-                missing.append(f"{privilege} on {', '.join(lacking)}")
-        if not missing:
+        missing = _missing(feature.needs, pools, granted)
+        if not missing or (feature.instead and not _missing(feature.instead, pools, granted)):
             allowed.append(feature.what.split(" (")[0])
             continue
+        other = ""
+        if feature.instead:
+            other = " (or, instead, " + " and ".join(f"{p} on {', '.join(_paths(w, pools))}"
+                                                      for p, w in feature.instead) + ")"
         checks.append(Check(
             name=f"cluster {cluster}: privileges",
             status=Status.FAIL if feature.essential else Status.WARN,
-            detail=f"this token cannot {feature.what}: it lacks {'; '.join(missing)}",
+            detail=f"this token cannot {feature.what}: it lacks {'; '.join(missing)}{other}",
             fix=f"grant the token's role {', '.join(sorted({m.split(' on ')[0] for m in missing}))} there "
                 "(Datacenter → Permissions), or accept that pvebot cannot do it",
         ))
@@ -144,3 +165,67 @@ def render_json(checks: Iterable[Check]) -> str:
     items = [{**asdict(c), "status": c.status.value} for c in checks]
     return json.dumps({"ok": not any(i["status"] == Status.FAIL.value for i in items), "checks": items},
                       ensure_ascii=False, indent=1)
+
+
+def event_hook_checks(status: webhooks.Status) -> list[Check]:
+    """The cluster's Proxmox event hook (``pvebot admin events``), as pvebot stored it and the cluster has it.
+
+    Args:
+        status: what ``events status`` reads.
+
+    Returns:
+        One line: installed and complete (✅), not installed (⚠️: events still arrive by pull), or
+        installed on one side only (❌: pushes are lost or refused).
+    """
+    name, cluster = f"cluster {status.cluster}: event hook", status.cluster
+    install = f"pvebot admin events install {cluster} --url {status.url or 'https://<pvebot public URL>'}"
+    on_cluster = status.target and status.matcher
+    if status.installed_at is None and not status.target:
+        return [Check(name, Status.WARN, "not installed: backup and update events arrive by polling only, "
+                      "up to PVEBOT_EVENTS_POLL_SECONDS late", f"run '{install}'")]
+    if status.installed_at is None:
+        return [Check(name, Status.FAIL, f"the cluster has webhook target '{webhooks.TARGET}' but pvebot holds no "
+                      "secret for it: its pushes are refused", f"run '{install}' again, or "
+                      f"'pvebot admin events uninstall {cluster}'")]
+    if not on_cluster:
+        lacking = " and ".join(what for what, there in ((f"target '{webhooks.TARGET}'", status.target),
+                                                          (f"matcher '{webhooks.MATCHER}'", status.matcher))
+                               if not there)
+        return [Check(name, Status.FAIL, f"installed for {status.url}, but the cluster lacks {lacking}: no push "
+                      "arrives", f"run '{install}' again")]
+    if status.last_push_at is None:
+        return [Check(name, Status.WARN, f"installed for {status.url}, but no push has reached pvebot yet",
+                      f"check that every node reaches {status.url}/pve/events/{cluster}, then '{install}'")]
+    return [Check(name, Status.OK, f"installed for {status.url}; last push {status.last_push_at:%Y-%m-%d %H:%M} UTC")]
+
+
+_SSH_FIXES = (
+    ("host key changed", "check the key on the node's console, then 'cluster trust {cluster} {node} <fingerprint>' "
+                         "in chat"),
+    ("no pinned host key", "'cluster trust {cluster} {node}' in chat, after checking the fingerprint"),
+    ("no key on this cluster", "'cluster keys push {cluster} --password-env VAR' in chat"),
+    ("missing from authorized_keys", "'cluster keys push {cluster} --password-env VAR' in chat"),
+    ("login refused", "'cluster keys push {cluster} --password-env VAR' in chat"),
+)
+
+
+def ssh_checks(cluster: str, health: Sequence[NodeHealth]) -> list[Check]:
+    """SSH key health of one cluster's nodes, one line per node.
+
+    Args:
+        cluster: the cluster's name.
+        health: what :func:`core.services.key_operations.check_cluster` found.
+
+    Returns:
+        ✅ for a node pvebot logs in to with its key and finds its line on, else ❌ with the fix.
+    """
+    checks: list[Check] = []
+    for h in health:
+        name = f"cluster {cluster}: SSH {h.node}"
+        if h.ok:
+            checks.append(Check(name, Status.OK, f"pvebot's key logs in and is listed (key {h.key_age_days} d old)"))
+            continue
+        fix = next((f for words, f in _SSH_FIXES if words in h.problem),
+                   "check that pvebot reaches the node's SSH port (clusters[].ssh.nodes) and 'cluster keys health'")
+        checks.append(Check(name, Status.FAIL, h.problem, fix.format(cluster=cluster, node=h.node)))
+    return checks

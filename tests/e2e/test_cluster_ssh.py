@@ -426,3 +426,39 @@ def test_a_first_push_that_failed_half_way_is_finished_by_the_next_one(tmp_path:
         ssh.restart("pve2")
         _push(w)
         assert _pvebot_lines(ssh) == [line]  # the same key, not a second line beside an orphan
+
+
+def test_doctor_logs_in_to_every_node_and_gives_each_its_line_and_fix(tmp_path: Path) -> None:
+    from bot import doctor
+    from bot.config import Settings
+    from core.services.doctor import Status, render_json, render_text
+
+    def ssh_lines() -> list[doctor.Check]:
+        return [c for c in doctor.run(Settings.from_mapping(w.env)) if c.name.startswith("cluster lab: SSH")]
+
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=_doc(ssh), extra_env=_env(ssh)) as w:
+        before = ssh_lines()
+        assert [(c.name, c.status) for c in before] == [("cluster lab: SSH pve1", Status.FAIL),
+                                                       ("cluster lab: SSH pve2", Status.FAIL)]
+        assert "pvebot has no key on this cluster" in before[0].detail
+        assert before[0].fix == "'cluster keys push lab --password-env VAR' in chat"
+        _push(w)
+        assert [(c.status, c.detail) for c in ssh_lines()] == [
+            (Status.OK, "pvebot's key logs in and is listed (key 0 d old)")] * 2
+        seen = ssh.new_host_key("pve2")
+        ssh.keys_file.write_text("")
+        pve1, pve2 = ssh_lines()
+        assert pve1.status is Status.FAIL and pve1.detail == "login refused" and "cluster keys push lab" in pve1.fix
+        assert pve2.status is Status.FAIL and "host key changed" in pve2.detail
+        assert pve2.fix.endswith("'cluster trust lab pve2 <fingerprint>' in chat")
+        report = render_text([pve1, pve2]) + render_json([pve1, pve2])
+        assert ssh.password not in report and seen not in report
+        with w.app.deps.uow_factory(Scope.everything()) as uow:
+            cluster = uow.clusters.by_name("lab")
+            assert cluster is not None and cluster.id is not None
+            (key,) = uow.ssh.keys(cluster.id)
+            health = {n.node: n.health for n in uow.ssh.nodes(cluster.id)}
+        private = FernetCipher(list(Settings.from_mapping(w.env).secret_keys)).decrypt(key.private_key_encrypted)
+        assert private.strip().splitlines()[1] not in report
+        # what doctor found is what `cluster keys health` and `cluster status` show next
+        assert health == {"pve1": "login refused", "pve2": "🔒 host key changed, refused (nothing sent)"}

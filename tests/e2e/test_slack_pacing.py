@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.slack.notifier import SlackNotifier, outbox_client
 from adapters.slack.outbound import ResponseUrlBudget
@@ -165,6 +166,7 @@ async def test_a_429_storm_leaves_no_command_unanswered_and_no_verdict_unshown(
     async with running_slack_bot(tmp_path, fake_slack, hypervisors=_hypervisors(n),
                                  slack_pace=Pace(interval=INTERVAL, deadline=30, fallback_deadline=20)) as bot:
         found = await _storm_of_commands(bot, n, channels=3)
+        metrics = bot.app.telemetry.render().decode()
     assert sorted(j.state.value for j in found) == ["succeeded"] * n
     # one message a job: the answer that said "queued", edited through to its verdict
     for job in found:
@@ -176,6 +178,10 @@ async def test_a_429_storm_leaves_no_command_unanswered_and_no_verdict_unshown(
     for channel, gaps in _gaps_per_channel(fake_slack).items():
         assert min(gaps) >= INTERVAL, channel
     assert fake_slack.violations == []
+    # every 429 shows in the metrics, though each was waited out and every post went through in the end
+    throttled = [s.value for f in text_string_to_metric_families(metrics) for s in f.samples
+                 if s.name == "pvebot_chat_rate_limited_total" and s.labels == {"platform": "slack"}]
+    assert throttled == [len([c for c in fake_slack.calls if c.status == 429])]
 
 
 async def test_answers_fall_back_to_the_response_url_when_the_bot_token_cannot_get_through(

@@ -5,18 +5,24 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import redis
 
 from adapters.crypto import generate_key
+from adapters.proxmox.gateway import ProxmoxHypervisor, ProxmoxHypervisors
 from adapters.sql import migrate
 from adapters.sql.uow import make_engine
 from bot import doctor
 from bot.bootstrap import open_storage
 from bot.cli import main
 from bot.config import Settings
+from core.errors import PermissionDenied
+from core.model import EventSource
+from core.principal import Scope
+from core.services import webhooks
 from core.services.doctor import Status, exit_code, render_json, render_text
 from pvesim import PveSimulator, SimServer
 from pvesim.api_cluster import ALL_PRIVILEGES
@@ -25,6 +31,9 @@ from tests.support import REDIS_URL, provision, service_missing
 
 LIMITED_ID = "pvebot@pve!limited"
 LIMITED_SECRET = "0d6c9b0e-8a3f-4d21-b7c5-2e9f4a1c6d38"
+# lacks both ways to a webhook target: Sys.Modify (with Sys.Audit) and Sys.AccessNetwork on /
+NOHOOK_ID = "pvebot@pve!nohook"
+NOHOOK_SECRET = "5b1e7d2a-9c4f-4e83-a6d0-3f8b2c7e1a94"
 WRONG_PIN = ":".join(["AB"] * 32)
 
 
@@ -40,6 +49,7 @@ def _dead_url() -> str:
 def sim() -> Iterator[tuple[PveSimulator, SimServer]]:
     simulator = build_simulator()
     simulator.add_token(LIMITED_ID, LIMITED_SECRET, privileges=set(ALL_PRIVILEGES) - {"Sys.Modify"})
+    simulator.add_token(NOHOOK_ID, NOHOOK_SECRET, privileges=set(ALL_PRIVILEGES) - {"Sys.Modify", "Sys.AccessNetwork"})
     with simulator.start() as server:
         yield simulator, server
 
@@ -61,7 +71,7 @@ def _cluster(name: str, urls: list[str], *, token: str, env: str, pin: str) -> s
 
 def _settings(tmp_path: Path, **extra: str) -> Settings:
     env = {"PVEBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'pvebot.db'}", "PVEBOT_SECRET_KEY": generate_key(),
-           "PVE_FULL": TOKEN_SECRET, "PVE_LIMITED": LIMITED_SECRET, **extra}
+           "PVE_FULL": TOKEN_SECRET, "PVE_LIMITED": LIMITED_SECRET, "PVE_NOHOOK": NOHOOK_SECRET, **extra}
     return Settings.from_mapping(env)
 
 
@@ -73,6 +83,7 @@ def provisioned(tmp_path: Path, sim: tuple[PveSimulator, SimServer]) -> Settings
         _cluster("full", [server.url, _dead_url()], token=TOKEN_ID, env="PVE_FULL", pin=server.fingerprint)
         + _cluster("limited", [server.url], token=LIMITED_ID, env="PVE_LIMITED", pin=server.fingerprint)
         + _cluster("pinned", [server.url], token=TOKEN_ID, env="PVE_FULL", pin=WRONG_PIN)
+        + _cluster("nohook", [server.url], token=NOHOOK_ID, env="PVE_NOHOOK", pin=server.fingerprint)
     )
     storage = open_storage(settings)
     provision(storage, _doc(server, clusters=clusters), settings.env)
@@ -97,15 +108,51 @@ def test_a_token_with_every_privilege_may_do_everything_and_a_dead_url_gets_its_
     assert "create backup schedules" in privileges[0].detail
 
 
+@contextmanager
+def _cluster_api(settings: Settings, name: str) -> Iterator[ProxmoxHypervisor]:
+    """The production gateway for one provisioned cluster: what pvebot would send with its token."""
+    storage = open_storage(settings)
+    with storage.uow_factory(Scope.everything()) as uow:
+        cluster = uow.clusters.by_name(name)
+    assert cluster is not None
+    hypervisors = ProxmoxHypervisors(storage.cipher, read_retries=0)
+    try:
+        yield hypervisors.for_cluster(cluster)
+    finally:
+        hypervisors.close()
+        storage.engine.dispose()
+
+
+def _webhook(api: ProxmoxHypervisor, name: str) -> None:
+    api.save_webhook(name, url="https://pvebot.example.com/pve/events/x", headers={}, body="{}", secrets={},
+                     comment="doctor test", create=True)
+
+
 def test_a_token_without_sys_modify_on_root_is_told_which_features_it_blocks(provisioned: Settings) -> None:
     checks = _lines(doctor.run(provisioned), "cluster limited: privileges")
-    assert {c.status for c in checks} == {Status.WARN}
-    details = [c.detail for c in checks]
-    assert "this token cannot create backup schedules: it lacks Sys.Modify on /" in details
-    assert any(d.startswith("this token cannot set up the Proxmox event hook") and "Sys.Modify on /" in d
-               for d in details)
-    assert len(details) == 2  # nothing else is blocked
-    assert all("Sys.Modify" in c.fix for c in checks)
+    assert [(c.status, c.detail) for c in checks] == [
+        (Status.WARN, "this token cannot create backup schedules: it lacks Sys.Modify on /")]
+    assert "Sys.Modify" in checks[0].fix
+    # what doctor said is what Proxmox does: the schedule is refused, while the webhook target, which
+    # Sys.AccessNetwork on / allows instead, is taken
+    with _cluster_api(provisioned, "limited") as api:
+        with pytest.raises(PermissionDenied, match=r"lacks the Proxmox privilege Sys\.Modify on /"):
+            api.save_backup_job("backup-doctor", schedule="daily", options={"all": "1", "storage": "local"},
+                                create=True)
+        _webhook(api, "doctor-limited")
+
+
+def test_a_token_without_either_way_to_a_webhook_is_told_it_cannot_set_up_the_event_hook(
+    provisioned: Settings,
+) -> None:
+    details = [c.detail for c in _lines(doctor.run(provisioned), "cluster nohook: privileges")]
+    assert details == [
+        "this token cannot create backup schedules: it lacks Sys.Modify on /",
+        "this token cannot set up the Proxmox event hook (notification webhook): it lacks Sys.Modify on / "
+        "(or, instead, Mapping.Modify on /mapping/notifications and Sys.AccessNetwork on /)",
+    ]
+    with _cluster_api(provisioned, "nohook") as api, pytest.raises(PermissionDenied):
+        _webhook(api, "doctor-nohook")
 
 
 def test_a_wrong_certificate_pin_is_its_own_line_and_nothing_is_sent(
@@ -215,3 +262,54 @@ def test_teams_without_an_app_secret_is_a_failure_and_unset_teams_is_fine(tmp_pa
     assert doctor.check_teams(_settings(tmp_path))[0].status is Status.OK
     (line,) = doctor.check_teams(_settings(tmp_path, MICROSOFT_APP_ID="00000000-0000-0000-0000-000000000001"))
     assert line.status is Status.FAIL and "MICROSOFT_APP_PASSWORD" in line.detail
+
+
+def _hook(checks: list[doctor.Check], cluster: str) -> doctor.Check:
+    (line,) = [c for c in checks if c.name == f"cluster {cluster}: event hook"]
+    return line
+
+
+def test_the_event_hook_gets_its_line_from_what_pvebot_stored_and_what_the_cluster_has(
+    provisioned: Settings,
+) -> None:
+    full = _hook(doctor.run(provisioned), "full")
+    assert full.status is Status.WARN and full.detail.startswith("not installed: backup and update events arrive "
+                                                                 "by polling only")
+    assert "pvebot admin events install full --url" in full.fix
+    assert not [c for c in doctor.run(provisioned) if c.name == "cluster pinned: event hook"]  # its API is refused
+    storage = open_storage(provisioned)
+    with storage.uow_factory(Scope.everything()) as uow:
+        cluster = uow.clusters.by_name("full")
+        assert cluster is not None and cluster.id is not None
+        uow.event_sources.save(EventSource(cluster_id=cluster.id, secret_encrypted=storage.cipher.encrypt("s3cret"),
+                                           url="https://pvebot.example.com", installed_at=storage.clock.now()))
+        uow.commit()
+    line = _hook(doctor.run(provisioned), "full")
+    assert line.status is Status.FAIL
+    assert line.detail == ("installed for https://pvebot.example.com, but the cluster lacks target 'pvebot' and "
+                           "matcher 'pvebot-matcher': no push arrives")
+    assert line.fix == "run 'pvebot admin events install full --url https://pvebot.example.com' again"
+    with _cluster_api(provisioned, "full") as api:
+        api.save_webhook(webhooks.TARGET, url="https://pvebot.example.com/pve/events/full", headers={}, body="{}",
+                         secrets={"token": "s3cret"}, comment="doctor test", create=True)
+        api.save_matcher(webhooks.MATCHER, targets=[webhooks.TARGET], match_fields=webhooks.MATCH_FIELDS,
+                         comment="doctor test", create=True)
+        try:
+            checks = doctor.run(provisioned)
+            line = _hook(checks, "full")
+            assert line.status is Status.WARN and "no push has reached pvebot yet" in line.detail
+            # the same simulator answers for 'limited': a target there that pvebot holds no secret for
+            limited = _hook(checks, "limited")
+            assert limited.status is Status.FAIL and "pvebot holds no secret for it" in limited.detail
+            with storage.uow_factory(Scope.everything()) as uow:
+                uow.event_sources.pushed(cluster.id, at=storage.clock.now())
+                uow.commit()
+            checks = doctor.run(provisioned)
+            line = _hook(checks, "full")
+            assert line.status is Status.OK and line.detail.startswith("installed for https://pvebot.example.com; "
+                                                                       "last push ")
+            assert "s3cret" not in render_text(checks) + render_json(checks)
+        finally:
+            api.delete_matcher(webhooks.MATCHER)
+            api.delete_webhook(webhooks.TARGET)
+            storage.engine.dispose()
