@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -372,9 +372,9 @@ class ProxmoxHypervisor:
             with self._logs_lock:
                 self._logs.pop(task.upid, None)
         tail = tuple(self._api.redact(line, keep_ips=True) for line in list(cursor.tail)[-self._log_lines :])
-        percent = 100.0 if not running and (exitstatus == "OK" or (exitstatus or "").startswith("WARNINGS: ")) \
-            and cursor.percent is not None else cursor.percent
-        return TaskStatus(running=running, exitstatus=exitstatus, percent=percent, log_tail=tail)
+        ended = TaskStatus(running=running, exitstatus=exitstatus, percent=cursor.percent, log_tail=tail)
+        # a task that did its work ends at 100 %, whatever its last percent line said
+        return replace(ended, percent=100.0) if ended.ok and cursor.percent is not None else ended
 
     def _read_log(self, base: str, upid: str) -> _LogCursor:
         with self._logs_lock:
