@@ -199,6 +199,27 @@ def _wait_progress(w: World, job: str, text: str, *, timeout: float = 30) -> str
     raise AssertionError(f"job-{job} never showed {text!r}")
 
 
+def _approve_upgrade_held_at_the_gate(w: World, ssh: SshCluster, apr: str,
+                                      at_the_gate: Callable[[], None]) -> tuple[str, str]:
+    """OPS approves an upgrade that apt holds at the gate; once its first package shows, ``at_the_gate``
+    runs, then apt goes on. The job and its final state."""
+    ops, ops_out = w.shell(OPS)
+
+    def watch() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (ids := job_ids(ops_out.getvalue())):
+            time.sleep(0.05)
+        _wait_progress(w, ids[0], "Unpacking pve-manager")
+        at_the_gate()
+        ssh.open_gate()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    ops.run([f"approve apr-{apr}"])
+    watcher.join(timeout=60)
+    return _job(w, ops_out.getvalue())
+
+
 def test_node_upgrade_with_approval_streams_apt_and_announces_the_outcome(tmp_path: Path) -> None:
     with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=_doc(ssh), extra_env=_env(ssh)) as w:
         _push(w)
@@ -217,22 +238,11 @@ def test_node_upgrade_with_approval_streams_apt_and_announces_the_outcome(tmp_pa
         second: list[str] = []
 
         def at_the_gate() -> None:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not (ids := job_ids(ops_out.getvalue())):
-                time.sleep(0.05)
-            job = ids[0]
-            _wait_progress(w, job, "Unpacking pve-manager")
             again, again_out = w.shell(ROOT)  # not _run: its answer names the running job, which waits here
             again.run(["node upgrade lab/pve1"])
             second.append(again_out.getvalue())
-            ssh.open_gate()
 
-        ops, ops_out = w.shell(OPS)
-        watcher = threading.Thread(target=at_the_gate, daemon=True)
-        watcher.start()
-        ops.run([f"approve apr-{apr}"])
-        watcher.join(timeout=60)
-        job, state = _job(w, ops_out.getvalue())
+        job, state = _approve_upgrade_held_at_the_gate(w, ssh, apr, at_the_gate)
         # the job reports in the requester's thread; its last edit is written just after it settles
         text = _shown(root, root_out, "upgraded lab/pve1")
         assert state == "succeeded", text
@@ -290,20 +300,10 @@ def test_an_upgrade_whose_ssh_session_drops_goes_on_on_the_node(tmp_path: Path) 
         log = Path(pwd.getpwnam(USER).pw_dir) / ".pvebot-upgrade.log"
 
         def cut_the_session() -> None:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not (ids := job_ids(ops_out.getvalue())):
-                time.sleep(0.05)
-            _wait_progress(w, ids[0], "Unpacking pve-manager")
             # the node's side of every session of pvebot's user goes, as when the network drops
             subprocess.run(["pkill", "-KILL", "-f", f"sshd: {USER}"], check=False)
-            ssh.open_gate()
 
-        ops, ops_out = w.shell(OPS)
-        cutter = threading.Thread(target=cut_the_session, daemon=True)
-        cutter.start()
-        ops.run([f"approve apr-{apr}"])
-        cutter.join(timeout=60)
-        job, state = _job(w, ops_out.getvalue())
+        job, state = _approve_upgrade_held_at_the_gate(w, ssh, apr, cut_the_session)
         assert state == "failed"
         with w.app.deps.uow_factory(Scope.everything()) as uow:
             stored = uow.jobs.get(job)
