@@ -67,9 +67,10 @@ def percentile(values: list[float], q: float) -> float:
 class StatementCounter:
     """Counts the SQL statements the engine sends, whoever sends them."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engines: tuple[Any, ...]) -> None:
         self.count = 0
-        event.listen(engine, "before_cursor_execute", self._seen)
+        for engine in engines:
+            event.listen(engine, "before_cursor_execute", self._seen)
 
     def _seen(self, *_args: Any) -> None:
         self.count += 1
@@ -245,7 +246,7 @@ def main() -> None:
     app = build_app(settings, storage=storage)
     app.dispatcher.rate_limiter = RateLimiter(limit=10**9)  # measure the path, not the limiter
     key = identity.link_local(app.deps.uow_factory, "bob@acme.example", clock=app.deps.clock)
-    counter = StatementCounter(storage.engine)
+    counter = StatementCounter(storage.uow_factory.engines)
     backend = storage.engine.dialect.name
 
     print(f"database: {backend}; {n} commands of each kind per size, one after the other; acme owns {MINE} guests")

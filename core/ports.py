@@ -597,7 +597,15 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, scope: Scope) -> UnitOfWork: ...
+    def __call__(self, scope: Scope, *, autocommit: bool = False) -> UnitOfWork:
+        """A unit of work that sees what ``scope`` allows.
+
+        ``autocommit``: each statement is its own transaction, durable once it has run, and
+        ``commit`` sends nothing more. For reads and for a single row written alone: on a server
+        they then cost one round trip a statement and none to begin or end. Never for writes that
+        must hold together (it refuses a second row, or a change to the directory).
+        """
+        ...
 
 
 # ---- Work and conversation -------------------------------------------------------------

@@ -32,8 +32,12 @@ def _raise_directory_version(session: Session, _context: Any, _instances: Any) -
                         .values(version=directory_version.c.version + 1))
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine tuned per backend: SQLite with WAL and foreign keys, MySQL with few round trips."""
+def make_engine(url: str, *, autocommit: bool = False, **kwargs: Any) -> Engine:
+    """An engine tuned per backend: SQLite with WAL and foreign keys, MySQL with few round trips.
+
+    ``autocommit`` (MySQL): connections that stay in autocommit mode, where each statement is its
+    own transaction; see :meth:`SqlUnitOfWorkFactory.__call__`.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
 
@@ -53,7 +57,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # each statement sees what others committed before it: a decision taken under a row lock (a
     # company's quota) must count the jobs the transaction it waited for has just added, which
     # MariaDB's default REPEATABLE READ would hide behind the snapshot of its first read
-    kwargs.setdefault("isolation_level", "READ COMMITTED")
+    kwargs.setdefault("isolation_level", "AUTOCOMMIT" if autocommit else "READ COMMITTED")
+    # in autocommit mode a ROLLBACK at the end has nothing to undo: skip its round trip
+    kwargs.setdefault("skip_autocommit_rollback", autocommit)
     # a round trip to the server costs more than most of a command's own work: the pool's two
     # safety round trips (a ping at every checkout, a ROLLBACK at every return) are made only
     # where they can matter, by the listeners below
@@ -62,6 +68,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     engine = create_engine(url, **kwargs)
     event.listen(engine, "checkout", _ping_if_idle)
     event.listen(engine, "checkin", _note_return)
+    if autocommit:
+        event.listen(engine, "reset", _roll_back_if_begun)
+        return engine
     event.listen(engine, "reset", _roll_back_if_open)
     event.listen(engine, "before_cursor_execute", _note_open)
     event.listen(engine, "commit", _note_closed)
@@ -104,6 +113,12 @@ def _roll_back_if_open(dbapi_connection: Any, record: Any, state: Any) -> None:
     record.info[_OPEN] = False
 
 
+def _roll_back_if_begun(dbapi_connection: Any, _record: Any, state: Any) -> None:
+    # in autocommit mode only an explicit BEGIN opens a transaction, and the server's flag says so
+    if not state.terminate_only and getattr(dbapi_connection, "server_status", 0) & _SERVER_STATUS_IN_TRANS:
+        dbapi_connection.rollback()
+
+
 def _note_open(conn: Any, *_args: Any) -> None:
     conn.info[_OPEN] = True
 
@@ -118,6 +133,16 @@ def _note_error(context: Any) -> None:
     conn = context.connection
     if conn is not None and not conn.closed and not conn.invalidated:
         conn.info[_OPEN] = True
+
+
+def _one_row_alone(session: Session, _context: Any, _instances: Any) -> None:
+    # each statement commits itself: a second row, or a directory change with its version bump,
+    # would not hold together with the first
+    pending = [*session.new, *session.dirty, *session.deleted]
+    written = session.info.get("rows_written", 0) + len(pending)
+    if written > 1 or any(isinstance(o, _DIRECTORY) for o in pending):
+        raise RuntimeError("an autocommit unit of work writes one row at most, and nothing of the directory")
+    session.info["rows_written"] = written
 
 
 class SqlUnitOfWork:
@@ -141,9 +166,10 @@ class SqlUnitOfWork:
     ssh: ports.SshRepository
     event_sources: ports.EventSourceRepository
 
-    def __init__(self, session_factory: sessionmaker[Session], scope: Scope) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], scope: Scope, *, autocommit: bool = False) -> None:
         self._session_factory = session_factory
         self.scope = scope
+        self._autocommit = autocommit
 
     def __enter__(self) -> ports.UnitOfWork:
         self.session = self._session_factory()
@@ -172,7 +198,10 @@ class SqlUnitOfWork:
         self.session.close()
 
     def commit(self) -> None:
-        self.session.commit()
+        if not self._autocommit:
+            self.session.commit()
+            return
+        self.session.flush()  # each statement has committed itself: no COMMIT to send
 
     def directory_version(self) -> int | None:
         return self.session.execute(select(directory_version.c.version).where(directory_version.c.id == 1)).scalar()
@@ -189,9 +218,32 @@ class SqlUnitOfWorkFactory:
         self.engine = engine
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
         event.listen(self._sessions, "before_flush", _raise_directory_version)
+        # MySQL: autocommit units of work on connections of their own, which stay in that mode
+        # (switching a connection's mode costs a round trip each way); none are opened until used
+        self._autocommit_engine: Engine | None = None
+        self._autocommit_sessions = self._sessions
+        if engine.dialect.name == "mysql":
+            self._autocommit_engine = make_engine(engine.url.render_as_string(hide_password=False), autocommit=True)
+            self._autocommit_sessions = sessionmaker(bind=self._autocommit_engine, expire_on_commit=False)
+            event.listen(self._autocommit_sessions, "before_flush", _one_row_alone)
         if not event.contains(model.Job, "before_insert", _job_target_columns):
             event.listen(model.Job, "before_insert", _job_target_columns)
             event.listen(model.Job, "before_update", _job_target_columns)
 
-    def __call__(self, scope: Scope) -> ports.UnitOfWork:
-        return SqlUnitOfWork(self._sessions, scope)
+    def __call__(self, scope: Scope, *, autocommit: bool = False) -> ports.UnitOfWork:
+        """A unit of work in ``scope``; see :class:`core.ports.UnitOfWorkFactory` for ``autocommit``.
+
+        SQLite has no round trips to save: there an autocommit one is an ordinary one.
+        """
+        if not autocommit or self._autocommit_engine is None:
+            return SqlUnitOfWork(self._sessions, scope)
+        return SqlUnitOfWork(self._autocommit_sessions, scope, autocommit=True)
+
+    @property
+    def engines(self) -> tuple[Engine, ...]:
+        """The engines it sends statements through: the main one, then the autocommit one (MySQL)."""
+        return (self.engine,) + ((self._autocommit_engine,) if self._autocommit_engine is not None else ())
+
+    def dispose(self) -> None:
+        for engine in self.engines:
+            engine.dispose()

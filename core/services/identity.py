@@ -70,7 +70,8 @@ def _resolve_once(
     uow_factory: UnitOfWorkFactory, key: IdentityKey, *, clock: Clock, directory: Directory | None,
     cache: DirectoryCache | None,
 ) -> Resolved:
-    with uow_factory(Scope.everything()) as uow:
+    # every command passes here: the look-up reads only, without a transaction to begin or end
+    with uow_factory(Scope.everything(), autocommit=True) as uow:
         version = uow.directory_version() if cache is not None else None
         kept = cache.get(version, ("principal", key)) if cache is not None else None
         if isinstance(kept, Principal):
@@ -86,12 +87,18 @@ def _resolve_once(
             if cache is not None:
                 cache.put(version, ("principal", key), principal)
             return Resolved(principal, version=version)
-        if directory is None:
-            raise NotLinked()
-        email = (directory.email_of(key.platform, key.workspace_id, key.user_id) or "").strip().lower()
-        if "@" not in email or len(email) > _EMAIL_MAX:
-            raise NotLinked()
-        domain = email.rsplit("@", 1)[1]
+    if directory is None:
+        raise NotLinked()
+    return _link(uow_factory, key, clock=clock, directory=directory)
+
+
+def _link(uow_factory: UnitOfWorkFactory, key: IdentityKey, *, clock: Clock, directory: Directory) -> Resolved:
+    """Link an identity seen for the first time to the user its directory email names, or refuse."""
+    email = (directory.email_of(key.platform, key.workspace_id, key.user_id) or "").strip().lower()
+    if "@" not in email or len(email) > _EMAIL_MAX:
+        raise NotLinked()
+    domain = email.rsplit("@", 1)[1]
+    with uow_factory(Scope.everything()) as uow:
         user = uow.users.by_email(email)
         if user is None:
             user = _add_by_group(uow, key, email=email, directory=directory, clock=clock)

@@ -35,7 +35,7 @@ def status(deps: Deps, principal: Principal, ref: str) -> tuple[inventory.OwnedG
     except NotFound:
         owned = inventory.find(deps, principal, ref, refresh=True)
         detail = deps.hypervisors.for_cluster(owned.cluster).status(owned.guest.ref)
-    with deps.uow_factory(principal.scope) as uow:
+    with deps.uow_factory(principal.scope, autocommit=True) as uow:
         last = uow.jobs.last_for(cluster=owned.cluster.name, vmid=owned.guest.vmid)
     return owned, detail, last
 

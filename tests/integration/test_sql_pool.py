@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pymysql  # type: ignore[import-untyped]
 import pytest
@@ -15,6 +16,7 @@ from adapters.sql import migrate
 from adapters.sql import uow as sql_uow
 from adapters.sql.tables import directory_version
 from adapters.sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory, make_engine
+from core.model import AuditEvent
 from core.principal import Scope
 from tests.support import mariadb_database
 
@@ -142,3 +144,56 @@ def test_a_connection_lost_within_the_idle_second_fails_one_statement_then_recov
         version_read(factory)
     assert lost.value.connection_invalidated  # SQLAlchemy drops it (and every older one)
     version_read(factory)
+
+
+def audit_row(n: int) -> AuditEvent:
+    return AuditEvent(at=datetime.now(UTC), action="command", actor="bob@acme.example", target=f"vm status {n}")
+
+
+def audited_elsewhere(engine: Engine) -> int:
+    """The audit rows another connection sees: what is durable, not what a session holds."""
+    with make_engine(str(engine.url.set(query={}))).connect() as other:
+        return int(other.exec_driver_sql("SELECT COUNT(*) FROM audit_events").scalar_one())
+
+
+def test_an_autocommit_unit_of_work_sends_its_statements_and_nothing_else(engine: Engine) -> None:
+    factory = SqlUnitOfWorkFactory(engine)
+    main, autocommit = factory.engines
+    version_read(factory)
+    with factory(Scope.everything(), autocommit=True) as uow:  # the autocommit connection's first use
+        uow.directory_version()
+    before, before_main = counters(autocommit), counters(main)
+    for n in range(10):
+        with factory(Scope.everything(), autocommit=True) as uow:
+            assert uow.directory_version() is not None
+        with factory(Scope.everything(), autocommit=True) as uow:
+            uow.audit.append(audit_row(n))
+            uow.commit()
+    # no BEGIN, COMMIT, ROLLBACK or ping: each statement is its own transaction
+    assert delta(before, counters(autocommit)) == {"Com_admin_commands": 0, "Com_commit": 0, "Com_rollback": 0}
+    assert delta(before_main, counters(main)) == {"Com_admin_commands": 0, "Com_commit": 0, "Com_rollback": 0}
+    assert audited_elsewhere(engine) == 10  # and durable once written
+
+
+def test_an_autocommit_unit_of_work_refuses_a_second_row(engine: Engine) -> None:
+    factory = SqlUnitOfWorkFactory(engine)
+    with factory(Scope.everything(), autocommit=True) as uow:
+        uow.audit.append(audit_row(1))  # durable already: there is no transaction to hold it back
+        with pytest.raises(RuntimeError, match="one row at most"):
+            uow.audit.append(audit_row(2))
+    assert audited_elsewhere(engine) == 1
+
+
+def test_a_transaction_begun_on_an_autocommit_connection_is_rolled_back_at_return(engine: Engine) -> None:
+    factory = SqlUnitOfWorkFactory(engine)
+    autocommit = factory.engines[1]
+    with factory(Scope.everything(), autocommit=True) as uow:
+        start = uow.directory_version()
+    raw = autocommit.raw_connection()
+    cur = raw.cursor()
+    cur.execute("BEGIN")
+    cur.execute("UPDATE directory_version SET version = version + 100 WHERE id = 1")
+    raw.close()  # back to the pool inside its transaction
+    assert not locked_elsewhere(engine)
+    with factory(Scope.everything(), autocommit=True) as uow:
+        assert uow.directory_version() == start
