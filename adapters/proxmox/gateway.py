@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -67,8 +68,11 @@ class ProxmoxHypervisor:
         self._inventory = InventoryCache(self._fetch_inventory, max_age=cache_seconds)
         self._logs: OrderedDict[str, _LogCursor] = OrderedDict()
         self._logs_lock = threading.Lock()
+        # calls made beside the caller's own (see status); a thread starts only once one is needed
+        self._side_calls = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"pve-{cluster_name}")
 
     def close(self) -> None:
+        self._side_calls.shutdown(wait=False, cancel_futures=True)
         self._api.close()
 
     # -- inventory and status ------------------------------------------------------------
@@ -95,10 +99,16 @@ class ProxmoxHypervisor:
 
     def status(self, ref: GuestRef) -> GuestStatus:
         base = self._guest_path(ref)
-        current = self._api.call("GET", f"{base}/status/current")
         # /pending lists every key of the config with its current value beside any pending one:
-        # one call answers both
-        pending = self._api.call("GET", f"{base}/pending")
+        # one call answers both. It does not depend on the state: both are asked at once, so a
+        # status waits for one Proxmox answer, not two in a row
+        pending_call = self._side_calls.submit(self._api.call, "GET", f"{base}/pending")
+        try:
+            current = self._api.call("GET", f"{base}/status/current")
+        except BaseException:
+            wait([pending_call])  # no call of a status outlives it; the first error is the one told
+            raise
+        pending = pending_call.result()
         guest = mapping.guest_from_status(ref, current, pool=self._pool_of(ref))
         return GuestStatus(
             guest=guest,
