@@ -45,8 +45,7 @@ def parse(text: str, registry: CommandRegistry) -> Parsed:
         tokens = ["help"]
     spec = None
     # the longest names first: "backup schedule create" before "backup schedule" before "backup"
-    widest = max((len(name.split(" ")) for name in registry.names), default=1)
-    for width in range(widest, 0, -1):
+    for width in range(registry.widest, 0, -1):
         candidate = " ".join(t.lower() for t in tokens[:width])
         spec = registry.get(candidate) if len(tokens) >= width else None
         if spec is not None:

@@ -83,6 +83,7 @@ class CommandSpec:
 @dataclass
 class CommandRegistry:
     _commands: dict[str, CommandSpec] = field(default_factory=dict)
+    widest: int = 1  # words in the longest command name: where parsing starts looking
 
     def command(
         self,
@@ -104,6 +105,7 @@ class CommandRegistry:
             summary = op.summary if op is not None else (doc[0].strip() if doc else "")
             if not summary:
                 raise ValueError(f"command {name!r} has no help text")
+            self.widest = max(self.widest, len(name.split(" ")))
             self._commands[name] = CommandSpec(
                 name=name,
                 handler=handler,
