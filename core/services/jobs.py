@@ -66,10 +66,12 @@ def submit(
         raise NotFound(f"{target.kind.value} not found")
     rbac.require(principal, op.perm, company_id, what=target.kind.value)
     with deps.uow_factory(principal.scope) as uow:
-        existing = uow.jobs.by_request(request_id)
-        if existing is not None:
-            return existing, False
+        # a re-delivery is rare: the request id's unique key tells it below, without a look-up
+        # first, unless ``admit`` would refuse the re-delivery of a request it let in before
         if admit is not None:
+            existing = uow.jobs.by_request(request_id)
+            if existing is not None:
+                return existing, False
             admit(uow)
         now = deps.clock.now()
         job = Job(
@@ -92,8 +94,9 @@ def submit(
                          target=target.label, outcome="queued", detail={"job": show_job(job.id)})
             uow.commit()
         except DuplicateRequest:
-            # a concurrent delivery of the same request (a platform retrying a slow answer) stored it
-            # first and the unique request id refused ours: it is a re-delivery after all
+            # a delivery of the same request (a platform retrying a slow answer) stored it first and
+            # the unique request id refused ours: a re-delivery, which changes nothing (the quota
+            # that ``admit`` took and the audit row go back with this transaction)
             uow.rollback()
             existing = uow.jobs.by_request(request_id)
             if existing is None:
