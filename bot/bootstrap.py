@@ -205,10 +205,11 @@ def _queue(settings: Settings) -> JobQueue:
 def _rate_limiter(settings: Settings, queue: JobQueue) -> Any:
     """With Redis, one allowance per identity shared by every serve process; embedded, this process's own."""
     if settings.redis_url is None or not isinstance(queue, RqJobQueue):
-        return RateLimiter()
+        return RateLimiter(limit=settings.rate_limit, window=settings.rate_window)
     from adapters.ratelimit import RedisRateLimiter
 
-    return RedisRateLimiter(queue.connection, prefix=f"pvebot:rl:{settings.queue_name}")
+    return RedisRateLimiter(queue.connection, limit=settings.rate_limit, window=settings.rate_window,
+                            prefix=f"pvebot:rl:{settings.queue_name}")
 
 
 def _queue_depth(queue: JobQueue) -> int:

@@ -51,6 +51,9 @@ class Settings:
     events_poll_seconds: int = 60
     # how long a sender holds the notifications it is sending; a dead sender's pass to another after it
     notify_lease_seconds: int = 60
+    # commands one chat identity may send per window of seconds (shared through Redis when it is set)
+    rate_limit: int = 30
+    rate_window: int = 10
     # Slack
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_signing_secret: str | None = field(default=None, repr=False)
@@ -150,6 +153,8 @@ class Settings:
             cluster_check_interval=integer("PVEBOT_CLUSTER_CHECK_INTERVAL", 3600, 0, 86400),
             events_poll_seconds=integer("PVEBOT_EVENTS_POLL_SECONDS", 60, 1, 3600),
             notify_lease_seconds=integer("PVEBOT_NOTIFY_LEASE_SECONDS", 60, 2, 3600),
+            rate_limit=integer("PVEBOT_RATE_LIMIT", 30, 1, 100_000),
+            rate_window=integer("PVEBOT_RATE_WINDOW", 10, 1, 86400),
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_signing_secret=get("SLACK_SIGNING_SECRET"),
             slack_app_token=get("SLACK_APP_TOKEN"),
@@ -192,6 +197,9 @@ DOCUMENTED: tuple[tuple[str, str, str], ...] = (
                                          "history (one process polls a cluster at a time)"),
     ("PVEBOT_NOTIFY_LEASE_SECONDS", "60", "seconds a process holds the notifications it is sending; those of a "
                                           "process that died are sent by another after this"),
+    ("PVEBOT_RATE_LIMIT", "30", "commands one chat identity may send per `PVEBOT_RATE_WINDOW`; more are refused "
+                                "before any directory look-up"),
+    ("PVEBOT_RATE_WINDOW", "10", "seconds of the command rate limit's window"),
     ("SLACK_BOT_TOKEN", "(unset)", "Slack bot token `xoxb-…`"),
     ("SLACK_SIGNING_SECRET", "(unset)", "Slack signing secret (HTTP mode)"),
     ("SLACK_APP_TOKEN", "(unset)", "Slack app-level token `xapp-…`: Socket Mode"),

@@ -436,8 +436,11 @@ def standard_hypervisors() -> Any:
 
 @contextlib.asynccontextmanager
 async def running_bot(tmp_path: Path, monkeypatch: Any, *, auth: bool = True, progress_interval: float = 0.0,
-                      doc: str | None = None) -> AsyncIterator[TeamsBot]:
-    """Fake Bot Framework + provisioned pvebot (embedded RQ queue, fake hypervisors) + ``create_app`` on loopback."""
+                      doc: str | None = None, env: dict[str, str] | None = None) -> AsyncIterator[TeamsBot]:
+    """Fake Bot Framework + provisioned pvebot (embedded RQ queue, fake hypervisors) + ``create_app`` on loopback.
+
+    ``env`` adds settings (``PVEBOT_RATE_LIMIT=3``, …).
+    """
     from aiohttp.test_utils import TestServer
 
     from adapters.queue import EmbeddedQueue
@@ -452,7 +455,7 @@ async def running_bot(tmp_path: Path, monkeypatch: Any, *, auth: bool = True, pr
         provision(storage)
     else:
         provision(storage, doc)
-    extra = {} if auth else {"MICROSOFT_APP_ID": "", "PVEBOT_TEAMS_EMULATOR": "1"}
+    extra = {**({} if auth else {"MICROSOFT_APP_ID": "", "PVEBOT_TEAMS_EMULATOR": "1"}), **(env or {})}
     hypervisors = standard_hypervisors()
     app = build_app(teams_settings(storage, fake, **extra), storage=storage, hypervisors=hypervisors,
                     queue=EmbeddedQueue(workers=1), progress_interval=progress_interval, poll_interval=0.01)
