@@ -15,7 +15,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.crypto import generate_key
-from adapters.queue import RqJobQueue
+from adapters.queue import RqJobQueue, rq_job_id
 from adapters.sql import migrate
 from adapters.sql.uow import make_engine
 from bot.bootstrap import App, build_app, open_storage
@@ -221,6 +221,10 @@ async def test_notifications_pending_tells_approval_cards_and_outbox_events_apar
         storage.engine.dispose()
 
 
+def _rq_job_key(job_id: str) -> str:
+    return f"rq:job:{rq_job_id(job_id)}"
+
+
 @pytest.mark.redis
 async def test_queue_depth_counts_the_jobs_waiting_in_redis_and_falls_as_they_are_cancelled(tmp_path: Path) -> None:
     connection = redis.Redis.from_url(REDIS_URL)
@@ -241,10 +245,11 @@ async def test_queue_depth_counts_the_jobs_waiting_in_redis_and_falls_as_they_ar
     # no worker serves this queue: what the dispatcher hands over stays in Redis
     queue = RqJobQueue(redis.Redis.from_url(REDIS_URL), name=name)
     app = build_app(settings, storage=storage, hypervisors=hypervisors, queue=queue)
+    jobs: list[str | None] = []
     try:
         assert (await _scrape(app))[("pvebot_queue_depth", ())] == 0
         driver = ChatDriver(app)
-        jobs = [job_of(driver.ask(line, as_="bob@acme.example"))
+        jobs += [job_of(driver.ask(line, as_="bob@acme.example"))
                 for line in ("vm start db-01", "vm start app-01", "vm shutdown web-01")]
         assert all(jobs) and queue.queue.count == 3
         assert (await _scrape(app))[("pvebot_queue_depth", ())] == 3
@@ -258,7 +263,8 @@ async def test_queue_depth_counts_the_jobs_waiting_in_redis_and_falls_as_they_ar
     finally:
         app.close()
         storage.engine.dispose()
-        for key in connection.scan_iter(f"rq:*{name}*"):
+        # the queue's own keys, and the job hashes, which are named by job id, not by queue
+        for key in [*connection.scan_iter(f"rq:*{name}*"), *(_rq_job_key(j) for j in jobs if j)]:
             connection.delete(key)
         connection.close()
 
