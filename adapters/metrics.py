@@ -1,5 +1,5 @@
 """Prometheus metrics: :class:`core.telemetry.Telemetry` over ``prometheus-client``, and the gauges
-read at scrape time (jobs by state, queue depth, notification deliveries pending).
+read at scrape time (jobs by state, queue depth, messages pvebot still has to post).
 
 Each process builds its own :class:`PrometheusTelemetry` with its own registry rather than using
 the library's global one, so that tests and embedded processes do not share counters. Gauges
@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
 from adapters.sql import tables
-from core.model import ApprovalState, JobState
+from core.model import ApprovalState, JobState, OutboxState
 from core.principal import Scope
 from core.services import channels
 
@@ -100,12 +100,17 @@ class StateCollector(Collector):
             yield GaugeMetricFamily("pvebot_queue_depth", "Jobs waiting in the queue", value=self._queue_depth())
         except Exception:
             log.warning("metrics: cannot read the queue depth", exc_info=True)
-        try:
-            yield GaugeMetricFamily("pvebot_notifications_pending",
-                                    "Approval cards waiting for an approvers channel pvebot cannot reach yet",
-                                    value=self._pending_deliveries())
-        except Exception:
-            log.warning("metrics: cannot count pending deliveries", exc_info=True)
+        # one family, a series per kind: sum() is everything still to post, "by (kind)" tells where it waits
+        pending = GaugeMetricFamily("pvebot_notifications_pending",
+                                    "Messages pvebot still has to post: approval cards waiting for an approvers "
+                                    "channel it cannot reach yet (approval_card), event notifications in the "
+                                    "outbox not yet sent nor given up (event)", labels=["kind"])
+        for kind, count in (("approval_card", self._pending_deliveries), ("event", self._outbox_pending)):
+            try:
+                pending.add_metric([kind], float(count()))
+            except Exception:
+                log.warning("metrics: cannot count pending %s notifications", kind, exc_info=True)
+        yield pending
 
     def _pending_deliveries(self) -> int:
         with self._uow_factory(Scope.everything()) as uow:
@@ -114,6 +119,15 @@ class StateCollector(Collector):
                 return 0
             pending = uow.approvals.list(states=[ApprovalState.PENDING], limit=10000)
             return sum(1 for a in pending if a.company_id in waiting and not a.copies)
+
+    def _outbox_pending(self) -> int:
+        # PENDING covers rows waiting for their turn, held by a sender and backing off after a 429 or 5xx;
+        # SENT and DROPPED (given up) are done. One COUNT over the state index, however long the outbox is.
+        c = tables.notify_outbox.c
+        with self._engine.connect() as connection:
+            return int(connection.execute(
+                select(func.count()).select_from(tables.notify_outbox).where(c.state == OutboxState.PENDING)
+            ).scalar_one())
 
 
 def serve_metrics(telemetry: PrometheusTelemetry, *, host: str, port: int) -> None:
