@@ -130,11 +130,18 @@ def backup_history(args: Args, ctx: CommandContext) -> Reply:
         return Reply(text=f"no backup runs of your VMs since {args['since'] or '7d'} ago")
     mark = {"ok": "✅ ok", "warnings": "⚠️ ok with warnings", "failed": "❌ failed"}
     rows = tuple((_when(r.started), r.guest.guest.name, mark[r.outcome], r.reason[:80] or "—",
-                  "scheduled" if r.user == "root@pam" else r.user) for r in runs[:50])
+                  _by(r)) for r in runs[:50])
     failed = sum(1 for r in runs if r.outcome == "failed")
     return Reply(title=f"Backup runs ({len(runs)}, {failed} failed)",
                  table=Table(columns=("started (UTC)", "vm", "outcome", "reason", "by"), rows=rows),
                  severity=Severity.WARNING if failed else Severity.INFO)
+
+
+def _by(run: backups.RunOutcome) -> str:
+    if run.asked_by is not None:
+        return run.asked_by
+    # pvescheduler runs a schedule's tasks as root@pam; anyone else is who Proxmox names
+    return "scheduled" if run.user == "root@pam" else run.user
 
 
 def schedule_list(args: Args, ctx: CommandContext) -> Reply:

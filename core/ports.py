@@ -389,6 +389,13 @@ class JobRepository(Protocol):
         """The newest job on guest ``vmid`` of ``cluster``, in scope."""
         ...
 
+    def askers(self, upids: Iterable[str]) -> dict[str, User]:
+        """Who asked for the jobs, in scope, that started these Proxmox tasks: by UPID, one query for all.
+
+        A task of another company's job is simply not there, like any task pvebot did not start.
+        """
+        ...
+
     def claim(self, job_id: str, *, now: datetime) -> bool:
         """Move a queued job to running atomically; False when another delivery got there first."""
         ...

@@ -136,6 +136,19 @@ class PveSimulator:
 
         return asyncio.run_coroutine_threadsafe(run(), self.server.loop).result(timeout=10)
 
+    def backup_as(self, user: str, vmid: int, *, storage: str = "local") -> str:
+        """Back ``vmid`` up as ``user`` does from the web UI ("Backup now"); the task's UPID."""
+        assert self.server is not None, "start() the simulator first"
+        ctx = self._api.ctx
+
+        async def run() -> str:
+            with self.state.lock:
+                node = self.state.guests[vmid].node
+                return api_backup.start_vzdump(ctx, node=node, options={"vmid": str(vmid), "storage": storage},
+                                               user=user)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.server.loop).result(timeout=10)
+
     def backup_outcome(self, vmid: int, outcome: tuple[str, str] | None) -> None:
         """Make the next backups of ``vmid`` fail (``("error", reason)``) or warn; None: succeed again."""
         with self.state.lock:

@@ -513,6 +513,17 @@ class SqlJobRepository(_Scoped):
         stmt = self._select().where(c.target_cluster == cluster, c.target_vmid == vmid)
         return self._session.scalars(stmt.order_by(c.created_at.desc(), c.id).limit(1)).first()
 
+    def askers(self, upids: Iterable[str]) -> dict[str, User]:
+        wanted = sorted(set(upids))
+        if not wanted:
+            return {}
+        c = t.jobs.c
+        # the scope filters the jobs, not the users: a task of another company's job finds nobody, while
+        # provider staff who acted for the caller's company are named, as its approval cards name them
+        stmt = (select(c.upid, User).select_from(t.jobs).join(t.users, t.users.c.id == c.actor_user_id)
+                .where(c.upid.in_(wanted), _in_scope(c.company_id, self._scope)))
+        return {upid: user for upid, user in self._session.execute(stmt).all()}
+
     def claim(self, job_id: str, *, now: datetime) -> bool:
         c = t.jobs.c
         result = self._session.execute(

@@ -299,8 +299,11 @@ class RunOutcome:
     # ok | warnings | failed
     outcome: str
     reason: str
+    # who Proxmox says started the task: pvebot's token for a run asked for in chat
     user: str
     upid: str
+    # the chat user who asked pvebot for it (name, else email); None for a run pvebot did not start
+    asked_by: str | None = None
 
 
 def history(deps: Deps, principal: Principal, *, vm: str | None = None, since_seconds: int = 7 * 86400
@@ -308,7 +311,9 @@ def history(deps: Deps, principal: Principal, *, vm: str | None = None, since_se
     """Backup runs touching the caller's VMs, newest first, from each node's task history.
 
     Scheduled and operator runs count too. A run of several guests has no VMID in its task id, so
-    its log is read to tell which guests it backed up and how each fared.
+    its log is read to tell which guests it backed up and how each fared. Proxmox knows only pvebot's
+    token as the user of a run asked for in chat; the job that started it (by UPID, in the caller's
+    scope) says who asked.
     """
     seen = _scope_view(deps, principal)
     guests = seen.guests if vm is None else [inventory.resolve(seen.guests, vm)]
@@ -331,7 +336,16 @@ def history(deps: Deps, principal: Principal, *, vm: str | None = None, since_se
                     continue
                 out.extend(r for r in _outcomes(hv, task, mine) if r.started >= born.get(r.guest.guest.vmid, 0))
     out.sort(key=lambda r: (r.started, r.guest.guest.name), reverse=True)
-    return out
+    return _with_askers(deps, principal, out)
+
+
+def _with_askers(deps: Deps, principal: Principal, runs: list[RunOutcome]) -> list[RunOutcome]:
+    if not runs:
+        return runs
+    with deps.uow_factory(principal.scope) as uow:
+        askers = uow.jobs.askers(r.upid for r in runs)
+    return [replace(r, asked_by=askers[r.upid].name or askers[r.upid].email) if r.upid in askers else r
+            for r in runs]
 
 
 def _outcomes(hv: Hypervisor, task: TaskInfo, mine: dict[int, inventory.OwnedGuest]) -> list[RunOutcome]:

@@ -269,9 +269,37 @@ def test_history_tells_warnings_from_failures_in_single_guest_runs(tmp_path: Pat
         assert results[db_job] == "Proxmox task backup failed: job errors"
         bob.run(["backup history", "backup status"])
         text = out.getvalue()
-        assert re.search(r"web-01\s+⚠️ ok with warnings\s+EFI vars are not backed up\s+pvebot@pve!bot", text), text
-        assert re.search(r"db-01\s+❌ failed\s+no space left on device\s+pvebot@pve!bot", text), text
+        # Proxmox knows only pvebot's token; the job that started each run says who asked for it
+        assert re.search(r"web-01\s+⚠️ ok with warnings\s+EFI vars are not backed up\s+Bob User", text), text
+        assert re.search(r"db-01\s+❌ failed\s+no space left on device\s+Bob User", text), text
         assert re.search(r"db-01\s+lab\s+—\s+never\s+—\s+⚠️ never backed up", text), text
+
+
+def test_history_names_who_asked_in_chat_and_proxmox_s_user_for_other_runs(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        _backup_now(w, BOB, "backup now web-01")
+        # someone in the web UI, and a run under pvebot's token that no job of pvebot's started
+        _wait_tasks(w, [w.sim.backup_as("ops@pve", 101, storage="backup-nfs"),
+                        w.sim.backup_as("pvebot@pve!bot", 200, storage="backup-nfs")])
+        bob, out = w.shell(BOB)
+        bob.run(["backup history"])
+        text = out.getvalue()
+        assert re.search(r"web-01\s+✅ ok\s+—\s+Bob User\n", text), text
+        assert re.search(r"db-01\s+✅ ok\s+—\s+ops@pve\n", text), text
+        assert re.search(r"ct-01\s+✅ ok\s+—\s+pvebot@pve!bot\n", text), text
+
+        # web-01 moves to globex's pool: globex sees its run, but never who at acme asked for it
+        with w.sim.state.lock:
+            w.sim.state.guests[100].pool = "globex"
+        carol, carol_out = w.shell(CAROL)
+        carol.run(["vm list --refresh", "backup history"])  # past the inventory cache
+        answer = carol_out.getvalue()
+        assert re.search(r"web-01\s+✅ ok\s+—\s+pvebot@pve!bot\n", answer), answer
+        assert "Bob User" not in answer
+        root, root_out = w.shell(ROOT)
+        root.run(["backup history"])
+        assert re.search(r"web-01\s+✅ ok\s+—\s+Bob User\n", root_out.getvalue()), root_out.getvalue()
 
 
 def test_an_all_schedule_follows_the_company_s_pool_as_it_grows(tmp_path: Path) -> None:
