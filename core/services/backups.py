@@ -342,7 +342,7 @@ def history(deps: Deps, principal: Principal, *, vm: str | None = None, since_se
 def _with_askers(deps: Deps, principal: Principal, runs: list[RunOutcome]) -> list[RunOutcome]:
     if not runs:
         return runs
-    with deps.uow_factory(principal.scope) as uow:
+    with deps.uow_factory(principal.scope, autocommit=True) as uow:
         askers = uow.jobs.askers(r.upid for r in runs)
     return [replace(r, asked_by=askers[r.upid].name or askers[r.upid].email) if r.upid in askers else r
             for r in runs]

@@ -41,7 +41,8 @@ def bot(storage: Storage) -> ChatDriver:
 
 def _statements(storage: Storage) -> list[str]:
     seen: list[str] = []
-    event.listen(storage.engine, "before_cursor_execute", lambda _c, _cur, stmt, *_a: seen.append(stmt))
+    for engine in storage.uow_factory.engines:  # on MariaDB, the autocommit one's too
+        event.listen(engine, "before_cursor_execute", lambda _c, _cur, stmt, *_a: seen.append(stmt))
     return seen
 
 
