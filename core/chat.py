@@ -175,6 +175,10 @@ class Field:
     value: str
 
 
+# the longest text a button's ``ask`` takes (a decision's note is at most as long)
+MAX_ASK = 500
+
+
 @dataclass(frozen=True)
 class Action:
     """A button. Pressing it runs ``command`` as if its presser had typed it.
@@ -187,8 +191,8 @@ class Action:
     command: str
     style: ActionStyle = ActionStyle.DEFAULT
     only_for: tuple[int, ...] = ()
-    # the presser may add a short text (a reason), asked with this prompt and appended to the command
-    # where the platform can ask in the card (Teams); elsewhere the command runs without it
+    # the presser may add a short text (a reason, at most MAX_ASK characters), asked with this prompt
+    # and appended to the command: in the card on Teams, in a modal on Slack
     ask: str | None = None
 
 

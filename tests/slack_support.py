@@ -27,6 +27,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
 
 from tests.support import SLACK_IDS
 
@@ -84,6 +85,43 @@ def _limits(block: dict[str, Any]) -> list[str]:
             if len(e.get("action_id", "")) > LIMITS["id"]:
                 out.append("action_id too long")
     return out
+
+
+def view_problems(view: Any) -> list[str]:
+    """What Slack would refuse in a ``views.open`` modal: slack_sdk's View model, then what pvebot relies on.
+
+    The model checks the lengths (title, submit and close at most 24 characters, private_metadata 3,000,
+    callback_id 255, 1 to 100 blocks); each input block needs a label and an element with an action id,
+    a plain_text_input at most 3,000 characters long.
+    """
+    if not isinstance(view, dict):
+        return ["view is not an object"]
+    problems = []
+    try:
+        parsed = View(**view)
+        parsed.validate_json()
+        again = parsed.to_dict()
+    except Exception as e:  # SlackObjectFormationError and friends
+        return [f"view: {type(e).__name__}: {e}"]
+    if again != view:
+        problems.append(f"view: model round trip differs: {again!r} != {view!r}")
+    if view.get("type") != "modal":
+        problems.append("view type is not modal")
+    for key in ("title", "submit", "close"):
+        if not isinstance(view.get(key), dict) or view[key].get("type") != "plain_text":
+            problems.append(f"view {key} is not plain_text")
+    if not view.get("callback_id"):
+        problems.append("view without callback_id")
+    for block in view.get("blocks") or []:
+        if block.get("type") != "input":
+            continue
+        element = block.get("element") or {}
+        if not block.get("label") or not element.get("action_id"):
+            problems.append("input block without label or element action_id")
+        if element.get("type") == "plain_text_input" and not 0 < element.get("max_length", 3000) <= 3000:
+            problems.append("plain_text_input max_length out of 1..3000")
+    problems += block_problems(view.get("blocks"))
+    return problems
 
 
 @dataclass
@@ -281,6 +319,14 @@ class FakeSlack:
         expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
         if token != expected:
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        if method == "views.open" and self.validate:
+            problems = view_problems(args.get("view"))
+            if not args.get("trigger_id"):
+                problems.append("views.open without trigger_id")
+            if problems:
+                with self._lock:
+                    self.violations.extend(f"{method}: {p}" for p in problems)
+                return web.json_response({"ok": False, "error": "invalid_arguments", "errors": problems[:5]})
         if "blocks" in args and self.validate:
             problems = block_problems(args["blocks"])
             if problems:
@@ -322,6 +368,10 @@ class FakeSlack:
             return {"ok": True, "upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
         if method == "files.completeUploadExternal":
             return {"ok": True, "files": [{"id": f["id"], "title": f.get("title", "")} for f in args["files"]]}
+        if method == "views.open":
+            view_id = f"V{next(self._ts):08d}"
+            return {"ok": True, "view": {**args["view"], "id": view_id, "team_id": "T0ACME", "hash": "h" + view_id,
+                                         "state": {"values": {}}}}
         if method == "apps.connections.open":
             return {"ok": True, "url": self.url.replace("http://", "ws://") + "/link"}
         return {"ok": False, "error": "unknown_method"}
@@ -491,6 +541,24 @@ class SlackSender:
             "actions": [{"type": "button", "action_id": button["action_id"], "block_id": block.get("block_id", "b"),
                          "text": button["text"], "value": button["value"],
                          "action_ts": action_ts or f"{time.time():.6f}"}],
+        }
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+        return await self.post(body, content_type="application/x-www-form-urlencoded")
+
+    async def submit(self, opened: dict[str, Any], text: str | None, *, as_: str) -> Sent:
+        """Press Submit on a modal the bot opened (``opened``: the ``views.open`` answer's view), having
+        typed ``text`` into its one text input (None: left empty, which Slack sends as null)."""
+        team, user = SLACK_IDS.get(as_, ("T0ACME", as_))
+        [block] = [b for b in opened["blocks"] if b["type"] == "input"]
+        typed = {block["block_id"]: {block["element"]["action_id"]: {"type": "plain_text_input", "value": text}}}
+        view = {**opened, "id": opened.get("id") or "V" + uuid.uuid4().hex[:10].upper(),
+                "state": {"values": typed}}
+        payload = {
+            "type": "view_submission", "api_app_id": "A0PVE", "token": "legacy",
+            "team": {"id": team, "domain": "acme"},
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team},
+            "view": view, "response_urls": [], "is_enterprise_install": False,
+            "trigger_id": f"{uuid.uuid4().int % 10**10}.1.ghi",
         }
         body = urllib.parse.urlencode({"payload": json.dumps(payload)})
         return await self.post(body, content_type="application/x-www-form-urlencoded")

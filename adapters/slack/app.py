@@ -1,4 +1,4 @@
-"""The Slack face of pvebot: a bolt ``AsyncApp`` for slash commands, mentions and buttons.
+"""The Slack face of pvebot: a bolt ``AsyncApp`` for slash commands, mentions, buttons and their modals.
 
 Every listener acknowledges first (bolt answers Slack's HTTP request as soon as ``ack()``
 runs, ``process_before_response=False``) and only then dispatches and hands the answer,
@@ -32,6 +32,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -42,7 +43,7 @@ from adapters.slack import translate
 from adapters.slack.notifier import api_url
 from adapters.slack.outbound import SlackPoster, is_private
 from adapters.slack.pacing import SlackOutbox
-from adapters.slack.render import ACTION_PREFIX, escape, render
+from adapters.slack.render import ACTION_PREFIX, ask_modal, escape, render
 from core.chat import Answer, CommandRequest, MessageRef, Reply
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,43 @@ class SlackHandlers:
             return
         if press is None or not self.seen.first("btn:" + press.dedupe_key):
             return
+        if press.ask is not None:
+            # at once, not after the other acks: the press's trigger_id opens a modal for 3 seconds only
+            await self._ask(press, press.ask)
+            return
+        await self._guarded(self._press, press)
+
+    async def _ask(self, press: translate.ButtonPress, ask: str) -> None:
+        """Open the modal that asks for the text; if Slack will not, say what to type instead."""
+        view = ask_modal(label=press.label or press.request.text.split()[0], ask=ask,
+                         metadata=translate.ask_metadata(press))
+        try:
+            await self.poster.client.views_open(trigger_id=press.trigger_id, view=view)
+            return
+        except SlackApiError as e:
+            why = str(e.response.get("error") or "") if e.response is not None else "no answer"
+        except Exception as e:  # the host would be in str(e): name the kind only
+            why = type(e).__name__
+        log.info("could not open the modal of a button (%s)", why)
+        label = press.label or "the button"
+        told = Reply.error(f"Slack did not open the form for your text. Type `{press.request.text} <reason>` "
+                           f"instead, or press {label} again.")
+        await self._guarded(partial(self._tell, told), press)
+
+    async def _tell(self, reply: Reply, press: translate.ButtonPress) -> None:
+        await self.poster.deliver(press, reply)
+
+    async def on_view(self, ack: Callable[[], Awaitable[None]], body: dict[str, Any]) -> None:
+        """Submit on an asking button's modal: the button's command, with the text, as if it were pressed."""
+        self._last_arrival = time.monotonic()
+        await ack()  # closes the modal; what the command answers goes where the press's answer would
+        try:
+            press = translate.view_submission(body)
+        except translate.MalformedPayload as e:
+            log.info("ignored a Slack view submission: %s", e)
+            return
+        if press is None or not self.seen.first("view:" + press.dedupe_key):
+            return
         await self._guarded(self._press, press)
 
     async def _guarded(self, work: Callable[[Any], Awaitable[None]], incoming: translate.Incoming) -> None:
@@ -169,7 +207,7 @@ class SlackHandlers:
 
     async def _post_decision(self, press: translate.ButtonPress, reply: Reply) -> MessageRef | None:
         """The decision's answer is the decided card: it takes the clicked card's place, nothing else is posted."""
-        if not press.blocks or press.is_ephemeral or not press.message_ts:
+        if press.is_ephemeral or not press.message_ts:
             if press.response_url:
                 await self.poster.replace(press.response_url, render(reply))
                 return None
@@ -219,6 +257,8 @@ def build_bolt_app(
     bolt.command(re.compile(r"^/.+"))(handlers.on_command)
     bolt.event("app_mention")(handlers.on_mention)
     bolt.action(re.compile("^" + re.escape(ACTION_PREFIX)))(handlers.on_button)
+    # a string constraint is view_submission only: Cancel (view_closed, not asked for) sends nothing
+    bolt.view(translate.ASK_CALLBACK)(handlers.on_view)
     bolt.error(_bolt_failed)
     return bolt
 

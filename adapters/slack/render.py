@@ -8,11 +8,13 @@ full plain text as a file.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.chat import Action, ActionStyle, Field, Reply, Section, Severity, Table, render_table
+from adapters.slack.translate import ACTION_PREFIX, ASK_CALLBACK, ASK_PREFIX, NOTE_ACTION, NOTE_BLOCK
+from core.chat import MAX_ASK, Action, ActionStyle, Field, Reply, Section, Severity, Table, render_table
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -21,6 +23,9 @@ MAX_FIELD_TEXT = 2000
 MAX_FIELDS_PER_SECTION = 10
 MAX_BUTTON_TEXT = 75
 MAX_BUTTON_VALUE = 2000
+# a modal's title, submit and close texts; an input's label
+MAX_VIEW_TEXT = 24
+MAX_LABEL_TEXT = 2000
 MAX_BUTTONS_PER_BLOCK = 25
 MAX_CONTEXT_TEXT = 2000
 MAX_FALLBACK_TEXT = 3000
@@ -28,7 +33,6 @@ MAX_FALLBACK_TEXT = 3000
 MAX_TABLE_CHARS = 12000
 
 BLOCK_TEXT, BLOCK_ACTIONS, BLOCK_FOOTER = "pvebot-text", "pvebot-actions", "pvebot-footer"
-ACTION_PREFIX = "pvebot-btn-"
 
 _MARK = {Severity.INFO: "", Severity.SUCCESS: "✅ ", Severity.WARNING: "⚠️ ", Severity.ERROR: "❌ "}
 _FENCE = "```"
@@ -115,12 +119,19 @@ def _section_blocks(section: Section) -> list[dict[str, Any]]:
     return [{"type": "section", "text": _mrkdwn(chunk)} for chunk in _chunks("\n".join(lines), MAX_SECTION_TEXT)]
 
 
+def _value(action: Action) -> str:
+    # a button that asks first carries its prompt too: the press opens the modal from the value alone
+    if action.ask:
+        return json.dumps({"command": action.command, "ask": action.ask}, ensure_ascii=False, separators=(",", ":"))
+    return action.command
+
+
 def _button(action: Action, index: int) -> dict[str, Any]:
     button: dict[str, Any] = {
         "type": "button",
-        "action_id": f"{ACTION_PREFIX}{index}",
+        "action_id": f"{ASK_PREFIX if action.ask else ACTION_PREFIX}{index}",
         "text": _plain(action.label, MAX_BUTTON_TEXT),
-        "value": action.command[:MAX_BUTTON_VALUE],
+        "value": _value(action),
     }
     if action.style is ActionStyle.PRIMARY:
         button["style"] = "primary"
@@ -133,7 +144,7 @@ def _action_blocks(actions: Sequence[Action]) -> list[dict[str, Any]]:
     # a command longer than a button value would run cut short: leave that button out. A button for
     # some people only (``only_for``) is left out too: Slack shows a message's buttons to everyone in
     # the channel, the requester of an approval included; those people get their own copy
-    usable = [a for a in actions if len(a.command) <= MAX_BUTTON_VALUE and not a.only_for]
+    usable = [a for a in actions if len(_value(a)) <= MAX_BUTTON_VALUE and not a.only_for]
     blocks = []
     for start in range(0, len(usable), MAX_BUTTONS_PER_BLOCK):
         part = usable[start : start + MAX_BUTTONS_PER_BLOCK]
@@ -200,3 +211,26 @@ def render(reply: Reply, *, caption: str | None = None) -> Rendered:
         blocks = [{"type": "section", "block_id": BLOCK_TEXT, "text": _mrkdwn(mark + "(no output)")}]
     return Rendered(blocks=blocks, text=_cut(reply.plain_text() or "(no output)", MAX_FALLBACK_TEXT),
                     truncated=truncated)
+
+
+def ask_modal(*, label: str, ask: str, metadata: str) -> dict[str, Any]:
+    """The modal a button with ``ask`` opens: one optional text box, submitted under the button's label.
+
+    Args:
+        label: the button's label: the modal's title and its submit button.
+        ask: the prompt, the text box's label.
+        metadata: ``translate.ask_metadata`` of the press, handed back on submit.
+    """
+    return {
+        "type": "modal",
+        "callback_id": ASK_CALLBACK,
+        "title": _plain(label, MAX_VIEW_TEXT),
+        "submit": _plain(label, MAX_VIEW_TEXT),
+        "close": _plain("Cancel", MAX_VIEW_TEXT),
+        "private_metadata": metadata,
+        "blocks": [{
+            "type": "input", "block_id": NOTE_BLOCK, "optional": True, "label": _plain(ask, MAX_LABEL_TEXT),
+            "element": {"type": "plain_text_input", "action_id": NOTE_ACTION, "multiline": True,
+                        "max_length": MAX_ASK},
+        }],
+    }

@@ -3,6 +3,8 @@
 Three sources speak the same grammar: the ``/pve`` slash command, an ``app_mention``
 ("@pvebot vm list") and a button press (``block_actions``), whose value is the command
 text of the :class:`core.chat.Action` it was rendered from, run as the one who clicked.
+A button that asks for a text first (``Action.ask``, the reason of a Reject) opens a modal;
+its ``view_submission`` runs the command with the text appended, as the one who submitted it.
 
 :func:`parse_body` and :func:`check` are the HTTP edge's second gate, after the signature:
 a signed body that is not what Slack sends raises :class:`MalformedPayload` (answered 400)
@@ -14,14 +16,24 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from core.chat import CommandRequest, ConversationRef, IdentityKey
+from core.chat import MAX_ASK, CommandRequest, ConversationRef, IdentityKey
 
 PLATFORM = "slack"
+# every button of ours has an action id under ACTION_PREFIX (one listener takes them all); one that
+# asks for a text first is under ASK_PREFIX, its value JSON with the command and the prompt
+ACTION_PREFIX = "pvebot-btn-"
+ASK_PREFIX = ACTION_PREFIX + "ask-"
+# the modal that asks: its callback id, and where its one text input is
+ASK_CALLBACK, NOTE_BLOCK, NOTE_ACTION = "pvebot-ask", "pvebot-note", "pvebot-note-text"
+MAX_COMMAND = 2000  # a button value's limit: no command of ours is longer
+_CHANNEL_ID = re.compile(r"[A-Z0-9]{1,40}")
+_TS = re.compile(r"[0-9]{1,12}\.[0-9]{1,12}")
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 # Slack clients "smarten" what people type: turn it back into the grammar's quotes and flags
 _SMART = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'", "\u00a0": " "})
@@ -54,6 +66,10 @@ class ButtonPress(Incoming):
     # "decision" (approve/deny), "page" (next/previous of a list) or "run"
     kind: str = "run"
     dedupe_key: str = ""
+    # a button that asks for a text first: the prompt, the button's label, and the trigger to open the modal with
+    ask: str | None = None
+    label: str = ""
+    trigger_id: str = ""
 
 
 def conversation(*, team_id: str, channel: str, thread: str | None) -> ConversationRef:
@@ -177,7 +193,11 @@ def button_press(body: Mapping[str, Any]) -> ButtonPress | None:
     if not actions:
         return None
     action = actions[0]
-    command = normalize(_optional(action, "value"))
+    ask = None
+    if _optional(action, "action_id").startswith(ASK_PREFIX):
+        command, ask = _asking(_optional(action, "value"))
+    else:
+        command = normalize(_optional(action, "value"))
     if not command:
         return None
     user, container, message = _object(body, "user"), _object(body, "container"), _object(body, "message")
@@ -211,6 +231,106 @@ def button_press(body: Mapping[str, Any]) -> ButtonPress | None:
         kind=_kind(command),
         # one press delivered twice has the same message, action and action_ts
         dedupe_key=_digest(channel, message_ts, _optional(action, "action_id"), action_ts, user_id),
+        ask=ask,
+        label=_optional(_object(action, "text"), "text"),
+        trigger_id=trigger_id,
+    )
+
+
+def _asking(value: str) -> tuple[str, str]:
+    """An asking button's value, as ``render`` wrote it: the command and the prompt."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        raise MalformedPayload("asking button value is not JSON") from None
+    command, ask = (data.get("command"), data.get("ask")) if isinstance(data, dict) else (None, None)
+    if not isinstance(command, str) or not isinstance(ask, str):
+        raise MalformedPayload("asking button value without command or prompt")
+    return normalize(command), ask
+
+
+def ask_metadata(press: ButtonPress) -> str:
+    """What the modal carries until it is submitted: the command and where the clicked card is.
+
+    Slack shows none of it to anyone; it is no secret either (the command is the button's value),
+    and the response_url, which is one, stays out. The submitter is taken from the submission.
+    """
+    conversation = press.request.conversation
+    return json.dumps({"command": press.request.text, "channel": conversation.channel,
+                       "thread": conversation.thread or "", "ts": press.message_ts,
+                       "ephemeral": press.is_ephemeral}, separators=(",", ":"))
+
+
+def with_note(command: str, note: str | None) -> str:
+    """The command with the text typed into the modal appended as one argument (none typed: as is).
+
+    Quoted, so that an apostrophe or a ``--word`` in a reason stays text; typographic quotes are made
+    plain first, since the grammar would turn them into quotes inside the quoted text.
+    """
+    text = " ".join((note or "").translate(_SMART).split())[:MAX_ASK]
+    return f"{command} {shlex.quote(text)}" if text else command
+
+
+def _metadata(view: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The modal's private_metadata, refused unless it has the shape :func:`ask_metadata` wrote."""
+    try:
+        data = json.loads(_text(view, "private_metadata", where="view"))
+    except ValueError:
+        raise MalformedPayload("view metadata is not JSON") from None
+    if not isinstance(data, dict):
+        raise MalformedPayload("view metadata is not an object")
+    command, channel = data.get("command"), data.get("channel")
+    thread, ts, ephemeral = data.get("thread"), data.get("ts"), data.get("ephemeral")
+    if not (isinstance(command, str) and command.strip() and len(command) <= MAX_COMMAND):
+        raise MalformedPayload("view metadata without a command")
+    if not (isinstance(channel, str) and _CHANNEL_ID.fullmatch(channel)):
+        raise MalformedPayload("view metadata without a channel")
+    if not all(isinstance(t, str) and (not t or _TS.fullmatch(t)) for t in (thread, ts)):
+        raise MalformedPayload("view metadata with a malformed message ts")
+    if not isinstance(ephemeral, bool):
+        raise MalformedPayload("view metadata with a malformed ephemeral flag")
+    return data
+
+
+def _note(view: Mapping[str, Any]) -> str | None:
+    typed = _object(_object(_object(_object(view, "state"), "values"), NOTE_BLOCK), NOTE_ACTION).get("value")
+    if typed is not None and not isinstance(typed, str):
+        raise MalformedPayload("view input value is not a string")
+    return typed
+
+
+def view_submission(body: Mapping[str, Any]) -> ButtonPress | None:
+    """Submit on the modal an asking button opened: its command with the typed text, run as the submitter.
+
+    It answers like the button's press would have, on the clicked card. None for others' modals.
+
+    Raises:
+        MalformedPayload: the submission says not who, in which team, or its metadata is not ours.
+    """
+    view = _object(body, "view")
+    if view.get("callback_id") != ASK_CALLBACK:
+        return None
+    meta = _metadata(view)
+    user = _object(body, "user")
+    team_id = _optional(_object(body, "team"), "id") or _optional(user, "team_id")
+    if not team_id:
+        raise MalformedPayload("view_submission without team")
+    user_id = _text(user, "id", where="view_submission user")
+    view_id = _text(view, "id", where="view")
+    command = meta["command"].strip()
+    channel, message_ts = meta["channel"], meta["ts"]
+    return ButtonPress(
+        request=CommandRequest(
+            identity=IdentityKey(PLATFORM, team_id, user_id),
+            text=with_note(command, _note(view)),
+            conversation=conversation(team_id=team_id, channel=channel, thread=meta["thread"] or None),
+            # one modal is submitted once: its view id names the request
+            request_id="slack-view-" + _digest(team_id, user_id, view_id),
+        ),
+        message_ts=message_ts,
+        is_ephemeral=meta["ephemeral"],
+        kind=_kind(command),
+        dedupe_key=_digest(view_id, user_id),
     )
 
 
@@ -312,3 +432,7 @@ def check(body: Mapping[str, Any]) -> None:
         for action in actions:
             _text(action, "action_id", where="action")
         button_press(body)
+    elif kind == "view_submission":
+        if not body.get("view"):
+            raise MalformedPayload("view_submission without view")
+        view_submission(body)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.chat import ActionStyle, ChannelRef, CommandRequest, ConversationRef, IdentityKey, Severity
+from core.chat import MAX_ASK, ActionStyle, ChannelRef, CommandRequest, ConversationRef, IdentityKey, Severity
 
 PLATFORM = "teams"
 ADAPTIVE_CARD_ACTION = "adaptiveCard/action"
@@ -29,7 +29,7 @@ REFRESH_VERB = "refresh"
 COMMAND_KEY = "command"
 # the input of a button that asks for a text (``Action.ask``): Teams merges inputs into the action's data
 NOTE_KEY = "pvebotNote"
-MAX_NOTE = 500
+MAX_NOTE = MAX_ASK
 VIEW_KEY = "pvebotView"
 
 _MENTION = re.compile(r"<at>.*?</at>", re.IGNORECASE | re.DOTALL)

@@ -171,6 +171,9 @@ async def test_reject_button_marks_every_copy_rejected(slack_bot: SlackBot) -> N
     card = (await fake.wait_for(lambda f: posted(f)))[0]
     [copy] = await fake.wait_for(lambda f: posted(f, channel="DU0ALICE"))
     await slack.click(copy, "Reject", as_="alice@acme.example")
+    # Reject asks for a reason first (tests/e2e/test_slack_ask.py): submitted empty, it rejects at once
+    [opened] = await fake.wait_for(lambda f: f.of("views.open"))
+    await slack.submit(opened.args["view"], None, as_="alice@acme.example")
     await fake.wait_for(lambda f: "Rejected by Alice Admin" in all_text(f.messages[(CHANNEL, card["ts"])]))
     await fake.wait_for(lambda f: "Rejected by Alice Admin" in all_text(f.messages[("DU0ALICE", copy["ts"])]))
     assert 102 in slack_bot.hypervisors.cluster("lab").guests

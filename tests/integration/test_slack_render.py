@@ -8,9 +8,9 @@ import pytest
 
 from adapters.slack import translate
 from adapters.slack.outbound import SlackPoster
-from adapters.slack.render import render
+from adapters.slack.render import ask_modal, render
 from core.chat import Action, ActionStyle, ConversationRef, Field, Reply, Severity, Table
-from tests.slack_support import BOT_TOKEN, FakeSlack, block_problems
+from tests.slack_support import BOT_TOKEN, FakeSlack, block_problems, view_problems
 
 REPLIES = {
     "plain": Reply(text="hello"),
@@ -59,6 +59,25 @@ def test_buttons_for_some_people_only_are_not_rendered_on_slack_where_everyone_w
     buttons = [e for b in open_to_all.blocks if b["type"] == "actions" for e in b["elements"]]
     assert [(b["text"]["text"], b.get("style")) for b in buttons] == [("Delete db-01", "danger"), ("Reject", None)]
     assert block_problems(open_to_all.blocks) == []
+
+
+def test_a_button_that_asks_carries_its_prompt_to_a_modal_slack_accepts() -> None:
+    asking = Action("Reject the deletion of every disk of db-01", "deny apr-1", ask="Reason for rejecting (optional)")
+    too_long = Action("Reject", "deny " + "x" * 1980, ask="Reason for rejecting (optional)")
+    rendered = render(Reply(text="Pending", actions=(asking, too_long)))
+    # a value with the prompt beyond 2,000 characters would be cut: that button is left out
+    [button] = [e for b in rendered.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert block_problems(rendered.blocks) == [] and button["action_id"].startswith(translate.ASK_PREFIX)
+    press = translate.button_press({
+        "team": {"id": "T1"}, "user": {"id": "U1"}, "trigger_id": "t1",
+        "container": {"channel_id": "D1", "message_ts": "1.2"}, "message": {"ts": "1.2", "blocks": rendered.blocks},
+        "actions": [{"action_id": button["action_id"], "value": button["value"], "text": button["text"],
+                     "action_ts": "1.3"}]})
+    assert press is not None and (press.request.text, press.ask, press.trigger_id) == (
+        "deny apr-1", "Reason for rejecting (optional)", "t1")
+    modal = ask_modal(label=press.label, ask=press.ask, metadata=translate.ask_metadata(press))
+    assert view_problems(modal) == []
+    assert modal["title"]["text"] == "Reject the deletion of …" and len(modal["submit"]["text"]) <= 24
 
 
 def test_translations() -> None:

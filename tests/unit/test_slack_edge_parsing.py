@@ -62,3 +62,38 @@ def test_signature_is_checked_over_raw_bytes_with_a_numeric_fresh_timestamp() ->
     assert unsigned(body.encode(), {}, secret=SIGNING_SECRET, now=now) == "no signature"
     odd = {**good, "X-Slack-Signature": "v0=é"}
     assert unsigned(body.encode(), odd, secret=SIGNING_SECRET, now=now) == "malformed signature headers"
+
+
+def _submission(metadata: Any, *, callback_id: str = "pvebot-ask", value: Any = "why") -> dict[str, Any]:
+    return {"type": "view_submission", "team": {"id": "T0ACME"}, "user": {"id": "U0ALICE", "team_id": "T0ACME"},
+            "view": {"id": "V1", "callback_id": callback_id,
+                     "private_metadata": metadata if isinstance(metadata, str) else json.dumps(metadata),
+                     "state": {"values": {"pvebot-note": {"pvebot-note-text": {"value": value}}}}}}
+
+
+GOOD = {"command": "deny apr-1", "channel": "DU0ALICE", "thread": "1700000000.000001", "ts": "1700000000.000001",
+        "ephemeral": False}
+
+
+@pytest.mark.parametrize("body", [
+    _submission("not json"), _submission([GOOD]), _submission({**GOOD, "command": ""}),
+    _submission({**GOOD, "command": "x" * 2001}), _submission({**GOOD, "channel": "C0OPS>"}),
+    _submission({**GOOD, "ts": "now"}), _submission({**GOOD, "ephemeral": "no"}), _submission(GOOD, value=5),
+    {**_submission(GOOD), "user": {}}, {"type": "view_submission"},
+])
+def test_a_view_submission_of_ours_must_carry_what_we_put_in_it(body: dict[str, Any]) -> None:
+    with pytest.raises(MalformedPayload):
+        check(body)
+
+
+def test_a_submitted_text_is_one_argument_after_the_command() -> None:
+    from adapters.slack.translate import view_submission
+
+    check(_submission(GOOD))
+    check(_submission("anything", callback_id="someone-elses"))  # not ours: bolt answers it as unhandled
+    press = view_submission(_submission(GOOD, value="  it's   prod "))
+    assert press is not None and press.request.text == "deny apr-1 'it'\"'\"'s prod'"
+    assert press.request.identity.user_id == "U0ALICE" and press.request.conversation.channel == "DU0ALICE"
+    for empty in (None, "", "   "):
+        empty_press = view_submission(_submission(GOOD, value=empty))
+        assert empty_press is not None and empty_press.request.text == "deny apr-1"
