@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from commands.registry import CommandContext
-from core.chat import Answer, Reply, Severity, StartJob, TrackApproval
+from core.chat import AnnounceApproval, Answer, FollowUp, Reply, Severity, StartJob, TrackApproval
 from core.ids import show_approval, show_job
+from core.model import ApprovalState
 from core.services import approvals
 from core.services.vms import Outcome
 
@@ -33,13 +34,22 @@ def human_duration(seconds: int) -> str:
 
 
 def outcome_reply(ctx: CommandContext, outcome: Outcome, what: str) -> Answer:
-    """The answer to an operation: "queued job-…" and the job to start, or the approval card to track."""
+    """The answer to an operation: "queued job-…" and the job to start, or the approval card to track.
+
+    A request made now is announced to its approvers once its card is posted; one known already was
+    announced by the delivery that made it.
+    """
     if outcome.approval is not None:
-        card = approvals.card(ctx.deps, outcome.approval)
-        if not outcome.created:
-            note = f"{what} is already waiting for approval: {show_approval(outcome.approval.id)}"
+        approval_id = outcome.approval.id
+        card = approvals.card(ctx.deps, outcome.approval, announcing=outcome.created)
+        followups: tuple[FollowUp, ...] = (TrackApproval(approval_id),)
+        if outcome.created:
+            followups += (AnnounceApproval(approval_id),)
+        elif outcome.approval.state is ApprovalState.PENDING:
+            note = f"{what} is already waiting for approval: {show_approval(approval_id)}"
             card = replace(card, text=f"{note}. {card.text}")
-        return Answer(card, followups=(TrackApproval(outcome.approval.id),))
+        # else a re-delivery of a request closed since (withdrawn, decided): its card says how it ended
+        return Answer(card, followups=followups)
     assert outcome.job is not None
     job = outcome.job
     if not outcome.created:

@@ -310,7 +310,17 @@ class TrackApproval:
     approval_id: str
 
 
-FollowUp = StartJob | TrackApproval
+@dataclass(frozen=True)
+class AnnounceApproval:
+    """Follow-up: once the requester's card is posted, post the approvers' copy (their channel or messages).
+
+    Nobody is asked to decide what its requester never saw: when the post fails, the request is withdrawn.
+    """
+
+    approval_id: str
+
+
+FollowUp = StartJob | TrackApproval | AnnounceApproval
 
 
 @dataclass(frozen=True)

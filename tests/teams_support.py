@@ -89,6 +89,8 @@ class FakeBotFramework:
     throttle_edits: int = 0
     # the connector answers this many of the next posts 502, as an Azure front door does when Teams is down
     fail_posts: int = 0
+    # when set, only posts into this conversation meet fail_posts (the requester's, not an approver's)
+    fail_posts_in: str | None = None
     # Azure AD's token endpoint answers this status to every request while set (an outage of login.microsoftonline)
     token_status: int | None = None
     # AAD object ids who have the bot installed (a personal conversation can be created with them);
@@ -313,7 +315,8 @@ class FakeBotFramework:
             return web.json_response({"error": {"code": "TooManyRequests"}}, status=429,
                                      headers={"Retry-After": "0.2"})
         with self._lock:
-            failing = request.method == "POST" and self.fail_posts > 0
+            failing = request.method == "POST" and self.fail_posts > 0 and (
+                self.fail_posts_in is None or f"/conversations/{self.fail_posts_in}/" in request.path)
             if failing:
                 self.fail_posts -= 1
         if failing:

@@ -17,7 +17,7 @@ from core import rbac, timefmt
 from core.chat import Action, ActionStyle, ChannelRef, ConversationRef, Field, MessageRef, Reply, Severity
 from core.errors import BotError, Conflict, DuplicateRequest, InvalidArguments, NotFound, PermissionDenied
 from core.ids import new_id, show_approval, show_job
-from core.model import ApprovalRequest, ApprovalState, Company, Role, User
+from core.model import ApprovalRequest, ApprovalState, ChatIdentity, Company, Role, User
 from core.ports import Hypervisor, UnitOfWork
 from core.principal import Principal, Scope
 from core.services import audit, catalog, channels, jobs, notifications, operations
@@ -102,28 +102,97 @@ def request(
             if existing is None:
                 raise
             return existing, False
-    return _copy_to_approvers(deps, approval, company), True
+    # the approvers are asked only once the requester's card is out: see announce()
+    return approval, True
 
 
-def _copy_to_approvers(deps: Deps, approval: ApprovalRequest, company: Company | None) -> ApprovalRequest:
-    """Post the approvers' copy of the card: into the approvers channel the company's provisioning names,
-    or, when it names none, to each eligible approver by direct message on the requester's platform.
+def announce(deps: Deps, approval_id: str) -> None:
+    """Post the approvers' copy of a request whose card its requester has now been shown.
 
-    When the named channel cannot be reached, the requester's card says why (:func:`card`'s footer);
-    when no approver can be messaged, it says who must decide and what to type. No copy is stored then.
+    The copy goes into the approvers channel the company's provisioning names or, when it names
+    none, to each eligible approver by direct message on the requester's platform. The requester's
+    card was posted saying who is asked; when not one copy could be posted after all, it is edited
+    to say who must decide and what to type. A request no longer pending (withdrawn, decided) is
+    not announced.
+    """
+    with deps.uow_factory(Scope.everything()) as uow:
+        approval = uow.approvals.get(approval_id)
+    if approval is None or approval.state is not ApprovalState.PENDING:
+        return
+    recipients = _recipients(deps, approval, _company(deps, approval.company_id))
+    if not recipients:
+        return  # the requester's card said so when it was posted
+    announced = _copy_to_approvers(deps, approval, recipients)
+    if not announced.copies:
+        _update_requester_card(deps, announced)
+
+
+def withdraw(deps: Deps, approval_id: str, *, why: str) -> bool:
+    """Close a pending request before any approver is asked (its requester never saw its card).
+
+    It becomes FAILED with ``why`` as its note, audited ``approval.withdrawn``; an ``approve`` of it
+    afterwards is refused with that line. Returns whether it was withdrawn now (False: gone or decided).
+    """
+    now = deps.clock.now()
+    with deps.uow_factory(Scope.everything()) as uow:
+        approval = uow.approvals.get(approval_id)
+        if approval is None:
+            return False
+        # the same conditional UPDATE as a decision: an approver typing `approve` meanwhile wins or loses whole
+        withdrawn = uow.approvals.decide(approval_id, to=ApprovalState.FAILED, by_user_id=0, at=now, note=why[:500])
+        if withdrawn:
+            audit.record(uow, clock=deps.clock, actor="system", action="approval.withdrawn",
+                         company_id=approval.company_id, target=f"{show_approval(approval.id)} {approval.action}",
+                         detail={"why": why[:200]})
+            closed = replace(approval, state=ApprovalState.FAILED, decision_note=why[:500])
+            notifications.record(uow, notifications.approval_event(closed, by="pvebot"), clock=deps.clock)
+        uow.commit()
+    if withdrawn:
+        _ended_without_job(deps, approval)
+    return withdrawn
+
+
+# where an approvers' copy goes: a conversation to post into, or a person whose direct conversation to open
+Recipient = ConversationRef | ChatIdentity
+
+
+def _recipients(deps: Deps, approval: ApprovalRequest, company: Company | None) -> list[Recipient]:
+    """Who gets the approvers' copy, read from the database alone (no platform is asked here).
+
+    The approvers channel the company names when it can be reached (none while it cannot), else each
+    approver who has an identity on the platform the request came from, when that platform can open
+    direct conversations.
     """
     resolution = channels.approvers_channel(deps.uow_factory, company)
-    if resolution is None:
-        places = _direct_conversations(deps, approval)
-    elif resolution.channel is not None:
-        places = [resolution.channel.conversation()]
-    else:
-        return approval
-    copies = []
+    if resolution is not None:
+        return [resolution.channel.conversation()] if resolution.channel is not None else []
+    if deps.direct is None:
+        return []
+    near = ConversationRef.from_dict(approval.conversation)
+    # the workspace the request came from: a bot reaches its own Slack team or Teams tenant only
+    workspace = near.get("tenant_id") if near.platform == "teams" else near.get("team")
+    found: list[Recipient] = []
+    for user_id in _deciders(deps, approval):
+        with deps.uow_factory(Scope.everything()) as uow:
+            identities = [i for i in uow.identities.for_user(user_id) if i.platform == near.platform
+                          and (workspace is None or i.workspace_id == workspace)]
+        found.extend(identities[:1])  # one copy a person: the first identity on that platform
+    return found
+
+
+def _copy_to_approvers(deps: Deps, approval: ApprovalRequest, recipients: list[Recipient]) -> ApprovalRequest:
+    """Post the approvers' copy to each recipient and store where each landed; returns the request as stored.
+
+    A recipient that cannot be reached is logged and skipped; no copy is stored for it.
+    """
+    near = ConversationRef.from_dict(approval.conversation)
     reply = card(deps, approval, for_approvers=True)
-    for place in places:
+    copies = []
+    for recipient in recipients:
         try:
-            copies.append(deps.notifier.post(place, reply).to_dict())
+            place = recipient if isinstance(recipient, ConversationRef) else _open_direct(deps, recipient, near)
+            if place is not None:
+                copies.append(deps.notifier.post(place, reply).to_dict())
         except Exception:
             log.warning("could not post %s to an approver", show_approval(approval.id), exc_info=True)
     if not copies:
@@ -137,27 +206,8 @@ def _copy_to_approvers(deps: Deps, approval: ApprovalRequest, company: Company |
     return approval
 
 
-def _direct_conversations(deps: Deps, approval: ApprovalRequest) -> list[ConversationRef]:
-    """A direct conversation with each approver who has an identity on the platform the request came from."""
-    if deps.direct is None:
-        return []
-    near = ConversationRef.from_dict(approval.conversation)
-    # the workspace the request came from: a bot reaches its own Slack team or Teams tenant only
-    workspace = near.get("tenant_id") if near.platform == "teams" else near.get("team")
-    found: list[ConversationRef] = []
-    for user_id in _deciders(deps, approval):
-        with deps.uow_factory(Scope.everything()) as uow:
-            identities = [i for i in uow.identities.for_user(user_id) if i.platform == near.platform
-                          and (workspace is None or i.workspace_id == workspace)]
-        for identity in identities[:1]:  # one copy a person: the first identity on that platform
-            try:
-                opened = deps.direct.direct(identity, near=near)
-            except Exception:
-                log.warning("could not open a direct message for %s", show_approval(approval.id), exc_info=True)
-                continue
-            if opened is not None:
-                found.append(opened)
-    return found
+def _open_direct(deps: Deps, identity: ChatIdentity, near: ConversationRef) -> ConversationRef | None:
+    return None if deps.direct is None else deps.direct.direct(identity, near=near)
 
 
 def _deciders(deps: Deps, approval: ApprovalRequest) -> tuple[int, ...]:
@@ -176,18 +226,23 @@ def deliver_waiting(deps: Deps, channel: ChannelRef) -> int:
                    if a.company_id in naming and not a.copies and a.expires_at > now] if naming else []
     count = 0
     for approval in reversed(waiting):  # oldest first, as they were asked
-        delivered = _copy_to_approvers(deps, approval, naming[approval.company_id])
+        delivered = _copy_to_approvers(deps, approval, _recipients(deps, approval, naming[approval.company_id]))
         if not delivered.copies:
             continue
         count += 1
-        if delivered.message_ref:
-            # the requester's card no longer needs to say that the approvers cannot see it
-            try:
-                deps.notifier.update(MessageRef.from_dict(delivered.message_ref),
-                                     card(deps, delivered))
-            except Exception:
-                log.warning("could not update the card of %s", show_approval(approval.id), exc_info=True)
+        # the requester's card no longer needs to say that the approvers cannot see it
+        _update_requester_card(deps, delivered)
     return count
+
+
+def _update_requester_card(deps: Deps, approval: ApprovalRequest) -> None:
+    """Show the requester's card as the request now stands (whether its approvers got their copy)."""
+    if not approval.message_ref:
+        return
+    try:
+        deps.notifier.update(MessageRef.from_dict(approval.message_ref), card(deps, approval))
+    except Exception:
+        log.warning("could not update the card of %s", show_approval(approval.id), exc_info=True)
 
 
 def _pending_for(
@@ -450,7 +505,7 @@ _DECIDED_SEVERITY = {ApprovalState.APPROVED: Severity.SUCCESS, ApprovalState.EXE
                      ApprovalState.FAILED: Severity.ERROR, ApprovalState.UNKNOWN: Severity.WARNING}
 
 
-def card(deps: Deps, approval: ApprovalRequest, *, for_approvers: bool = False) -> Reply:
+def card(deps: Deps, approval: ApprovalRequest, *, for_approvers: bool = False, announcing: bool = False) -> Reply:
     """The approval card: the question, its state and time left, who asks and why, what is at stake.
 
     Args:
@@ -459,6 +514,9 @@ def card(deps: Deps, approval: ApprovalRequest, *, for_approvers: bool = False) 
         for_approvers: the copy that goes to approvers (their channel, their direct messages), whose
             buttons everyone there may press. The requester's card restricts them to the approvers
             (``only_for``): Teams shows them only in the approvers' own view, Slack not at all.
+        announcing: the requester's card of a request just made, whose approvers get their copy once
+            it is posted (:func:`announce`): it says they are asked when there is anyone to ask, and
+            :func:`announce` edits it when not one copy could be posted after all.
 
     Once decided, every copy shows the same card: the decision, by whom and when, and no buttons.
     """
@@ -480,10 +538,13 @@ def card(deps: Deps, approval: ApprovalRequest, *, for_approvers: bool = False) 
     names = ", ".join(_name(deps, u) for u in deciders[:5]) + (" …" if len(deciders) > 5 else "")
     state = f"Pending · expires {timefmt.relative(approval.expires_at, now=now)}"
     typed = f"approve {label}"
+    # the copies are about to be posted: nothing is undelivered yet
+    coming = announcing and not for_approvers and not approval.copies and bool(
+        _recipients(deps, approval, _company(deps, approval.company_id)))
     if for_approvers:
         text = f"{state}\nYour decision is asked: you may approve or reject (not the requester)."
         only: tuple[int, ...] = ()
-    elif approval.copies:
+    elif approval.copies or coming:
         text = f"{state}\nWaiting for an approver: {names or 'nobody may decide'}"
         only = deciders
     else:
@@ -499,7 +560,7 @@ def card(deps: Deps, approval: ApprovalRequest, *, for_approvers: bool = False) 
     )
     return Reply(title=f"{asked}?", text=text, severity=Severity.WARNING, fields=fields,
                  highlight=at_stake(approval.action, facts), details=details, actions=actions,
-                 footer=None if for_approvers else _undelivered(deps, approval))
+                 footer=None if for_approvers or coming else _undelivered(deps, approval))
 
 
 def at_stake(action: str, facts: list[tuple[str, str]]) -> str | None:
@@ -533,10 +594,13 @@ def _undelivered(deps: Deps, approval: ApprovalRequest) -> str | None:
     """Why a pending request has no copy in the approvers channel its company names, or None."""
     if approval.state is not ApprovalState.PENDING or approval.copies:
         return None
-    with deps.uow_factory(Scope.everything()) as uow:
-        company = uow.companies.get(approval.company_id)
-    resolution = channels.approvers_channel(deps.uow_factory, company)
+    resolution = channels.approvers_channel(deps.uow_factory, _company(deps, approval.company_id))
     return None if resolution is None else channels.describe(resolution)
+
+
+def _company(deps: Deps, company_id: int) -> Company | None:
+    with deps.uow_factory(Scope.everything()) as uow:
+        return uow.companies.get(company_id)
 
 
 def _update_card(deps: Deps, approval: ApprovalRequest) -> None:

@@ -26,6 +26,8 @@ async def test_a_slack_approvers_channel_gets_the_card_and_the_decision(slack_bo
     assert "cannot be reached" not in all_text(request)
     # with an approvers channel, nobody gets a direct message
     assert fake.of("conversations.open") == []
+    # and the approvers are asked only once the requester's card is posted
+    assert [c.args.get("channel") for c in fake.of("chat.postMessage")] == [slack_support.CHANNEL, APPROVERS]
 
     await slack.click(copy, "Delete db-01", as_="alice@acme.example")
     decided = await fake.wait_for(

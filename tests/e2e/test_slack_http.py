@@ -114,11 +114,11 @@ async def test_without_an_approvers_channel_each_approver_gets_the_card_by_direc
     assert "Delete db-01?" in all_text(card) and "Waiting for an approver: Alice Admin, Erin Admin" in all_text(card)
     assert _buttons(card) == []
     # each eligible approver (acme's admins; root is on another workspace's Slack, not the requester's bob)
-    # gets a direct message opened with conversations.open, as Slack documents it
-    opened = sorted(c.args["users"] for c in fake.of("conversations.open"))
-    assert "U0BOB" not in opened and {"U0ALICE", "U0ERIN"} <= set(opened)
+    # gets a direct message opened with conversations.open, as Slack documents it, once the card is posted
     dms = await fake.wait_for(lambda f: [posted(f, channel=f"D{u}") for u in ("U0ALICE", "U0ERIN")]
                               if all(posted(f, channel=f"D{u}") for u in ("U0ALICE", "U0ERIN")) else None)
+    opened = sorted(c.args["users"] for c in fake.of("conversations.open"))
+    assert "U0BOB" not in opened and {"U0ALICE", "U0ERIN"} <= set(opened)
     for [copy] in dms:
         assert [(b["text"]["text"], b.get("style")) for b in _buttons(copy)] == [("Delete db-01", "danger"),
                                                                                    ("Reject", None)]

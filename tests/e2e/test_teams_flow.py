@@ -168,12 +168,24 @@ async def test_without_an_approvers_channel_the_approver_gets_a_personal_convers
     assert 102 in bot.hypervisors.cluster("lab").guests
 
 
+async def test_the_approver_is_asked_only_after_the_requester_has_the_card(bot: TeamsBot) -> None:
+    await bot.post(message(bot.fake, "vm delete db-01 --reason cleanup"))
+    posts = bot.fake.wait_for(lambda: bot.fake.personal("aad-alice") and bot.fake.activities("POST"),
+                              what="the approver's copy")
+    places = [c.path.split("/conversations/")[1].split("/")[0] for c in posts]
+    assert places == ["a:1on1-bob", "a:personal-aad-alice"]
+
+
 async def test_when_no_approver_can_be_reached_the_card_has_no_buttons_and_says_what_to_type(bot: TeamsBot) -> None:
     bot.fake.installed_for = set()  # the bot is installed for nobody: no personal conversation can be made
     await bot.post(message(bot.fake, "vm delete db-01 --reason cleanup"))
     assert bot.fake.personal("aad-alice") == []
     [request] = [c for c in bot.fake.activities("POST") if "/conversations/a:1on1-bob/" in c.path]
-    [card] = cards_of(request.body)
+    # the card went out saying alice is asked; once her conversation could not be made, it was edited
+    assert "Waiting for an approver: Alice Admin" in card_text(cards_of(request.body)[0])
+    edits = bot.fake.wait_for(lambda: [c for c in bot.fake.activities("PUT")
+                                       if c.path.endswith("/" + _act_id(bot, request))], what="the card edited")
+    [card] = cards_of(edits[-1].body)
     validate_card(card)
     assert "actions" not in card
     text = card_text(card)

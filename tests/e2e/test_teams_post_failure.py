@@ -1,6 +1,6 @@
 """Teams: when the reply to a command cannot be sent (the connector answers 502, or Azure AD gives no token),
 the job it announced is failed, not left QUEUED to run unannounced, and Teams' redelivery of the same
-activity runs nothing."""
+activity runs nothing; an approval request whose card cannot be sent is withdrawn before any approver is asked."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from core.model import JobState
+from core.ids import show_approval
+from core.model import ApprovalState, JobState
 from core.principal import Scope
-from tests.teams_support import TeamsBot, message, running_bot
+from tests.teams_support import TeamsBot, card_text, message, running_bot
 
 
 @pytest.fixture
@@ -60,3 +61,38 @@ async def test_with_azure_ad_unreachable_the_job_is_failed_and_a_redelivery_runs
     with bot.app.deps.uow_factory(Scope.everything()) as uow:
         assert [j.state for j in uow.jobs.list(limit=10)] == [JobState.FAILED]
     assert not [c for c in lab.calls if c[0].startswith("qm")]
+
+
+async def test_an_approval_request_whose_card_teams_refuses_is_withdrawn_and_nobody_is_asked(bot: TeamsBot) -> None:
+    # only the requester's conversation fails: the approver's would be reachable
+    bot.fake.fail_posts, bot.fake.fail_posts_in = 10, "a:1on1-bob"
+    activity = message(bot.fake, "vm delete db-01 --reason cleanup")
+    status, _ = await bot.post(activity)
+    assert status != 200
+    # no approver was asked: no personal conversation made, nothing posted to alice
+    assert bot.fake.created == [] and bot.fake.personal("aad-alice") == []
+    with bot.app.deps.uow_factory(Scope.everything()) as uow:
+        [approval] = uow.approvals.list(limit=10)
+        audited = [e for e in uow.audit.query() if e.action == "approval.withdrawn"]
+    assert approval.state is ApprovalState.FAILED and approval.copies == []
+    assert "withdrawn" in approval.decision_note and "no approver was asked" in approval.decision_note
+    assert [(e.actor, e.target.split()[0]) for e in audited] == [("system", show_approval(approval.id))]
+
+    # Teams delivers the same activity again: the requester is shown it closed, and still nobody is asked
+    bot.fake.fail_posts = 0
+    assert (await bot.post(activity))[0] == 200
+    [shown] = [c for c in bot.fake.activities("POST") if "/conversations/a:1on1-bob/" in c.path][-1:]
+    assert "no approver was asked" in card_text(shown.body) and "already waiting" not in card_text(shown.body)
+    assert bot.fake.created == [] and bot.fake.personal("aad-alice") == []
+
+    # an approver who finds it anyway (approval list --all) cannot approve it
+    status, _ = await bot.post(message(bot.fake, f"approve {show_approval(approval.id)}", user="aad-alice",
+                                       conversation="a:1on1-alice"))
+    assert status == 200
+    [answer] = [c for c in bot.fake.activities("POST") if "/conversations/a:1on1-alice/" in c.path]
+    text = card_text(answer.body)
+    assert f"{show_approval(approval.id)} was closed" in text and "no approver was asked" in text
+    with bot.app.deps.uow_factory(Scope.everything()) as uow:
+        assert uow.approvals.get(approval.id).state is ApprovalState.FAILED  # type: ignore[union-attr]
+        assert uow.jobs.list(limit=10) == []
+    assert 102 in bot.hypervisors.cluster("lab").guests

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.chat import ConversationRef
+from core.chat import ConversationRef, Reply
 from core.model import ApprovalState, ChatIdentity
 from core.principal import Scope
 from tests.e2e.test_approvals import World, make_world
@@ -63,11 +63,19 @@ def _clear(built: World) -> None:
         uow.commit()
 
 
+def _ask(built: World, command: str, *, as_: str) -> Reply:
+    """Type ``command`` in the Slack channel; its reply is shown there (by a post with no message to point at)."""
+    answer = built.chat.ask(command, as_=as_, post=False)
+    # the approvers are asked once the requester's card is out, by the one delivery path
+    built.app.dispatcher.deliver(answer, lambda reply: None)
+    return answer.reply
+
+
 def test_a_users_request_reaches_each_acme_decider_once(world: tuple[World, RecordingDirect]) -> None:
     built, direct = world
     _clear(built)
     direct.opened.clear()
-    assert card_approval(built.chat.run("vm delete web-01", as_="bob@acme.example", post=False))
+    assert card_approval(_ask(built, "vm delete web-01", as_="bob@acme.example"))
     assert sorted(direct.opened) == ["U0ALICE", "U0ERIN", "U0ROOT"]
 
 
@@ -78,7 +86,7 @@ def test_direct_messages_reach_only_the_companys_deciders(world: tuple[World, Re
     built, direct = world
     _clear(built)
     direct.opened.clear()
-    reply = built.chat.run(command, as_=asker, post=False)
+    reply = _ask(built, command, as_=asker)
     if card_approval(reply) is None:
         assert direct.opened == []  # refused, or run at once: nobody is sent anything
         return

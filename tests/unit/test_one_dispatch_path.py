@@ -29,11 +29,12 @@ def _modules(*folders: str) -> list[Path]:
     return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py"))
 
 
-def test_no_adapter_starts_a_job_or_tracks_a_card_itself() -> None:
+def test_no_adapter_starts_a_job_or_tracks_or_announces_a_card_itself() -> None:
     offenders = []
     for path in _modules("adapters"):
         for call in _calls(path):
-            if call.endswith(("jobs.start", "reply_posted", "reply_posted_async", "card_posted")):
+            if call.endswith(("jobs.start", "reply_posted", "reply_posted_async", "card_posted",
+                              "approvals.announce", "approvals.withdraw")):
                 offenders.append(f"{path.relative_to(ROOT)}: {call}")
     assert offenders == []
 
