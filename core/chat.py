@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import shlex
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -177,6 +178,18 @@ class Field:
 
 # the longest text a button's ``ask`` takes (a decision's note is at most as long)
 MAX_ASK = 500
+_TYPOGRAPHIC_QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
+
+
+def with_answer(command: str, typed: str | None) -> str:
+    """A button's command with the text its presser typed for its ``ask`` appended as one argument.
+
+    Quoted, so that an apostrophe or a ``--word`` in a reason stays text; typographic quotes are made
+    plain first, since the command grammar would read them as quotes inside the quoted text. Nothing
+    typed: the command as it is.
+    """
+    text = " ".join((typed or "").translate(_TYPOGRAPHIC_QUOTES).split())[:MAX_ASK]
+    return f"{command} {shlex.quote(text)}" if text else command
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from core.chat import MAX_ASK, CommandRequest, ConversationRef, IdentityKey
+from core.chat import CommandRequest, ConversationRef, IdentityKey, with_answer
 
 PLATFORM = "slack"
 # every button of ours has an action id under ACTION_PREFIX (one listener takes them all); one that
@@ -261,16 +260,6 @@ def ask_metadata(press: ButtonPress) -> str:
                        "ephemeral": press.is_ephemeral}, separators=(",", ":"))
 
 
-def with_note(command: str, note: str | None) -> str:
-    """The command with the text typed into the modal appended as one argument (none typed: as is).
-
-    Quoted, so that an apostrophe or a ``--word`` in a reason stays text; typographic quotes are made
-    plain first, since the grammar would turn them into quotes inside the quoted text.
-    """
-    text = " ".join((note or "").translate(_SMART).split())[:MAX_ASK]
-    return f"{command} {shlex.quote(text)}" if text else command
-
-
 def _metadata(view: Mapping[str, Any]) -> Mapping[str, Any]:
     """The modal's private_metadata, refused unless it has the shape :func:`ask_metadata` wrote."""
     try:
@@ -322,7 +311,7 @@ def view_submission(body: Mapping[str, Any]) -> ButtonPress | None:
     return ButtonPress(
         request=CommandRequest(
             identity=IdentityKey(PLATFORM, team_id, user_id),
-            text=with_note(command, _note(view)),
+            text=with_answer(command, _note(view)),
             conversation=conversation(team_id=team_id, channel=channel, thread=meta["thread"] or None),
             # one modal is submitted once: its view id names the request
             request_id="slack-view-" + _digest(team_id, user_id, view_id),

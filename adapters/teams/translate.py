@@ -20,7 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.chat import MAX_ASK, ActionStyle, ChannelRef, CommandRequest, ConversationRef, IdentityKey, Severity
+from core.chat import (
+    MAX_ASK,
+    ActionStyle,
+    ChannelRef,
+    CommandRequest,
+    ConversationRef,
+    IdentityKey,
+    Severity,
+    with_answer,
+)
 
 PLATFORM = "teams"
 ADAPTIVE_CARD_ACTION = "adaptiveCard/action"
@@ -177,9 +186,7 @@ def _command_from(data: Any) -> str | None:
     if isinstance(data, dict) and isinstance(data.get(COMMAND_KEY), str) and data[COMMAND_KEY].strip():
         command = " ".join(data[COMMAND_KEY].split())
         note = data.get(NOTE_KEY)
-        if isinstance(note, str) and note.strip():
-            command += " " + " ".join(note.split())[:MAX_NOTE]
-        return command
+        return with_answer(command, note if isinstance(note, str) else None)
     return None
 
 

@@ -155,12 +155,13 @@ async def test_without_an_approvers_channel_the_approver_gets_a_personal_convers
 
     # she rejects from there, with a comment: it becomes the reason, and every copy says so
     reject = next(a for a in card["actions"] if a["title"] == "Reject")["card"]["actions"][0]
-    data = {**reject["data"], "pvebotNote": "  not before the  backup  "}
+    data = {**reject["data"], "pvebotNote": "  not before the  backup, it’s  --force of habit "}
     status, answer = await bot.post(card_action(bot.fake, data, verb="deny", reply_to=_act_id(bot, copy),
                                                 conversation="a:personal-aad-alice"))
     assert status == 200 and answer["type"] == "application/vnd.microsoft.card.adaptive"
-    assert "Rejected by Alice Admin" in card_text(answer["value"]) and "not before the backup" in card_text(
-        answer["value"])
+    # an apostrophe or a --word in the comment stays text (it is one quoted argument)
+    assert "Rejected by Alice Admin" in card_text(answer["value"]) and (
+        "not before the backup, it's --force of habit" in card_text(answer["value"]))
     [request] = [c for c in bot.fake.activities("POST") if "/conversations/a:1on1-bob/" in c.path]
     edits = bot.fake.wait_for(lambda: [c for c in bot.fake.activities("PUT") if c.path.endswith(
         "/" + _act_id(bot, request))], what="the requester's card decided")
