@@ -34,6 +34,11 @@ from tests.support import service_missing
 SSHD = "/usr/sbin/sshd"
 USER = "pvebot-sshtest"
 
+RUNNING_KERNEL = "6.8.12-9-pve"
+UNAME = """#!/bin/sh
+# a stand-in uname: the release a Proxmox node would run
+case "$1" in -r) echo "{release}" ;; *) /usr/bin/uname "$@" ;; esac
+"""
 APT_GET = """#!/bin/sh
 # a stand-in apt-get: says what it was asked, prints apt-like lines, and for dist-upgrade waits at a gate
 # (the test opens it once it has seen the first line in chat: proof that output streams while it runs)
@@ -47,7 +52,7 @@ case "$*" in
     [ -e "{root}/gate" ] || {{ echo "E: the test never opened the gate" >&2; exit 100; }}
     echo "Setting up pve-manager (8.4.2) ..."
     echo "Setting up proxmox-kernel-6.8.12-10-pve (6.8.12-10) ..."
-    touch "{root}/reboot-required"
+    : > "{root}/boot/vmlinuz-6.8.12-10-pve"
     ;;
   *update*)
     echo "Hit:1 http://deb.debian.org/debian bookworm InRelease"
@@ -195,7 +200,13 @@ def ssh_cluster(nodes: tuple[str, ...] = ("pve1", "pve2")) -> Iterator[SshCluste
     apt = root / "bin" / "apt-get"
     apt.write_text(APT_GET.format(root=root))
     apt.chmod(0o755)
-    for path in (root, root / "priv", root / "bin", cluster.keys_file):
+    # the node runs the kernel it has installed; the stand-in apt-get installs a newer one
+    (root / "boot").mkdir()
+    (root / "boot" / f"vmlinuz-{RUNNING_KERNEL}").write_text("")
+    uname = root / "bin" / "uname"
+    uname.write_text(UNAME.format(release=RUNNING_KERNEL))
+    uname.chmod(0o755)
+    for path in (root, root / "priv", root / "bin", root / "boot", cluster.keys_file):
         os.chown(path, user.pw_uid, user.pw_gid)
     cluster.keys_file.chmod(0o600)
     for name in nodes:
@@ -217,7 +228,7 @@ def ssh_cluster(nodes: tuple[str, ...] = ("pve1", "pve2")) -> Iterator[SshCluste
             f"AllowUsers {USER}",
             "AllowTcpForwarding no",
             "X11Forwarding no",
-            f"SetEnv PATH={root / 'bin'}:/usr/bin:/bin PVEBOT_REBOOT_FLAG={root / 'reboot-required'}",
+            f"SetEnv PATH={root / 'bin'}:/usr/bin:/bin PVEBOT_NODE_ROOT={root}",
             "LogLevel VERBOSE",
         )) + "\n")
         server = SshNodeServer(name=name, port=_free_port(), host_key=host_key, key_path=key_path, config=config,

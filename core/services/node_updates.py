@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from core import rbac
@@ -43,10 +43,30 @@ def detached(command: str) -> str:
             '< /dev/null & pid=$!; tail -n +1 --pid="$pid" -F "$log" 2>/dev/null; wait "$pid"')
 
 
-# Debian's packages leave this flag file when they need a reboot (a node's sshd may point
-# PVEBOT_REBOOT_FLAG elsewhere); a new kernel that is not the running one needs one too
-REBOOT_CHECK = ('f="${PVEBOT_REBOOT_FLAG:-/run/reboot-required}"; if [ -e "$f" ]; then echo reboot-required; '
-                "else echo no-reboot; fi")
+# Whether the node must reboot to run what was installed: Debian's flag file, which some packages
+# leave (Proxmox's kernels do not); or a kernel to boot that is not the running one: the pinned one
+# (proxmox-boot-tool kernel pin), else the newest installed. PVEBOT_NODE_ROOT (unset on a node) lets
+# the tests' sshd stand a directory in for /.
+REBOOT_CHECK = (
+    'r="${PVEBOT_NODE_ROOT:-}"; running="$(uname -r)"; '
+    'boot="$(cat "$r/etc/kernel/proxmox-boot-pin" 2>/dev/null)"; '
+    '[ -n "$boot" ] || boot="$(ls "$r/boot" 2>/dev/null | sed -n "s/^vmlinuz-//p" | sort -V | tail -n 1)"; '
+    'if [ -e "$r/run/reboot-required" ]; then echo "reboot-required packages"; '
+    'elif [ -n "$boot" ] && [ "$boot" != "$running" ]; then echo "reboot-required kernel $boot $running"; '
+    "else echo no-reboot; fi"
+)
+
+
+def reboot_reason(output: Iterable[str]) -> str | None:
+    """What :data:`REBOOT_CHECK` printed, in words; None when no reboot is needed."""
+    for line in output:
+        words = line.split()
+        if words[:1] != ["reboot-required"]:
+            continue
+        if words[1:2] == ["kernel"] and len(words) == 4:
+            return f"kernel {words[2]} is installed, {words[3]} runs"
+        return "packages ask for it"
+    return None
 
 
 def sorted_updates(updates: list[PackageUpdate]) -> list[PackageUpdate]:
@@ -176,9 +196,11 @@ def _steps(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Ite
         return Step(what, stream=run)
 
     def reboot(sink: LineSink) -> None:
-        result = ssh.run(node, login, REBOOT_CHECK)
-        params["reboot"] = any(line.strip() == "reboot-required" for line in result.output)
-        sink("a reboot is required" if params["reboot"] else "no reboot needed")
+        why = reboot_reason(ssh.run(node, login, REBOOT_CHECK).output)
+        params["reboot"] = why is not None
+        if why is not None:
+            params["reboot_why"] = why
+        sink(f"a reboot is required: {why}" if why else "no reboot needed")
 
     yield command(APT_UPDATE, "apt-get update")
     yield command(detached(DIST_UPGRADE), "apt-get dist-upgrade", goes_on=True)
@@ -186,7 +208,8 @@ def _steps(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Ite
 
 
 def _result(target: Target, params: dict[str, Any]) -> str:
-    after = "⚠️ a reboot is required" if params.get("reboot") else "no reboot needed"
+    why = params.get("reboot_why")
+    after = ("⚠️ a reboot is required" + (f" ({why})" if why else "")) if params.get("reboot") else "no reboot needed"
     return f"upgraded {target.label}; {after}"
 
 

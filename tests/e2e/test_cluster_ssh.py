@@ -248,7 +248,9 @@ def test_node_upgrade_with_approval_streams_apt_and_announces_the_outcome(tmp_pa
         assert state == "succeeded", text
         # apt's lines arrived as progress while it ran (the gate held it until the first was seen)
         assert "apt-get dist-upgrade — Unpacking pve-manager (8.4.2) over (8.4.1)" in text, text
-        assert "upgraded lab/pve1; ⚠️ a reboot is required" in text, text
+        # the new kernel is not the running one (Proxmox's kernels leave no /run/reboot-required)
+        assert ("upgraded lab/pve1; ⚠️ a reboot is required (kernel 6.8.12-10-pve is installed, 6.8.12-9-pve "
+                "runs)") in text, text
         assert second and "lab/pve1 is already being upgraded" in second[0], second
         apt = ssh.apt_log.read_text().splitlines()
         assert apt[0] == "apt-get update"
