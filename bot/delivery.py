@@ -9,7 +9,7 @@ starting jobs itself, so there is one failure behaviour for all of them:
 - the queue refuses a job: ``jobs.start`` fails it and reports that in the conversation
   ("could not queue job-…: the job queue is unavailable; nothing was done");
 - an approvers' copy cannot be posted: that is logged, and the requester's card says who must
-  decide and what to type (``approvals.announce``);
+  decide and what to type (``approval_cards.announce``);
 - anything else going wrong after the post leaves the job to the reaper's start timeout, and a
   request nobody was told of to the approvers' ``approval list`` and its expiry.
 """
@@ -24,7 +24,7 @@ from functools import partial
 from core.chat import AnnounceApproval, Answer, MessageRef, Reply, StartJob, TrackApproval
 from core.errors import BotError
 from core.ids import show_approval, show_job
-from core.services import approvals, jobs
+from core.services import approval_cards, approvals, jobs
 from core.services.deps import Deps
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,9 @@ def follow_up(deps: Deps, answer: Answer, *, posted: MessageRef | None) -> None:
         try:
             if isinstance(item, TrackApproval):
                 if posted is not None:
-                    approvals.card_posted(deps, item.approval_id, posted)
+                    approval_cards.card_posted(deps, item.approval_id, posted)
             elif isinstance(item, AnnounceApproval):
-                approvals.announce(deps, item.approval_id)
+                approval_cards.announce(deps, item.approval_id)
             elif isinstance(item, StartJob):
                 # the reply that said "queued" is the job's message from now on
                 jobs.start(deps, item.job_id, posted=posted, becomes=True)

@@ -29,7 +29,7 @@ from core.ids import new_id
 from core.ports import Directory
 from core.principal import Principal
 from core.rbac import allows
-from core.services import approvals, audit, channels, identity
+from core.services import approval_cards, audit, channels, identity
 from core.services.deps import Deps
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class Dispatcher:
             try:
                 if channels.capture(self.deps.uow_factory, channel, clock=self.deps.clock, seen=self.seen_channels):
                     # requests made before the bot could reach this channel get their copy now
-                    approvals.deliver_waiting(self.deps, channel)
+                    approval_cards.deliver_waiting(self.deps, channel)
             except Exception:
                 # the command itself does not depend on it; the next message tries again
                 log.exception("could not remember the channel of a command")

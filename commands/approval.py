@@ -6,7 +6,7 @@ from commands.registry import Args, CommandContext, CommandRegistry, Param
 from core.chat import Reply, Table
 from core.ids import parse_approval_id, show_approval
 from core.rbac import Perm
-from core.services import approvals, channels
+from core.services import approval_cards, approvals, channels
 
 
 def register(registry: CommandRegistry) -> None:
@@ -15,7 +15,7 @@ def register(registry: CommandRegistry) -> None:
         """Approve a pending request; it then runs once."""
         decided = approvals.decide(ctx.deps, ctx.principal, parse_approval_id(args["request"]), approve=True)
         # the same card every copy of the request now shows
-        return approvals.card(ctx.deps, decided)
+        return approval_cards.card(ctx.deps, decided)
 
     @registry.command("deny", permission=Perm.APPROVAL_DECIDE,
                       args=(Param("request"), Param("reason", required=False, rest=True)))
@@ -24,7 +24,7 @@ def register(registry: CommandRegistry) -> None:
         note = approvals.parse_decision_note(args["reason"])
         decided = approvals.decide(ctx.deps, ctx.principal, parse_approval_id(args["request"]), approve=False,
                                    note=note)
-        return approvals.card(ctx.deps, decided)
+        return approval_cards.card(ctx.deps, decided)
 
     @registry.command("approval list", permission=Perm.VM_READ, flags=(Param("all", bool),))
     def approval_list(args: Args, ctx: CommandContext) -> Reply:
@@ -33,7 +33,7 @@ def register(registry: CommandRegistry) -> None:
         if not found:
             return Reply(text="no approval requests" + ("" if args["all"] else " pending"))
         rows = tuple(
-            (show_approval(a.id), a.state.value, a.action, a.target.get("label") or approvals.describe(a.target),
+            (show_approval(a.id), a.state.value, a.action, a.target.get("label") or approval_cards.describe(a.target),
              f"{a.expires_at:%Y-%m-%d %H:%M}")
             for a in found
         )

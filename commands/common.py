@@ -8,7 +8,7 @@ from commands.registry import CommandContext
 from core.chat import AnnounceApproval, Answer, FollowUp, Reply, Severity, StartJob, TrackApproval
 from core.ids import show_approval, show_job
 from core.model import ApprovalState
-from core.services import approvals
+from core.services import approval_cards
 from core.services.vms import Outcome
 
 
@@ -41,7 +41,7 @@ def outcome_reply(ctx: CommandContext, outcome: Outcome, what: str) -> Answer:
     """
     if outcome.approval is not None:
         approval_id = outcome.approval.id
-        card = approvals.card(ctx.deps, outcome.approval, announcing=outcome.created)
+        card = approval_cards.card(ctx.deps, outcome.approval, announcing=outcome.created)
         followups: tuple[FollowUp, ...] = (TrackApproval(approval_id),)
         if outcome.created:
             followups += (AnnounceApproval(approval_id),)

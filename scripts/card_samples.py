@@ -23,7 +23,7 @@ from adapters.teams import render as teams_render  # noqa: E402
 from core.chat import Reply  # noqa: E402
 from core.ids import show_approval  # noqa: E402
 from core.principal import Scope  # noqa: E402
-from core.services import approvals  # noqa: E402
+from core.services import approval_cards, approvals  # noqa: E402
 from tests.e2e.test_approvals import make_world  # noqa: E402
 from tests.fakes import FakeClock  # noqa: E402
 from tests.support import card_approval, make_storage  # noqa: E402
@@ -60,16 +60,16 @@ def samples(tmp: Path) -> dict[str, tuple[Reply, bool]]:
     out["approval-no-approver-reachable"] = (request, False)
     # as the requester sees it once the approvers got their copies (direct messages, a channel)
     reached = replace(approval, copies=[{"placeholder": True}])
-    out["approval-requester"] = (approvals.card(deps, reached), False)
-    out["approval-approver"] = (approvals.card(deps, approval, for_approvers=True), False)
-    out["approval-requester-in-a-chat-with-approvers"] = (approvals.card(deps, reached), True)
+    out["approval-requester"] = (approval_cards.card(deps, reached), False)
+    out["approval-approver"] = (approval_cards.card(deps, approval, for_approvers=True), False)
+    out["approval-requester-in-a-chat-with-approvers"] = (approval_cards.card(deps, reached), True)
     out["approval-list"] = (chat.run("approval list", as_=ALICE), False)
     out["approval-decided"] = (chat.run(f"approve {request_label(request)}", as_=ROOT_ADMIN), False)
     world.run_queue()
     with deps.uow_factory(Scope.everything()) as uow:
         done = uow.approvals.get(approval.id)
     assert done is not None
-    out["approval-done"] = (approvals.card(deps, done), False)
+    out["approval-done"] = (approval_cards.card(deps, done), False)
 
     stop = chat.run("vm stop web-01 --reason hung", as_=BOB)
     out["approval-rejected"] = (chat.run(f"deny {request_label(stop)} not during business hours", as_=ALICE),
@@ -78,7 +78,7 @@ def samples(tmp: Path) -> dict[str, tuple[Reply, bool]]:
     clock.advance(minutes=45)
     approvals.expire_due(deps)
     expired = world.approval(reset)
-    out["approval-expired"] = (approvals.card(deps, expired), False)
+    out["approval-expired"] = (approval_cards.card(deps, expired), False)
     return out
 
 

@@ -34,7 +34,7 @@ def test_no_adapter_starts_a_job_or_tracks_or_announces_a_card_itself() -> None:
     for path in _modules("adapters"):
         for call in _calls(path):
             if call.endswith(("jobs.start", "reply_posted", "reply_posted_async", "card_posted",
-                              "approvals.announce", "approvals.withdraw")):
+                              "approval_cards.announce", "approvals.withdraw")):
                 offenders.append(f"{path.relative_to(ROOT)}: {call}")
     assert offenders == []
 
