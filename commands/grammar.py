@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass
 
 from commands.registry import Args, CommandRegistry, CommandSpec, convert
+from core.chat import TYPOGRAPHIC_QUOTES
 from core.errors import InvalidArguments, NotFound
 
 
@@ -25,8 +26,7 @@ class UnknownCommand(NotFound):
 
 
 def tokenize(text: str) -> list[str]:
-    # chat clients turn quotes into typographic ones; people mean plain quotes
-    text = text.replace("“", '"').replace("”", '"').replace("‘", "'").replace("’", "'")
+    text = text.translate(TYPOGRAPHIC_QUOTES)
     try:
         return shlex.split(text)
     except ValueError:

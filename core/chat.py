@@ -178,7 +178,8 @@ class Field:
 
 # the longest text a button's ``ask`` takes (a decision's note is at most as long)
 MAX_ASK = 500
-_TYPOGRAPHIC_QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
+# chat clients "smarten" the quotes people type; the command grammar means the plain ones
+TYPOGRAPHIC_QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
 
 
 def with_answer(command: str, typed: str | None) -> str:
@@ -188,7 +189,7 @@ def with_answer(command: str, typed: str | None) -> str:
     plain first, since the command grammar would read them as quotes inside the quoted text. Nothing
     typed: the command as it is.
     """
-    text = " ".join((typed or "").translate(_TYPOGRAPHIC_QUOTES).split())[:MAX_ASK]
+    text = " ".join((typed or "").translate(TYPOGRAPHIC_QUOTES).split())[:MAX_ASK]
     return f"{command} {shlex.quote(text)}" if text else command
 
 

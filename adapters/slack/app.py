@@ -129,12 +129,8 @@ class SlackHandlers:
     async def on_button(self, ack: Callable[[], Awaitable[None]], body: dict[str, Any]) -> None:
         self._last_arrival = time.monotonic()
         await ack()
-        try:
-            press = translate.button_press(body)
-        except translate.MalformedPayload as e:
-            log.info("ignored a Slack button press: %s", e)
-            return
-        if press is None or not self.seen.first("btn:" + press.dedupe_key):
+        press = self._first_time(translate.button_press, body, what="button press", seen_as="btn")
+        if press is None:
             return
         if press.ask is not None:
             # at once, not after the other acks: the press's trigger_id opens a modal for 3 seconds only
@@ -166,14 +162,21 @@ class SlackHandlers:
         """Submit on an asking button's modal: the button's command, with the text, as if it were pressed."""
         self._last_arrival = time.monotonic()
         await ack()  # closes the modal; what the command answers goes where the press's answer would
+        press = self._first_time(translate.view_submission, body, what="view submission", seen_as="view")
+        if press is not None:
+            await self._guarded(self._press, press)
+
+    def _first_time(self, parse: Callable[[dict[str, Any]], translate.ButtonPress | None], body: dict[str, Any],
+                    *, what: str, seen_as: str) -> translate.ButtonPress | None:
+        """The press (or submission) in ``body`` to act on: None if it is malformed, not ours or a re-delivery."""
         try:
-            press = translate.view_submission(body)
+            press = parse(body)
         except translate.MalformedPayload as e:
-            log.info("ignored a Slack view submission: %s", e)
-            return
-        if press is None or not self.seen.first("view:" + press.dedupe_key):
-            return
-        await self._guarded(self._press, press)
+            log.info("ignored a Slack %s: %s", what, e)
+            return None
+        if press is None or not self.seen.first(f"{seen_as}:{press.dedupe_key}"):
+            return None
+        return press
 
     async def _guarded(self, work: Callable[[Any], Awaitable[None]], incoming: translate.Incoming) -> None:
         try:

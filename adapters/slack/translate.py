@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from core.chat import CommandRequest, ConversationRef, IdentityKey, with_answer
+from core.chat import TYPOGRAPHIC_QUOTES, CommandRequest, ConversationRef, IdentityKey, with_answer
 
 PLATFORM = "slack"
 # every button of ours has an action id under ACTION_PREFIX (one listener takes them all); one that
@@ -35,7 +35,7 @@ _CHANNEL_ID = re.compile(r"[A-Z0-9]{1,40}")
 _TS = re.compile(r"[0-9]{1,12}\.[0-9]{1,12}")
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 # Slack clients "smarten" what people type: turn it back into the grammar's quotes and flags
-_SMART = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'", "\u00a0": " "})
+_SMART = {**TYPOGRAPHIC_QUOTES, ord("\u00a0"): " "}
 _DASH_FLAG = re.compile(r"(^|\s)[—–](?=[a-z])")
 
 
