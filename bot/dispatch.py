@@ -42,6 +42,8 @@ class Call:
     request: CommandRequest
     principal: Principal | None = None
     newly_linked: bool = False
+    # the registered command, once parsed
+    command: str | None = None
 
 
 Next = Callable[[Call], Answer]
@@ -94,7 +96,9 @@ class Dispatcher:
 
     def handle(self, request: CommandRequest) -> Answer:
         """Run one command; always answers, errors included (``Reply.error``, no follow-ups)."""
-        call = Call(request)
+        return self._handle(Call(request))
+
+    def _handle(self, call: Call) -> Answer:
         try:
             answer = self._run_chain(call, 0)
         except BotError as e:
@@ -196,6 +200,7 @@ class Dispatcher:
     def _run_command(self, call: Call) -> Answer:
         assert call.principal is not None
         parsed = parse(call.request.text, self.registry)
+        call.command = parsed.spec.name
         permission = parsed.spec.permission
         if permission is not None and not allows(call.principal.role, permission):
             raise PermissionDenied(f"your role ({call.principal.role.value}) cannot use '{parsed.spec.name}'")

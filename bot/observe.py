@@ -24,12 +24,12 @@ class ObservedDispatcher(Dispatcher):
         # after the principal is known (rate limit, then principal)
         self._chain.insert(2, self._tag_logs)
 
-    def handle(self, request: CommandRequest) -> Answer:
+    def _handle(self, call: Call) -> Answer:
         started = time.monotonic()
-        with logcontext.bound(request_id=request.request_id):
-            answer = super().handle(request)
+        with logcontext.bound(request_id=call.request.request_id):
+            answer = super()._handle(call)
         outcome = "error" if answer.reply.severity.value == "error" else "ok"
-        self.telemetry.command_handled(command=self._name(request), outcome=outcome,
+        self.telemetry.command_handled(command=call.command or self._name(call.request), outcome=outcome,
                                        seconds=time.monotonic() - started)
         return answer
 
@@ -41,7 +41,8 @@ class ObservedDispatcher(Dispatcher):
             return next_(call)
 
     def _name(self, request: CommandRequest) -> str:
-        """The registered command's name; a label of bounded cardinality whatever people type."""
+        """The registered command's name, for a command refused before it was parsed (unlinked,
+        rate-limited); a label of bounded cardinality whatever people type."""
         try:
             return parse(request.text, self.registry).spec.name
         except Exception:

@@ -145,6 +145,23 @@ class JobState(enum.StrEnum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.UNKNOWN)
 
 
+
+@dataclass(frozen=True)
+class JobBrief:
+    """What a guest's status tells of the last job on it: three columns, not a whole job record."""
+
+    id: str
+    summary: str
+    state: JobState
+
+
+@dataclass(frozen=True)
+class JobRoute:
+    """Where a job reports: its conversation (with the thread it posts in) and its own message, once posted."""
+
+    conversation: dict[str, Any]
+    message_ref: dict[str, Any]
+
 @dataclass(eq=False)
 class Job:
     """A Proxmox operation requested from chat; its record outlives workers and restarts."""

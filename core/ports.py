@@ -34,6 +34,8 @@ from core.model import (
     IpAssignment,
     IpRange,
     Job,
+    JobBrief,
+    JobRoute,
     JobState,
     KnownChannel,
     Nic,
@@ -385,8 +387,8 @@ class JobRepository(Protocol):
     def get(self, job_id: str) -> Job | None: ...
     def by_request(self, request_id: str) -> Job | None: ...
     def list(self, *, states: Iterable[JobState] | None = None, limit: int = 50) -> builtins.list[Job]: ...
-    def last_for(self, *, cluster: str, vmid: int) -> Job | None:
-        """The newest job on guest ``vmid`` of ``cluster``, in scope."""
+    def last_for(self, *, cluster: str, vmid: int) -> JobBrief | None:
+        """The newest job on guest ``vmid`` of ``cluster``, in scope, in brief."""
         ...
 
     def askers(self, upids: Iterable[str]) -> dict[str, User]:
@@ -394,6 +396,14 @@ class JobRepository(Protocol):
 
         A task of another company's job is simply not there, like any task pvebot did not start.
         """
+        ...
+
+    def route_if_queued(self, job_id: str) -> JobRoute | None:
+        """Where a job still queued reports (read alone, not the whole record); None once it is not queued."""
+        ...
+
+    def hand_over(self, job_id: str, *, route: JobRoute, queue_owner: str | None) -> bool:
+        """Record where a still-queued job reports and the queue it goes to; False when it is queued no more."""
         ...
 
     def claim(self, job_id: str, *, now: datetime) -> bool:

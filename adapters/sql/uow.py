@@ -7,7 +7,7 @@ from itertools import chain
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, exc, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from adapters.sql import repositories as r
 from adapters.sql.tables import directory_version, start_mappers
@@ -139,10 +139,25 @@ def _one_row_alone(session: Session, _context: Any, _instances: Any) -> None:
     # each statement commits itself: a second row, or a directory change with its version bump,
     # would not hold together with the first
     pending = [*session.new, *session.dirty, *session.deleted]
-    written = session.info.get("rows_written", 0) + len(pending)
-    if written > 1 or any(isinstance(o, _DIRECTORY) for o in pending):
-        raise RuntimeError("an autocommit unit of work writes one row at most, and nothing of the directory")
+    if any(isinstance(o, _DIRECTORY) for o in pending):
+        raise RuntimeError("an autocommit unit of work writes nothing of the directory")
+    _count_writes(session, len(pending))
+
+
+def _one_statement_alone(state: ORMExecuteState) -> None:
+    # the same rule for a write sent as a statement of its own, not through the session's flush
+    if state.is_insert or state.is_update or state.is_delete:
+        _count_writes(state.session, 1)
+
+
+def _count_writes(session: Session, writes: int) -> None:
+    written = session.info.get("rows_written", 0) + writes
+    if written > 1:
+        raise RuntimeError("an autocommit unit of work writes one row at most")
     session.info["rows_written"] = written
+
+
+_READ_DIRECTORY_VERSION = select(directory_version.c.version).where(directory_version.c.id == 1)
 
 
 class SqlUnitOfWork:
@@ -204,7 +219,8 @@ class SqlUnitOfWork:
         self.session.flush()  # each statement has committed itself: no COMMIT to send
 
     def directory_version(self) -> int | None:
-        return self.session.execute(select(directory_version.c.version).where(directory_version.c.id == 1)).scalar()
+        # every command asks this first: a statement built once, sent past the ORM, which has nothing to map
+        return self.session.connection().execute(_READ_DIRECTORY_VERSION).scalar()
 
     def rollback(self) -> None:
         self.session.rollback()
@@ -226,6 +242,7 @@ class SqlUnitOfWorkFactory:
             self._autocommit_engine = make_engine(engine.url.render_as_string(hide_password=False), autocommit=True)
             self._autocommit_sessions = sessionmaker(bind=self._autocommit_engine, expire_on_commit=False)
             event.listen(self._autocommit_sessions, "before_flush", _one_row_alone)
+            event.listen(self._autocommit_sessions, "do_orm_execute", _one_statement_alone)
         if not event.contains(model.Job, "before_insert", _job_target_columns):
             event.listen(model.Job, "before_insert", _job_target_columns)
             event.listen(model.Job, "before_update", _job_target_columns)

@@ -21,7 +21,7 @@ from core import logcontext, rbac
 from core.chat import Action, ConversationRef, MessageRef, Reply, Severity
 from core.errors import BotError, Conflict, DuplicateRequest, ExternalSystemError, NotFound, NotLinked
 from core.ids import new_id, show_approval, show_job
-from core.model import ApprovalState, GuestRef, Job, JobState, TaskRef, TaskStatus
+from core.model import ApprovalState, GuestRef, Job, JobRoute, JobState, TaskRef, TaskStatus
 from core.ports import Hypervisor, UnitOfWork
 from core.principal import Principal, Scope
 from core.services import audit, catalog, notifications, operations, targets
@@ -119,16 +119,18 @@ def start(deps: Deps, job_id: str, *, posted: MessageRef | None, becomes: bool =
         ExternalSystemError: the queue refused the job; it is failed and reported already, nothing ran.
     """
     with deps.uow_factory(Scope.everything()) as uow:
-        job = uow.jobs.get(job_id)
-        if job is None or job.state is not JobState.QUEUED:
+        route = uow.jobs.route_if_queued(job_id)
+        if route is None:
             return
-        conversation = ConversationRef.from_dict(job.conversation)
-        if posted is not None and becomes and not job.message_ref:
-            job.message_ref = posted.to_dict()
+        conversation, message_ref = ConversationRef.from_dict(route.conversation), route.message_ref
+        if posted is not None and becomes and not message_ref:
+            message_ref = posted.to_dict()
         elif posted is not None and conversation.thread is None:
-            job.conversation = conversation.with_thread(posted.message_id).to_dict()
+            conversation = conversation.with_thread(posted.message_id)
         # recorded before the hand-over: if this process dies holding it, the next one can tell
-        job.queue_owner = deps.queue.owner
+        if not uow.jobs.hand_over(job_id, route=JobRoute(conversation.to_dict(), message_ref),
+                                  queue_owner=deps.queue.owner):
+            return  # cancelled, or failed by the reaper, since the read
         uow.commit()
     try:
         # RQ gets a little longer than our own deadline, so that we report the timeout, not RQ

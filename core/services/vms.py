@@ -8,7 +8,7 @@ from typing import Any
 from core import rbac
 from core.chat import ConversationRef
 from core.errors import BotError, Conflict, InvalidArguments, NotFound
-from core.model import Company, GuestStatus, Job, Snapshot
+from core.model import Company, GuestStatus, Job, JobBrief, Snapshot
 from core.ports import UnitOfWork
 from core.principal import Principal
 from core.services import inventory, ipam, quotas, requests, targets, templates
@@ -24,7 +24,7 @@ MAX_MEMORY_MB = 4 * 1024 * 1024  # qemu-server's maximum for memory, 4 TiB
 _SIZE = re.compile(r"^(\d+)\s*([MGT]?)i?B?$", re.IGNORECASE)
 
 
-def status(deps: Deps, principal: Principal, ref: str) -> tuple[inventory.OwnedGuest, GuestStatus, Job | None]:
+def status(deps: Deps, principal: Principal, ref: str) -> tuple[inventory.OwnedGuest, GuestStatus, JobBrief | None]:
     """A VM's live status and the last job pvebot ran on it."""
     # a read: the cached inventory (never older than its bound) names the guest; Proxmox's live
     # answer says how it is. Only when either says "not found" (a guest made, moved or renamed

@@ -22,6 +22,8 @@ from core.model import (
     Cluster,
     Company,
     Job,
+    JobBrief,
+    JobRoute,
     JobState,
     PoolBinding,
     Role,
@@ -225,11 +227,41 @@ def test_last_job_of_a_guest_is_picked_by_the_database_within_scope(storage: Sto
         uow.jobs.add(other)
         uow.commit()
     with storage.uow_factory(Scope.of(acme)) as uow:
-        assert uow.jobs.last_for(cluster="lab", vmid=101).id == "new"  # type: ignore[union-attr]
+        assert uow.jobs.last_for(cluster="lab", vmid=101) == JobBrief("new", "new", JobState.QUEUED)
         assert uow.jobs.last_for(cluster="edge", vmid=101) is None
     with storage.uow_factory(Scope.of(globex)) as uow:
         assert uow.jobs.last_for(cluster="lab", vmid=101).id == "gxnewest"  # type: ignore[union-attr]
         assert uow.jobs.last_for(cluster="lab", vmid=102) is None  # acme's, so not there
+
+
+def test_a_queued_job_is_handed_over_once_within_scope_and_never_after_it_left_the_queue(
+    storage: Storage, tenants: dict[str, int]
+) -> None:
+    acme, globex = tenants["acme"], tenants["globex"]
+    with storage.uow_factory(Scope.everything()) as uow:
+        queued = _job("queued", acme)
+        queued.conversation = {"platform": "slack", "channel": "C1"}
+        uow.jobs.add(queued)
+        uow.jobs.add(_job("running", acme, state=JobState.RUNNING))
+        uow.jobs.add(_job("gxqueued", globex))
+        uow.commit()
+    route = JobRoute(conversation={"platform": "slack", "channel": "C1", "thread": "17.1"},
+                     message_ref={"platform": "slack", "channel": "C1", "message_id": "17.2"})
+    with storage.uow_factory(Scope.of(acme)) as uow:
+        assert uow.jobs.route_if_queued("queued") == JobRoute({"platform": "slack", "channel": "C1"}, {})
+        assert uow.jobs.route_if_queued("running") is None
+        assert uow.jobs.route_if_queued("gxqueued") is None  # another company's: not there
+        assert uow.jobs.hand_over("queued", route=route, queue_owner="host:1")
+        assert not uow.jobs.hand_over("running", route=route, queue_owner="host:1")
+        assert not uow.jobs.hand_over("gxqueued", route=route, queue_owner="host:1")
+        uow.commit()
+    with storage.uow_factory(Scope.everything()) as uow:
+        job, running, other = uow.jobs.get("queued"), uow.jobs.get("running"), uow.jobs.get("gxqueued")
+    assert job is not None and running is not None and other is not None
+    assert (job.conversation, job.message_ref, job.queue_owner) == (route.conversation, route.message_ref, "host:1")
+    assert job.state is JobState.QUEUED and job.target == {"cluster": "lab", "vmid": 101}
+    assert running.message_ref == {} and running.queue_owner is None
+    assert other.message_ref == {} and other.queue_owner is None
 
 
 def test_the_last_job_of_a_guest_is_an_index_lookup_and_follows_a_target_that_changes(

@@ -16,7 +16,7 @@ from adapters.sql import migrate
 from adapters.sql import uow as sql_uow
 from adapters.sql.tables import directory_version
 from adapters.sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory, make_engine
-from core.model import AuditEvent
+from core.model import AuditEvent, Company, Job, JobState
 from core.principal import Scope
 from tests.support import mariadb_database
 
@@ -146,6 +146,11 @@ def test_a_connection_lost_within_the_idle_second_fails_one_statement_then_recov
     version_read(factory)
 
 
+def job_row(job_id: str) -> Job:
+    return Job(id=job_id, request_id=job_id, company_id=1, actor_user_id=1, action="vm.start", target={},
+               params={}, state=JobState.QUEUED, created_at=datetime.now(UTC))
+
+
 def audit_row(n: int) -> AuditEvent:
     return AuditEvent(at=datetime.now(UTC), action="command", actor="bob@acme.example", target=f"vm status {n}")
 
@@ -182,6 +187,26 @@ def test_an_autocommit_unit_of_work_refuses_a_second_row(engine: Engine) -> None
         with pytest.raises(RuntimeError, match="one row at most"):
             uow.audit.append(audit_row(2))
     assert audited_elsewhere(engine) == 1
+
+
+def test_an_autocommit_unit_of_work_counts_a_flushed_row_and_a_statement_alike(engine: Engine) -> None:
+    factory = SqlUnitOfWorkFactory(engine)
+    with factory(Scope.everything(), autocommit=True) as uow:
+        uow.jobs.add(job_row("first"))  # through the session's flush
+        with pytest.raises(RuntimeError, match="one row at most"):
+            uow.audit.append(audit_row(1))  # an INSERT of its own
+    assert audited_elsewhere(engine) == 0
+
+
+def test_an_autocommit_unit_of_work_refuses_a_directory_change(engine: Engine) -> None:
+    factory = SqlUnitOfWorkFactory(engine)
+    with factory(Scope.everything(), autocommit=True) as uow:
+        start = uow.directory_version()
+        with pytest.raises(RuntimeError, match="nothing of the directory"):
+            uow.companies.add(Company(slug="globex", name="Globex"))  # its version bump would be a second write
+    with factory(Scope.everything(), autocommit=True) as uow:
+        assert uow.directory_version() == start
+        assert uow.companies.by_slug("globex") is None
 
 
 def test_a_transaction_begun_on_an_autocommit_connection_is_rolled_back_at_return(engine: Engine) -> None:
