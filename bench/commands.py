@@ -9,8 +9,8 @@
 2. With ``--concurrency C`` (default 8), the three kinds again, interleaved, from C threads at once as
    ``pvebot serve`` runs them (one thread per command in flight): commands/s of the process.
 3. With ``--processes P`` (default 0: skipped), P processes of their own (as P ``pvebot serve``
-   processes on one database would be), each running the three kinds interleaved one after the
-   other, all at once: the commands/s of all of them together, from the first start to the last end.
+   processes on one database would be), all at once: first each kind alone, then the three kinds
+   interleaved; the commands/s of all of them together, from the first start to the last end.
 4. With ``--workers W`` (default 0: skipped), W ``pvebot worker`` processes then drain the queued
    ``vm start`` jobs: p50/p99 of the time from the command to the job starting (its claim).
 
@@ -57,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OTHERS = tuple(f"co{i:02d}" for i in range(1, 10))  # the other companies
 MINE = 50  # acme's guests, at every inventory size
 BENCH_CONVERSATION = ConversationRef(platform="shell", channel="bench")
+MIXED = "all three"  # the three kinds of commands taken in turn
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -165,11 +166,13 @@ def run_concurrently(app: App, key: IdentityKey, *, n: int, threads: int) -> tup
     return len(latencies) / (time.perf_counter() - began), latencies
 
 
-def run_processes(env: dict[str, str], *, n: int, processes: int) -> tuple[float, list[float]]:
-    """``processes`` children, each ``n`` commands of each kind interleaved; (commands/s of all, latencies)."""
+def run_processes(env: dict[str, str], *, n: int, processes: int, kind: str = MIXED) -> tuple[float, list[float]]:
+    """``processes`` children, each ``n`` commands of ``kind`` (or of each kind, interleaved); (commands/s of all,
+    latencies)."""
     start_at = time.time() + 8 + processes  # each child builds its app first, then all begin together
-    children = [subprocess.Popen([sys.executable, __file__, "--child", f"{n}:{start_at}"], env={**os.environ, **env},
-                                 stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+    children = [subprocess.Popen([sys.executable, __file__, "--child", f"{n}:{start_at}:{kind}"],
+                                 env={**os.environ, **env}, stdout=subprocess.PIPE, text=True)
+                for _ in range(processes)]
     results = [json.loads(child.communicate()[0].strip().splitlines()[-1]) for child in children]
     began, ended = min(r["began"] for r in results), max(r["ended"] for r in results)
     latencies = [x for r in results for x in r["latencies"]]
@@ -178,7 +181,8 @@ def run_processes(env: dict[str, str], *, n: int, processes: int) -> tuple[float
 
 def child(spec: str) -> None:
     """One of :func:`run_processes`'s processes: its own app on the shared database and simulator."""
-    n, start_at = int(spec.split(":")[0]), float(spec.split(":")[1])
+    count, at, kind = spec.split(":", 2)
+    n, start_at = int(count), float(at)
     settings = Settings.from_mapping(dict(os.environ))
     app = build_app(settings, storage=open_storage(settings))
     app.dispatcher.rate_limiter = RateLimiter(limit=10**9)
@@ -187,7 +191,11 @@ def child(spec: str) -> None:
         mixed(app, key, i)
     time.sleep(max(0.0, start_at - time.time()))
     began = time.time()
-    latencies = [mixed(app, key, i) for i in range(n * len(KINDS))]
+    if kind == MIXED:
+        latencies = [mixed(app, key, i) for i in range(n * len(KINDS))]
+    else:
+        text, check = KINDS[kind]
+        latencies = [timed_command(app, key, text(i), check) for i in range(n)]
     ended = time.time()
     app.close()
     print(json.dumps({"began": began, "ended": ended, "latencies": latencies}), flush=True)
@@ -250,7 +258,7 @@ def main() -> None:
     backend = storage.engine.dialect.name
 
     print(f"database: {backend}; {n} commands of each kind per size, one after the other; acme owns {MINE} guests")
-    print(f"{'guests':>7}  {'command':<17} {'cmd/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'SQL/cmd':>8}")
+    print(f"{'guests':>7}  {'command':<30} {'cmd/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'SQL/cmd':>8}")
     p50s: dict[tuple[str, int], float] = {}
     all_latencies: list[float] = []
     all_elapsed = 0.0
@@ -272,18 +280,18 @@ def main() -> None:
             if size == sizes[-1]:
                 all_latencies += latencies
                 all_elapsed += elapsed
-            print(f"{size:>7}  {kind:<17} {n / elapsed:>7.0f} {p50s[kind, size] * 1000:>8.1f} "
+            print(f"{size:>7}  {kind:<30} {n / elapsed:>7.0f} {p50s[kind, size] * 1000:>8.1f} "
                   f"{percentile(latencies, .99) * 1000:>8.1f} {sql:>8.1f}")
         if profiler:
             profiler.disable()
             profiler.dump_stats(args.profile)
         if args.concurrency:
             rate, latencies = run_concurrently(app, key, n=n, threads=args.concurrency)
-            print(f"{size:>7}  {'all three, ' + str(args.concurrency) + ' threads':<17} {rate:>7.0f} "
+            print(f"{size:>7}  {'all three, ' + str(args.concurrency) + ' threads':<30} {rate:>7.0f} "
                   f"{statistics.median(latencies) * 1000:>8.1f} {percentile(latencies, .99) * 1000:>8.1f}")
-        if args.processes:
-            rate, latencies = run_processes(env, n=n, processes=args.processes)
-            print(f"{size:>7}  {'all three, ' + str(args.processes) + ' processes':<17} {rate:>7.0f} "
+        for kind in (*KINDS, MIXED) if args.processes else ():
+            rate, latencies = run_processes(env, n=n, processes=args.processes, kind=kind)
+            print(f"{size:>7}  {kind + ', ' + str(args.processes) + ' processes':<30} {rate:>7.0f} "
                   f"{statistics.median(latencies) * 1000:>8.1f} {percentile(latencies, .99) * 1000:>8.1f}")
     if len(sizes) > 1:
         ratios = ", ".join(f"{kind} {p50s[kind, sizes[-1]] / p50s[kind, sizes[0]]:.2f}x" for kind in KINDS)
