@@ -389,8 +389,14 @@ class JobRepository(Protocol):
         """The newest job on guest ``vmid`` of ``cluster``, in scope."""
         ...
 
+    def add_task(self, job: Job, upid: str) -> None:
+        """Record that ``job`` started the Proxmox task ``upid`` (once; again is a no-op)."""
+        ...
+
     def askers(self, upids: Iterable[str]) -> dict[str, User]:
         """Who asked for the jobs, in scope, that started these Proxmox tasks: by UPID, one query for all.
+
+        Every task a job started counts, not only the one it followed last (a schedule run starts one per node).
 
         A task of another company's job is simply not there, like any task pvebot did not start.
         """

@@ -513,14 +513,22 @@ class SqlJobRepository(_Scoped):
         stmt = self._select().where(c.target_cluster == cluster, c.target_vmid == vmid)
         return self._session.scalars(stmt.order_by(c.created_at.desc(), c.id).limit(1)).first()
 
+    def add_task(self, job: Job, upid: str) -> None:
+        _check_scope(self._scope, job.company_id, "company")
+        c = t.job_tasks.c
+        known = select(c.upid).where(c.job_id == job.id, c.upid == upid)
+        if self._session.execute(known).first() is None:
+            self._session.execute(insert(t.job_tasks).values(job_id=job.id, upid=upid, company_id=job.company_id))
+
     def askers(self, upids: Iterable[str]) -> dict[str, User]:
         wanted = sorted(set(upids))
         if not wanted:
             return {}
-        c = t.jobs.c
+        c = t.job_tasks.c
         # the scope filters the jobs, not the users: a task of another company's job finds nobody, while
         # provider staff who acted for the caller's company are named, as its approval cards name them
-        stmt = (select(c.upid, User).select_from(t.jobs).join(t.users, t.users.c.id == c.actor_user_id)
+        stmt = (select(c.upid, User).select_from(t.job_tasks).join(t.jobs, t.jobs.c.id == c.job_id)
+                .join(t.users, t.users.c.id == t.jobs.c.actor_user_id)
                 .where(c.upid.in_(wanted), _in_scope(c.company_id, self._scope)))
         return {upid: user for upid, user in self._session.execute(stmt).all()}
 

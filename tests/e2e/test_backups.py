@@ -316,6 +316,26 @@ def test_an_all_schedule_follows_the_company_s_pool_as_it_grows(tmp_path: Path) 
         assert 150 in backed_up and backed_up == acme  # the newcomer too, and nothing of globex's
 
 
+def test_history_names_who_ran_a_schedule_on_every_node_it_ran_on(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        w.sim.add_guest(vmid=150, name="web-02", node="pve2", pool="acme")
+        alice, out = w.shell(ALICE)
+        alice.run(['backup schedule create everything --when "daily 03:00" --all', "vm list --refresh",
+                   "backup schedule run everything"])
+        job = job_ids(out.getvalue())[-1]
+        assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded", out.getvalue()
+        with w.sim.state.lock:
+            nodes = {u.split(":")[1] for u in w.sim.tasks.tasks if ":vzdump:" in u}
+        assert nodes == {"pve1", "pve2"}  # one vzdump task per node, one job
+        bob, bob_out = w.shell(BOB)
+        bob.run(["backup history"])
+        text = bob_out.getvalue()
+        # each node's task of the run was started by the one job Alice asked for, not only the last
+        for vm in ("web-01", "db-01", "ct-01", "web-02"):
+            assert re.search(rf"{vm}\s+✅ ok\s+—\s+Alice Admin\n", text), text
+
+
 def test_schedules_need_sys_modify_and_say_so(tmp_path: Path) -> None:
     with world(tmp_path, queue="embedded") as w:
         _setup(w)
