@@ -439,6 +439,23 @@ class SqlEventSourceRepository(_Scoped):
             except IntegrityError:
                 pass  # written by the other poller a moment ago; the next poll reads from there
 
+    def node_version(self, cluster_id: int, node: str) -> str | None:
+        c = t.node_versions.c
+        value = self._session.scalar(select(c.version).where(c.cluster_id == cluster_id, c.node == node))
+        return None if value is None else str(value)
+
+    def set_node_version(self, cluster_id: int, node: str, version: str) -> None:
+        c = t.node_versions.c
+        result = self._session.execute(update(t.node_versions).where(c.cluster_id == cluster_id, c.node == node)
+                                       .values(version=version[:64]).execution_options(synchronize_session=False))
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            try:
+                with self._session.begin_nested():
+                    self._session.execute(insert(t.node_versions).values(cluster_id=cluster_id, node=node[:64],
+                                                                         version=version[:64]))
+            except IntegrityError:
+                pass  # written by another checker a moment ago; the next check compares with it
+
     def seen(self, key: str) -> bool:
         return self._session.scalar(select(t.event_seen.c.event_key).where(t.event_seen.c.event_key == key[:255])
                                     ) is not None

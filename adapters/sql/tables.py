@@ -350,6 +350,16 @@ event_cursors = Table(
     Column("since", Integer, nullable=False),
 )
 
+# The Proxmox VE version (pve-manager) each node ran when last checked: a change is announced once
+node_versions = Table(
+    "node_versions",
+    metadata,
+    Column("cluster_id", Integer, ForeignKey("clusters.id", ondelete="CASCADE"), primary_key=True,
+           autoincrement=False),
+    Column("node", String(64), primary_key=True),
+    Column("version", String(64), nullable=False),
+)
+
 # Events recorded already (``vzdump:<cluster>:<node>:<upid>``): a push and a pull of one run, or two
 # polls that both list it, read its log once. The outbox's own unique key is what makes delivery once.
 event_seen = Table(
