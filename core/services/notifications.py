@@ -31,7 +31,7 @@ from core.model import (
 )
 from core.ports import Clock, UnitOfWork
 from core.principal import Principal, Scope
-from core.services import channels
+from core.services import channels, inventory
 from core.services.deps import Deps
 
 # topics only the provider's own channels hear
@@ -92,7 +92,7 @@ def subscribe(
     """
     rbac.require(principal, rbac.Perm.NOTIFY_MANAGE)
     company_id = _company_for(principal, everyone=everyone, topic=topic)
-    vm = vm.strip()[:64] if vm else None
+    vm = _one_vm(deps, principal, vm, topic=topic) if vm else None
     with deps.uow_factory(principal.scope) as uow:
         for existing in uow.subscriptions.list(topic=topic):
             if (existing.company_id, existing.channel, existing.vm, existing.only_failures) == (
@@ -104,6 +104,16 @@ def subscribe(
         uow.subscriptions.add(subscription)
         uow.commit()
     return subscription, True
+
+
+def _one_vm(deps: Deps, principal: Principal, ref: str, *, topic: Topic) -> str:
+    """What a ``--vm`` subscription matches: a VM in the caller's scope, by the name or the VMID typed."""
+    if topic in PROVIDER_TOPICS:
+        raise InvalidArguments(f"--vm is not for the {topic.value} topic")
+    # a typo or another company's VM would match nothing, silently and forever: refuse it now
+    owned = inventory.find(deps, principal, ref)
+    typed = ref.strip()
+    return owned.guest.name if typed.lower() == owned.guest.name.lower() else str(owned.guest.vmid)
 
 
 @dataclass(frozen=True)
