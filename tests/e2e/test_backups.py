@@ -336,6 +336,27 @@ def test_history_names_who_ran_a_schedule_on_every_node_it_ran_on(tmp_path: Path
             assert re.search(rf"{vm}\s+✅ ok\s+—\s+Alice Admin\n", text), text
 
 
+def test_running_a_schedule_backs_up_none_of_another_companys_guests(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        alice, out = w.shell(ALICE)
+        alice.run(['backup schedule create nightly --when "daily 02:00" --vms web-01,db-01 --mode stop'])
+        # the provider gives db-01 to globex: the Proxmox job still names VMID 101
+        with w.sim.state.lock:
+            w.sim.state.guests[101].pool = "globex"
+        alice.run(["vm list --refresh", "backup schedule run nightly"])
+        job = job_ids(out.getvalue())[-1]
+        assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded", out.getvalue()
+        assert len(_volids(w, 100)) == 1 and _volids(w, 101) == []  # globex's guest untouched
+        calls = len([r for r in w.sim.requests if r.path.endswith("/vzdump")])
+        # none of the job's guests left in the company: nothing runs, and the answer says why
+        with w.sim.state.lock:
+            w.sim.state.guests[100].pool = "globex"
+        alice.run(["vm list --refresh", "backup schedule run nightly"])
+        assert "none of the VMs of schedule nightly is your company's now" in out.getvalue(), out.getvalue()
+        assert len([r for r in w.sim.requests if r.path.endswith("/vzdump")]) == calls
+
+
 def test_schedules_need_sys_modify_and_say_so(tmp_path: Path) -> None:
     with world(tmp_path, queue="embedded") as w:
         _setup(w)
