@@ -67,6 +67,8 @@ def test_back_up_now_with_progress_then_list_it(tmp_path: Path) -> None:
         listing = out.getvalue()
         assert "Backups of web-01 (lab/100) (1)" in listing and "before the upgrade" in listing
         assert "backup-nfs" in listing
+        bob.run(["backup list web-01 --storage nfs-typo"])  # not "has no backups": there is no such storage
+        assert "storage 'nfs-typo' holds no backups on cluster lab" in out.getvalue()
         # only the company's storages
         bob.run(["backup now web-01 --storage local"])
         assert "storage 'local' is not one your company may use for backups (allowed: backup-nfs)" in out.getvalue()
