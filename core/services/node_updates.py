@@ -107,15 +107,17 @@ def check_cluster(deps: Deps, cluster: Cluster) -> int:
     """Announce each online node's available updates (a set already announced is not again) and a node
     running a new Proxmox VE version; how many messages were queued."""
     hv = deps.hypervisors.for_cluster(cluster)
+    return sum(check_node(deps, cluster, node.name) for node in hv.cluster_state().nodes if node.online)
+
+
+def check_node(deps: Deps, cluster: Cluster, node: str) -> int:
+    """:func:`check_cluster` for one node (a node's webhook said it has news); how many messages were queued."""
+    hv = deps.hypervisors.for_cluster(cluster)
     queued = 0
-    for node in hv.cluster_state().nodes:
-        if not node.online:
-            continue
-        updates = hv.apt_updates(node.name)
-        if updates:
-            queued += notifications.publish(deps, _announce(cluster.name, node.name, updates))
-        queued += _check_version(deps, cluster, node.name, hv.proxmox_version(node.name))
-    return queued
+    updates = hv.apt_updates(node)
+    if updates:
+        queued += notifications.publish(deps, _announce(cluster.name, node, updates))
+    return queued + _check_version(deps, cluster, node, hv.proxmox_version(node))
 
 
 def _check_version(deps: Deps, cluster: Cluster, node: str, version: str | None) -> int:
