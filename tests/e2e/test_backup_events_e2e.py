@@ -343,3 +343,34 @@ async def test_a_package_updates_push_delivers_the_nodes_updates(tmp_path: Path,
         text = await until("the node's updates in the provider channel", lambda: " ".join(
             t for t in bot.slack_texts("C0HOSTOPS") if "updates on lab/pve1" in t))
         assert "pve-manager 8.4.1 → 8.4.2" in text, text
+
+
+async def test_a_gone_slack_channel_and_teams_conversation_are_marked_broken_and_not_retried(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with running(tmp_path, monkeypatch, poll_seconds=1) as bot:
+        # globex archived its channel; acme removed pvebot from its team
+        bot.slack.archived.add("C0GLOBEX")
+        bot.teams.gone.add(ACME_TEAMS)
+        _ = bot.run_backups()
+
+        def states() -> dict[str, str]:
+            return {s.channel: s.state.value for s in _subscriptions(bot)}
+
+        await until("both subscriptions marked broken", lambda: states()[f"teams:{ACME_TEAMS}"] == "broken"
+                    and states()["slack:C0GLOBEX"] == "broken")
+        problems = {s.channel: s.problem for s in _subscriptions(bot)}
+        assert problems == {f"teams:{ACME_TEAMS}": "Teams answered HTTP 403",
+                            "slack:C0GLOBEX": "Slack says is_archived", "slack:C0HOSTOPS": None}
+        await until("the provider's messages", lambda: len(_provider_sent(bot)) == 2)
+
+        def tried() -> tuple[int, int, int]:
+            rows = bot.outbox_rows()
+            return (len([c for c in bot.slack.of("chat.postMessage") if c.args.get("channel") == "C0GLOBEX"]),
+                    len([c for c in bot.teams.calls if f"/conversations/{ACME_TEAMS}/" in c.path]),
+                    rows - len(_provider_sent(bot)))
+
+        before = tried()
+        # another night's runs: the provider hears of both, the broken channels get nothing queued or tried
+        _ = bot.run_backups()
+        await until("the provider's messages of the second runs", lambda: len(_provider_sent(bot)) == 4)
+        assert tried() == before
