@@ -1,4 +1,5 @@
-"""``POST /pve/events/<cluster>``: a Proxmox webhook says a node has news; pvebot pulls that node.
+"""``POST /pve/events/<cluster>``: a Proxmox webhook says a node has news; pvebot pulls that node
+(its backup runs, and its package updates: the matcher sends ``package-updates`` too).
 
 Proxmox authenticates with nothing but the secret header pvebot installed (``pvebot admin events
 install``); it is compared in constant time and a missing or wrong one is 401, with nothing done. A
@@ -21,9 +22,10 @@ import time
 
 from aiohttp import web
 
+from core.errors import BotError
 from core.model import Cluster
 from core.ports import SecretCipher
-from core.services import event_sources
+from core.services import event_sources, node_updates
 from core.services.deps import Deps
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,14 @@ class PushedPulls:
 
     def _pull(self, cluster: Cluster, node: str | None) -> None:
         nodes = [node] if node else event_sources.nodes_of(self.deps, cluster)
+        # the body is not trusted to say which kind of news it is: the node's updates are read too (a
+        # package-updates notification, from the daily pveupdate); a set announced already is not again
+        for n in nodes:
+            try:
+                node_updates.check_node(self.deps, cluster, n)
+            except BotError as e:
+                log.warning("the updates check a webhook of cluster %s asked for failed: %s", cluster.name,
+                            e.user_message)
         for pause in self.backoff:
             time.sleep(pause)
             running = sum(event_sources.pull_pushed(self.deps, cluster, n).running for n in nodes)

@@ -37,12 +37,13 @@ def subscribe(args: Args, ctx: CommandContext) -> Reply:
 def list_(args: Args, ctx: CommandContext) -> Reply:
     """Notification subscriptions of your companies, with their state and last delivery."""
     found = notifications.list_subscriptions(ctx.deps, ctx.principal)
-    if not found:
+    approvers = notifications.approvers_channels(ctx.deps, ctx.principal)
+    if not found and not approvers:
         return Reply(text="no notification subscriptions; type 'notify subscribe <topic>' in the channel to notify")
     with ctx.deps.uow_factory(ctx.principal.scope) as uow:
         slugs = {c.id: c.slug for c in uow.companies.list()}
     rows = tuple(notifications.describe(item, company_slug=slugs.get(item.subscription.company_id or -1))
-                 for item in found)
+                 for item in found) + tuple(notifications.describe_approvers(a) for a in approvers)
     return Reply(title="Notification subscriptions", table=Table(columns=_COLUMNS, rows=rows))
 
 

@@ -391,8 +391,14 @@ class JobRepository(Protocol):
         """The newest job on guest ``vmid`` of ``cluster``, in scope, in brief."""
         ...
 
+    def add_task(self, job: Job, upid: str) -> None:
+        """Record that ``job`` started the Proxmox task ``upid`` (once; again is a no-op)."""
+        ...
+
     def askers(self, upids: Iterable[str]) -> dict[str, User]:
         """Who asked for the jobs, in scope, that started these Proxmox tasks: by UPID, one query for all.
+
+        Every task a job started counts, not only the one it followed last (a schedule run starts one per node).
 
         A task of another company's job is simply not there, like any task pvebot did not start.
         """
@@ -566,6 +572,12 @@ class EventSourceRepository(Protocol):
         ...
 
     def set_cursor(self, cluster_id: int, node: str, since: int) -> None: ...
+
+    def node_version(self, cluster_id: int, node: str) -> str | None:
+        """The Proxmox VE version the node ran when last checked; None before its first check."""
+        ...
+
+    def set_node_version(self, cluster_id: int, node: str, version: str) -> None: ...
 
     def seen(self, key: str) -> bool: ...
 

@@ -286,8 +286,27 @@ async def resize(ctx: SimContext, call: Call) -> Any:
                                guest=guest)
 
 
+def _remove_from_backup_jobs(ctx: SimContext, vmid: int) -> None:
+    """pve-guest-common's ``remove_vmid_from_backup_jobs``: out of each vzdump job's ``vmid`` list (a job
+    left with none is deleted) or its ``exclude`` list (an empty one is dropped)."""
+    for job_id, job in list(ctx.state.backup_jobs.items()):
+        for key in ("vmid", "exclude"):
+            if key not in job:
+                continue
+            rest = ",".join(v for v in job[key].replace(";", ",").replace(" ", ",").split(",") if v and v != str(vmid))
+            if rest:
+                job[key] = rest
+            elif key == "vmid":
+                del ctx.state.backup_jobs[job_id]
+            else:
+                del job[key]
+            break  # a job selects by vmid, or else by exclude: only that one list is changed
+
+
 @route("DELETE", "/nodes/{node}/{kind}/{vmid}")
 async def destroy(ctx: SimContext, call: Call) -> Any:
+    # "Remove VMID from configurations, like backup & replication jobs and HA."
+    purge = call.flag("purge")
     with ctx.state.lock:
         guest = ctx.guest(call)
         if guest.status == "running":
@@ -300,6 +319,8 @@ async def destroy(ctx: SimContext, call: Call) -> Any:
             if guest.status == "running":
                 raise TaskFailed(f"{guest.type_label} {guest.vmid} is running - destroy failed")
             ctx.state.guests.pop(guest.vmid, None)
+            if purge:
+                _remove_from_backup_jobs(ctx, guest.vmid)
 
     with ctx.state.lock:
         return ctx.tasks.start(node=call.node, type_=TASK_PREFIX[call.kind] + "destroy", id_=str(call.vmid),

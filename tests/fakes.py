@@ -276,7 +276,7 @@ class FakeHypervisor:
         return [1_800_000_000 + 86400 * i for i in range(iterations)]
 
     def run_backup(self, *, node: str, options: dict[str, str]) -> TaskRef | None:
-        self.calls.append(("run_backup", node))
+        self.calls.append(("run_backup", (node, dict(options))))
         return None
 
     def tasks(self, *, node: str, typefilter: str, since: int | None = None, limit: int = 500, start: int = 0,

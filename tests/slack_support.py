@@ -146,6 +146,8 @@ class FakeSlack:
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         # direct message channels conversations.open has opened
         self.opened: set[str] = set()
+        # channels archived since: chat.postMessage there answers is_archived, as Slack does
+        self.archived: set[str] = set()
         self._faults: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
         # (until, Retry-After, methods, seconds): a 429 storm, see storm(); until is None while it
         # waits for its first call
@@ -340,6 +342,8 @@ class FakeSlack:
             return {"ok": True, "url": "https://acme.slack.com/", "team": "Acme", "user": "pvebot",
                     "team_id": "T0ACME", "user_id": BOT_USER_ID, "bot_id": "B0PVEBOT"}
         if method == "chat.postMessage":
+            if args.get("channel") in self.archived:
+                return {"ok": False, "error": "is_archived"}
             ts = f"1700000000.{next(self._ts):06d}"
             with self._lock:
                 self.messages[(args["channel"], ts)] = {**args, "ts": ts}

@@ -98,6 +98,8 @@ class FakeBotFramework:
     installed_for: set[str] | None = None
     # every Create Conversation call (POST /v3/conversations)
     created: list[Recorded] = field(default_factory=list)
+    # conversations the bot was removed from: a post there answers 403, as the connector does
+    gone: set[str] = field(default_factory=set)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -324,6 +326,10 @@ class FakeBotFramework:
         if self.require_token and auth != f"Bearer {ACCESS_TOKEN}":
             return web.json_response({"error": {"code": "Unauthorized"}}, status=401)
         rest = request.match_info["rest"]
+        if request.method == "POST" and request.match_info["conversation"] in self.gone:
+            return web.json_response({"error": {"code": "BotNotInConversationRoster",
+                                                "message": "The bot is not part of the conversation roster."}},
+                                     status=403)
         if request.method == "GET" and rest.startswith("members/"):
             member = self.members.get(rest.removeprefix("members/"))
             return web.json_response(member) if member else web.json_response({}, status=404)

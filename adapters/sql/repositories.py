@@ -442,6 +442,23 @@ class SqlEventSourceRepository(_Scoped):
             except IntegrityError:
                 pass  # written by the other poller a moment ago; the next poll reads from there
 
+    def node_version(self, cluster_id: int, node: str) -> str | None:
+        c = t.node_versions.c
+        value = self._session.scalar(select(c.version).where(c.cluster_id == cluster_id, c.node == node))
+        return None if value is None else str(value)
+
+    def set_node_version(self, cluster_id: int, node: str, version: str) -> None:
+        c = t.node_versions.c
+        result = self._session.execute(update(t.node_versions).where(c.cluster_id == cluster_id, c.node == node)
+                                       .values(version=version[:64]).execution_options(synchronize_session=False))
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            try:
+                with self._session.begin_nested():
+                    self._session.execute(insert(t.node_versions).values(cluster_id=cluster_id, node=node[:64],
+                                                                         version=version[:64]))
+            except IntegrityError:
+                pass  # written by another checker a moment ago; the next check compares with it
+
     def seen(self, key: str) -> bool:
         return self._session.scalar(select(t.event_seen.c.event_key).where(t.event_seen.c.event_key == key[:255])
                                     ) is not None
@@ -525,14 +542,22 @@ class SqlJobRepository(_Scoped):
         row = self._session.execute(stmt).first()
         return None if row is None else JobBrief(*row)
 
+    def add_task(self, job: Job, upid: str) -> None:
+        _check_scope(self._scope, job.company_id, "company")
+        c = t.job_tasks.c
+        known = select(c.upid).where(c.job_id == job.id, c.upid == upid)
+        if self._session.execute(known).first() is None:
+            self._session.execute(insert(t.job_tasks).values(job_id=job.id, upid=upid, company_id=job.company_id))
+
     def askers(self, upids: Iterable[str]) -> dict[str, User]:
         wanted = sorted(set(upids))
         if not wanted:
             return {}
-        c = t.jobs.c
+        c = t.job_tasks.c
         # the scope filters the jobs, not the users: a task of another company's job finds nobody, while
         # provider staff who acted for the caller's company are named, as its approval cards name them
-        stmt = (select(c.upid, User).select_from(t.jobs).join(t.users, t.users.c.id == c.actor_user_id)
+        stmt = (select(c.upid, User).select_from(t.job_tasks).join(t.jobs, t.jobs.c.id == c.job_id)
+                .join(t.users, t.users.c.id == t.jobs.c.actor_user_id)
                 .where(c.upid.in_(wanted), _in_scope(c.company_id, self._scope)))
         return {upid: user for upid, user in self._session.execute(stmt).all()}
 

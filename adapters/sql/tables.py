@@ -194,9 +194,19 @@ jobs = Table(
     Column("target_cluster", String(64), nullable=True),
     Column("target_vmid", Integer, nullable=True),
     Index("ix_jobs_target_guest", "target_cluster", "target_vmid", "created_at"),
-    # backup history finds the jobs that started the tasks it lists by UPID, within the caller's
-    # companies: with the company in the index, a database never prefers scanning a company's jobs
-    Index("ix_jobs_upid", "upid", "company_id"),
+)
+
+# every Proxmox task a job started: ``jobs.upid`` holds only the one it follows now, and a job of
+# several steps (a schedule run, one vzdump per node) starts several. Backup history finds the jobs
+# behind the tasks it lists by UPID, within the caller's companies: with the company in the index,
+# a database never prefers scanning a company's jobs
+job_tasks = Table(
+    "job_tasks",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("upid", String(300), primary_key=True),
+    Column("company_id", Integer, nullable=False),
+    Index("ix_job_tasks_upid", "upid", "company_id"),
 )
 
 approval_requests = Table(
@@ -338,6 +348,16 @@ event_cursors = Table(
            autoincrement=False),
     Column("node", String(64), primary_key=True),
     Column("since", Integer, nullable=False),
+)
+
+# The Proxmox VE version (pve-manager) each node ran when last checked: a change is announced once
+node_versions = Table(
+    "node_versions",
+    metadata,
+    Column("cluster_id", Integer, ForeignKey("clusters.id", ondelete="CASCADE"), primary_key=True,
+           autoincrement=False),
+    Column("node", String(64), primary_key=True),
+    Column("version", String(64), nullable=False),
 )
 
 # Events recorded already (``vzdump:<cluster>:<node>:<upid>``): a push and a pull of one run, or two

@@ -293,7 +293,8 @@ class ScheduleTarget:
         cluster = homes[0][0]
         job = _own_job(deps.hypervisors.for_cluster(cluster), company, ref)
         record = {"cluster": cluster.name, "cluster_id": cluster.id, "job_id": job.id, "name": ref,
-                  "schedule": job.schedule, "detail": f"backup job {job.id} on {cluster.name}"}
+                  "schedule": job.schedule, "detail": f"backup job {job.id} on {cluster.name}",
+                  "pools": [pool for c, pool in homes if c.id == cluster.id]}
         return Target(kind=self.kind, label=f"schedule {ref}", company=company, record=record, cluster=cluster)
 
     def recheck(self, deps: Deps, principal: Principal, record: dict[str, Any], *, company_id: int,
@@ -304,8 +305,10 @@ class ScheduleTarget:
         if company is None or cluster is None:
             raise NotFound(f"schedule {record['name']} is gone or no longer yours")
         _own_job(deps.hypervisors.for_cluster(cluster), company, record["name"])
-        return Target(kind=self.kind, label=f"schedule {record['name']}", company=company, record=record,
-                      cluster=cluster)
+        # the company's pools as they are now: a run backs up only what is the company's when it runs
+        pools = [pool for c, pool in _company_clusters(deps, principal, company) if c.id == cluster.id]
+        return Target(kind=self.kind, label=f"schedule {record['name']}", company=company,
+                      record=record | {"pools": pools}, cluster=cluster)
 
     def replaced(self, deps: Deps, target: Target) -> str | None:
         return None
@@ -330,8 +333,17 @@ def _run(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Itera
     if job is None:
         raise NotFound(f"{target.label} no longer exists")
     options = {k: v for k, v in job.options.items() if k not in JOB_ONLY}
+    guests = [g for g in hv.inventory() if not g.template]
+    if job.vmids:
+        # the job names VMIDs, and a VMID may have gone to another company since (the provider moved the
+        # VM, or it was deleted outside pvebot and its VMID reused): back up only the company's own
+        pools = set(target.record.get("pools") or ())
+        mine = sorted(g.vmid for g in guests if g.vmid in set(job.vmids) and g.pool in pools)
+        if not mine:
+            raise Conflict(f"none of the VMs of {target.label} is your company's now; edit it with --vms or --all")
+        options["vmid"] = ",".join(str(v) for v in mine)
     # as Proxmox's "Run now": vzdump with the job's options on every node; each backs up its own guests
-    for node in sorted({g.node for g in hv.inventory() if not g.template}):
+    for node in sorted({g.node for g in guests}):
         yield Step(f"backup on {node}", _run_on(hv, node, options))
 
 

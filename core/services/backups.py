@@ -66,7 +66,11 @@ def read_backups(hv: Hypervisor, *, vmid: int | None = None, storage: str | None
     """Every backup on the cluster (or of ``vmid``): shared storages read once, local ones on each node."""
     found: dict[str, Backup] = {}
     read_shared: set[str] = set()
-    for store in hv.backup_stores():
+    stores = hv.backup_stores()
+    if storage is not None and not any(s.storage == storage for s in stores):
+        # a typo is not "no backups": say that there is no such storage
+        raise NotFound(f"storage '{storage[:40]}' holds no backups on cluster {hv.cluster_name}")
+    for store in stores:
         if storage is not None and store.storage != storage:
             continue
         if store.shared:
@@ -187,7 +191,8 @@ def for_vm(deps: Deps, principal: Principal, ref: str, *, storage: str | None = 
     """The backups of the VM ``ref`` names, including those of a deleted VM the caller's company owned.
 
     Raises:
-        NotFound: no such VM in scope, and no backup of that VMID the caller's company owns.
+        NotFound: no such VM in scope, and no backup of that VMID the caller's company owns; or no storage
+            named ``storage`` holds backups.
     """
     seen = _scope_view(deps, principal)
     try:

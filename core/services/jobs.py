@@ -544,9 +544,17 @@ def _beat(deps: Deps, job: Job) -> bool:
             return True
         stored.heartbeat_at = deps.clock.now()
         stored.progress = job.progress[:2000]
-        stored.upid = job.upid
+        _keep_task(uow, stored, job.upid)
         uow.commit()
         return stored.cancel_requested
+
+
+def _keep_task(uow: UnitOfWork, stored: Job, upid: str | None) -> None:
+    """The job follows ``upid`` now; a task it had not followed before is kept beside the others it started."""
+    if upid is not None and upid != stored.upid:
+        # one transaction for both: a task is recorded exactly when the job first names it
+        uow.jobs.add_task(stored, upid)
+    stored.upid = upid
 
 
 def _finish(
@@ -589,7 +597,8 @@ def _settle(deps: Deps, job: Job, state: JobState, result: str, *, expected: tup
         if stored is None:
             return False
         if settled:
-            stored.progress, stored.upid = job.progress[:2000], job.upid
+            stored.progress = job.progress[:2000]
+            _keep_task(uow, stored, job.upid)
             if job.approval_id:
                 request = uow.approvals.get(job.approval_id)
                 if request is not None:

@@ -104,15 +104,37 @@ def _announce(cluster: str, node: str, updates: list[PackageUpdate]) -> notifica
 
 
 def check_cluster(deps: Deps, cluster: Cluster) -> int:
-    """Announce each online node's available updates (a set already announced is not again); how many queued."""
+    """Announce each online node's available updates (a set already announced is not again) and a node
+    running a new Proxmox VE version; how many messages were queued."""
+    hv = deps.hypervisors.for_cluster(cluster)
+    return sum(check_node(deps, cluster, node.name) for node in hv.cluster_state().nodes if node.online)
+
+
+def check_node(deps: Deps, cluster: Cluster, node: str) -> int:
+    """:func:`check_cluster` for one node (a node's webhook said it has news); how many messages were queued."""
     hv = deps.hypervisors.for_cluster(cluster)
     queued = 0
-    for node in hv.cluster_state().nodes:
-        if not node.online:
-            continue
-        updates = hv.apt_updates(node.name)
-        if updates:
-            queued += notifications.publish(deps, _announce(cluster.name, node.name, updates))
+    updates = hv.apt_updates(node)
+    if updates:
+        queued += notifications.publish(deps, _announce(cluster.name, node, updates))
+    return queued + _check_version(deps, cluster, node, hv.proxmox_version(node))
+
+
+def _check_version(deps: Deps, cluster: Cluster, node: str, version: str | None) -> int:
+    if version is None or cluster.id is None:
+        return 0
+    with deps.uow_factory(Scope.everything()) as uow:
+        before = uow.event_sources.node_version(cluster.id, node)
+        if before == version:
+            return 0
+        uow.event_sources.set_node_version(cluster.id, node, version)
+        queued = 0
+        # what a node runs when first seen is no news; a change is, once (its version is in the key)
+        if before is not None:
+            queued = notifications.record(uow, notifications.Event(
+                topic=Topic.UPDATES, key=f"pveversion:{cluster.name}:{node}:{version}",
+                title=f"🆕 {cluster.name}/{node} now runs Proxmox VE {version} (was {before})"[:300]), clock=deps.clock)
+        uow.commit()
     return queued
 
 

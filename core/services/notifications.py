@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 from core import rbac
 from core.chat import ConversationRef, Field, Reply, Severity, Table
-from core.errors import InvalidArguments, NotFound, PermissionDenied
+from core.errors import Conflict, InvalidArguments, NotFound, PermissionDenied
 from core.ids import show_approval, show_job
 from core.model import (
     ApprovalRequest,
     ApprovalState,
+    Company,
     Job,
     JobState,
     OutboxMessage,
@@ -31,7 +32,7 @@ from core.model import (
 )
 from core.ports import Clock, UnitOfWork
 from core.principal import Principal, Scope
-from core.services import channels
+from core.services import channels, inventory
 from core.services.deps import Deps
 
 # topics only the provider's own channels hear
@@ -92,8 +93,13 @@ def subscribe(
     """
     rbac.require(principal, rbac.Perm.NOTIFY_MANAGE)
     company_id = _company_for(principal, everyone=everyone, topic=topic)
-    vm = vm.strip()[:64] if vm else None
+    vm = _one_vm(deps, principal, vm, topic=topic) if vm else None
     with deps.uow_factory(principal.scope) as uow:
+        company = uow.companies.get(company_id) if company_id is not None else None
+        if topic is Topic.APPROVALS and company is not None and channels.named_by(company) == channel:
+            # the cards themselves go there, and are edited with each decision: a subscription would repeat them
+            raise Conflict(f"this channel is {company.slug}'s approvers channel: it hears of every approval "
+                           "request and decision already (the cards themselves)")
         for existing in uow.subscriptions.list(topic=topic):
             if (existing.company_id, existing.channel, existing.vm, existing.only_failures) == (
                     company_id, channel, vm, only_failures):
@@ -104,6 +110,16 @@ def subscribe(
         uow.subscriptions.add(subscription)
         uow.commit()
     return subscription, True
+
+
+def _one_vm(deps: Deps, principal: Principal, ref: str, *, topic: Topic) -> str:
+    """What a ``--vm`` subscription matches: a VM in the caller's scope, by the name or the VMID typed."""
+    if topic in PROVIDER_TOPICS:
+        raise InvalidArguments(f"--vm is not for the {topic.value} topic")
+    # a typo or another company's VM would match nothing, silently and forever: refuse it now
+    owned = inventory.find(deps, principal, ref)
+    typed = ref.strip()
+    return owned.guest.name if typed.lower() == owned.guest.name.lower() else str(owned.guest.vmid)
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,31 @@ def list_subscriptions(deps: Deps, principal: Principal) -> list[Listed]:
                 resolution = channels.resolve(uow, s.channel)
                 listed.append(Listed(s, uow.outbox.pending(s.id), resolution.problem if resolution.waiting else None))
         return listed
+
+
+@dataclass(frozen=True)
+class ApproversChannel:
+    """A company's approvers channel (``approval_policy.approvers_channel``): its approvals subscription of
+    the older kind, where the approval cards themselves go; the provisioning file keeps it."""
+
+    company: Company
+    channel: str
+    # why pvebot cannot post there yet; None: it can
+    waiting: str | None
+
+
+def approvers_channels(deps: Deps, principal: Principal) -> list[ApproversChannel]:
+    """The approvers channels of the principal's companies, listed beside their subscriptions."""
+    rbac.require(principal, rbac.Perm.NOTIFY_READ)
+    return [ApproversChannel(company, r.name, r.problem if r.waiting else None)
+            for company, r in channels.approvers_channels(deps.uow_factory, principal)]
+
+
+def describe_approvers(found: ApproversChannel) -> tuple[str, ...]:
+    """Its row of ``notify list``, in the columns of :func:`describe`."""
+    state = "active (approval policy)" if found.waiting is None else f"waiting: {found.waiting} (approval policy)"
+    return ("—", Topic.APPROVALS.value, found.company.slug, found.channel, "approval cards, with their buttons",
+            state, "—")
 
 
 def unsubscribe(deps: Deps, principal: Principal, subscription_id: int) -> Subscription:

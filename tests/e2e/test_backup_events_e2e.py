@@ -69,10 +69,10 @@ class Bot:
         out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
         return process.returncode or 0, out.decode()
 
-    async def push(self, *, token: str | None, cluster: str = "lab", node: str = "pve1") -> int:
+    async def push(self, *, token: str | None, cluster: str = "lab", node: str = "pve1", kind: str = "vzdump") -> int:
         headers = {"Content-Type": "application/json", **({"X-Pvebot-Token": token} if token is not None else {})}
         async with aiohttp.ClientSession() as session, session.post(
-                f"{self.url}/pve/events/{cluster}?node={node}", data=b'{"fields":{"type":"vzdump"}}',
+                f"{self.url}/pve/events/{cluster}?node={node}", data=b'{"fields":{"type":"%s"}}' % kind.encode(),
                 headers=headers) as response:
             return response.status
 
@@ -327,3 +327,50 @@ def _lease_renewed(bot: Bot) -> bool:
     if until_ is not None:
         _last_until[key] = until_
     return renewed
+
+
+async def test_a_package_updates_push_delivers_the_nodes_updates(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # neither the poller nor the hourly updates check runs in this test: what arrives comes by push
+    async with running(tmp_path, monkeypatch, poll_seconds=3600) as bot:
+        code, out = await bot.cli("admin", "events", "install", "lab", "--url", bot.url)
+        assert code == 0, out
+        notifications.subscribe(bot.app.deps, principal(bot.app.storage, "root@host.example"), topic=Topic.UPDATES,
+                                channel="slack:C0HOSTOPS")
+        bot.sim.offer_update("pve1", "pve-manager", "8.4.2", old_version="8.4.1", origin="Proxmox")
+        # pveupdate found it and notified: the matcher sends package-updates to pvebot like vzdump runs
+        assert await bot.push(token=bot.secret(), node="pve1", kind="package-updates") == 202
+        text = await until("the node's updates in the provider channel", lambda: " ".join(
+            t for t in bot.slack_texts("C0HOSTOPS") if "updates on lab/pve1" in t))
+        assert "pve-manager 8.4.1 → 8.4.2" in text, text
+
+
+async def test_a_gone_slack_channel_and_teams_conversation_are_marked_broken_and_not_retried(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with running(tmp_path, monkeypatch, poll_seconds=1) as bot:
+        # globex archived its channel; acme removed pvebot from its team
+        bot.slack.archived.add("C0GLOBEX")
+        bot.teams.gone.add(ACME_TEAMS)
+        _ = bot.run_backups()
+
+        def states() -> dict[str, str]:
+            return {s.channel: s.state.value for s in _subscriptions(bot)}
+
+        await until("both subscriptions marked broken", lambda: states()[f"teams:{ACME_TEAMS}"] == "broken"
+                    and states()["slack:C0GLOBEX"] == "broken")
+        problems = {s.channel: s.problem for s in _subscriptions(bot)}
+        assert problems == {f"teams:{ACME_TEAMS}": "Teams answered HTTP 403",
+                            "slack:C0GLOBEX": "Slack says is_archived", "slack:C0HOSTOPS": None}
+        await until("the provider's messages", lambda: len(_provider_sent(bot)) == 2)
+
+        def tried() -> tuple[int, int, int]:
+            rows = bot.outbox_rows()
+            return (len([c for c in bot.slack.of("chat.postMessage") if c.args.get("channel") == "C0GLOBEX"]),
+                    len([c for c in bot.teams.calls if f"/conversations/{ACME_TEAMS}/" in c.path]),
+                    rows - len(_provider_sent(bot)))
+
+        before = tried()
+        # another night's runs: the provider hears of both, the broken channels get nothing queued or tried
+        _ = bot.run_backups()
+        await until("the provider's messages of the second runs", lambda: len(_provider_sent(bot)) == 4)
+        assert tried() == before

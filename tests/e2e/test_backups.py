@@ -67,6 +67,8 @@ def test_back_up_now_with_progress_then_list_it(tmp_path: Path) -> None:
         listing = out.getvalue()
         assert "Backups of web-01 (lab/100) (1)" in listing and "before the upgrade" in listing
         assert "backup-nfs" in listing
+        bob.run(["backup list web-01 --storage nfs-typo"])  # not "has no backups": there is no such storage
+        assert "storage 'nfs-typo' holds no backups on cluster lab" in out.getvalue()
         # only the company's storages
         bob.run(["backup now web-01 --storage local"])
         assert "storage 'local' is not one your company may use for backups (allowed: backup-nfs)" in out.getvalue()
@@ -314,6 +316,47 @@ def test_an_all_schedule_follows_the_company_s_pool_as_it_grows(tmp_path: Path) 
             backed_up = {b.vmid for b in w.sim.state.backups.values()}
             acme = {g.vmid for g in w.sim.state.guests.values() if g.pool == "acme"}
         assert 150 in backed_up and backed_up == acme  # the newcomer too, and nothing of globex's
+
+
+def test_history_names_who_ran_a_schedule_on_every_node_it_ran_on(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        w.sim.add_guest(vmid=150, name="web-02", node="pve2", pool="acme")
+        alice, out = w.shell(ALICE)
+        alice.run(['backup schedule create everything --when "daily 03:00" --all', "vm list --refresh",
+                   "backup schedule run everything"])
+        job = job_ids(out.getvalue())[-1]
+        assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded", out.getvalue()
+        with w.sim.state.lock:
+            nodes = {u.split(":")[1] for u in w.sim.tasks.tasks if ":vzdump:" in u}
+        assert nodes == {"pve1", "pve2"}  # one vzdump task per node, one job
+        bob, bob_out = w.shell(BOB)
+        bob.run(["backup history"])
+        text = bob_out.getvalue()
+        # each node's task of the run was started by the one job Alice asked for, not only the last
+        for vm in ("web-01", "db-01", "ct-01", "web-02"):
+            assert re.search(rf"{vm}\s+✅ ok\s+—\s+Alice Admin\n", text), text
+
+
+def test_running_a_schedule_backs_up_none_of_another_companys_guests(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded") as w:
+        _setup(w)
+        alice, out = w.shell(ALICE)
+        alice.run(['backup schedule create nightly --when "daily 02:00" --vms web-01,db-01 --mode stop'])
+        # the provider gives db-01 to globex: the Proxmox job still names VMID 101
+        with w.sim.state.lock:
+            w.sim.state.guests[101].pool = "globex"
+        alice.run(["vm list --refresh", "backup schedule run nightly"])
+        job = job_ids(out.getvalue())[-1]
+        assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded", out.getvalue()
+        assert len(_volids(w, 100)) == 1 and _volids(w, 101) == []  # globex's guest untouched
+        calls = len([r for r in w.sim.requests if r.path.endswith("/vzdump")])
+        # none of the job's guests left in the company: nothing runs, and the answer says why
+        with w.sim.state.lock:
+            w.sim.state.guests[100].pool = "globex"
+        alice.run(["vm list --refresh", "backup schedule run nightly"])
+        assert "none of the VMs of schedule nightly is your company's now" in out.getvalue(), out.getvalue()
+        assert len([r for r in w.sim.requests if r.path.endswith("/vzdump")]) == calls
 
 
 def test_schedules_need_sys_modify_and_say_so(tmp_path: Path) -> None:

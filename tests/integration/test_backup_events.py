@@ -184,3 +184,25 @@ def test_a_node_with_more_runs_than_a_page_has_every_one_read(storage: Storage) 
     assert cluster is not None
     pulled = event_sources.pull_node(deps, cluster, "pve1", since=1_000)
     assert pulled.recorded == 1_100 and pulled.cursor == 2_099
+
+
+def test_a_one_vm_subscription_names_a_vm_of_the_company_and_hears_only_of_it(w: tuple[World, Recorder]) -> None:
+    world_, slack = w
+    alice = principal(world_.app.storage, "alice@acme.example")
+    deps = world_.app.deps
+    # a typo, another company's VM and a VMID of nothing are refused, not kept to match nothing forever
+    alice_shell, out = world_.shell("alice@acme.example")
+    alice_shell.run(["notify subscribe backups --vm web01", "notify subscribe backups --vm app-02",
+                     "notify subscribe backups --vm 999", "notify subscribe jobs --vm lab/100"])
+    said = out.getvalue()
+    assert "VM 'web01' not found" in said and "VM 'app-02' not found" in said and "VM '999' not found" in said
+    assert "now hears about jobs of your company" in said  # cluster/vmid names web-01
+    with deps.uow_factory(Scope.everything()) as uow:
+        kept = [s.vm for s in uow.subscriptions.list() if s.vm is not None]
+    assert kept == ["100"]
+    notifications.subscribe(deps, alice, topic=Topic.BACKUPS, channel="slack:C0WEB", vm="lab/100")
+    _finished(world_, world_.sim.run_backup_job("nightly"))
+    event_sources.poll(deps, owner="test-a", policy=POLICY)
+    _deliver(world_)
+    (text,) = slack.to("C0WEB")
+    assert "web-01 (lab/100)" in text and "db-01" not in text and "app-02" not in text

@@ -191,3 +191,21 @@ def test_a_shared_storage_is_read_once_and_a_local_one_on_each_node(hv: ProxmoxH
     before = len(sim.requests)
     assert [b.vmid for b in read_backups(hv, vmid=102)] == [102]
     assert sum(1 for r in sim.requests[before:] if r.path.endswith("/content")) == 3
+
+
+def test_destroying_a_guest_with_purge_takes_it_out_of_backup_jobs(hv: ProxmoxHypervisor, pve_sim: Sim) -> None:
+    sim, _ = pve_sim
+    with sim.state.lock:
+        sim.state.backup_jobs.update({
+            "pvebot-acme-nightly": {"schedule": "02:00", "vmid": "101,200", "storage": "local"},
+            "pvebot-acme-db": {"schedule": "03:00", "vmid": "101", "storage": "local"},
+            "operator": {"schedule": "sat 04:00", "all": "1", "exclude": "101", "storage": "local"},
+            "operator-ct": {"schedule": "sun 04:00", "all": "1", "exclude": "101,201", "storage": "local"},
+        })
+    # as qemu-server's destroy with purge: remove_vmid_from_backup_jobs, which drops a job left with no VMID
+    assert wait_task(hv, hv.delete(DB)).ok
+    with sim.state.lock:
+        jobs = {k: dict(v) for k, v in sim.state.backup_jobs.items()}
+    assert set(jobs) == {"pvebot-acme-nightly", "operator", "operator-ct"}
+    assert jobs["pvebot-acme-nightly"]["vmid"] == "200"
+    assert "exclude" not in jobs["operator"] and jobs["operator-ct"]["exclude"] == "201"

@@ -88,3 +88,18 @@ def test_upgrading_a_populated_0001_database_keeps_its_rows(engine: sa.Engine) -
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT slug, directory_groups FROM companies")).all()
     assert [(slug, groups if isinstance(groups, str) else str(groups)) for slug, groups in rows] == [("acme", "[]")]
+
+
+def test_upgrading_to_0014_keeps_the_task_each_job_followed(engine: sa.Engine) -> None:
+    migrate.upgrade(engine, "0013")
+    with engine.begin() as conn:
+        for job_id, upid in (("j1", "UPID:pve1:0001:vzdump:100:pvebot@pve!bot:"), ("j2", None)):
+            conn.execute(sa.text(
+                "INSERT INTO jobs (id, request_id, company_id, actor_user_id, action, target, params, state, "
+                "created_at, conversation, summary, upid, progress, result, message_ref, cancel_requested) "
+                "VALUES (:id, :id, 7, 1, 'backup.now', '{}', '{}', 'succeeded', '2026-12-02 10:00:00', '{}', '', "
+                ":upid, '', '', '{}', 0)"), {"id": job_id, "upid": upid})
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT job_id, upid, company_id FROM job_tasks")).all()
+    assert [tuple(r) for r in rows] == [("j1", "UPID:pve1:0001:vzdump:100:pvebot@pve!bot:", 7)]

@@ -141,9 +141,9 @@ def test_a_backup_run_is_split_per_company_and_whole_for_the_provider(w: World) 
     assert "never" not in listing
 
 
-def test_only_failures_and_one_vm(w: World) -> None:
+def test_only_failures(w: World) -> None:
+    # --vm names a VM Proxmox lists: test_backup_events.py shows it against the simulator
     w.run("notify subscribe backups --only failures", as_="alice@acme.example", where=ACME_CH)
-    w.run("notify subscribe backups --vm globex-app", as_="carol@globex.example", where=GLOBEX_CH)
     acme, globex = w.company_id("acme"), w.company_id("globex")
     notifications.publish(w.app.deps, _run(w, acme, globex))
     ok_only = Event(topic=Topic.BACKUPS, key="vzdump:lab:pve2:UPID:2", title="Backup run on lab/pve2",
@@ -370,3 +370,27 @@ def test_declaring_a_subscription_already_typed_in_its_channel_adds_no_second_on
     with w.app.storage.uow_factory(Scope.everything()) as uow:
         same = [s for s in uow.subscriptions.list() if s.topic is Topic.BACKUPS and s.channel == "slack:C0ACMEOPS"]
     assert len(same) == 1 and not same[0].declared  # one row: every event reaches the channel once
+
+
+def test_the_approvers_channel_is_the_companys_approvals_subscription(w: World) -> None:
+    approvers = ConversationRef(platform="slack", channel="C0APPROVE", extra=(("team", "T0ACME"),))
+    with w.app.deps.uow_factory(Scope.everything()) as uow:
+        acme = uow.companies.by_slug("acme")
+        assert acme is not None
+        acme.approval_policy = {**acme.approval_policy, "approvers_channel": "slack:C0APPROVE"}
+        uow.commit()
+    # the older setting keeps working, and notify list shows it with the channels typed in chat
+    listing = w.run("notify list", as_="bob@acme.example", where=ACME_CH)
+    assert "slack:C0APPROVE" in listing and "approval cards" in listing, listing
+    row = next(line for line in listing.splitlines() if "slack:C0APPROVE" in line)
+    assert "approvals" in row and "acme" in row and "active" in row, row
+    assert "C0APPROVE" not in w.run("notify list", as_="carol@globex.example", where=GLOBEX_CH)
+    # typed there, it would be a second copy of every request beside its card
+    said = w.run("notify subscribe approvals", as_="alice@acme.example", where=approvers)
+    assert "acme's approvers channel: it hears of every approval request and decision already" in said, said
+    with w.app.deps.uow_factory(Scope.everything()) as uow:
+        assert uow.subscriptions.list() == []
+    # other topics there, and approvals elsewhere, are subscriptions as before
+    assert "now hears about backups" in w.run("notify subscribe backups", as_="alice@acme.example", where=approvers)
+    assert "now hears about approvals" in w.run("notify subscribe approvals", as_="alice@acme.example",
+                                                 where=ACME_CH)

@@ -305,34 +305,46 @@ def test_askers_of_tasks_are_found_by_upid_in_one_indexed_query_within_scope(
         by_email = {u.email: u.id or 0 for u in uow.users.list()}
         for i in range(50):
             job = _job(f"j{i}", acme, at=T0 + timedelta(seconds=i))
-            job.actor_user_id, job.upid = by_email["bob@acme.example"], f"UPID:pve1:{i:08X}:vzdump:101:pvebot@pve!bot:"
+            job.actor_user_id = by_email["bob@acme.example"]
             uow.jobs.add(job)
+            uow.jobs.add_task(job, f"UPID:pve1:{i:08X}:vzdump:101:pvebot@pve!bot:")
+        # a schedule run: one job, one vzdump task per node; the job follows the last one now
+        run = _job("run", acme)
+        run.actor_user_id, run.upid = by_email["bob@acme.example"], "UPID:pve2:RUN2:vzdump::pvebot@pve!bot:"
+        uow.jobs.add(run)
+        for upid in ("UPID:pve1:RUN1:vzdump::pvebot@pve!bot:", run.upid, run.upid):  # the same task twice: once
+            uow.jobs.add_task(run, upid)
         gx = _job("gx", globex)
-        gx.actor_user_id, gx.upid = by_email["carol@globex.example"], "UPID:pve1:GX:vzdump:102:pvebot@pve!bot:"
+        gx.actor_user_id = by_email["carol@globex.example"]
         uow.jobs.add(gx)
+        uow.jobs.add_task(gx, "UPID:pve1:GX:vzdump:102:pvebot@pve!bot:")
         uow.jobs.add(_job("notask", acme))  # no task yet: no UPID
         uow.commit()
-    wanted = ["UPID:pve1:00000007:vzdump:101:pvebot@pve!bot:", gx.upid, "UPID:pve1:NOTOURS:vzdump::root@pam:"]
+    wanted = ["UPID:pve1:00000007:vzdump:101:pvebot@pve!bot:", "UPID:pve1:GX:vzdump:102:pvebot@pve!bot:",
+              "UPID:pve1:NOTOURS:vzdump::root@pam:", "UPID:pve1:RUN1:vzdump::pvebot@pve!bot:",
+              "UPID:pve2:RUN2:vzdump::pvebot@pve!bot:"]
     seen: list[tuple[str, object]] = []
     listener = lambda _c, _cur, stmt, params, *_a: seen.append((stmt, params))  # noqa: E731
     sa.event.listen(storage.engine, "before_cursor_execute", listener)
     with storage.uow_factory(Scope.of(acme)) as uow:
         found = uow.jobs.askers(wanted * 2)
     sa.event.remove(storage.engine, "before_cursor_execute", listener)
-    # acme's run names bob; globex's job is not there for acme, like a task pvebot never started
-    assert {upid: u.email for upid, u in found.items()} == {wanted[0]: "bob@acme.example"}
-    assert len([s for s, _ in seen if "FROM jobs" in s]) == 1, seen
+    # acme's runs name bob, each node's task of the schedule run too; globex's job is not there for
+    # acme, like a task pvebot never started
+    assert {upid: u.email for upid, u in found.items()} == {
+        wanted[0]: "bob@acme.example", wanted[3]: "bob@acme.example", wanted[4]: "bob@acme.example"}
+    assert len([s for s, _ in seen if "FROM job_tasks" in s]) == 1, seen
     with storage.uow_factory(Scope.of(globex)) as uow:
-        assert {upid: u.email for upid, u in uow.jobs.askers(wanted).items()} == {gx.upid: "carol@globex.example"}
+        assert {upid: u.email for upid, u in uow.jobs.askers(wanted).items()} == {wanted[1]: "carol@globex.example"}
         assert uow.jobs.askers([]) == {}
     with storage.uow_factory(Scope.everything()) as uow:
-        assert len(uow.jobs.askers(wanted)) == 2
-    statement, params = next((s, p) for s, p in seen if "FROM jobs" in s)
+        assert len(uow.jobs.askers(wanted)) == 4
+    statement, params = next((s, p) for s, p in seen if "FROM job_tasks" in s)
     with storage.engine.connect() as connection:
         explain = "EXPLAIN QUERY PLAN " if storage.engine.dialect.name == "sqlite" else "EXPLAIN "
         plan = " ".join(str(row) for row in connection.exec_driver_sql(explain + statement,
                                                                        params))  # type: ignore[arg-type]
-    assert "ix_jobs_upid" in plan, plan
+    assert "ix_job_tasks_upid" in plan, plan
 
 
 def test_claim_is_conditional_and_scoped(storage: Storage, tenants: dict[str, int]) -> None:

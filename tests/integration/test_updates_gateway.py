@@ -8,6 +8,7 @@ quorum; a token without ``Sys.Modify`` gets 403.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import requests
 
 from adapters.crypto import FernetCipher
 from adapters.proxmox import ProxmoxHypervisor, ProxmoxHypervisors
+from core.chat import ConversationRef, MessageRef, Reply
 from core.errors import PermissionDenied
 from pvesim import PveSimulator, SimServer
 from tests import proxmox_support
@@ -84,3 +86,41 @@ def test_updates_need_sys_modify(pve_sim: Sim, pve_hypervisors: ProxmoxHyperviso
     assert ro.proxmox_version("pve1") == "8.4.1"
     with pytest.raises(PermissionDenied):
         ro.apt_updates("pve1")
+
+
+def test_a_node_running_a_new_proxmox_version_is_announced_once(tmp_path: Path) -> None:
+    from core.model import Topic
+    from core.principal import Scope
+    from core.services import node_updates, notifications, outbox
+    from tests.e2e.shell_world import world
+    from tests.support import principal
+
+    with world(tmp_path, queue="embedded") as w:
+        sent: list[tuple[str, str]] = []
+
+        class Recorder:
+            def post(self, conversation: ConversationRef, reply: Reply) -> MessageRef:
+                sent.append((conversation.channel, reply.plain_text()))
+                return MessageRef(conversation=conversation, message_id=str(len(sent)))
+
+            def update(self, message: MessageRef, reply: Reply) -> None:
+                raise AssertionError("notifications are never edited")
+
+        w.app.notifier.add("slack", Recorder())
+        notifications.subscribe(w.app.deps, principal(w.app.storage, "root@host.example"), topic=Topic.UPDATES,
+                                channel="slack:C0HOST")
+        with w.app.deps.uow_factory(Scope.everything()) as uow:
+            (cluster,) = uow.clusters.list()
+
+        def announced() -> list[str]:
+            node_updates.check_cluster(w.app.deps, cluster)
+            outbox.deliver_due(w.app.deps, policy=outbox.Policy())
+            return [text for _, text in sent if "Proxmox VE" in text]
+
+        assert announced() == []  # what each node runs when first seen is no news
+        with w.sim.state.lock:
+            manager = next(r for r in w.sim.state.nodes["pve1"].versions if r["Package"] == "pve-manager")
+            manager["Version"] = manager["ManagerVersion"] = "8.4.2"
+        (text,) = announced()
+        assert "lab/pve1 now runs Proxmox VE 8.4.2 (was 8.4.1)" in text, text
+        assert len(announced()) == 1  # once

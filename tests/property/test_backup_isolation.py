@@ -10,7 +10,8 @@ VM when each backup was made. Then, for every principal and every VMID and backu
 * restoring, deleting or protecting another company's backup answers like a backup that does
   not exist (``NotFound``), never ``PermissionDenied``;
 * schedules: a company lists only its own jobs (never an operator's), and another's by name is
-  not found.
+  not found; a schedule of a company's VMs, run after their VMIDs went to another company, backs up
+  none of that company's guests.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sqlalchemy.pool import StaticPool
 from adapters.sql.tables import metadata
 from adapters.sql.uow import SqlUnitOfWorkFactory, make_engine
 from core.chat import ConversationRef
-from core.errors import NotFound, PermissionDenied
+from core.errors import Conflict, NotFound, PermissionDenied
 from core.model import Cluster, Company, GuestRef, PoolBinding, Role, TaskInfo, User
 from core.principal import Principal, Scope
 from core.rbac import MATRIX, Perm
@@ -198,6 +199,31 @@ def check_schedules(world: World) -> None:
             backup_schedules.SCHEDULE.resolve(world.deps, admin, "operator")
 
 
+def check_schedule_runs(world: World) -> None:
+    """Each company's schedule of the VMs it had, run after VMIDs changed hands: only its own are backed up."""
+    for admin in world.admins:
+        try:
+            target = backup_schedules.SCHEDULE.resolve(world.deps, admin, "mine")
+        except NotFound:
+            continue  # it had no VMs when the schedules were made
+        target = backup_schedules.SCHEDULE.recheck(world.deps, admin, target.record,
+                                                   company_id=admin.company_id or 0, fresh=True)
+        world.hv.calls.clear()
+        named = {int(v) for v in world.hv.jobs[target.record["job_id"]][1]["vmid"].split(",")}
+        try:
+            steps = list(backup_schedules.OPERATIONS[1].steps(world.hv, target, {}))
+        except Conflict:
+            # refused only when none of the VMIDs it names is the company's any more
+            assert all(world.owner[v] != admin.company_id for v in named), (admin.email, named, world.owner)
+            continue
+        for step in steps:
+            assert step.call is not None
+            step.call()
+        for _, (_node, options) in (c for c in world.hv.calls if c[0] == "run_backup"):
+            picked = {int(v) for v in options.get("vmid", "").split(",") if v}
+            assert all(world.owner[v] == admin.company_id for v in picked), (admin.email, picked, world.owner)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories())
 def test_no_principal_reaches_another_companys_backups(plan: tuple[int, tuple[int, ...], tuple[Event, ...]]) -> None:
@@ -215,7 +241,16 @@ def test_no_company_sees_or_reaches_another_companys_schedules(
         plan: tuple[int, tuple[int, ...], tuple[Event, ...]]) -> None:
     n, guests, history = plan
     with built(n, guests) as world:
+        # schedules of the VMs each company has now, then VMIDs deleted and reused by others
+        for admin in world.admins:
+            mine = [vmid for vmid, owner in world.owner.items() if owner == admin.company_id]
+            if mine:
+                backup_schedules.create(world.deps, admin, name="mine", req=backup_schedules.ScheduleRequest(
+                    when="daily 01:00", vms=tuple(map(str, mine)), storage="local"))
         _run(world, tuple(e for e in history if e[0] == "reuse"))
+        check_schedule_runs(world)
+        for jid in [j for j in world.hv.jobs if j.endswith("-mine")]:
+            del world.hv.jobs[jid]
         check_schedules(world)
 
 
