@@ -464,3 +464,23 @@ def test_doctor_logs_in_to_every_node_and_gives_each_its_line_and_fix(tmp_path: 
         assert private.strip().splitlines()[1] not in report
         # what doctor found is what `cluster keys health` and `cluster status` show next
         assert health == {"pve1": "login refused", "pve2": "🔒 host key changed, refused (nothing sent)"}
+
+
+def test_all_clusters_at_once_where_one_refuses_still_starts_the_others(tmp_path: Path) -> None:
+    """A cluster that refuses the request (no key to rotate yet) answers for itself; the others' jobs still run."""
+    def doc(server: SimServer) -> str:
+        text = _doc(ssh)(server)
+        start, end = text.index("  - name: lab\n"), text.index("companies:")
+        edge = text[start:end].replace("name: lab", "name: edge")
+        return text[:end] + edge + text[end:]
+
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=doc, extra_env=_env(ssh)) as w:
+        _push(w)  # lab only: edge (the same nodes under another name) has no key of pvebot's
+        (before,) = _pvebot_lines(ssh)
+        text = _run(w, ROOT, "cluster keys rotate --all")
+        assert "pvebot has no working key on cluster edge to rotate" in text, text
+        queued = dict(re.findall(r"queued job-([a-z0-9]+): rotate pvebot's SSH key on cluster (\w+)", text))
+        assert list(queued.values()) == ["lab"], text
+        assert {cluster: w.job_state(job) for job, cluster in queued.items()} == {"lab": "succeeded"}, text
+        (after,) = _pvebot_lines(ssh)
+        assert after.split()[2] != before.split()[2]  # lab's key was rotated
