@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from rq.job import Job, JobStatus
 
+from adapters.queue import EmbeddedQueue, rq_job_id
 from core.principal import Scope
 from pvesim import SimServer
 from pvesim.propstring import parse_property_string
@@ -57,6 +59,14 @@ def _settles(condition: Callable[[], bool], timeout: float = 10) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the job's end hook did not run"
         time.sleep(0.02)
+
+
+def _ran_to_its_end(w: World, job_id: str) -> None:
+    """The job's function returned in its worker: settling it and its end hook are behind it."""
+    queue = w.app.queue
+    assert isinstance(queue, EmbeddedQueue)
+    _settles(lambda: Job.fetch(rq_job_id(job_id), connection=queue.connection).get_status()
+             in (JobStatus.FINISHED, JobStatus.FAILED))
 
 
 def _result(w: World, job_id: str) -> str:
@@ -127,7 +137,7 @@ def test_assign_create_release_audit_and_delete_through_the_shell(tmp_path: Path
         asked = _run(w, BOB, "vm delete app-03")
         [job] = job_ids(_run(w, ALICE, f"approve apr-{_approval(asked)}"))
         assert w.wait_state(job, {"succeeded", "failed"}) == "failed"
-        time.sleep(0.3)  # time enough for an end hook that wrongly released it
+        _ran_to_its_end(w, job)  # its end hook, which would have released it wrongly, has run
         assert _assigned(w)["10.20.0.12"] == app.vmid
         asked = _run(w, BOB, "vm delete app-03")
         assert "10.20.0.12" in _assigned(w)
