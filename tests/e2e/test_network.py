@@ -146,3 +146,32 @@ def test_assign_create_release_audit_and_delete_through_the_shell(tmp_path: Path
         assert app.vmid not in w.sim.state.guests
         _settles(lambda: "10.20.0.12" not in _assigned(w))
 
+
+
+def test_bad_network_requests_get_one_clear_line_each_and_change_nothing(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded", doc=network_doc) as w:
+        [job] = job_ids(_run(w, BOB, "ip assign web-01"))
+        assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded"
+        before = (_assigned(w), dict(w.sim.guest(100).config), dict(w.sim.guest(200).config))
+        asked = {
+            "ip assign web-01": "web-01 (lab/100) net0 has 10.20.0.11 from pvebot already; release it first",
+            "ip assign ct-01 --ip 10.20.0.11": "10.20.0.11 is assigned already; leave out --ip",
+            "ip assign ct-01 --ip 10.20.0.5": "10.20.0.5 is not one range acme-prod hands out",
+            "ip assign ct-01 --ip 10.20.0.255": "10.20.0.255 is not one range acme-prod hands out",
+            "ip assign ct-01 --ip 10.99.0.5": "10.99.0.5 is in none of your company's ranges on the VM's cluster",
+            "ip assign ct-01 --ip 10.20.0.300": "'10.20.0.300' is not an IPv4 address",
+            "ip assign ct-01 --nic net99": "--nic is net0 to net31",
+            "ip assign ct-01 --nic net3": "ct-01 (lab/200) has no network interface net3",
+            "ip assign ct-01 --range nosuch": "range 'nosuch' not found on the VM's cluster",
+            "ip assign nosuch-vm": "VM 'nosuch-vm' not found",
+            "ip release ct-01": "ct-01 (lab/200) holds no address from pvebot",
+            "ip release web-01 --ip 10.20.0.99": "web-01 (lab/100) holds no address 10.20.0.99 from pvebot",
+            "ip release web-01 --ip garbage": "'garbage' is not an IPv4 address",
+            "vm create app-09 --template tmpl-deb --net nosuch": "range 'nosuch' not found on the VM's cluster",
+            "net show nosuch": "range 'nosuch' not found",
+        }
+        for line, answer in asked.items():
+            said = _run(w, BOB if not line.startswith("ip release") else ALICE, line)
+            assert f"❌ {answer}" in said, (line, said)
+            assert not job_ids(said) and "apr-" not in said and "Traceback" not in said, (line, said)
+        assert (_assigned(w), dict(w.sim.guest(100).config), dict(w.sim.guest(200).config)) == before
