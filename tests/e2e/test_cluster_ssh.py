@@ -234,6 +234,9 @@ def test_node_upgrade_with_approval_streams_apt_and_announces_the_outcome(tmp_pa
         assert "web-01 (100)" in said and "app-02" not in said  # the guests running on pve1 only
         (apr,) = set(re.findall(r"apr-([a-z0-9]+)", said))
         assert "cannot decide your own request" in _run(w, ROOT, f"approve apr-{apr}")  # four eyes
+        # a company admin decides its company's requests, not the provider's: it cannot even see this one
+        nosy = _run(w, ALICE, f"approve apr-{apr}", f"deny apr-{apr}", "approval list --all")
+        assert nosy.count(f"apr-{apr} not found") == 2 and "web-01 (100)" not in nosy and "pve1" not in nosy, nosy
 
         second: list[str] = []
 
