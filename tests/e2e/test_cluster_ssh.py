@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -24,9 +25,11 @@ import pytest
 
 from adapters.crypto import FernetCipher
 from adapters.shell.session import ShellSession
+from adapters.ssh.keys import Ed25519KeyMaker
 from bot.bootstrap import build_maintenance
+from bot.processes import shell_session
 from bot.yamlfile import dump
-from core.model import SshKeyState
+from core.model import SshKey, SshKeyState
 from core.principal import Scope
 from core.services import outbox, provisioning
 from pvesim import SimServer
@@ -487,3 +490,87 @@ def test_all_clusters_at_once_where_one_refuses_still_starts_the_others(tmp_path
         assert {cluster: w.job_state(job) for job, cluster in queued.items()} == {"lab": "succeeded"}, text
         (after,) = _pvebot_lines(ssh)
         assert after.split()[2] != before.split()[2]  # lab's key was rotated
+
+
+class _Silent:
+    """A port that takes TCP connections and never says a word, until :meth:`release` hangs them all up
+    (and refuses any later one)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.server.getsockname()[1])
+        self.lock = threading.Lock()
+        self.held: list[socket.socket] = []
+        self.released = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn = self.server.accept()[0]
+            except OSError:
+                return
+            with self.lock:
+                if self.released:
+                    conn.close()
+                else:
+                    self.held.append(conn)
+
+    def release(self) -> None:
+        with self.lock:
+            self.released, held = True, list(self.held)
+        for conn in held:
+            conn.close()
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked in its thread
+        except OSError:
+            pass
+        self.server.close()
+
+
+def test_a_slow_cluster_holds_up_only_its_own_answer(tmp_path: Path) -> None:
+    """edge's nodes take the TCP connection and never say a word (until the test lets go): lab's push
+    finishes meanwhile, and `cluster keys health` shows lab's nodes while edge still keeps it waiting."""
+    silent = _Silent()
+
+    def doc(server: SimServer) -> str:
+        text = _doc(ssh)(server)
+        start, end = text.index("  - name: lab\n"), text.index("companies:")
+        edge = re.sub(r"port: \d+", f"port: {silent.port}", text[start:end].replace("name: lab", "name: edge"))
+        return text[:end] + edge + text[end:]
+
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=doc,
+                                     extra_env={**_env(ssh), "PVEBOT_SSH_TIMEOUT": "60"}) as w:
+        # edge has a key of pvebot's already (pushed before it went quiet): every command logs in to it
+        private, public, fingerprint = Ed25519KeyMaker().generate()
+        with w.app.deps.uow_factory(Scope.everything()) as uow:
+            edge = uow.clusters.by_name("edge")
+            assert edge is not None and edge.id is not None
+            uow.ssh.add_key(SshKey(cluster_id=edge.id, private_key_encrypted=w.app.storage.cipher.encrypt(private),
+                                   public_key=public, fingerprint=fingerprint, created_at=w.app.deps.clock.now(),
+                                   state=SshKeyState.ACTIVE, comment="pvebot:edge:20261201"))
+            uow.commit()
+        try:
+            # a shell that does not sit waiting for edge's job to settle before it takes the next line
+            out = io.StringIO()
+            root = shell_session(w.app, email=ROOT, out=out, echo=True, wait_seconds=0.5)
+            root.run([f"cluster keys push --all --password-env {PASSWORD_ENV}"])
+            queued = {cluster: job for job, cluster in
+                      re.findall(r"queued job-([a-z0-9]+): push pvebot's SSH key to cluster (\w+)", out.getvalue())}
+            assert w.wait_state(queued["lab"], {"succeeded", "failed"}, timeout=60) == "succeeded", out.getvalue()
+            assert w.job_state(queued["edge"]) == "running"
+            root.run(["cluster keys health"])
+            health = job_ids(out.getvalue())[-1]
+            # lab's last node, shown while edge's first still waits for its banner
+            _wait_progress(w, health, "✅ lab/pve2: ok")
+            assert w.job_state(health) == "running" and w.job_state(queued["edge"]) == "running"
+        finally:
+            silent.release()  # edge's connections end: its jobs end at once
+        assert w.wait_state(queued["edge"], {"succeeded", "failed"}, timeout=60) == "failed"
+        w.wait_state(health, {"succeeded", "failed"}, timeout=60)
+        with w.app.deps.uow_factory(Scope.everything()) as uow:
+            stored = uow.jobs.get(health)
+        assert stored is not None and stored.state.value == "succeeded", stored.result
+        assert "✅ lab/pve1: ok" in stored.result and "❌ edge/pve1:" in stored.result
+        assert stored.result.index("edge/pve1") < stored.result.index("lab/pve1")  # in cluster order, as before
+
