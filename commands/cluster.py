@@ -36,9 +36,16 @@ def _line(o: Overview) -> tuple[str, ...]:
 
 
 def _provider_line(o: Overview) -> tuple[str, ...]:
-    key = "no key" if o.key_age_days is None else f"{o.key_age_days} d"
-    ssh = "—" if o.ssh_problems is None else ("ok" if not o.ssh_problems else f"❌ {o.ssh_problems} node(s)")
-    return (*_line(o), "—" if o.updates is None else str(o.updates), f"{ssh} (key {key})")
+    if o.quorate is None:  # the cluster did not answer: nothing is known of it here
+        ssh = "—"
+    elif o.key_age_days is None:
+        ssh = "no key"
+    else:
+        # "ok" only for what a health check found: a key never checked is not known to work
+        checked = any(n.ssh is not None for n in o.nodes)
+        state = f"❌ {o.ssh_problems} node(s)" if o.ssh_problems else "ok" if checked else "not checked"
+        ssh = f"{state} (key {o.key_age_days} d)"
+    return (*_line(o), "—" if o.updates is None else str(o.updates), ssh)
 
 
 def cluster_list(args: Args, ctx: CommandContext) -> Reply:

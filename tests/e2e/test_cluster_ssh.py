@@ -109,6 +109,8 @@ def _push(w: World) -> str:
 
 def test_push_rotate_and_health_end_to_end(tmp_path: Path) -> None:
     with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=_doc(ssh), extra_env=_env(ssh)) as w:
+        # no key yet, nothing checked: the provider's list says so, not "ok"
+        assert re.search(r"^lab .* no key$", _run(w, ROOT, "cluster list"), re.M)
         # the first push needs a password, named, set, and right; each says so in one clear line
         said = _run(w, ROOT, "cluster keys push lab", "cluster keys push lab --password-env NOT_SET_ANYWHERE")
         assert "give --password-env VAR" in said
@@ -132,9 +134,11 @@ def test_push_rotate_and_health_end_to_end(tmp_path: Path) -> None:
         assert _job(w, again)[1] == "succeeded", again
         assert _pvebot_lines(ssh) == [line]
 
+        assert re.search(r"^lab .* not checked \(key 0 d\)$", _run(w, ROOT, "cluster list"), re.M)
         health = _run(w, ROOT, "cluster keys health")
         assert _job(w, health)[1] == "succeeded", health
         assert "✅ lab/pve1: ok (key 0 d old)" in health and "✅ lab/pve2: ok" in health, health
+        assert re.search(r"^lab .* ok \(key 0 d\)$", _run(w, ROOT, "cluster list"), re.M)
 
         rotated = _run(w, ROOT, "cluster keys rotate lab")
         assert _job(w, rotated)[1] == "succeeded", rotated
@@ -156,6 +160,7 @@ def test_push_rotate_and_health_end_to_end(tmp_path: Path) -> None:
 
         status = _run(w, ROOT, "cluster status lab", "cluster list")
         assert "pve1" in status and "8.4.1" in status and "quorate" in status, status
+        assert re.search(r"^lab .* ❌ 2 node\(s\) \(key 0 d\)$", status, re.M), status
 
 
 def test_a_changed_host_key_is_refused_with_nothing_sent_and_audited(tmp_path: Path) -> None:
