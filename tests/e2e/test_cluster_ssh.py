@@ -115,6 +115,9 @@ def test_push_rotate_and_health_end_to_end(tmp_path: Path) -> None:
         said = _run(w, ROOT, "cluster keys push lab", "cluster keys push lab --password-env NOT_SET_ANYWHERE")
         assert "give --password-env VAR" in said
         assert "environment variable NOT_SET_ANYWHERE is not set" in said
+        # the password itself given by mistake: refused, and not repeated back into the channel
+        typed = _run(w, ROOT, "cluster keys push lab --password-env hunter2!pw").split("\n", 1)[1]
+        assert "--password-env takes the name of an environment variable" in typed and "hunter2" not in typed, typed
         wrong = _run(w, ROOT, f"cluster keys push lab --password-env {WRONG_ENV}")
         assert _job(w, wrong)[1] == "failed"
         assert f"lab/pve1 refused the password for {USER}" in wrong, wrong
