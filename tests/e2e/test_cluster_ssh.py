@@ -582,3 +582,14 @@ def test_a_slow_cluster_holds_up_only_its_own_answer(tmp_path: Path) -> None:
         assert "✅ lab/pve1: ok" in stored.result and "❌ edge/pve1:" in stored.result
         assert stored.result.index("edge/pve1") < stored.result.index("lab/pve1")  # in cluster order, as before
 
+
+
+def test_node_updates_lists_any_node_the_api_knows_without_ssh(tmp_path: Path) -> None:
+    """The list is the API's: a cluster with no ssh block still shows it (the periodic check announces it too)."""
+    with world(tmp_path, queue="embedded") as w:
+        w.sim.offer_update("pve2", "pve-manager", "8.4.2", old_version="8.4.1", origin="Proxmox")
+        said = _run(w, ROOT, "node updates lab/pve2", "node updates lab/pve9", "node updates edge/pve1")
+        assert "Updates on lab/pve2 (1, 1 Proxmox)" in said and "8.4.2" in said, said
+        assert "❌ node lab/pve9 not found" in said and "❌ cluster 'edge' not found" in said, said
+        # installing still needs SSH: said so plainly
+        assert "not in the cluster's ssh nodes" in _run(w, ROOT, "node upgrade lab/pve2")
