@@ -175,3 +175,28 @@ def test_bad_network_requests_get_one_clear_line_each_and_change_nothing(tmp_pat
             assert f"❌ {answer}" in said, (line, said)
             assert not job_ids(said) and "apr-" not in said and "Traceback" not in said, (line, said)
         assert (_assigned(w), dict(w.sim.guest(100).config), dict(w.sim.guest(200).config)) == before
+
+
+def test_audit_finds_each_kind_of_drift_on_the_company_s_vms_only(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded", doc=network_doc) as w:
+        for line in ("ip assign web-01", "ip assign ct-01", "ip assign db-01"):
+            [job] = job_ids(_run(w, BOB, line))
+            assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded"
+        assert _assigned(w) == {"10.20.0.11": 100, "10.20.0.12": 200, "10.20.0.13": 101}
+        assert "no drift" in _run(w, ALICE, "net audit")
+        with w.sim.state.lock:
+            # behind pvebot's back: web-01 renumbered, ct-01 back on DHCP and retagged, db-01 destroyed,
+            # and one of Globex's VMs given an address inside Acme's range
+            w.sim.guest(100).config["ipconfig0"] = "ip=10.20.0.77/24,gw=10.20.0.1"
+            ct = w.sim.guest(200)
+            ct.config["net0"] = ct.config["net0"].replace("ip=10.20.0.12/24", "ip=dhcp").replace("tag=120", "tag=999")
+            del w.sim.state.guests[101]
+            w.sim.guest(102).config["ipconfig0"] = "ip=10.20.0.99/24"
+        audit = _run(w, ALICE, "net audit")
+        for problem in (r"web-01 .*net0 +10\.20\.0\.77 is configured but pvebot did not assign it",
+                        r"web-01 .*net0 +10\.20\.0\.11 is assigned but not configured",
+                        r"ct-01 .*net0 +10\.20\.0\.12 is assigned but not configured",
+                        r"ct-01 .*net0 +VLAN tag 999 differs from range acme-prod's 120",
+                        r"lab/101 +net0 +10\.20\.0\.13 is assigned to a VM that no longer exists"):
+            assert re.search(problem, audit), (problem, audit)
+        assert "Network drift (5)" in audit and "app-02" not in audit and "10.20.0.99" not in audit, audit
