@@ -171,8 +171,12 @@ def test_a_changed_host_key_is_refused_with_nothing_sent_and_audited(tmp_path: P
         _push(w)
         keys_before = ssh.keys_file.read_text()
         seen = ssh.new_host_key("pve2")
+        listener, heard = w.shell(OPS)
+        listener.run(["notify subscribe updates"])
         health = _run(w, ROOT, "cluster keys health")
         _job(w, health)
+        # a security event on the provider's updates channel
+        _delivered(w, listener, heard, "🔒 security: lab/pve2 shows a different SSH host key")
         assert "❌ lab/pve2: 🔒 host key changed, refused (nothing sent)" in health, health
         assert "✅ lab/pve1: ok" in health
         # pve2's sshd (restarted with the new key) saw connections and not one authentication or session
