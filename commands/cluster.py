@@ -5,7 +5,7 @@ from __future__ import annotations
 from commands.common import outcome_reply
 from commands.registry import Args, CommandContext, CommandRegistry, Param
 from core.chat import Answer, Reply, Severity, Table
-from core.errors import InvalidArguments
+from core.errors import BotError, InvalidArguments
 from core.rbac import Perm
 from core.services import clusters, requests, ssh_admin
 from core.services.clusters import Overview
@@ -36,9 +36,16 @@ def _line(o: Overview) -> tuple[str, ...]:
 
 
 def _provider_line(o: Overview) -> tuple[str, ...]:
-    key = "no key" if o.key_age_days is None else f"{o.key_age_days} d"
-    ssh = "—" if o.ssh_problems is None else ("ok" if not o.ssh_problems else f"❌ {o.ssh_problems} node(s)")
-    return (*_line(o), "—" if o.updates is None else str(o.updates), f"{ssh} (key {key})")
+    if o.quorate is None:  # the cluster did not answer: nothing is known of it here
+        ssh = "—"
+    elif o.key_age_days is None:
+        ssh = "no key"
+    else:
+        # "ok" only for what a health check found: a key never checked is not known to work
+        checked = any(n.ssh is not None for n in o.nodes)
+        state = f"❌ {o.ssh_problems} node(s)" if o.ssh_problems else "ok" if checked else "not checked"
+        ssh = f"{state} (key {o.key_age_days} d)"
+    return (*_line(o), "—" if o.updates is None else str(o.updates), ssh)
 
 
 def cluster_list(args: Args, ctx: CommandContext) -> Reply:
@@ -75,17 +82,26 @@ def _per_cluster(args: Args, ctx: CommandContext, action: str, params: dict[str,
     names = ssh_admin.cluster_names(ctx.deps, ctx.principal) if args["all"] else [args["cluster"]]
     if not names:
         return Answer(Reply(text="no clusters have SSH nodes in their provisioning"))
+    if not args["all"]:
+        outcome = requests.operate(ctx.deps, ctx.principal, action=action, ref=names[0], params=dict(params),
+                                   conversation=ctx.conversation, request_id=ctx.request_id)
+        return outcome_reply(ctx, outcome, f"{ctx.command} {names[0]}")
     answers = []
     for name in names:
-        outcome = requests.operate(ctx.deps, ctx.principal, action=action, ref=name, params=dict(params),
-                                   conversation=ctx.conversation,
-                                   request_id=ctx.request_id if len(names) == 1 else f"{ctx.request_id}:{name}")
+        try:
+            outcome = requests.operate(ctx.deps, ctx.principal, action=action, ref=name, params=dict(params),
+                                       conversation=ctx.conversation, request_id=f"{ctx.request_id}:{name}")
+        except BotError as e:
+            # one cluster's refusal is its own line: raising would drop the jobs already made for the others
+            # (made, never started) along with their lines
+            answers.append(Answer(Reply.error(f"❌ {e.user_message}")))
+            continue
         answers.append(outcome_reply(ctx, outcome, f"{ctx.command} {name}"))
-    if len(answers) == 1:
-        return answers[0]
     # one job per cluster: the queue runs them side by side, so a slow cluster holds up only its own
     text = "\n".join(a.reply.text for a in answers)
-    return Answer(Reply(text=text), followups=tuple(f for a in answers for f in a.followups))
+    refused = sum(1 for a in answers if a.reply.severity is Severity.ERROR)
+    severity = Severity.ERROR if refused == len(answers) else Severity.WARNING if refused else Severity.INFO
+    return Answer(Reply(text=text, severity=severity), followups=tuple(f for a in answers for f in a.followups))
 
 
 def keys_push(args: Args, ctx: CommandContext) -> Answer:

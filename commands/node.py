@@ -19,12 +19,12 @@ def register(registry: CommandRegistry) -> None:
 
 def node_updates_list(args: Args, ctx: CommandContext) -> Reply:
     """The package updates available on a node, Proxmox packages first."""
-    target, updates = node_updates.available(ctx.deps, ctx.principal, args["node"])
+    label, updates = node_updates.available(ctx.deps, ctx.principal, args["node"])
     if not updates:
-        return Reply(text=f"{target.label} has no updates listed (as of its last apt-get update)")
+        return Reply(text=f"{label} has no updates listed (as of its last apt-get update)")
     rows = tuple((u.package, u.old_version or "—", u.version, u.origin) for u in updates)
     proxmox = sum(1 for u in updates if u.proxmox)
-    return Reply(title=f"Updates on {target.label} ({len(updates)}, {proxmox} Proxmox)",
+    return Reply(title=f"Updates on {label} ({len(updates)}, {proxmox} Proxmox)",
                  table=Table(columns=("package", "installed", "new", "origin"), rows=rows))
 
 

@@ -9,6 +9,7 @@ is sent, written to the audit trail and announced on the ``updates`` topic.
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ _APPEND = 'umask 077; touch "$1"; grep -qF -- "$2" "$1" || cat >> "$1"'
 # rewrite in place (pmxcfs keeps the file's mode; a rename across its directories is not needed)
 _REMOVE = 't=$(mktemp "$1.XXXXXX") && { grep -vF -- "$2" "$1" > "$t" || true; } && cat "$t" > "$1"; rm -f "$t"'
 _COUNT = 'grep -cF -- "$2" "$1" || true'
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 def _script(body: str, *args: str) -> str:
@@ -133,6 +135,10 @@ class ClusterSsh:
 
     def password(self, env_name: str) -> Credentials:
         """The password for a first push, from the environment variable named (read now, never kept)."""
+        if not _ENV_NAME.match(env_name):
+            # most likely the password itself: never repeat it back into the channel
+            raise InvalidArguments("--password-env takes the name of an environment variable (letters, digits, _) "
+                                   "that holds the password, not the password itself")
         value = self.tools.environ.get(env_name)
         if not value:
             raise InvalidArguments(f"environment variable {env_name} is not set where pvebot runs this job")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,17 +221,31 @@ def check_cluster(deps: Deps, cluster: Cluster) -> list[NodeHealth]:
     return found
 
 
-def check_all(deps: Deps, *, only: Callable[[Cluster], bool] | None = None) -> list[NodeHealth]:
+def check_all(
+    deps: Deps,
+    *,
+    only: Callable[[Cluster], bool] | None = None,
+    each: Callable[[list[NodeHealth]], None] | None = None,
+) -> list[NodeHealth]:
     """:func:`check_cluster` for every cluster (``only``: those it admits), ``SshDeps.parallel`` at a time;
     problems become ``updates`` events.
 
-    One cluster that does not answer costs its own timeouts only: the others are checked alongside.
+    One cluster that does not answer costs its own timeouts only: the others are checked alongside, and
+    ``each`` hears every cluster's nodes as soon as that cluster is done (in the caller's thread).
+
+    Returns:
+        Every node's health, in the clusters' order.
     """
     with deps.uow_factory(Scope.everything()) as uow:
         clusters = [c for c in uow.clusters.list() if only is None or only(c)]
     bound = max(1, tools(deps).parallel)
+    results: list[list[NodeHealth]] = [[] for _ in clusters]
     with ThreadPoolExecutor(max_workers=bound, thread_name_prefix="pvebot-ssh") as pool:
-        results = list(pool.map(lambda c: _safe_check(deps, c), clusters))
+        futures = {pool.submit(_safe_check, deps, c): i for i, c in enumerate(clusters)}
+        for done in as_completed(futures):
+            results[futures[done]] = done.result()
+            if each is not None:
+                each(results[futures[done]])
     found = [h for per_cluster in results for h in per_cluster]
     today = deps.clock.now().strftime("%Y%m%d")
     for h in found:
@@ -252,18 +266,23 @@ def _safe_check(deps: Deps, cluster: Cluster) -> list[NodeHealth]:
         return []
 
 
+def _health_line(h: NodeHealth) -> str:
+    age = "no key" if h.key_age_days is None else f"key {h.key_age_days} d old"
+    return f"{'✅' if h.ok else '❌'} {h.cluster}/{h.node}: {h.problem} ({age})"
+
+
 def _health_steps(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Iterator[Step]:
     deps = target.reach
     assert isinstance(deps, Deps)
 
     def check(sink: LineSink) -> None:
-        lines = []
-        for h in check_all(deps):
-            age = "no key" if h.key_age_days is None else f"key {h.key_age_days} d old"
-            line = f"{'✅' if h.ok else '❌'} {h.cluster}/{h.node}: {h.problem} ({age})"
-            lines.append(line)
-            sink(line)
-        params["lines"] = lines or ["no cluster has SSH nodes in its provisioning"]
+        def show(per_cluster: list[NodeHealth]) -> None:
+            for h in per_cluster:
+                sink(_health_line(h))
+
+        # each cluster's lines as soon as it is done: a slow one holds up only its own
+        found = check_all(deps, each=show)
+        params["lines"] = [_health_line(h) for h in found] or ["no cluster has SSH nodes in its provisioning"]
 
     yield Step("check every cluster's nodes", stream=check)
 

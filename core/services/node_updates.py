@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from core import rbac
-from core.errors import BotError, Conflict, ExternalSystemError
+from core.errors import BotError, Conflict, ExternalSystemError, NotFound
 from core.ids import new_id, show_job
 from core.model import Cluster, JobState, PackageUpdate, Topic
 from core.ports import Hypervisor
@@ -23,7 +23,7 @@ from core.services import notifications
 from core.services.cluster_ssh import tools
 from core.services.deps import Deps
 from core.services.operations import Ended, LineSink, Operation, Step, Target
-from core.services.provider_targets import NODE, reach
+from core.services.provider_targets import CLUSTER, NODE, reach, split_node
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +74,26 @@ def sorted_updates(updates: list[PackageUpdate]) -> list[PackageUpdate]:
     return sorted(updates, key=lambda u: (not u.proxmox, u.package))
 
 
-def available(deps: Deps, principal: Principal, ref: str) -> tuple[Target, list[PackageUpdate]]:
-    """The updates available on a node, Proxmox packages first.
+def available(deps: Deps, principal: Principal, ref: str) -> tuple[str, list[PackageUpdate]]:
+    """The updates available on a node, Proxmox packages first: any node of the cluster the API knows
+    (no SSH needed to list them, as the periodic check announces them).
+
+    Returns:
+        The node as ``cluster/node``, and its updates.
 
     Raises:
-        NotFound: no such node, or the principal is not the provider's (a company's answers alike).
+        NotFound: no such cluster or node, or the principal is not the provider's (a company's answers alike).
         PermissionDenied: the role may not manage clusters.
+        InvalidArguments: ``ref`` is not ``cluster/node``.
     """
     rbac.require(principal, Perm.CLUSTER_MANAGE)
-    target = NODE.resolve(deps, principal, ref)
-    assert target.cluster is not None
-    return target, sorted_updates(deps.hypervisors.for_cluster(target.cluster).apt_updates(target.record["node"]))
+    cluster_name, node = split_node(ref)
+    cluster = CLUSTER.resolve(deps, principal, cluster_name).cluster
+    assert cluster is not None
+    hv = deps.hypervisors.for_cluster(cluster)
+    if node not in {n.name for n in hv.cluster_state().nodes}:
+        raise NotFound(f"node {cluster.name}/{node[:40]} not found")
+    return f"{cluster.name}/{node}", sorted_updates(hv.apt_updates(node))
 
 
 def updates_key(cluster: str, node: str, updates: list[PackageUpdate]) -> str:

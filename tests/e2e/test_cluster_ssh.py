@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -24,9 +25,11 @@ import pytest
 
 from adapters.crypto import FernetCipher
 from adapters.shell.session import ShellSession
+from adapters.ssh.keys import Ed25519KeyMaker
 from bot.bootstrap import build_maintenance
+from bot.processes import shell_session
 from bot.yamlfile import dump
-from core.model import SshKeyState
+from core.model import SshKey, SshKeyState
 from core.principal import Scope
 from core.services import outbox, provisioning
 from pvesim import SimServer
@@ -106,10 +109,15 @@ def _push(w: World) -> str:
 
 def test_push_rotate_and_health_end_to_end(tmp_path: Path) -> None:
     with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=_doc(ssh), extra_env=_env(ssh)) as w:
+        # no key yet, nothing checked: the provider's list says so, not "ok"
+        assert re.search(r"^lab .* no key$", _run(w, ROOT, "cluster list"), re.M)
         # the first push needs a password, named, set, and right; each says so in one clear line
         said = _run(w, ROOT, "cluster keys push lab", "cluster keys push lab --password-env NOT_SET_ANYWHERE")
         assert "give --password-env VAR" in said
         assert "environment variable NOT_SET_ANYWHERE is not set" in said
+        # the password itself given by mistake: refused, and not repeated back into the channel
+        typed = _run(w, ROOT, "cluster keys push lab --password-env hunter2!pw").split("\n", 1)[1]
+        assert "--password-env takes the name of an environment variable" in typed and "hunter2" not in typed, typed
         wrong = _run(w, ROOT, f"cluster keys push lab --password-env {WRONG_ENV}")
         assert _job(w, wrong)[1] == "failed"
         assert f"lab/pve1 refused the password for {USER}" in wrong, wrong
@@ -129,9 +137,11 @@ def test_push_rotate_and_health_end_to_end(tmp_path: Path) -> None:
         assert _job(w, again)[1] == "succeeded", again
         assert _pvebot_lines(ssh) == [line]
 
+        assert re.search(r"^lab .* not checked \(key 0 d\)$", _run(w, ROOT, "cluster list"), re.M)
         health = _run(w, ROOT, "cluster keys health")
         assert _job(w, health)[1] == "succeeded", health
         assert "✅ lab/pve1: ok (key 0 d old)" in health and "✅ lab/pve2: ok" in health, health
+        assert re.search(r"^lab .* ok \(key 0 d\)$", _run(w, ROOT, "cluster list"), re.M)
 
         rotated = _run(w, ROOT, "cluster keys rotate lab")
         assert _job(w, rotated)[1] == "succeeded", rotated
@@ -153,6 +163,7 @@ def test_push_rotate_and_health_end_to_end(tmp_path: Path) -> None:
 
         status = _run(w, ROOT, "cluster status lab", "cluster list")
         assert "pve1" in status and "8.4.1" in status and "quorate" in status, status
+        assert re.search(r"^lab .* ❌ 2 node\(s\) \(key 0 d\)$", status, re.M), status
 
 
 def test_a_changed_host_key_is_refused_with_nothing_sent_and_audited(tmp_path: Path) -> None:
@@ -160,8 +171,12 @@ def test_a_changed_host_key_is_refused_with_nothing_sent_and_audited(tmp_path: P
         _push(w)
         keys_before = ssh.keys_file.read_text()
         seen = ssh.new_host_key("pve2")
+        listener, heard = w.shell(OPS)
+        listener.run(["notify subscribe updates"])
         health = _run(w, ROOT, "cluster keys health")
         _job(w, health)
+        # a security event on the provider's updates channel
+        _delivered(w, listener, heard, "🔒 security: lab/pve2 shows a different SSH host key")
         assert "❌ lab/pve2: 🔒 host key changed, refused (nothing sent)" in health, health
         assert "✅ lab/pve1: ok" in health
         # pve2's sshd (restarted with the new key) saw connections and not one authentication or session
@@ -234,6 +249,9 @@ def test_node_upgrade_with_approval_streams_apt_and_announces_the_outcome(tmp_pa
         assert "web-01 (100)" in said and "app-02" not in said  # the guests running on pve1 only
         (apr,) = set(re.findall(r"apr-([a-z0-9]+)", said))
         assert "cannot decide your own request" in _run(w, ROOT, f"approve apr-{apr}")  # four eyes
+        # a company admin decides its company's requests, not the provider's: it cannot even see this one
+        nosy = _run(w, ALICE, f"approve apr-{apr}", f"deny apr-{apr}", "approval list --all")
+        assert nosy.count(f"apr-{apr} not found") == 2 and "web-01 (100)" not in nosy and "pve1" not in nosy, nosy
 
         second: list[str] = []
 
@@ -464,3 +482,118 @@ def test_doctor_logs_in_to_every_node_and_gives_each_its_line_and_fix(tmp_path: 
         assert private.strip().splitlines()[1] not in report
         # what doctor found is what `cluster keys health` and `cluster status` show next
         assert health == {"pve1": "login refused", "pve2": "🔒 host key changed, refused (nothing sent)"}
+
+
+def test_all_clusters_at_once_where_one_refuses_still_starts_the_others(tmp_path: Path) -> None:
+    """A cluster that refuses the request (no key to rotate yet) answers for itself; the others' jobs still run."""
+    def doc(server: SimServer) -> str:
+        text = _doc(ssh)(server)
+        start, end = text.index("  - name: lab\n"), text.index("companies:")
+        edge = text[start:end].replace("name: lab", "name: edge")
+        return text[:end] + edge + text[end:]
+
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=doc, extra_env=_env(ssh)) as w:
+        _push(w)  # lab only: edge (the same nodes under another name) has no key of pvebot's
+        (before,) = _pvebot_lines(ssh)
+        text = _run(w, ROOT, "cluster keys rotate --all")
+        assert "pvebot has no working key on cluster edge to rotate" in text, text
+        queued = dict(re.findall(r"queued job-([a-z0-9]+): rotate pvebot's SSH key on cluster (\w+)", text))
+        assert list(queued.values()) == ["lab"], text
+        assert {cluster: w.job_state(job) for job, cluster in queued.items()} == {"lab": "succeeded"}, text
+        (after,) = _pvebot_lines(ssh)
+        assert after.split()[2] != before.split()[2]  # lab's key was rotated
+
+
+class _Silent:
+    """A port that takes TCP connections and never says a word, until :meth:`release` hangs them all up
+    (and refuses any later one)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.server.getsockname()[1])
+        self.lock = threading.Lock()
+        self.held: list[socket.socket] = []
+        self.released = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn = self.server.accept()[0]
+            except OSError:
+                return
+            with self.lock:
+                if self.released:
+                    conn.close()
+                else:
+                    self.held.append(conn)
+
+    def release(self) -> None:
+        with self.lock:
+            self.released, held = True, list(self.held)
+        for conn in held:
+            conn.close()
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked in its thread
+        except OSError:
+            pass
+        self.server.close()
+
+
+def test_a_slow_cluster_holds_up_only_its_own_answer(tmp_path: Path) -> None:
+    """edge's nodes take the TCP connection and never say a word (until the test lets go): lab's push
+    finishes meanwhile, and `cluster keys health` shows lab's nodes while edge still keeps it waiting."""
+    silent = _Silent()
+
+    def doc(server: SimServer) -> str:
+        text = _doc(ssh)(server)
+        start, end = text.index("  - name: lab\n"), text.index("companies:")
+        edge = re.sub(r"port: \d+", f"port: {silent.port}", text[start:end].replace("name: lab", "name: edge"))
+        return text[:end] + edge + text[end:]
+
+    with ssh_cluster() as ssh, world(tmp_path, queue="embedded", doc=doc,
+                                     extra_env={**_env(ssh), "PVEBOT_SSH_TIMEOUT": "60"}) as w:
+        # edge has a key of pvebot's already (pushed before it went quiet): every command logs in to it
+        private, public, fingerprint = Ed25519KeyMaker().generate()
+        with w.app.deps.uow_factory(Scope.everything()) as uow:
+            edge = uow.clusters.by_name("edge")
+            assert edge is not None and edge.id is not None
+            uow.ssh.add_key(SshKey(cluster_id=edge.id, private_key_encrypted=w.app.storage.cipher.encrypt(private),
+                                   public_key=public, fingerprint=fingerprint, created_at=w.app.deps.clock.now(),
+                                   state=SshKeyState.ACTIVE, comment="pvebot:edge:20261201"))
+            uow.commit()
+        try:
+            # a shell that does not sit waiting for edge's job to settle before it takes the next line
+            out = io.StringIO()
+            root = shell_session(w.app, email=ROOT, out=out, echo=True, wait_seconds=0.5)
+            root.run([f"cluster keys push --all --password-env {PASSWORD_ENV}"])
+            queued = {cluster: job for job, cluster in
+                      re.findall(r"queued job-([a-z0-9]+): push pvebot's SSH key to cluster (\w+)", out.getvalue())}
+            assert w.wait_state(queued["lab"], {"succeeded", "failed"}, timeout=60) == "succeeded", out.getvalue()
+            assert w.job_state(queued["edge"]) == "running"
+            root.run(["cluster keys health"])
+            health = job_ids(out.getvalue())[-1]
+            # lab's last node, shown while edge's first still waits for its banner
+            _wait_progress(w, health, "✅ lab/pve2: ok")
+            assert w.job_state(health) == "running" and w.job_state(queued["edge"]) == "running"
+        finally:
+            silent.release()  # edge's connections end: its jobs end at once
+        assert w.wait_state(queued["edge"], {"succeeded", "failed"}, timeout=60) == "failed"
+        w.wait_state(health, {"succeeded", "failed"}, timeout=60)
+        with w.app.deps.uow_factory(Scope.everything()) as uow:
+            stored = uow.jobs.get(health)
+        assert stored is not None and stored.state.value == "succeeded", stored.result
+        assert "✅ lab/pve1: ok" in stored.result and "❌ edge/pve1:" in stored.result
+        assert stored.result.index("edge/pve1") < stored.result.index("lab/pve1")  # in cluster order, as before
+
+
+
+def test_node_updates_lists_any_node_the_api_knows_without_ssh(tmp_path: Path) -> None:
+    """The list is the API's: a cluster with no ssh block still shows it (the periodic check announces it too)."""
+    with world(tmp_path, queue="embedded") as w:
+        w.sim.offer_update("pve2", "pve-manager", "8.4.2", old_version="8.4.1", origin="Proxmox")
+        said = _run(w, ROOT, "node updates lab/pve2", "node updates lab/pve9", "node updates edge/pve1")
+        assert "Updates on lab/pve2 (1, 1 Proxmox)" in said and "8.4.2" in said, said
+        assert "❌ node lab/pve9 not found" in said and "❌ cluster 'edge' not found" in said, said
+        # installing still needs SSH: said so plainly
+        assert "not in the cluster's ssh nodes" in _run(w, ROOT, "node upgrade lab/pve2")

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from rq.job import Job, JobStatus
 
+from adapters.queue import EmbeddedQueue, rq_job_id
 from core.principal import Scope
 from pvesim import SimServer
 from pvesim.propstring import parse_property_string
@@ -57,6 +59,14 @@ def _settles(condition: Callable[[], bool], timeout: float = 10) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the job's end hook did not run"
         time.sleep(0.02)
+
+
+def _ran_to_its_end(w: World, job_id: str) -> None:
+    """The job's function returned in its worker: settling it and its end hook are behind it."""
+    queue = w.app.queue
+    assert isinstance(queue, EmbeddedQueue)
+    _settles(lambda: Job.fetch(rq_job_id(job_id), connection=queue.connection).get_status()
+             in (JobStatus.FINISHED, JobStatus.FAILED))
 
 
 def _result(w: World, job_id: str) -> str:
@@ -127,7 +137,7 @@ def test_assign_create_release_audit_and_delete_through_the_shell(tmp_path: Path
         asked = _run(w, BOB, "vm delete app-03")
         [job] = job_ids(_run(w, ALICE, f"approve apr-{_approval(asked)}"))
         assert w.wait_state(job, {"succeeded", "failed"}) == "failed"
-        time.sleep(0.3)  # time enough for an end hook that wrongly released it
+        _ran_to_its_end(w, job)  # its end hook, which would have released it wrongly, has run
         assert _assigned(w)["10.20.0.12"] == app.vmid
         asked = _run(w, BOB, "vm delete app-03")
         assert "10.20.0.12" in _assigned(w)
@@ -136,3 +146,57 @@ def test_assign_create_release_audit_and_delete_through_the_shell(tmp_path: Path
         assert app.vmid not in w.sim.state.guests
         _settles(lambda: "10.20.0.12" not in _assigned(w))
 
+
+
+def test_bad_network_requests_get_one_clear_line_each_and_change_nothing(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded", doc=network_doc) as w:
+        [job] = job_ids(_run(w, BOB, "ip assign web-01"))
+        assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded"
+        before = (_assigned(w), dict(w.sim.guest(100).config), dict(w.sim.guest(200).config))
+        asked = {
+            "ip assign web-01": "web-01 (lab/100) net0 has 10.20.0.11 from pvebot already; release it first",
+            "ip assign ct-01 --ip 10.20.0.11": "10.20.0.11 is assigned already; leave out --ip",
+            "ip assign ct-01 --ip 10.20.0.5": "10.20.0.5 is not one range acme-prod hands out",
+            "ip assign ct-01 --ip 10.20.0.255": "10.20.0.255 is not one range acme-prod hands out",
+            "ip assign ct-01 --ip 10.99.0.5": "10.99.0.5 is in none of your company's ranges on the VM's cluster",
+            "ip assign ct-01 --ip 10.20.0.300": "'10.20.0.300' is not an IPv4 address",
+            "ip assign ct-01 --nic net99": "--nic is net0 to net31",
+            "ip assign ct-01 --nic net3": "ct-01 (lab/200) has no network interface net3",
+            "ip assign ct-01 --range nosuch": "range 'nosuch' not found on the VM's cluster",
+            "ip assign nosuch-vm": "VM 'nosuch-vm' not found",
+            "ip release ct-01": "ct-01 (lab/200) holds no address from pvebot",
+            "ip release web-01 --ip 10.20.0.99": "web-01 (lab/100) holds no address 10.20.0.99 from pvebot",
+            "ip release web-01 --ip garbage": "'garbage' is not an IPv4 address",
+            "vm create app-09 --template tmpl-deb --net nosuch": "range 'nosuch' not found on the VM's cluster",
+            "net show nosuch": "range 'nosuch' not found",
+        }
+        for line, answer in asked.items():
+            said = _run(w, BOB if not line.startswith("ip release") else ALICE, line)
+            assert f"❌ {answer}" in said, (line, said)
+            assert not job_ids(said) and "apr-" not in said and "Traceback" not in said, (line, said)
+        assert (_assigned(w), dict(w.sim.guest(100).config), dict(w.sim.guest(200).config)) == before
+
+
+def test_audit_finds_each_kind_of_drift_on_the_company_s_vms_only(tmp_path: Path) -> None:
+    with world(tmp_path, queue="embedded", doc=network_doc) as w:
+        for line in ("ip assign web-01", "ip assign ct-01", "ip assign db-01"):
+            [job] = job_ids(_run(w, BOB, line))
+            assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded"
+        assert _assigned(w) == {"10.20.0.11": 100, "10.20.0.12": 200, "10.20.0.13": 101}
+        assert "no drift" in _run(w, ALICE, "net audit")
+        with w.sim.state.lock:
+            # behind pvebot's back: web-01 renumbered, ct-01 back on DHCP and retagged, db-01 destroyed,
+            # and one of Globex's VMs given an address inside Acme's range
+            w.sim.guest(100).config["ipconfig0"] = "ip=10.20.0.77/24,gw=10.20.0.1"
+            ct = w.sim.guest(200)
+            ct.config["net0"] = ct.config["net0"].replace("ip=10.20.0.12/24", "ip=dhcp").replace("tag=120", "tag=999")
+            del w.sim.state.guests[101]
+            w.sim.guest(102).config["ipconfig0"] = "ip=10.20.0.99/24"
+        audit = _run(w, ALICE, "net audit")
+        for problem in (r"web-01 .*net0 +10\.20\.0\.77 is configured but pvebot did not assign it",
+                        r"web-01 .*net0 +10\.20\.0\.11 is assigned but not configured",
+                        r"ct-01 .*net0 +10\.20\.0\.12 is assigned but not configured",
+                        r"ct-01 .*net0 +VLAN tag 999 differs from range acme-prod's 120",
+                        r"lab/101 +net0 +10\.20\.0\.13 is assigned to a VM that no longer exists"):
+            assert re.search(problem, audit), (problem, audit)
+        assert "Network drift (5)" in audit and "app-02" not in audit and "10.20.0.99" not in audit, audit

@@ -7,7 +7,8 @@ After every request and at the end:
 
 * every answer about another company's VM or range is word for word the answer about one that does
   not exist (names aside), so nobody learns what other companies have;
-* ``net list`` / ``net show`` show exactly the ranges in the principal's scope;
+* ``net list`` / ``net show`` show exactly the ranges in the principal's scope, ``vlan list`` exactly the
+  VLANs, ranges and VMs of its companies, and ``net audit`` names none of another company's VMs;
 * no address is held twice on one segment, no NIC holds two, and every address sits on a VM of the
   range's own company.
 """
@@ -28,7 +29,7 @@ from adapters.sql.tables import metadata
 from adapters.sql.uow import SqlUnitOfWorkFactory, make_engine
 from core.chat import ConversationRef
 from core.errors import BotError, NotFound
-from core.model import Cluster, Company, IpRange, PoolBinding, Role, User
+from core.model import Cluster, Company, IpRange, Nic, PoolBinding, Role, User
 from core.principal import Principal, Scope
 from core.services import ipam, network
 from core.services.deps import Deps
@@ -98,6 +99,8 @@ def built(plan: Plan) -> Iterator[World]:
                 world.vm_names[i] = []
                 for _ in range(plan.vms[i]):
                     hypervisors.cluster("cl0").add(vmid, f"vm{vmid}", pool=f"p{i}")
+                    # on its company's first VLAN: `vlan list` names it to that company alone
+                    hypervisors.cluster("cl0").nic_table[vmid] = [Nic(index=0, bridge="vmbr0", vlan=100 + 10 * i)]
                     world.vm_names[i].append(f"vm{vmid}")
                     world.owner_of_vm[vmid] = company_id
                     vmid += 1
@@ -179,6 +182,14 @@ def test_no_address_twice_and_no_company_sees_another_s_ranges(plan: Plan) -> No
             assert {u.range.company_id for u in shown} <= set(who.scope.company_ids or ())
             assert {u.range.name for u in shown} == {n for i, cid in enumerate(world.companies)
                                                      if who.scope.contains(cid) for n in world.range_names[i]}
+            mine = [i for i, cid in enumerate(world.companies) if who.scope.contains(cid)]
+            used = network.vlans(world.deps, who)
+            assert {t.vlan for t in used} == {100 + 10 * i + j for i in mine for j in range(plan.ranges[i])}
+            assert {r for t in used for r in t.ranges} == {n for i in mine for n in world.range_names[i]}
+            assert {v.split()[0] for t in used for v in t.vms} == {n for i in mine for n in world.vm_names[i]}
+            if who.role is Role.COMPANY_ADMIN:
+                drift, _ = network.audit(world.deps, who)
+                assert {d.vm.split()[0] for d in drift} <= {n for i in mine for n in world.vm_names[i]}, drift
             for i, cid in enumerate(world.companies):
                 if who.scope.contains(cid):
                     continue
