@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +25,8 @@ from redis import Redis
 
 from adapters.queue import EmbeddedQueue, RqJobQueue, owner_gone
 from adapters.shell.outbox import OutboxReader
-from bot.bootstrap import App, Storage, build_maintenance
+from bot.bootstrap import App, Storage, build_app, build_maintenance
+from bot.config import Settings
 from core.chat import Answer, Reply, StartJob
 from core.ids import show_job
 from core.model import Job, JobState, TaskRef, TaskStatus
@@ -172,6 +174,40 @@ def test_when_redis_refuses_the_enqueue_the_user_is_told_and_the_job_is_failed(
         assert any(why in t for t in texts), texts
         assert job.conversation["thread"] is None and job.message_ref is not None
     finally:
+        app.close()
+
+
+def test_a_redis_that_stops_answering_is_an_outage_not_a_wait_forever(storage: Storage, own_redis: OwnRedis) -> None:
+    # a Redis host that hangs (paused, swapped out, a network that drops packets) keeps the TCP
+    # connection open and never answers: every Redis call of serve must give up, as one that refuses does
+    provision(storage)
+    settings = Settings.from_mapping({**dict(storage.settings.env), "PVEBOT_REDIS_URL": own_redis.url,
+                                      "PVEBOT_QUEUE": f"pvebot-t-{uuid.uuid4().hex[:8]}"})
+    app = build_app(settings, storage=storage, hypervisors=hypervisors(), progress_interval=0.0, poll_interval=0.01)
+    try:
+        assert isinstance(app.queue, RqJobQueue)  # the composition root's own Redis connection
+        # said, not left to redis-py's default: that is no timeout at all before redis-py 8.0
+        assert app.queue.connection.connection_pool.connection_kwargs.get("socket_timeout")
+        chat = ChatDriver(app)
+        first = job_of(chat.ask("vm start db-01", as_=BOB))
+        assert first is not None and stored(app, first).state is JobState.QUEUED  # Redis took it
+
+        own_redis.process.send_signal(signal.SIGSTOP)
+        answered: list[str | None] = []
+        asking = threading.Thread(target=lambda: answered.append(job_of(chat.ask("vm shutdown web-01", as_=BOB))),
+                                  daemon=True)
+        asking.start()
+        asking.join(timeout=120)  # a bound on a hang, not a timing: it answers within a few socket timeouts
+        own_redis.process.send_signal(signal.SIGCONT)
+        assert not asking.is_alive(), "the command still waits on a Redis that does not answer"
+        second = answered[0]
+        assert second is not None
+        job = stored(app, second)
+        why = f"could not queue {show_job(second)}: the job queue is unavailable; nothing was done"
+        assert job.state is JobState.FAILED and job.result == why
+        assert any(why in t for t in said(app, chat))
+    finally:
+        own_redis.process.send_signal(signal.SIGCONT)
         app.close()
 
 
