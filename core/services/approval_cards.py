@@ -294,10 +294,24 @@ def _company(deps: Deps, company_id: int) -> Company | None:
 
 
 def update_card(deps: Deps, approval: ApprovalRequest) -> None:
-    """Show the decision on the card and on every copy of it (the approvers channel's, the direct messages)."""
+    """Show the decision on the card and on every copy of it (the approvers channel's, the direct messages).
+
+    Called on each change of state: the decision, then how its job ended. The two can race (a job
+    ends while its approver's answer is being sent), so the request is read again after the edits
+    and the copies edited once more when it has moved on: the last edit shows the last state.
+    """
+    for _ in range(3):  # pending → approved → how its job ended: at most two moves after the first edit
+        _edit_copies(deps, approval)
+        with deps.uow_factory(Scope.everything()) as uow:
+            fresh = uow.approvals.get(approval.id)
+        if fresh is None or (fresh.state, fresh.job_id, fresh.copies) == (approval.state, approval.job_id,
+                                                                          approval.copies):
+            return
+        approval = fresh
+
+
+def _edit_copies(deps: Deps, approval: ApprovalRequest) -> None:
     places = ([approval.message_ref] if approval.message_ref else []) + list(approval.copies)
-    if not places:
-        return
     for place in places:
         reply = card(deps, approval, for_approvers=place is not approval.message_ref)
         try:

@@ -24,7 +24,7 @@ from core.ids import new_id, show_approval, show_job
 from core.model import ApprovalState, GuestRef, Job, JobState, TaskRef, TaskStatus
 from core.ports import Hypervisor, UnitOfWork
 from core.principal import Principal, Scope
-from core.services import audit, catalog, notifications, operations, targets
+from core.services import approval_cards, audit, catalog, notifications, operations, targets
 from core.services.deps import Deps
 from core.services.operations import Target
 
@@ -557,8 +557,23 @@ def _finish(
     Returns:
         Whether this call settled it; only then are the approval and the audit trail updated.
     """
-    return _through_outage(deps, job, "save the verdict of",
-                           lambda: _settle(deps, job, state, result, expected=expected))
+    settled = _through_outage(deps, job, "save the verdict of",
+                              lambda: _settle(deps, job, state, result, expected=expected))
+    if settled and job.approval_id:
+        _show_on_approval(deps, job.approval_id)
+    return settled
+
+
+def _show_on_approval(deps: Deps, approval_id: str) -> None:
+    """The approval's cards said "approved · job-… queued": every copy now says how its job ended."""
+    try:
+        with deps.uow_factory(Scope.everything()) as uow:
+            approval = uow.approvals.get(approval_id)
+        if approval is not None:
+            approval_cards.update_card(deps, approval)
+    except Exception:
+        # the verdict is saved and the job's own message tells it; the cards are a courtesy on top
+        log.warning("could not show the end of its job on %s", show_approval(approval_id), exc_info=True)
 
 
 def _through_outage(deps: Deps, job: Job, what: str, work: Callable[[], _T]) -> _T:
