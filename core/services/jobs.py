@@ -279,7 +279,10 @@ def run(deps: Deps, job_id: str) -> str:
         uow.commit()
         job = uow.jobs.get(job_id)
         assert job is not None
-    with logcontext.bound(job_id=show_job(job.id), company=job.company_id):
+        requester = uow.users.get(job.actor_user_id)
+    # a worker runs it away from the request that asked: its lines say whose it is, as the request's do
+    with logcontext.bound(request_id=job.request_id, job_id=show_job(job.id), company=job.company_id,
+                          user=requester.email if requester is not None else None):
         return _run_claimed(deps, job)
 
 

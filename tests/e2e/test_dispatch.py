@@ -7,6 +7,9 @@ a ``redis-server`` this module starts on a free loopback port and stops again.
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
 import shutil
 import signal
@@ -27,6 +30,7 @@ from adapters.queue import EmbeddedQueue, RqJobQueue, owner_gone
 from adapters.shell.outbox import OutboxReader
 from bot.bootstrap import App, Storage, build_app, build_maintenance
 from bot.config import Settings
+from bot.logs import configure
 from core.chat import Answer, Reply, StartJob
 from core.ids import show_job
 from core.model import Job, JobState, TaskRef, TaskStatus
@@ -377,3 +381,43 @@ def test_timeout_wording_in_seconds_when_not_whole_minutes(storage: Storage, clo
         assert stored(app, job_id).result == "never started within 90 s: no worker took it; nothing was done"
     finally:
         app.close()
+
+
+# ---- a job's log lines -----------------------------------------------------------------------
+
+
+class TalkingHypervisor(FakeHypervisor):
+    """Logs while a job follows its task, as the Proxmox adapter does when it retries."""
+
+    def task_status(self, task: TaskRef) -> TaskStatus:
+        logging.getLogger("pvebot.test.proxmox").warning("following %s", task.upid)
+        return super().task_status(task)
+
+
+def test_a_jobs_log_lines_carry_its_request_job_company_and_user(storage: Storage) -> None:
+    # issue 18: JSON lines with the request id, job id, company and user, in a job as in a request;
+    # a job runs on a worker, away from the request that asked for it, so it must say whose it is
+    provision(storage)
+    out = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    configure(level="INFO", json_format=True, stream=out)
+    app = test_app(storage, hypervisors=hypervisors(TalkingHypervisor(cluster_name="lab")))
+    try:
+        answer = ChatDriver(app).ask("vm start db-01", as_=BOB)
+        job_id = job_of(answer)
+        assert job_id is not None and wait_until_finished(app, job_id).state is JobState.SUCCEEDED
+    finally:
+        app.close()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    [following, *_] = [e for e in lines if e["logger"] == "pvebot.test.proxmox"]
+    job = stored(app, job_id)
+    assert following["job_id"] == show_job(job_id)
+    assert following["company"] == str(job.company_id)
+    assert following["user"] == BOB
+    assert following["request_id"] == job.request_id
