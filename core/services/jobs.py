@@ -638,7 +638,8 @@ def reap(
     owner_gone: Callable[[str], bool] | None = None,
     requeue_after: timedelta | None = None,
 ) -> int:
-    """Fail jobs whose worker died, that no worker took in time, or whose in-process queue is gone.
+    """Settle jobs whose worker died (outcome unknown), that no worker took in time, or whose in-process queue
+    is gone (failed: nothing was done).
 
     A job handed to a shared queue that no longer has it (Redis restarted empty: the database is the
     source of truth) is handed over again once it waited ``requeue_after``; it runs once whatever
@@ -652,13 +653,14 @@ def reap(
             its embedded queue held (and took with it) is failed now rather than at ``start_timeout``.
 
     Returns:
-        How many jobs were marked failed (and reported).
+        How many jobs were settled (and reported).
     """
     now = deps.clock.now()
     with deps.uow_factory(Scope.everything()) as uow:
         dead = uow.jobs.stale(heartbeat_before=now - stale_after)
         waiting = uow.jobs.waiting()
-    verdicts = [(j, "the worker stopped while running it", JobState.RUNNING) for j in dead]
+    # what a dead worker had started in Proxmox went on without it: how it ended is not known, not "failed"
+    verdicts = [(j, _reaped_midway(j), JobState.RUNNING) for j in dead]
     for job in waiting:
         if start_timeout is not None and job.created_at <= now - start_timeout:
             why = f"never started within {_span(start_timeout)}: no worker took it; nothing was done"
@@ -671,12 +673,17 @@ def reap(
             _requeue(deps, job)
     count = 0
     for job, why, state in verdicts:
-        if _finish(deps, job, JobState.FAILED, why, expected=(state,)):
+        verdict = JobState.UNKNOWN if state is JobState.RUNNING else JobState.FAILED
+        if _finish(deps, job, verdict, why, expected=(state,)):
             if state is JobState.QUEUED:
                 _drop_from_queue(deps, job.id)
             _notify(deps, job)
             count += 1
     return count
+
+
+def _reaped_midway(job: Job) -> str:
+    return f"the worker stopped while running it; what it started in Proxmox may have finished: {_how_to_check(job)}"
 
 
 def _requeue(deps: Deps, job: Job) -> None:
