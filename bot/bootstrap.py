@@ -105,6 +105,21 @@ class App:
             close = getattr(part, "close", None)
             if close is not None:
                 close()
+            if part is self.queue and isinstance(part, EmbeddedQueue):
+                self._settle_held(part)
+
+    def _settle_held(self, queue: EmbeddedQueue) -> None:
+        """What this process's own queue still holds ends with it: say so now, not when another process
+        notices (if one ever runs on this database)."""
+        from core.services import jobs
+
+        try:
+            settled = jobs.settle_held(self.deps, owner=queue.owner)
+        except Exception:
+            log.warning("could not settle the jobs this process still held", exc_info=True)
+            return
+        if settled:
+            log.warning("stopping: %d job(s) this process held were settled and reported", settled)
 
 
 def build_app(

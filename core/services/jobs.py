@@ -543,6 +543,10 @@ def _beat(deps: Deps, job: Job) -> bool:
         stored = uow.jobs.get(job.id)
         if stored is None:
             return True
+        if stored.state.finished:
+            # settled under it (a stopping process, a reaper): what it shows from now on is that verdict
+            job.state, job.result, job.finished_at = stored.state, stored.result, stored.finished_at
+            return False
         stored.heartbeat_at = deps.clock.now()
         stored.progress = job.progress[:2000]
         stored.upid = job.upid
@@ -684,6 +688,36 @@ def reap(
 
 def _reaped_midway(job: Job) -> str:
     return f"the worker stopped while running it; what it started in Proxmox may have finished: {_how_to_check(job)}"
+
+
+NEVER_STARTED_STOPPED = "never started: pvebot was stopped before a worker took it; nothing was done"
+
+
+def settle_held(deps: Deps, *, owner: str) -> int:
+    """Settle what an in-process queue still holds as its process stops, and tell each job's user.
+
+    Its queued jobs go with the process: failed, nothing was done. Its running ones are cut off
+    mid-way: how they end is not known (:data:`STOPPED_MIDWAY`). Other processes' jobs are left alone.
+
+    Args:
+        deps: the stopping process's dependencies (its notifier still open).
+        owner: the queue's ``owner`` (``embedded:<host>:<pid>:…``), as stored on the jobs it was handed.
+
+    Returns:
+        How many jobs were settled.
+    """
+    with deps.uow_factory(Scope.everything()) as uow:
+        # every running job: "stale" before a moment no heartbeat reaches
+        later = deps.clock.now() + timedelta(days=3650)
+        running = [j for j in uow.jobs.stale(heartbeat_before=later) if j.queue_owner == owner]
+        queued = [j for j in uow.jobs.waiting() if j.queue_owner == owner]
+    count = 0
+    for job, was, verdict, why in (*((j, JobState.RUNNING, JobState.UNKNOWN, STOPPED_MIDWAY) for j in running),
+                                   *((j, JobState.QUEUED, JobState.FAILED, NEVER_STARTED_STOPPED) for j in queued)):
+        if _finish(deps, job, verdict, why, expected=(was,)):
+            _notify(deps, job)
+            count += 1
+    return count
 
 
 def _requeue(deps: Deps, job: Job) -> None:

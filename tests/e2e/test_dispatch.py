@@ -421,3 +421,33 @@ def test_a_jobs_log_lines_carry_its_request_job_company_and_user(storage: Storag
     assert following["company"] == str(job.company_id)
     assert following["user"] == BOB
     assert following["request_id"] == job.request_id
+
+
+# ---- the process stops ---------------------------------------------------------------------------
+
+
+def test_stopping_a_process_settles_what_its_in_process_queue_still_holds(storage: Storage) -> None:
+    # `pvebot serve` or `shell` without Redis runs jobs in its own threads: when it stops, a job cut
+    # off mid-way and one never started must not stay RUNNING and QUEUED, with nobody left to say so
+    provision(storage)
+    lab = GatedHypervisor(cluster_name="lab")
+    app = test_app(storage, hypervisors=hypervisors(lab), queue=EmbeddedQueue(workers=1))
+    try:
+        chat = ChatDriver(app)
+        running = job_of(chat.ask("vm start db-01", as_=BOB))
+        assert running is not None and lab.busy.wait(timeout=30)  # its task runs; the one worker is busy
+        waiting = job_of(chat.ask("vm shutdown web-01", as_=BOB))
+        assert waiting is not None and stored(app, waiting).state is JobState.QUEUED
+
+        app.close()
+
+        cut = stored(app, running)
+        assert cut.state is JobState.UNKNOWN and cut.result == jobs.STOPPED_MIDWAY
+        never = stored(app, waiting)
+        assert never.state is JobState.FAILED
+        assert never.result == "never started: pvebot was stopped before a worker took it; nothing was done"
+        texts = said(app, chat)
+        assert any(jobs.STOPPED_MIDWAY in t for t in texts) and any(never.result in t for t in texts), texts
+    finally:
+        lab.gate.set()
+        app.close()
