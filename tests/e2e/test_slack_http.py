@@ -126,6 +126,26 @@ async def test_without_an_approvers_channel_each_approver_gets_the_card_by_direc
     assert fake.violations == []
 
 
+async def test_when_no_approver_can_be_reached_on_slack_the_card_says_who_and_what_to_type(
+    slack_bot: SlackBot,
+) -> None:
+    fake, slack = slack_bot.fake, slack_bot.slack
+    for _ in range(2):  # alice and erin: Slack will not open a conversation with either
+        fake.fail_next("conversations.open", body={"ok": False, "error": "user_not_found"})
+    await slack.command("vm delete db-01 --reason cleanup", as_="bob@acme.example")
+    card = (await fake.wait_for(lambda f: posted(f)))[0]
+
+    def told(f: Any) -> dict[str, Any] | None:
+        shown = f.messages[(CHANNEL, card["ts"])]
+        return shown if "No approver could be sent this card" in all_text(shown) else None
+
+    shown = await fake.wait_for(told)
+    assert "Alice Admin" in all_text(shown) and "approve apr-" in all_text(shown)
+    assert _buttons(shown) == [] and "Waiting for an approver" not in all_text(shown)
+    assert not posted(fake, channel="DU0ALICE") and not posted(fake, channel="DU0ERIN")
+    assert fake.violations == []
+
+
 async def test_approval_buttons_decide_once_and_every_copy_shows_the_decision(slack_bot: SlackBot) -> None:
     fake, slack = slack_bot.fake, slack_bot.slack
     await slack.command("vm delete db-01 --reason cleanup", as_="bob@acme.example")
