@@ -86,10 +86,22 @@ async def test_a_captured_channel_receives_the_card_and_its_decision(bot: TeamsB
     [card] = cards_of(copy.body)
     validate_card(card)
     assert card["body"][0]["items"][0]["text"] == "⚠️ Delete db-01?" and "db-01" in card_text(card)
-    # the approvers' copy: its buttons are for everyone there (the service re-checks who presses)
-    assert "refresh" not in card
-    assert [(a["title"], a.get("style")) for a in card["actions"]] == [("Delete db-01", "destructive"),
-                                                                        ("Reject", None)]
+    # the approvers' copy: the requester may be in the channel too, so its buttons show to the
+    # deciders only (their own view, through refresh), and the text says who decides and what to type
+    assert "actions" not in card and card["refresh"]["userIds"] == ["aad-alice"]
+    assert "An approver decides here (not the requester): Alice Admin, Erin Admin" in card_text(card)
+    status, view = await bot.post(card_action(bot.fake, card["refresh"]["action"]["data"], verb="refresh",
+                                              reply_to=_activity_id(bot, copy), conversation=ACME_THREAD,
+                                              conversation_type="channel"))
+    assert status == 200
+    validate_card(view["value"])
+    assert [(a["title"], a.get("style")) for a in view["value"]["actions"]] == [("Delete db-01", "destructive"),
+                                                                                 ("Reject", None)]
+    # bob, the requester, asks for his view of it: the common one, without buttons
+    status, bobs = await bot.post(card_action(bot.fake, card["refresh"]["action"]["data"], verb="refresh",
+                                              reply_to=_activity_id(bot, copy), conversation=ACME_THREAD,
+                                              conversation_type="channel", user="aad-bob"))
+    assert status == 200 and "actions" not in bobs["value"]
     requester_card = cards_of(_reply_to_bob(bot).body)[0]
     assert "cannot be reached" not in card_text(requester_card)
     label = card_text(card).split("approve apr-")[1][:10]
