@@ -153,6 +153,9 @@ class EmbeddedQueue(RqJobQueue):
 
     def close(self) -> None:
         self._stopped.set()
+        # what no thread has taken yet is not started now: the owner settles it (jobs.settle_held)
+        for waiting in self.queue.job_ids:  # (Queue.empty needs Lua, which the in-process Redis lacks)
+            self.queue.remove(waiting)
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout=5)

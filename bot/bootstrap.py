@@ -105,6 +105,21 @@ class App:
             close = getattr(part, "close", None)
             if close is not None:
                 close()
+            if part is self.queue and isinstance(part, EmbeddedQueue):
+                self._settle_held(part)
+
+    def _settle_held(self, queue: EmbeddedQueue) -> None:
+        """What this process's own queue still holds ends with it: say so now, not when another process
+        notices (if one ever runs on this database)."""
+        from core.services import jobs
+
+        try:
+            settled = jobs.settle_held(self.deps, owner=queue.owner)
+        except Exception:
+            log.warning("could not settle the jobs this process still held", exc_info=True)
+            return
+        if settled:
+            log.warning("stopping: %d job(s) this process held were settled and reported", settled)
 
 
 def build_app(
@@ -194,12 +209,18 @@ def _ssh(settings: Settings, storage: Storage) -> SshDeps:
                    command_timeout=3.0 * settings.ssh_timeout, upgrade_timeout=float(settings.job_timeout))
 
 
+# a Redis that hangs (host paused, packets dropped) keeps its connection open and never answers: every
+# call of ours must give up and become "the job queue is unavailable". redis-py waits forever by default
+# before 8.0, which pyproject allows; the worker's blocking dequeue gets RQ's longer timeout on top
+REDIS_TIMEOUTS = {"socket_connect_timeout": 5.0, "socket_timeout": 5.0}
+
+
 def _queue(settings: Settings) -> JobQueue:
     if settings.redis_url is None:
         return EmbeddedQueue(name=settings.queue_name, workers=settings.embedded_workers)
     from redis import Redis
 
-    return RqJobQueue(Redis.from_url(settings.redis_url), name=settings.queue_name)
+    return RqJobQueue(Redis.from_url(settings.redis_url, **REDIS_TIMEOUTS), name=settings.queue_name)
 
 
 def _rate_limiter(settings: Settings, queue: JobQueue) -> Any:
@@ -309,7 +330,7 @@ def build_worker(app: App) -> Any:
     settings = app.settings
     if settings.redis_url is None:
         raise SettingsError("PVEBOT_REDIS_URL", "is not set: 'pvebot worker' serves a Redis queue")
-    connection = Redis.from_url(settings.redis_url)
+    connection = Redis.from_url(settings.redis_url, **REDIS_TIMEOUTS)
     try:
         connection.ping()
     except Exception as e:

@@ -183,7 +183,7 @@ DOCUMENTED: tuple[tuple[str, str, str], ...] = (
     ("PVEBOT_QUEUE", "pvebot", "RQ queue name"),
     ("PVEBOT_JOB_TIMEOUT", "1800", "seconds before a job is given up and reported failed"),
     ("PVEBOT_EMBEDDED_WORKERS", "2", "worker threads of the embedded queue"),
-    ("PVEBOT_JOB_STALE_SECONDS", "60", "a running job silent this long is reported failed (its worker died)"),
+    ("PVEBOT_JOB_STALE_SECONDS", "60", "a running job silent this long lost its worker: reported as outcome unknown"),
     ("PVEBOT_JOB_START_TIMEOUT", "600", "a queued job no worker took within this many seconds is reported failed"),
     ("PVEBOT_INVENTORY_MAX_AGE", "5", "seconds a cluster's cached guest list may be old; refreshed in the "
                                       "background from half of that"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from commands.registry import Args, CommandContext, CommandRegistry, Param
+from core import timefmt
 from core.chat import Reply, Table
 from core.ids import parse_approval_id, show_approval
 from core.rbac import Perm
@@ -32,13 +33,14 @@ def register(registry: CommandRegistry) -> None:
         found = approvals.list_requests(ctx.deps, ctx.principal, include_decided=bool(args["all"]))
         if not found:
             return Reply(text="no approval requests" + ("" if args["all"] else " pending"))
+        now = ctx.deps.clock.now()
         rows = tuple(
             (show_approval(a.id), a.state.value, a.action, a.target.get("label") or approval_cards.describe(a.target),
-             f"{a.expires_at:%Y-%m-%d %H:%M}")
+             timefmt.relative(a.expires_at, now=now))
             for a in found
         )
         return Reply(title="Approval requests",
-                     table=Table(columns=("request", "state", "action", "target", "expires (UTC)"), rows=rows))
+                     table=Table(columns=("request", "state", "action", "target", "expires"), rows=rows))
 
     @registry.command("approval channel", permission=Perm.VM_READ)
     def approval_channel(args: Args, ctx: CommandContext) -> Reply:

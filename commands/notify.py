@@ -8,7 +8,7 @@ from core.errors import InvalidArguments
 from core.rbac import Perm
 from core.services import notifications
 
-_COLUMNS = ("id", "topic", "for", "channel", "filters", "state", "last delivery")
+_COLUMNS = ("id", "topic", "for", "channel", "filters", "state", "last delivery (UTC)")
 
 
 def _subscription_id(text: str) -> int:
@@ -42,7 +42,8 @@ def list_(args: Args, ctx: CommandContext) -> Reply:
         return Reply(text="no notification subscriptions; type 'notify subscribe <topic>' in the channel to notify")
     with ctx.deps.uow_factory(ctx.principal.scope) as uow:
         slugs = {c.id: c.slug for c in uow.companies.list()}
-    rows = tuple(notifications.describe(item, company_slug=slugs.get(item.subscription.company_id or -1))
+    now = ctx.deps.clock.now()
+    rows = tuple(notifications.describe(item, company_slug=slugs.get(item.subscription.company_id or -1), now=now)
                  for item in found) + tuple(notifications.describe_approvers(a) for a in approvers)
     return Reply(title="Notification subscriptions", table=Table(columns=_COLUMNS, rows=rows))
 

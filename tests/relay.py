@@ -2,7 +2,8 @@
 
 ``Relay(("127.0.0.1", 3306))`` listens on a free loopback port and copies bytes both ways. ``cut()``
 closes every relayed connection and refuses new ones until ``restore()``, as a network outage or a
-restarting server would.
+restarting server would. ``freeze()`` keeps every connection open and passes nothing on until
+``thaw()``, as a hung server or a network that drops packets would: the caller hears nothing, ever.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class Relay:
         self._open: list[socket.socket] = []
         self._up = True
         self._closed = False
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._thread = threading.Thread(target=self._accept, name="relay", daemon=True)
         self._thread.start()
 
@@ -48,6 +51,7 @@ class Relay:
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass
@@ -70,11 +74,18 @@ class Relay:
                 pass
             s.close()
 
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
     def restore(self) -> None:
         with self._lock:
             self._up = True
 
     def close(self) -> None:
         self._closed = True
+        self._flowing.set()
         self.cut()
         self._server.close()

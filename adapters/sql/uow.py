@@ -32,6 +32,12 @@ def _raise_directory_version(session: Session, _context: Any, _instances: Any) -
                         .values(version=directory_version.c.version + 1))
 
 
+# a server that hangs (or a network that drops packets) keeps the connection open and answers nothing,
+# and pymysql reads without end by default: every thread touching the database would hang with it. A
+# minute is above InnoDB's row lock wait (50 s), so a statement waiting its turn is not cut short
+_MYSQL_IO_TIMEOUT_SECONDS = 60
+
+
 def make_engine(url: str, *, autocommit: bool = False, **kwargs: Any) -> Engine:
     """An engine tuned per backend: SQLite with WAL and foreign keys, MySQL with few round trips.
 
@@ -53,6 +59,11 @@ def make_engine(url: str, *, autocommit: bool = False, **kwargs: Any) -> Engine:
             cur.close()
 
         return engine
+    if url.startswith("mysql"):
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        connect_args.setdefault("read_timeout", _MYSQL_IO_TIMEOUT_SECONDS)
+        connect_args.setdefault("write_timeout", _MYSQL_IO_TIMEOUT_SECONDS)
+        kwargs["connect_args"] = connect_args
     kwargs.setdefault("pool_recycle", 3600)
     # each statement sees what others committed before it: a decision taken under a row lock (a
     # company's quota) must count the jobs the transaction it waited for has just added, which

@@ -78,12 +78,12 @@ def _copy_to_approvers(deps: Deps, approval: ApprovalRequest, recipients: list[R
     A recipient that cannot be reached is logged and skipped; no copy is stored for it.
     """
     near = ConversationRef.from_dict(approval.conversation)
-    reply = card(deps, approval, for_approvers=True)
     copies = []
     for recipient in recipients:
         try:
             place = recipient if isinstance(recipient, ConversationRef) else _open_direct(deps, recipient, near)
             if place is not None:
+                reply = card(deps, approval, for_approvers=True, shared=shows_per_person(place))
                 copies.append(deps.notifier.post(place, reply).to_dict())
         except Exception:
             log.warning("could not post %s to an approver", show_approval(approval.id), exc_info=True)
@@ -96,6 +96,16 @@ def _copy_to_approvers(deps: Deps, approval: ApprovalRequest, recipients: list[R
             uow.commit()
             return stored
     return approval
+
+
+def shows_per_person(place: ConversationRef) -> bool:
+    """Whether a copy posted to ``place`` can keep its buttons for the deciders alone.
+
+    A Teams channel or group chat can: buttons restricted to some people show only in their own view
+    (``refresh.userIds``), so the requester and anyone else there see none. A Slack channel cannot (a
+    message's buttons show to everyone in it), and a direct conversation holds its approver only.
+    """
+    return place.platform == "teams" and place.get("conversation_type") not in (None, "", "personal")
 
 
 def _open_direct(deps: Deps, identity: ChatIdentity, near: ConversationRef) -> ConversationRef | None:
@@ -195,7 +205,8 @@ _DECIDED_SEVERITY = {ApprovalState.APPROVED: Severity.SUCCESS, ApprovalState.EXE
                      ApprovalState.FAILED: Severity.ERROR, ApprovalState.UNKNOWN: Severity.WARNING}
 
 
-def card(deps: Deps, approval: ApprovalRequest, *, for_approvers: bool = False, announcing: bool = False) -> Reply:
+def card(deps: Deps, approval: ApprovalRequest, *, for_approvers: bool = False, announcing: bool = False,
+         shared: bool = False) -> Reply:
     """The approval card: the question, its state and time left, who asks and why, what is at stake.
 
     Args:
@@ -207,6 +218,8 @@ def card(deps: Deps, approval: ApprovalRequest, *, for_approvers: bool = False, 
         announcing: the requester's card of a request just made, whose approvers get their copy once
             it is posted (:func:`announce`): it says they are asked when there is anyone to ask, and
             :func:`announce` edits it when not one copy could be posted after all.
+        shared: the approvers' copy goes where others see it too and the platform can show buttons to
+            some people only (:func:`shows_per_person`): its buttons are restricted to the deciders.
 
     Once decided, every copy shows the same card: the decision, by whom and when, and no buttons.
     """
@@ -231,9 +244,14 @@ def card(deps: Deps, approval: ApprovalRequest, *, for_approvers: bool = False, 
     # the copies are about to be posted: nothing is undelivered yet
     coming = announcing and not for_approvers and not approval.copies and bool(
         _recipients(deps, approval, _company(deps, approval.company_id)))
-    if for_approvers:
+    if for_approvers and shared:
+        # the requester may be in the channel too: the buttons show to the deciders only
+        text = (f"{state}\nAn approver decides here (not the requester): {names or 'nobody may decide'}. "
+                f"Type `{typed}` (or `deny {label} <reason>`) if the buttons do not show.")
+        only: tuple[int, ...] = deciders
+    elif for_approvers:
         text = f"{state}\nYour decision is asked: you may approve or reject (not the requester)."
-        only: tuple[int, ...] = ()
+        only = ()
     elif approval.copies or coming:
         text = f"{state}\nWaiting for an approver: {names or 'nobody may decide'}"
         only = deciders
@@ -294,12 +312,28 @@ def _company(deps: Deps, company_id: int) -> Company | None:
 
 
 def update_card(deps: Deps, approval: ApprovalRequest) -> None:
-    """Show the decision on the card and on every copy of it (the approvers channel's, the direct messages)."""
+    """Show the decision on the card and on every copy of it (the approvers channel's, the direct messages).
+
+    Called on each change of state: the decision, then how its job ended. The two can race (a job
+    ends while its approver's answer is being sent), so the request is read again after the edits
+    and the copies edited once more when it has moved on: the last edit shows the last state.
+    """
+    for _ in range(3):  # pending → approved → how its job ended: at most two moves after the first edit
+        _edit_copies(deps, approval)
+        with deps.uow_factory(Scope.everything()) as uow:
+            fresh = uow.approvals.get(approval.id)
+        if fresh is None or (fresh.state, fresh.job_id, fresh.copies) == (approval.state, approval.job_id,
+                                                                          approval.copies):
+            return
+        approval = fresh
+
+
+def _edit_copies(deps: Deps, approval: ApprovalRequest) -> None:
     places = ([approval.message_ref] if approval.message_ref else []) + list(approval.copies)
-    if not places:
-        return
     for place in places:
-        reply = card(deps, approval, for_approvers=place is not approval.message_ref)
+        copy = place is not approval.message_ref
+        reply = card(deps, approval, for_approvers=copy,
+                     shared=copy and shows_per_person(MessageRef.from_dict(place).conversation))
         try:
             deps.notifier.update(MessageRef.from_dict(place), reply)
         except Exception:

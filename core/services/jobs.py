@@ -24,7 +24,7 @@ from core.ids import new_id, show_approval, show_job
 from core.model import ApprovalState, GuestRef, Job, JobRoute, JobState, TaskRef, TaskStatus
 from core.ports import Hypervisor, UnitOfWork
 from core.principal import Principal, Scope
-from core.services import audit, catalog, notifications, operations, targets
+from core.services import approval_cards, audit, catalog, notifications, operations, targets
 from core.services.deps import Deps
 from core.services.operations import Target
 
@@ -281,7 +281,10 @@ def run(deps: Deps, job_id: str) -> str:
         uow.commit()
         job = uow.jobs.get(job_id)
         assert job is not None
-    with logcontext.bound(job_id=show_job(job.id), company=job.company_id):
+        requester = uow.users.get(job.actor_user_id)
+    # a worker runs it away from the request that asked: its lines say whose it is, as the request's do
+    with logcontext.bound(request_id=job.request_id, job_id=show_job(job.id), company=job.company_id,
+                          user=requester.email if requester is not None else None):
         return _run_claimed(deps, job)
 
 
@@ -542,6 +545,10 @@ def _beat(deps: Deps, job: Job) -> bool:
         stored = uow.jobs.get(job.id)
         if stored is None:
             return True
+        if stored.state.finished:
+            # settled under it (a stopping process, a reaper): what it shows from now on is that verdict
+            job.state, job.result, job.finished_at = stored.state, stored.result, stored.finished_at
+            return False
         stored.heartbeat_at = deps.clock.now()
         stored.progress = job.progress[:2000]
         _keep_task(uow, stored, job.upid)
@@ -567,8 +574,23 @@ def _finish(
     Returns:
         Whether this call settled it; only then are the approval and the audit trail updated.
     """
-    return _through_outage(deps, job, "save the verdict of",
-                           lambda: _settle(deps, job, state, result, expected=expected))
+    settled = _through_outage(deps, job, "save the verdict of",
+                              lambda: _settle(deps, job, state, result, expected=expected))
+    if settled and job.approval_id:
+        _show_on_approval(deps, job.approval_id)
+    return settled
+
+
+def _show_on_approval(deps: Deps, approval_id: str) -> None:
+    """The approval's cards said "approved · job-… queued": every copy now says how its job ended."""
+    try:
+        with deps.uow_factory(Scope.everything()) as uow:
+            approval = uow.approvals.get(approval_id)
+        if approval is not None:
+            approval_cards.update_card(deps, approval)
+    except Exception:
+        # the verdict is saved and the job's own message tells it; the cards are a courtesy on top
+        log.warning("could not show the end of its job on %s", show_approval(approval_id), exc_info=True)
 
 
 def _through_outage(deps: Deps, job: Job, what: str, work: Callable[[], _T]) -> _T:
@@ -631,7 +653,8 @@ def reap(
     owner_gone: Callable[[str], bool] | None = None,
     requeue_after: timedelta | None = None,
 ) -> int:
-    """Fail jobs whose worker died, that no worker took in time, or whose in-process queue is gone.
+    """Settle jobs whose worker died (outcome unknown), that no worker took in time, or whose in-process queue
+    is gone (failed: nothing was done).
 
     A job handed to a shared queue that no longer has it (Redis restarted empty: the database is the
     source of truth) is handed over again once it waited ``requeue_after``; it runs once whatever
@@ -645,13 +668,14 @@ def reap(
             its embedded queue held (and took with it) is failed now rather than at ``start_timeout``.
 
     Returns:
-        How many jobs were marked failed (and reported).
+        How many jobs were settled (and reported).
     """
     now = deps.clock.now()
     with deps.uow_factory(Scope.everything()) as uow:
         dead = uow.jobs.stale(heartbeat_before=now - stale_after)
         waiting = uow.jobs.waiting()
-    verdicts = [(j, "the worker stopped while running it", JobState.RUNNING) for j in dead]
+    # what a dead worker had started in Proxmox went on without it: how it ended is not known, not "failed"
+    verdicts = [(j, _reaped_midway(j), JobState.RUNNING) for j in dead]
     for job in waiting:
         if start_timeout is not None and job.created_at <= now - start_timeout:
             why = f"never started within {_span(start_timeout)}: no worker took it; nothing was done"
@@ -664,9 +688,44 @@ def reap(
             _requeue(deps, job)
     count = 0
     for job, why, state in verdicts:
-        if _finish(deps, job, JobState.FAILED, why, expected=(state,)):
+        verdict = JobState.UNKNOWN if state is JobState.RUNNING else JobState.FAILED
+        if _finish(deps, job, verdict, why, expected=(state,)):
             if state is JobState.QUEUED:
                 _drop_from_queue(deps, job.id)
+            _notify(deps, job)
+            count += 1
+    return count
+
+
+def _reaped_midway(job: Job) -> str:
+    return f"the worker stopped while running it; what it started in Proxmox may have finished: {_how_to_check(job)}"
+
+
+NEVER_STARTED_STOPPED = "never started: pvebot was stopped before a worker took it; nothing was done"
+
+
+def settle_held(deps: Deps, *, owner: str) -> int:
+    """Settle what an in-process queue still holds as its process stops, and tell each job's user.
+
+    Its queued jobs go with the process: failed, nothing was done. Its running ones are cut off
+    mid-way: how they end is not known (:data:`STOPPED_MIDWAY`). Other processes' jobs are left alone.
+
+    Args:
+        deps: the stopping process's dependencies (its notifier still open).
+        owner: the queue's ``owner`` (``embedded:<host>:<pid>:…``), as stored on the jobs it was handed.
+
+    Returns:
+        How many jobs were settled.
+    """
+    with deps.uow_factory(Scope.everything()) as uow:
+        # every running job: "stale" before a moment no heartbeat reaches
+        later = deps.clock.now() + timedelta(days=3650)
+        running = [j for j in uow.jobs.stale(heartbeat_before=later) if j.queue_owner == owner]
+        queued = [j for j in uow.jobs.waiting() if j.queue_owner == owner]
+    count = 0
+    for job, was, verdict, why in (*((j, JobState.RUNNING, JobState.UNKNOWN, STOPPED_MIDWAY) for j in running),
+                                   *((j, JobState.QUEUED, JobState.FAILED, NEVER_STARTED_STOPPED) for j in queued)):
+        if _finish(deps, job, verdict, why, expected=(was,)):
             _notify(deps, job)
             count += 1
     return count

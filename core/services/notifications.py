@@ -13,8 +13,9 @@ provider subscription (no company, super_admins only) sees the whole run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from core import rbac
+from core import rbac, timefmt
 from core.chat import ConversationRef, Field, Reply, Severity, Table
 from core.errors import Conflict, InvalidArguments, NotFound, PermissionDenied
 from core.ids import show_approval, show_job
@@ -382,7 +383,7 @@ def digest(messages: list[tuple[str, bool]]) -> Reply:
                  fields=(Field("failed", str(len(failed))),) if failed else ())
 
 
-def describe(listed: Listed, *, company_slug: str | None) -> tuple[str, ...]:
+def describe(listed: Listed, *, company_slug: str | None, now: datetime) -> tuple[str, ...]:
     """A row of ``notify list``: id, topic, for whom, channel, filters, state and last delivery."""
     s = listed.subscription
     filters = ", ".join(x for x in (f"vm {s.vm}" if s.vm else "", "failures only" if s.only_failures else "") if x)
@@ -393,6 +394,6 @@ def describe(listed: Listed, *, company_slug: str | None) -> tuple[str, ...]:
         state += " (declared)"
     if listed.pending:
         state += f" ({listed.pending} waiting)"
-    last = f"{s.last_delivery_at:%m-%d %H:%M}" if s.last_delivery_at else "never"
+    last = timefmt.stamp(s.last_delivery_at, now=now) if s.last_delivery_at else "never"
     return (str(s.id), s.topic.value, company_slug or "every company", s.channel, filters or "—", state, last)
 

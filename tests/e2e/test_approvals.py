@@ -293,6 +293,8 @@ def test_approval_list_shows_pending_requests_of_ones_own_company(world: World) 
     listed = world.chat.run("approval list", as_=ALICE)
     assert listed.table is not None
     assert [row[:4] for row in listed.table.rows] == [(label, "pending", "vm.stop", "web-01 (lab/101)")]
+    # how long is left, then when (issue 17: times relative and absolute)
+    assert listed.table.columns[4] == "expires" and listed.table.rows[0][4] == "in 30 min, 09:30 UTC"
     assert world.chat.run("approval list", as_=CAROL).text == "no approval requests pending"
 
     world.chat.run(f"deny {label}", as_=ERIN)

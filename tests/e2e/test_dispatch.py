@@ -7,8 +7,12 @@ a ``redis-server`` this module starts on a free loopback port and stops again.
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +28,9 @@ from redis import Redis
 
 from adapters.queue import EmbeddedQueue, RqJobQueue, owner_gone
 from adapters.shell.outbox import OutboxReader
-from bot.bootstrap import App, Storage, build_maintenance
+from bot.bootstrap import App, Storage, build_app, build_maintenance
+from bot.config import Settings
+from bot.logs import configure
 from core.chat import Answer, Reply, StartJob
 from core.ids import show_job
 from core.model import Job, JobState, TaskRef, TaskStatus
@@ -172,6 +178,40 @@ def test_when_redis_refuses_the_enqueue_the_user_is_told_and_the_job_is_failed(
         assert any(why in t for t in texts), texts
         assert job.conversation["thread"] is None and job.message_ref is not None
     finally:
+        app.close()
+
+
+def test_a_redis_that_stops_answering_is_an_outage_not_a_wait_forever(storage: Storage, own_redis: OwnRedis) -> None:
+    # a Redis host that hangs (paused, swapped out, a network that drops packets) keeps the TCP
+    # connection open and never answers: every Redis call of serve must give up, as one that refuses does
+    provision(storage)
+    settings = Settings.from_mapping({**dict(storage.settings.env), "PVEBOT_REDIS_URL": own_redis.url,
+                                      "PVEBOT_QUEUE": f"pvebot-t-{uuid.uuid4().hex[:8]}"})
+    app = build_app(settings, storage=storage, hypervisors=hypervisors(), progress_interval=0.0, poll_interval=0.01)
+    try:
+        assert isinstance(app.queue, RqJobQueue)  # the composition root's own Redis connection
+        # said, not left to redis-py's default: that is no timeout at all before redis-py 8.0
+        assert app.queue.connection.connection_pool.connection_kwargs.get("socket_timeout")
+        chat = ChatDriver(app)
+        first = job_of(chat.ask("vm start db-01", as_=BOB))
+        assert first is not None and stored(app, first).state is JobState.QUEUED  # Redis took it
+
+        own_redis.process.send_signal(signal.SIGSTOP)
+        answered: list[str | None] = []
+        asking = threading.Thread(target=lambda: answered.append(job_of(chat.ask("vm shutdown web-01", as_=BOB))),
+                                  daemon=True)
+        asking.start()
+        asking.join(timeout=120)  # a bound on a hang, not a timing: it answers within a few socket timeouts
+        own_redis.process.send_signal(signal.SIGCONT)
+        assert not asking.is_alive(), "the command still waits on a Redis that does not answer"
+        second = answered[0]
+        assert second is not None
+        job = stored(app, second)
+        why = f"could not queue {show_job(second)}: the job queue is unavailable; nothing was done"
+        assert job.state is JobState.FAILED and job.result == why
+        assert any(why in t for t in said(app, chat))
+    finally:
+        own_redis.process.send_signal(signal.SIGCONT)
         app.close()
 
 
@@ -340,4 +380,74 @@ def test_timeout_wording_in_seconds_when_not_whole_minutes(storage: Storage, clo
         assert jobs.reap(app.deps, stale_after=timedelta(seconds=60), start_timeout=timedelta(seconds=90)) == 1
         assert stored(app, job_id).result == "never started within 90 s: no worker took it; nothing was done"
     finally:
+        app.close()
+
+
+# ---- a job's log lines -----------------------------------------------------------------------
+
+
+class TalkingHypervisor(FakeHypervisor):
+    """Logs while a job follows its task, as the Proxmox adapter does when it retries."""
+
+    def task_status(self, task: TaskRef) -> TaskStatus:
+        logging.getLogger("pvebot.test.proxmox").warning("following %s", task.upid)
+        return super().task_status(task)
+
+
+def test_a_jobs_log_lines_carry_its_request_job_company_and_user(storage: Storage) -> None:
+    # issue 18: JSON lines with the request id, job id, company and user, in a job as in a request;
+    # a job runs on a worker, away from the request that asked for it, so it must say whose it is
+    provision(storage)
+    out = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    configure(level="INFO", json_format=True, stream=out)
+    app = test_app(storage, hypervisors=hypervisors(TalkingHypervisor(cluster_name="lab")))
+    try:
+        answer = ChatDriver(app).ask("vm start db-01", as_=BOB)
+        job_id = job_of(answer)
+        assert job_id is not None and wait_until_finished(app, job_id).state is JobState.SUCCEEDED
+    finally:
+        app.close()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    [following, *_] = [e for e in lines if e["logger"] == "pvebot.test.proxmox"]
+    job = stored(app, job_id)
+    assert following["job_id"] == show_job(job_id)
+    assert following["company"] == str(job.company_id)
+    assert following["user"] == BOB
+    assert following["request_id"] == job.request_id
+
+
+# ---- the process stops ---------------------------------------------------------------------------
+
+
+def test_stopping_a_process_settles_what_its_in_process_queue_still_holds(storage: Storage) -> None:
+    # `pvebot serve` or `shell` without Redis runs jobs in its own threads: when it stops, a job cut
+    # off mid-way and one never started must not stay RUNNING and QUEUED, with nobody left to say so
+    provision(storage)
+    lab = GatedHypervisor(cluster_name="lab")
+    app = test_app(storage, hypervisors=hypervisors(lab), queue=EmbeddedQueue(workers=1))
+    try:
+        chat = ChatDriver(app)
+        running = job_of(chat.ask("vm start db-01", as_=BOB))
+        assert running is not None and lab.busy.wait(timeout=30)  # its task runs; the one worker is busy
+        waiting = job_of(chat.ask("vm shutdown web-01", as_=BOB))
+        assert waiting is not None and stored(app, waiting).state is JobState.QUEUED
+
+        app.close()
+
+        cut = stored(app, running)
+        assert cut.state is JobState.UNKNOWN and cut.result == jobs.STOPPED_MIDWAY
+        never = stored(app, waiting)
+        assert never.state is JobState.FAILED
+        assert never.result == "never started: pvebot was stopped before a worker took it; nothing was done"
+        texts = said(app, chat)
+        assert any(jobs.STOPPED_MIDWAY in t for t in texts) and any(never.result in t for t in texts), texts
+    finally:
+        lab.gate.set()
         app.close()

@@ -75,7 +75,7 @@ def test_every_role_through_the_shell(tmp_path: Path, queue: str) -> None:
 
 
 @pytest.mark.redis
-def test_a_killed_worker_becomes_a_reported_failure(tmp_path: Path) -> None:
+def test_a_killed_worker_becomes_a_reported_unknown_outcome(tmp_path: Path) -> None:
     with world(tmp_path, queue="redis", task_seconds=4.0, stale_seconds=2) as w:
         session, out = w.shell("bob@acme.example")
         session.run_line("vm start db-01")
@@ -88,9 +88,11 @@ def test_a_killed_worker_becomes_a_reported_failure(tmp_path: Path) -> None:
         while w.job_state(job) == "running" and time.monotonic() < deadline:
             time.sleep(0.5)
             sweep(w.app.deps, stale_after=timedelta(seconds=2))
-        assert w.job_state(job) == "failed"
+        # the start it asked for went on in Proxmox without it: not "failed", but not known either
+        assert w.job_state(job) == "unknown"
         session.flush()
-        assert "❌ failed: the worker stopped while running it" in out.getvalue()
+        assert ("❓ outcome unknown: the worker stopped while running it; what it started in Proxmox may have "
+                "finished: check `vm status lab/101`") in out.getvalue()
         # nothing is stuck: a new worker takes new work
         w.start_worker()
         session.run(["vm shutdown web-01"])

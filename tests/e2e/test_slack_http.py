@@ -126,6 +126,26 @@ async def test_without_an_approvers_channel_each_approver_gets_the_card_by_direc
     assert fake.violations == []
 
 
+async def test_when_no_approver_can_be_reached_on_slack_the_card_says_who_and_what_to_type(
+    slack_bot: SlackBot,
+) -> None:
+    fake, slack = slack_bot.fake, slack_bot.slack
+    for _ in range(2):  # alice and erin: Slack will not open a conversation with either
+        fake.fail_next("conversations.open", body={"ok": False, "error": "user_not_found"})
+    await slack.command("vm delete db-01 --reason cleanup", as_="bob@acme.example")
+    card = (await fake.wait_for(lambda f: posted(f)))[0]
+
+    def told(f: Any) -> dict[str, Any] | None:
+        shown = f.messages[(CHANNEL, card["ts"])]
+        return shown if "No approver could be sent this card" in all_text(shown) else None
+
+    shown = await fake.wait_for(told)
+    assert "Alice Admin" in all_text(shown) and "approve apr-" in all_text(shown)
+    assert _buttons(shown) == [] and "Waiting for an approver" not in all_text(shown)
+    assert not posted(fake, channel="DU0ALICE") and not posted(fake, channel="DU0ERIN")
+    assert fake.violations == []
+
+
 async def test_approval_buttons_decide_once_and_every_copy_shows_the_decision(slack_bot: SlackBot) -> None:
     fake, slack = slack_bot.fake, slack_bot.slack
     await slack.command("vm delete db-01 --reason cleanup", as_="bob@acme.example")
@@ -149,10 +169,12 @@ async def test_approval_buttons_decide_once_and_every_copy_shows_the_decision(sl
     def decided(f: Any) -> list[dict[str, Any]] | None:
         copies = [f.messages[(CHANNEL, card["ts"])], f.messages[("DU0ALICE", alice_copy["ts"])],
                   f.messages[("DU0ERIN", erin_copy["ts"])]]
-        return copies if all("Approved by Alice Admin" in all_text(m) for m in copies) else None
+        # the decision, then how its job ended (done): "queued" would not stay true
+        return copies if all("Approved by Alice Admin" in all_text(m) and "Delete db-01: done" in all_text(m)
+                             for m in copies) else None
 
     copies = await fake.wait_for(decided)
-    assert all(_buttons(m) == [] and "Delete db-01: " in all_text(m) for m in copies)
+    assert all(_buttons(m) == [] and "queued" not in all_text(m) for m in copies)
     assert len({json.dumps(m["blocks"]) for m in copies}) == 1
     # nothing else was posted for the decision: the clicked card became the answer
     assert [m for m in posted(fake, channel="DU0ALICE")] == [fake.messages[("DU0ALICE", alice_copy["ts"])]]
@@ -162,6 +184,29 @@ async def test_approval_buttons_decide_once_and_every_copy_shows_the_decision(sl
     told = await fake.wait_for(lambda f: _ephemerals(slack_bot, "U0ERIN"))
     assert "already approved by Alice Admin" in told[0]
     assert len([c for c in slack_bot.hypervisors.cluster("lab").calls if c[0] == "qmdestroy"]) == 1
+    assert fake.violations == []
+
+
+async def test_every_copy_of_an_approved_card_follows_its_job_to_the_end(slack_bot: SlackBot) -> None:
+    # "Approved by … · job-… queued" must not stay on the cards once the job has ended, least of all
+    # when it failed: the approvers read their copy, not the requester's thread
+    fake, slack = slack_bot.fake, slack_bot.slack
+    await slack.command("vm delete db-01 --reason cleanup", as_="bob@acme.example")
+    card = (await fake.wait_for(lambda f: posted(f)))[0]
+    [alice_copy] = await fake.wait_for(lambda f: posted(f, channel="DU0ALICE"))
+    [erin_copy] = await fake.wait_for(lambda f: posted(f, channel="DU0ERIN"))
+    slack_bot.hypervisors.cluster("lab").fail_next = "VM 102 is locked (backup)"
+    await slack.click(alice_copy, "Delete db-01", as_="alice@acme.example")
+    await fake.wait_for(lambda f: [m for m in posted(f, thread=card["ts"]) if "VM 102 is locked" in all_text(m)])
+
+    def ended(f: Any) -> list[dict[str, Any]] | None:
+        copies = [f.messages[(CHANNEL, card["ts"])], f.messages[("DU0ALICE", alice_copy["ts"])],
+                  f.messages[("DU0ERIN", erin_copy["ts"])]]
+        return copies if all(" failed" in all_text(m) for m in copies) else None
+
+    copies = await fake.wait_for(ended)
+    assert all("Approved by Alice Admin" in all_text(m) and "queued" not in all_text(m) for m in copies)
+    assert len({json.dumps(m["blocks"]) for m in copies}) == 1
     assert fake.violations == []
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,10 +86,22 @@ async def test_a_captured_channel_receives_the_card_and_its_decision(bot: TeamsB
     [card] = cards_of(copy.body)
     validate_card(card)
     assert card["body"][0]["items"][0]["text"] == "⚠️ Delete db-01?" and "db-01" in card_text(card)
-    # the approvers' copy: its buttons are for everyone there (the service re-checks who presses)
-    assert "refresh" not in card
-    assert [(a["title"], a.get("style")) for a in card["actions"]] == [("Delete db-01", "destructive"),
-                                                                        ("Reject", None)]
+    # the approvers' copy: the requester may be in the channel too, so its buttons show to the
+    # deciders only (their own view, through refresh), and the text says who decides and what to type
+    assert "actions" not in card and card["refresh"]["userIds"] == ["aad-alice"]
+    assert "An approver decides here (not the requester): Alice Admin, Erin Admin" in card_text(card)
+    status, view = await bot.post(card_action(bot.fake, card["refresh"]["action"]["data"], verb="refresh",
+                                              reply_to=_activity_id(bot, copy), conversation=ACME_THREAD,
+                                              conversation_type="channel"))
+    assert status == 200
+    validate_card(view["value"])
+    assert [(a["title"], a.get("style")) for a in view["value"]["actions"]] == [("Delete db-01", "destructive"),
+                                                                                 ("Reject", None)]
+    # bob, the requester, asks for his view of it: the common one, without buttons
+    status, bobs = await bot.post(card_action(bot.fake, card["refresh"]["action"]["data"], verb="refresh",
+                                              reply_to=_activity_id(bot, copy), conversation=ACME_THREAD,
+                                              conversation_type="channel", user="aad-bob"))
+    assert status == 200 and "actions" not in bobs["value"]
     requester_card = cards_of(_reply_to_bob(bot).body)[0]
     assert "cannot be reached" not in card_text(requester_card)
     label = card_text(card).split("approve apr-")[1][:10]
@@ -100,15 +113,17 @@ async def test_a_captured_channel_receives_the_card_and_its_decision(bot: TeamsB
     status, answer = await bot.post(press)
     assert status == 200 and "approved" in card_text(answer["value"])
 
-    edits = bot.fake.wait_for(
-        lambda: [c for c in bot.fake.activities("PUT")
-                 if c.path == f"/amer/v3/conversations/{ACME_CHANNEL}/activities/{copy_id}"],
-        what="the channel's copy edited")
-    decided = cards_of(edits[-1].body)[0]
+    def edits() -> list[dict[str, Any]]:
+        return [cards_of(c.body)[0] for c in bot.fake.activities("PUT")
+                if c.path == f"/amer/v3/conversations/{ACME_CHANNEL}/activities/{copy_id}"]
+
+    # the channel's copy shows the decision, then how its job ended
+    decided = bot.fake.wait_for(lambda: [e for e in edits()[-1:] if "Delete db-01: done" in card_text(e)],
+                                what="the channel's copy edited")[0]
     validate_card(decided)
     assert "Approved by Alice Admin" in card_text(decided) and "actions" not in decided
-    # the decider's invoke answer is that same decided card
-    assert answer["value"]["body"] == decided["body"]
+    # the decider's invoke answer is the decided card as the channel's copy showed it at the decision
+    assert answer["value"]["body"] in [e["body"] for e in edits()]
     bot.fake.wait_for(lambda: 102 not in bot.hypervisors.cluster("lab").guests, what="the VM deleted")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,14 +130,21 @@ async def test_approval_via_invoke(bot: TeamsBot) -> None:
     assert status == 200 and answer["type"] == "application/vnd.microsoft.card.adaptive"
     validate_card(answer["value"])
     assert "Approved by Alice Admin" in card_text(answer["value"])
-    # everyone else's card is replaced by one that shows the decision, without buttons
-    decided = bot.fake.wait_for(lambda: [c for c in bot.fake.activities("PUT")
-                                         if c.path.endswith("/" + _act_id(bot, request))], what="the decided card")[0]
-    decided_card = cards_of(decided.body)[0]
+    # everyone else's card is replaced by one that shows the decision, without buttons, then how its job
+    # ended: "approved · job-… queued" would not stay true
+    def last_edit(activity: Any) -> dict[str, Any] | None:
+        edits = [c for c in bot.fake.activities("PUT") if c.path.endswith("/" + _act_id(bot, activity))]
+        shown = cards_of(edits[-1].body)[0] if edits else None
+        return shown if shown is not None and "Delete db-01: done" in card_text(shown) else None
+
+    decided_card = bot.fake.wait_for(lambda: last_edit(request), what="the decided card")
     validate_card(decided_card)
     assert "Alice Admin" in card_text(decided_card) and "actions" not in decided_card and "refresh" not in decided_card
-    assert decided_card["body"] == answer["value"]["body"]
+    assert "queued" not in card_text(decided_card)
     bot.fake.wait_for(lambda: 102 not in bot.hypervisors.cluster("lab").guests, what="the VM deleted")
+    # the approver's own copy, in her personal conversation, ends the same
+    [copy] = bot.fake.personal("aad-alice")
+    assert bot.fake.wait_for(lambda: last_edit(copy), what="the approver's copy")["body"] == decided_card["body"]
 
 
 async def test_without_an_approvers_channel_the_approver_gets_a_personal_conversation(bot: TeamsBot) -> None:

@@ -141,6 +141,19 @@ def test_a_backup_run_is_split_per_company_and_whole_for_the_provider(w: World) 
     assert "never" not in listing
 
 
+def test_the_last_delivery_says_today_yesterday_or_its_year(w: World) -> None:
+    # "11-21 09:00" has no year and reads either way round: a date says today/yesterday or carries its year
+    w.run("notify subscribe backups", as_="alice@acme.example", where=ACME_CH)
+    assert notifications.publish(w.app.deps, _run(w, w.company_id("acme"), w.company_id("globex"))) == 1
+    assert w.deliver().sent == 1
+    assert "today 09:00" in w.run("notify list", as_="alice@acme.example", where=ACME_CH)
+    w.clock.advance(days=1)
+    assert "yesterday 09:00" in w.run("notify list", as_="alice@acme.example", where=ACME_CH)
+    w.clock.advance(days=5)
+    listing = w.run("notify list", as_="alice@acme.example", where=ACME_CH)
+    assert "2026-11-21 09:00" in listing and "11-21 09:00" not in listing.replace("2026-11-21 09:00", "")
+
+
 def test_only_failures(w: World) -> None:
     # --vm names a VM Proxmox lists: test_backup_events.py shows it against the simulator
     w.run("notify subscribe backups --only failures", as_="alice@acme.example", where=ACME_CH)

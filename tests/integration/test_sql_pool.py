@@ -4,6 +4,7 @@ session's own end, yet never a transaction carried into the next use nor a dead 
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -12,12 +13,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from adapters import outages
 from adapters.sql import migrate
 from adapters.sql import uow as sql_uow
 from adapters.sql.tables import directory_version
 from adapters.sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory, make_engine
 from core.model import AuditEvent, Company, Job, JobState
 from core.principal import Scope
+from tests.relay import Relay
 from tests.support import mariadb_database
 
 pytestmark = pytest.mark.mariadb
@@ -222,3 +225,40 @@ def test_a_transaction_begun_on_an_autocommit_connection_is_rolled_back_at_retur
     assert not locked_elsewhere(engine)
     with factory(Scope.everything(), autocommit=True) as uow:
         assert uow.directory_version() == start
+
+
+def test_a_database_that_stops_answering_fails_the_statement_instead_of_waiting_forever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a hung server or a network dropping packets keeps the connection open and answers nothing:
+    # pymysql reads without end by default, and every thread that touches the database (each command,
+    # /readyz, the maintenance sweep) would hang with it
+    monkeypatch.setattr(sql_uow, "_MYSQL_IO_TIMEOUT_SECONDS", 2)  # the same path, without a minute's wait
+    with mariadb_database() as url:
+        target = sa.engine.make_url(url)
+        relay = Relay((target.host or "127.0.0.1", target.port or 3306))
+        engine = make_engine(str(target.set(host="127.0.0.1", port=relay.port)))
+        outcome: list[BaseException | None] = []
+
+        def ask() -> None:
+            try:
+                with engine.connect() as connection:
+                    connection.execute(sa.text("SELECT 1"))
+                outcome.append(None)
+            except BaseException as e:
+                outcome.append(e)
+
+        try:
+            ask()
+            assert outcome == [None]
+            relay.freeze()
+            asking = threading.Thread(target=ask, daemon=True)
+            asking.start()
+            asking.join(timeout=60)  # a bound on a hang, not a timing
+            assert not asking.is_alive(), "the statement still waits on a database that does not answer"
+            assert isinstance(outcome[1], sa.exc.OperationalError)
+            assert outages.describe(outcome[1]) == outages.DATABASE
+        finally:
+            relay.thaw()
+            engine.dispose()
+            relay.close()
