@@ -213,6 +213,10 @@ class _Cancelled(Exception):
     pass
 
 
+class _SettledUnder(Exception):
+    """Another process settled the job while it ran (a reaper, a process stopping): it takes no further step."""
+
+
 class _OutcomeUnknown(Exception):
     """The task was started and then could not be followed to its end."""
 
@@ -297,6 +301,8 @@ def _run_claimed(deps: Deps, job: Job) -> str:
         _finish(deps, job, JobState.SUCCEEDED, job.result or "done")
     except _Cancelled:
         _finish(deps, job, JobState.CANCELLED, "cancelled while running")
+    except _SettledUnder:
+        pass  # the verdict stored under it is the job's, and its message shows it below
     except _OutcomeUnknown as e:
         _finish(deps, job, JobState.UNKNOWN, e.message)
     except BotError as e:
@@ -336,6 +342,10 @@ def _execute(deps: Deps, job: Job, progress: _Progress, deadline: float) -> None
     warned: list[str] = []
     try:
         for step in op.steps(hv, target, job.params):
+            if job.state.finished:
+                # its last heartbeat found it settled already: the user has read that verdict, and
+                # nothing more is started on Proxmox in its name
+                raise _SettledUnder()
             status = _run_step(deps, hv, job, step, known, progress, deadline)
             if status is not None and status.warnings is not None:
                 warned.append(f"{step.label}: {status.warnings}")

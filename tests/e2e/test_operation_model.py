@@ -9,7 +9,7 @@ whose progress reaches the chat.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,11 +20,11 @@ from commands.common import outcome_reply
 from commands.registry import Args, CommandContext, Param
 from core.chat import Reply
 from core.errors import InvalidArguments, NotFound
-from core.model import TaskRef
+from core.model import JobState, TaskRef
 from core.ports import Hypervisor
 from core.principal import Principal, Scope
 from core.rbac import Perm
-from core.services import inventory, requests
+from core.services import inventory, jobs, requests
 from core.services.catalog import CATALOG
 from core.services.deps import Deps
 from core.services.operations import Operation, Step, Target, TargetKind
@@ -135,3 +135,38 @@ def test_a_company_that_exempts_it_runs_it_at_once(drained: World) -> None:
     reply = world.chat.run("node drain lab/pve1", as_=ALICE)
     assert "queued" in reply.text
     assert world.run_queue() == ["succeeded"]
+
+
+
+def test_a_job_settled_under_it_starts_no_further_step(drained: World) -> None:
+    """A job another process settled while it ran (a reaper, a process stopping) keeps that verdict and
+    starts nothing more in Proxmox: the user has read it was settled."""
+    world, deps = drained, drained.app.deps
+    ran: list[str] = []
+
+    def first(line: Callable[[str], None]) -> None:
+        ran.append("first")
+        # what a reaper does to a job whose heartbeat it took for lost, while the job still runs
+        with deps.uow_factory(Scope.everything()) as uow:
+            [job_id] = [j.id for j in uow.jobs.list(states=[JobState.RUNNING])]
+            assert uow.jobs.settle(job_id, expected=[JobState.RUNNING], to=JobState.UNKNOWN,
+                                   at=deps.clock.now(), result="settled by the reaper")
+            uow.commit()
+        line("half-way")
+
+    def steps(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Iterator[Step]:
+        yield Step("first half", stream=first)
+        yield Step("second half", stream=lambda line: ran.append("second"))
+
+    sweep = Operation("node.sweep", Perm.USER_MANAGE, "sweep", "Sweep a node in two halves.", NodeTarget(), steps)
+    with CATALOG.registered(sweep):
+        with deps.uow_factory(Scope.everything()) as uow:
+            alice = uow.users.by_email(ALICE)
+        assert alice is not None
+        outcome = requests.operate(deps, Principal.of(alice), action="node.sweep", ref="lab/pve1",
+                                   conversation=world.chat.conversation, request_id="sweep-1")
+        assert outcome.job is not None
+        assert jobs.run(deps, outcome.job.id) == "unknown"
+    assert ran == ["first"]
+    [job] = [j for j in world.jobs() if j.action == "node.sweep"]
+    assert (job.state, job.result) == (JobState.UNKNOWN, "settled by the reaper")
