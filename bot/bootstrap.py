@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import Engine
+
 from adapters.crypto import FernetCipher
 from adapters.notify import DirectoryRouter, NotifierRouter
 from adapters.queue import EmbeddedQueue, RqJobQueue, owner_gone
@@ -61,7 +63,7 @@ def open_database(settings: Settings, *, auto_migrate: bool | None = None) -> Sq
         auto_migrate = engine.dialect.name == "sqlite"
     try:
         if auto_migrate:
-            migrate.upgrade(engine)
+            _upgrade(engine)
         elif migrate.current_revision(engine) != migrate.head_revision():
             raise SettingsError("PVEBOT_DATABASE_URL", "the database schema is not current; run 'pvebot db upgrade'")
     except SettingsError:
@@ -69,6 +71,18 @@ def open_database(settings: Settings, *, auto_migrate: bool | None = None) -> Sq
     except Exception as e:  # driver errors carry the URL and its password: say only what failed
         raise SettingsError("PVEBOT_DATABASE_URL", f"cannot open the database ({type(e).__name__})") from None
     return SqlUnitOfWorkFactory(engine)
+
+
+def _upgrade(engine: Engine) -> None:
+    if engine.dialect.name != "mysql":
+        migrate.upgrade(engine)  # the very database the bot opens (an in-memory one has no other way in)
+        return
+    # an ALTER TABLE on a large table may rightly take longer than any statement of the bot may wait
+    migrating = make_engine(engine.url.render_as_string(hide_password=False), io_timeout=None)
+    try:
+        migrate.upgrade(migrating)
+    finally:
+        migrating.dispose()
 
 
 def open_storage(settings: Settings, *, cipher_keys: tuple[str, ...] | None = None) -> Storage:

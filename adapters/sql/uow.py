@@ -38,11 +38,13 @@ def _raise_directory_version(session: Session, _context: Any, _instances: Any) -
 _MYSQL_IO_TIMEOUT_SECONDS = 60
 
 
-def make_engine(url: str, *, autocommit: bool = False, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, autocommit: bool = False, io_timeout: float | None = _MYSQL_IO_TIMEOUT_SECONDS,
+                **kwargs: Any) -> Engine:
     """An engine tuned per backend: SQLite with WAL and foreign keys, MySQL with few round trips.
 
     ``autocommit`` (MySQL): connections that stay in autocommit mode, where each statement is its
-    own transaction; see :meth:`SqlUnitOfWorkFactory.__call__`.
+    own transaction; see :meth:`SqlUnitOfWorkFactory.__call__`. ``io_timeout`` (MySQL): seconds a
+    read or write of the connection may take; None for none (a schema migration's ALTER TABLE).
     """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
@@ -61,8 +63,8 @@ def make_engine(url: str, *, autocommit: bool = False, **kwargs: Any) -> Engine:
         return engine
     if url.startswith("mysql"):
         connect_args = dict(kwargs.pop("connect_args", {}))
-        connect_args.setdefault("read_timeout", _MYSQL_IO_TIMEOUT_SECONDS)
-        connect_args.setdefault("write_timeout", _MYSQL_IO_TIMEOUT_SECONDS)
+        connect_args.setdefault("read_timeout", io_timeout)
+        connect_args.setdefault("write_timeout", io_timeout)
         kwargs["connect_args"] = connect_args
     kwargs.setdefault("pool_recycle", 3600)
     # each statement sees what others committed before it: a decision taken under a row lock (a

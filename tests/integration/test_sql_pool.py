@@ -227,17 +227,31 @@ def test_a_transaction_begun_on_an_autocommit_connection_is_rolled_back_at_retur
         assert uow.directory_version() == start
 
 
-def test_a_database_that_stops_answering_fails_the_statement_instead_of_waiting_forever(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_bots_statements_wait_a_minute_at_most_and_a_migrations_as_long_as_they_take() -> None:
+    with mariadb_database() as url:
+        bot, migrating = make_engine(url), make_engine(url, io_timeout=None)
+        try:
+            for engine, expected in ((bot, 60), (migrating, None)):
+                raw = engine.raw_connection()
+                try:
+                    driver = raw.driver_connection
+                    assert (driver._read_timeout, driver._write_timeout) == (expected, expected)
+                finally:
+                    raw.close()
+        finally:
+            bot.dispose()
+            migrating.dispose()
+
+
+def test_a_database_that_stops_answering_fails_the_statement_instead_of_waiting_forever() -> None:
     # a hung server or a network dropping packets keeps the connection open and answers nothing:
     # pymysql reads without end by default, and every thread that touches the database (each command,
     # /readyz, the maintenance sweep) would hang with it
-    monkeypatch.setattr(sql_uow, "_MYSQL_IO_TIMEOUT_SECONDS", 2)  # the same path, without a minute's wait
     with mariadb_database() as url:
         target = sa.engine.make_url(url)
         relay = Relay((target.host or "127.0.0.1", target.port or 3306))
-        engine = make_engine(str(target.set(host="127.0.0.1", port=relay.port)))
+        # the bot's path with a shorter wait than its minute
+        engine = make_engine(str(target.set(host="127.0.0.1", port=relay.port)), io_timeout=2)
         outcome: list[BaseException | None] = []
 
         def ask() -> None:
