@@ -3,9 +3,11 @@
 1. For each inventory size (``--guests``, default 100 and 20000), N commands of each kind through the
    dispatcher, one after the other: ``vm status``, ``vm start`` (identity → parse → RBAC → audit →
    inventory → job record → enqueue on Redis) and ``vm list --search``. Printed per kind: commands/s,
-   p50/p99 per command and SQL statements per command (counted with SQLAlchemy's
-   ``before_cursor_execute`` event). The caller's company (acme) owns the same 50 guests at every
-   size; the other guests belong to nine other companies, so a bigger inventory is other people's.
+   p50/p99 per command, SQL statements per command (counted with SQLAlchemy's
+   ``before_cursor_execute`` event) and the CPU milliseconds per command of the bot (this process)
+   and of the simulated Proxmox (its process, from /proc): what one core of each does. The caller's
+   company (acme) owns the same 50 guests at every size; the other guests belong to nine other
+   companies, so a bigger inventory is other people's.
 2. With ``--concurrency C`` (default 8), the three kinds again, interleaved, from C threads at once as
    ``pvebot serve`` runs them (one thread per command in flight): commands/s of the process.
 3. With ``--processes P`` (default 0: skipped), P processes of their own (as P ``pvebot serve``
@@ -36,6 +38,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +98,14 @@ class Simulator:
         assert self.proc.stdout is not None
         self.url, self.fingerprint = self.proc.stdout.readline().split()
 
+    def cpu_seconds(self) -> float:
+        """The CPU time it has used so far (Linux: from /proc; elsewhere NaN)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
     def stop(self) -> int:
         """Stop it; how many inventory fetches it answered."""
         out, _ = self.proc.communicate("")
@@ -148,14 +159,24 @@ def mixed(app: App, key: IdentityKey, i: int) -> float:
     return timed_command(app, key, text(i // len(kinds)), check)
 
 
-def run_kind(app: App, key: IdentityKey, counter: StatementCounter, *, text: Callable[[int], str], n: int,
-             check: Callable[[Any], bool]) -> tuple[list[float], float, float]:
-    """Run ``n`` commands; (latencies, elapsed seconds, SQL statements per command)."""
-    statements = counter.count
+@dataclass(frozen=True)
+class KindRun:
+    latencies: list[float]
+    elapsed: float  # seconds
+    statements: float  # SQL statements per command
+    bot_cpu: float  # CPU seconds per command of this process (the bot, its threads included)
+    sim_cpu: float  # CPU seconds per command of the simulated Proxmox
+
+
+def run_kind(app: App, key: IdentityKey, counter: StatementCounter, sim: Simulator, *, text: Callable[[int], str],
+             n: int, check: Callable[[Any], bool]) -> KindRun:
+    """Run ``n`` commands, one after the other."""
+    statements, bot_cpu, sim_cpu = counter.count, time.process_time(), sim.cpu_seconds()
     began = time.perf_counter()
     per_command = [timed_command(app, key, text(i), check) for i in range(n)]
     elapsed = time.perf_counter() - began
-    return per_command, elapsed, (counter.count - statements) / n
+    return KindRun(per_command, elapsed, (counter.count - statements) / n, (time.process_time() - bot_cpu) / n,
+                   (sim.cpu_seconds() - sim_cpu) / n)
 
 
 def run_concurrently(app: App, key: IdentityKey, *, n: int, threads: int) -> tuple[float, list[float]]:
@@ -258,7 +279,8 @@ def main() -> None:
     backend = storage.engine.dialect.name
 
     print(f"database: {backend}; {n} commands of each kind per size, one after the other; acme owns {MINE} guests")
-    print(f"{'guests':>7}  {'command':<30} {'cmd/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'SQL/cmd':>8}")
+    print(f"{'guests':>7}  {'command':<30} {'cmd/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'SQL/cmd':>8} "
+          f"{'bot CPU':>8} {'sim CPU':>8}")
     p50s: dict[tuple[str, int], float] = {}
     all_latencies: list[float] = []
     all_elapsed = 0.0
@@ -270,18 +292,19 @@ def main() -> None:
             provision(storage, provisioning_doc(sim), env)  # the cluster's new URL
         for _ in range(5):  # warm-up: TLS sessions, the new inventory, SQL statement caches
             for text, check in KINDS.values():
-                run_kind(app, key, counter, text=text, n=1, check=check)
+                run_kind(app, key, counter, sim, text=text, n=1, check=check)
         profiler = cProfile.Profile() if args.profile and size == sizes[-1] else None
         if profiler:
             profiler.enable()
         for kind, (text, check) in KINDS.items():
-            latencies, elapsed, sql = run_kind(app, key, counter, text=text, n=n, check=check)
-            p50s[kind, size] = statistics.median(latencies)
+            run = run_kind(app, key, counter, sim, text=text, n=n, check=check)
+            p50s[kind, size] = statistics.median(run.latencies)
             if size == sizes[-1]:
-                all_latencies += latencies
-                all_elapsed += elapsed
-            print(f"{size:>7}  {kind:<30} {n / elapsed:>7.0f} {p50s[kind, size] * 1000:>8.1f} "
-                  f"{percentile(latencies, .99) * 1000:>8.1f} {sql:>8.1f}")
+                all_latencies += run.latencies
+                all_elapsed += run.elapsed
+            print(f"{size:>7}  {kind:<30} {n / run.elapsed:>7.0f} {p50s[kind, size] * 1000:>8.1f} "
+                  f"{percentile(run.latencies, .99) * 1000:>8.1f} {run.statements:>8.1f} "
+                  f"{run.bot_cpu * 1000:>8.2f} {run.sim_cpu * 1000:>8.2f}")
         if profiler:
             profiler.disable()
             profiler.dump_stats(args.profile)
