@@ -361,5 +361,6 @@ def build_maintenance(app: App, *, interval: float = 10.0) -> Maintenance:
     return Maintenance(app.deps, interval=interval, stale_after=timedelta(seconds=settings.job_stale_seconds),
                        start_timeout=timedelta(seconds=settings.job_start_timeout), owner_gone=owner_gone,
                        check_interval=settings.cluster_check_interval,
+                       schedule_interval=settings.schedule_check_seconds,
                        events=event_sources.PollPolicy(interval=timedelta(seconds=settings.events_poll_seconds)),
                        sending=outbox.Policy(lease=timedelta(seconds=settings.notify_lease_seconds)))

@@ -49,6 +49,8 @@ class Settings:
     cluster_check_interval: int = 3600
     # how often each cluster's backup runs are pulled from its task history (one process per cluster)
     events_poll_seconds: int = 60
+    # how often pvebot's --vms backup jobs are narrowed to their company's own guests (0: never)
+    schedule_check_seconds: int = 300
     # how long a sender holds the notifications it is sending; a dead sender's pass to another after it
     notify_lease_seconds: int = 60
     # commands one chat identity may send per window of seconds (shared through Redis when it is set)
@@ -152,6 +154,7 @@ class Settings:
             ssh_timeout=integer("PVEBOT_SSH_TIMEOUT", 10, 1, 120),
             cluster_check_interval=integer("PVEBOT_CLUSTER_CHECK_INTERVAL", 3600, 0, 86400),
             events_poll_seconds=integer("PVEBOT_EVENTS_POLL_SECONDS", 60, 1, 3600),
+            schedule_check_seconds=integer("PVEBOT_SCHEDULE_CHECK_SECONDS", 300, 0, 86400),
             notify_lease_seconds=integer("PVEBOT_NOTIFY_LEASE_SECONDS", 60, 2, 3600),
             rate_limit=integer("PVEBOT_RATE_LIMIT", 30, 1, 100_000),
             rate_window=integer("PVEBOT_RATE_WINDOW", 10, 1, 86400),
@@ -195,6 +198,9 @@ DOCUMENTED: tuple[tuple[str, str, str], ...] = (
                                               "checks; 0 turns them off"),
     ("PVEBOT_EVENTS_POLL_SECONDS", "60", "seconds between pulls of each cluster's backup runs from its task "
                                          "history (one process polls a cluster at a time)"),
+    ("PVEBOT_SCHEDULE_CHECK_SECONDS", "300", "seconds between passes that remove from each `--vms` backup schedule "
+                                             "the VMIDs no longer in its company's pools (one process per "
+                                             "cluster); 0 turns them off"),
     ("PVEBOT_NOTIFY_LEASE_SECONDS", "60", "seconds a process holds the notifications it is sending; those of a "
                                           "process that died are sent by another after this"),
     ("PVEBOT_RATE_LIMIT", "30", "commands one chat identity may send per `PVEBOT_RATE_WINDOW`; more are refused "

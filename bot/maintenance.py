@@ -1,4 +1,6 @@
-"""Housekeeping every pvebot process runs in the background: dead, lost and unstarted jobs, expired approvals."""
+"""Housekeeping every pvebot process runs in the background: dead, lost and unstarted jobs, expired approvals,
+notifications to send, backup runs to pull, the clusters' periodic checks, and ``--vms`` backup schedules
+narrowed to their company's guests."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from datetime import timedelta
 
 from adapters import outages
 from core.model import Cluster
-from core.services import approvals, event_sources, jobs, key_operations, node_updates, outbox
+from core.services import approvals, event_sources, jobs, key_operations, node_updates, outbox, schedule_reconcile
 from core.services.deps import Deps
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class Maintenance:
         start_timeout: timedelta = timedelta(seconds=600),
         owner_gone: Callable[[str], bool] | None = None,
         check_interval: float = 0,
+        schedule_interval: float = 0,
         events: event_sources.PollPolicy | None = None,
         owner: str = "",
         sending: outbox.Policy | None = None,
@@ -67,6 +70,9 @@ class Maintenance:
         # the clusters' package updates and pvebot's SSH keys: a slow check must not hold up the sweep
         self.check_interval = check_interval
         self._checker = threading.Thread(target=self._check_loop, name="pvebot-cluster-checks", daemon=True)
+        # --vms backup jobs narrowed to their company's guests: often, as Proxmox's scheduler may run them any time
+        self.schedule_interval = schedule_interval
+        self._reconciler = threading.Thread(target=self._schedule_loop, name="pvebot-schedules", daemon=True)
         self.sending = sending or outbox.Policy()
         # backup runs pulled from each cluster's task history; the lease names this process
         self.events = events or event_sources.PollPolicy()
@@ -83,6 +89,8 @@ class Maintenance:
         self._sender.start()
         if self.check_interval > 0:
             self._checker.start()
+        if self.schedule_interval > 0:
+            self._reconciler.start()
         self._poller.start()
         return self
 
@@ -96,6 +104,26 @@ class Maintenance:
         if self.deps.ssh is not None:
             queued += sum(1 for h in key_operations.check_all(self.deps, only=mine) if not h.ok)
         return queued
+
+    def reconcile_schedules(self) -> list[schedule_reconcile.Reconciled]:
+        """One pass over every cluster this process holds the lease of: drop other companies' VMIDs from jobs."""
+        def mine(cluster: Cluster) -> bool:
+            return event_sources.hold(self.deps, cluster, owner=self.owner, lease=self.events.lease)
+
+        return schedule_reconcile.reconcile_all(self.deps, only=mine)
+
+    def _schedule_loop(self) -> None:
+        wait = 0.0  # at start too: a VM may have changed hands while no process ran
+        while not self._stop.wait(wait):
+            wait = self.schedule_interval
+            try:
+                self.reconcile_schedules()
+            except Exception as e:
+                outage = outages.describe(e)
+                if outage is not None:
+                    log.warning("backup schedule checks wait: %s", outage)
+                else:
+                    log.exception("the backup schedule checks failed")
 
     def _check_loop(self) -> None:
         while not self._stop.wait(self.check_interval):

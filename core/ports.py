@@ -201,9 +201,10 @@ class Hypervisor(Protocol):
         """Every cluster backup job (``GET /cluster/backup``), whoever made it."""
         ...
 
-    def save_backup_job(self, job_id: str, *, schedule: str, options: dict[str, str], create: bool,
+    def save_backup_job(self, job_id: str, *, schedule: str | None, options: dict[str, str], create: bool,
                         delete: builtins.list[str] | None = None) -> None:
-        """Create (``create``) or change a cluster backup job; ``delete`` names options to unset."""
+        """Create (``create``) or change a cluster backup job; ``delete`` names options to unset, a change
+        without ``schedule`` keeps the job's."""
         ...
 
     def delete_backup_job(self, job_id: str) -> None: ...

@@ -385,9 +385,15 @@ async def schedule_analyze(ctx: SimContext, call: Call) -> Any:
 
 
 def run_job(ctx: SimContext, job_id: str) -> list[str]:
-    """What pvescheduler does at a job's slot: vzdump on every node for its local guests, as root@pam."""
+    """What pvescheduler does at a job's slot: vzdump on every node for its local guests, as root@pam.
+
+    A disabled job (``enabled=0``) is skipped, as ``PVE::Jobs::run_jobs`` skips it: nothing starts.
+    """
     with ctx.state.lock:
-        options = {k: v for k, v in ctx.state.backup_jobs[job_id].items() if k not in JOB_META}
+        job = ctx.state.backup_jobs[job_id]
+        if job.get("enabled", "1") in ("0", 0):
+            return []
+        options = {k: v for k, v in job.items() if k not in JOB_META}
         upids = []
         for node in sorted(ctx.state.nodes.values(), key=lambda n: n.name):
             if node.online:

@@ -255,16 +255,20 @@ class FakeHypervisor:
         return TaskRef(cluster=self.cluster_name, node=node, upid="UPID:x")
 
     def backup_jobs(self) -> list[BackupJob]:
-        return [BackupJob(id=i, schedule=sched, options=dict(o)) for i, (sched, o) in sorted(self.jobs.items())]
+        # as the gateway maps a listing: enabled is the job's own, not a vzdump option
+        return [BackupJob(id=i, schedule=sched, options={k: v for k, v in o.items() if k != "enabled"},
+                          enabled=o.get("enabled", "1") == "1") for i, (sched, o) in sorted(self.jobs.items())]
 
-    def save_backup_job(self, job_id: str, *, schedule: str, options: dict[str, str], create: bool,
+    def save_backup_job(self, job_id: str, *, schedule: str | None, options: dict[str, str], create: bool,
                         delete: list[str] | None = None) -> None:
         if create and job_id in self.jobs:
             raise Conflict(f"a backup job '{job_id}' exists already")
+        if schedule is None and create:
+            raise InvalidArguments("schedule: property is missing")
         merged = {**({} if create else self.jobs[job_id][1]), **options}
         for key in delete or ():
             merged.pop(key, None)
-        self.jobs[job_id] = (schedule, merged)
+        self.jobs[job_id] = (schedule if schedule is not None else self.jobs[job_id][0], merged)
 
     def delete_backup_job(self, job_id: str) -> None:
         if self.jobs.pop(job_id, None) is None:

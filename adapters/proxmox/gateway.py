@@ -337,7 +337,7 @@ class ProxmoxHypervisor:
     def backup_jobs(self) -> list[BackupJob]:
         return [mapping.backup_job_from_row(row) for row in self._api.call("GET", "/cluster/backup")]
 
-    def save_backup_job(self, job_id: str, *, schedule: str, options: dict[str, str], create: bool,
+    def save_backup_job(self, job_id: str, *, schedule: str | None, options: dict[str, str], create: bool,
                         delete: list[str] | None = None) -> None:
         mapping.check_job_id(job_id)
         if create:

@@ -4,6 +4,7 @@ A Proxmox backup job is a cluster-wide object any admin token sees, so tenancy i
 company's job is ``pvebot-<company>-<name>`` (names have no ``-``, so the company part is never
 ambiguous), selects only the company's guests (``--all`` is its pool, which follows the pool as it
 grows), keeps ``prune-backups`` from the retention flags and sends through the notification system.
+Between runs, :mod:`core.services.schedule_reconcile` keeps a ``--vms`` job's VMIDs to the company's own.
 Every other job — an operator's own included — is nobody's but a super_admin's to see.
 """
 
@@ -243,6 +244,9 @@ def edit(deps: Deps, principal: Principal, *, name: str, req: ScheduleRequest) -
     options, removed = _options(deps, principal, company=company, cluster=cluster, pool=pool, hv=hv, req=req,
                                 creating=False)
     removed = [k for k in removed if k in current.options]
+    if not current.enabled and (req.all or req.vms is not None):
+        # a new selection is what the notice of a schedule disabled for having none of its VMs left asks for
+        options["enabled"] = "1"
     hv.save_backup_job(current.id, schedule=schedule, options=options, create=False, delete=removed)
     _audit(deps, principal, company, "backup.schedule.edit", name, {"schedule": schedule, **options})
     return _fresh(deps, principal, hv, cluster, company, current.id, runs)

@@ -11,7 +11,10 @@ VM when each backup was made. Then, for every principal and every VMID and backu
   not exist (``NotFound``), never ``PermissionDenied``;
 * schedules: a company lists only its own jobs (never an operator's), and another's by name is
   not found; a schedule of a company's VMs, run after their VMIDs went to another company, backs up
-  none of that company's guests.
+  none of that company's guests;
+* after one maintenance pass (``schedule_reconcile``), every job's stored selection, the one Proxmox's
+  scheduler runs, names only its company's guests and keeps all of them; a job left with none is
+  disabled and selects only the company's pool; what the company is told names no one else.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from core.errors import Conflict, NotFound, PermissionDenied
 from core.model import Cluster, Company, GuestRef, PoolBinding, Role, TaskInfo, User
 from core.principal import Principal, Scope
 from core.rbac import MATRIX, Perm
-from core.services import backup_requests, backup_schedules, backups, requests
+from core.services import backup_requests, backup_schedules, backups, requests, schedule_reconcile
 from core.services.backup_targets import BACKUP
 from core.services.deps import Deps
 from tests.fakes import FakeClock, FakeHypervisor, FakeHypervisors, FakeNotifier, FakeQueue
@@ -252,6 +255,43 @@ def test_no_company_sees_or_reaches_another_companys_schedules(
         for jid in [j for j in world.hv.jobs if j.endswith("-mine")]:
             del world.hv.jobs[jid]
         check_schedules(world)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories())
+def test_a_maintenance_pass_leaves_every_schedule_naming_only_its_companys_guests(
+        plan: tuple[int, tuple[int, ...], tuple[Event, ...]]) -> None:
+    n, guests, history = plan
+    with built(n, guests) as world:
+        made: dict[str, tuple[int, set[int]]] = {}
+        for i, admin in enumerate(world.admins):
+            mine = [vmid for vmid, owner in world.owner.items() if owner == admin.company_id]
+            if mine:
+                backup_schedules.create(world.deps, admin, name="mine", req=backup_schedules.ScheduleRequest(
+                    when="daily 01:00", vms=tuple(map(str, mine)), storage="local"))
+                made[f"pvebot-co{i}-mine"] = (i, set(mine))
+        _run(world, tuple(e for e in history if e[0] == "reuse"))
+        changed = schedule_reconcile.reconcile_all(world.deps)
+        for jid, (i, named_before) in made.items():
+            cid = world.company_ids[i]
+            options = world.hv.jobs[jid][1]
+            still_mine = {v for v in named_before if world.owner[v] == cid}
+            if options.get("enabled") == "0":
+                # none left: disabled, and its selection can reach this company's guests only
+                assert not still_mine and "vmid" not in options and options["pool"] == f"pool{i}", (jid, options)
+            else:
+                named = {int(v) for v in options["vmid"].split(",")}
+                assert named == still_mine, (jid, named, world.owner)  # nobody else's, and none of its own lost
+        assert {c.job_id for c in changed} == {jid for jid, (i, before) in made.items()
+                                               if any(world.owner[v] != world.company_ids[i] for v in before)}
+        for c in changed:
+            title, text = schedule_reconcile.message(c)
+            others = [j for j, cid in enumerate(world.company_ids) if cid != c.company_id]
+            for j in others:
+                for word in (f"co{j}", f"Company {j}", f"pool{j}"):
+                    assert word not in title + text, (word, title, text)
+            assert not any(g.name in title + text for g in world.hv.guests.values()), (title, text)
+        assert schedule_reconcile.reconcile_all(world.deps) == []  # a second pass finds nothing to do
 
 
 def test_an_old_owner_keeps_its_backups_after_the_vmid_is_reused() -> None:
