@@ -14,9 +14,11 @@ from core.services import backup_requests, backup_schedules, backups, requests
 
 REASON = Param("reason", help="why (shown to the approver)")
 RETENTION_FLAGS = tuple(Param(key, int) for key in backup_schedules.RETENTION if key != "keep-hourly")
-SCHEDULE_FLAGS = (Param("when"), Param("vms"), Param("all", bool), Param("storage"), Param("mode"), *RETENTION_FLAGS)
-SCHEDULE_USAGE = ('backup schedule {verb} <name> --when "daily 02:00" [--vms web-01,db-01 | --all] [--storage S] '
-                  "[--mode snapshot] [--keep-last N --keep-daily N --keep-weekly N --keep-monthly N --keep-yearly N]")
+SCHEDULE_FLAGS = (Param("when"), Param("vms"), Param("all", bool), Param("pool"), Param("cluster"), Param("storage"),
+                  Param("mode"), *RETENTION_FLAGS)
+SCHEDULE_USAGE = ('backup schedule {verb} <name> --when "daily 02:00" [--vms web-01,db-01 | --all [--pool P]] '
+                  "[--cluster C] [--storage S] [--mode snapshot] "
+                  "[--keep-last N --keep-daily N --keep-weekly N --keep-monthly N --keep-yearly N]")
 _SINCE = re.compile(r"^(\d{1,4})([hdw])$")
 
 
@@ -168,7 +170,8 @@ def _request(args: Args) -> backup_schedules.ScheduleRequest:
         raise InvalidArguments("retention counts are 0 or more")
     vms = tuple(v.strip() for v in args["vms"].split(",")) if args["vms"] else None
     return backup_schedules.ScheduleRequest(when=args["when"], vms=vms, all=bool(args["all"]),
-                                            storage=args["storage"], mode=args["mode"], retention=retention or None)
+                                            storage=args["storage"], mode=args["mode"], retention=retention or None,
+                                            cluster=args["cluster"], pool=args["pool"])
 
 
 def _schedule_reply(verb: str, s: backup_schedules.Schedule) -> Reply:

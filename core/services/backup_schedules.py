@@ -148,9 +148,13 @@ class ScheduleRequest:
     storage: str | None = None
     mode: str | None = None
     retention: dict[str, int] | None = None
+    # where a new schedule's job goes, when the company has pools on several clusters
+    cluster: str | None = None
+    # the pool ``all`` backs up, when the company has several on the cluster (a Proxmox job selects one)
+    pool: str | None = None
 
 
-def _home(deps: Deps, principal: Principal) -> tuple[Company, Cluster, str, Hypervisor]:
+def _company(deps: Deps, principal: Principal) -> Company:
     rbac.require(principal, Perm.BACKUP_SCHEDULE)
     if principal.company_id is None:
         raise InvalidArguments("schedules belong to a company: use a company account")
@@ -158,15 +162,56 @@ def _home(deps: Deps, principal: Principal) -> tuple[Company, Cluster, str, Hype
     with deps.uow_factory(principal.scope) as uow:
         company = uow.companies.get(principal.company_id)
     assert company is not None
-    homes = _company_clusters(deps, principal, company)
-    if not homes:
+    return company
+
+
+def _new_home(deps: Deps, principal: Principal, company: Company, wanted: str | None) -> Cluster:
+    """The cluster a new schedule's job goes to: the company's only one, or the one named."""
+    clusters = {c.name: c for c, _pool in _company_clusters(deps, principal, company)}
+    if not clusters:
         raise NotFound("your company has no pool on any cluster yet")
-    cluster, pool = homes[0]
-    return company, cluster, pool, deps.hypervisors.for_cluster(cluster)
+    if wanted is not None:
+        if wanted not in clusters:
+            raise NotFound(f"your company has no pool on a cluster '{wanted[:40]}' (it has: {', '.join(clusters)})")
+        return clusters[wanted]
+    if len(clusters) > 1:
+        # one Proxmox job lives on one cluster: guessing would leave the other cluster's VMs unprotected
+        raise InvalidArguments(f"your company has VMs on clusters {', '.join(clusters)}: say which with --cluster "
+                               "(one schedule for each)")
+    return next(iter(clusters.values()))
 
 
-def _options(deps: Deps, principal: Principal, *, company: Company, cluster: Cluster, pool: str,
-             hv: Hypervisor, req: ScheduleRequest, creating: bool) -> tuple[dict[str, str], list[str]]:
+def _pool_for_all(pools: list[str], wanted: str | None, cluster: Cluster) -> str:
+    """The one pool an ``--all`` schedule selects on ``cluster``."""
+    if wanted is not None:
+        if wanted not in pools:
+            raise NotFound(f"'{wanted[:40]}' is not one of your company's pools on {cluster.name} "
+                           f"(they are: {', '.join(pools)})")
+        return wanted
+    if len(pools) > 1:
+        # a Proxmox backup job selects one pool: taking the first would silently leave the others out
+        raise InvalidArguments(f"--all backs up one pool, and your company has {len(pools)} on {cluster.name} "
+                               f"({', '.join(pools)}): say which with --pool (one schedule for each), or name "
+                               "the VMs with --vms")
+    return pools[0]
+
+
+def _pools_on(deps: Deps, principal: Principal, company: Company, cluster: Cluster) -> list[str]:
+    return [pool for c, pool in _company_clusters(deps, principal, company) if c.id == cluster.id]
+
+
+def _with_job(deps: Deps, principal: Principal, company: Company, name: str) -> tuple[Cluster, BackupJob]:
+    """The cluster holding the company's schedule ``name``, and its job: whichever of its clusters that is."""
+    check_name(name)
+    for cluster in dict.fromkeys(c for c, _pool in _company_clusters(deps, principal, company)):
+        found = [j for j in deps.hypervisors.for_cluster(cluster).backup_jobs() if j.id == job_id(company, name)]
+        if found:
+            return cluster, found[0]
+    raise NotFound(f"schedule '{name}' not found")
+
+
+def _options(deps: Deps, principal: Principal, *, company: Company, cluster: Cluster, hv: Hypervisor,
+             req: ScheduleRequest, creating: bool) -> tuple[dict[str, str], list[str]]:
     options: dict[str, str] = {}
     removed: list[str] = []
     if req.mode is not None:
@@ -184,8 +229,11 @@ def _options(deps: Deps, principal: Principal, *, company: Company, cluster: Clu
     if storage is not None:
         check_storage(company, storage)
         options["storage"] = storage
+    if req.pool is not None and not req.all:
+        raise InvalidArguments("--pool goes with --all: the pool whose VMs the schedule backs up")
     if req.all:
-        options["pool"] = pool  # the pool, not today's VMs: a VM added later is backed up too
+        # the pool, not today's VMs: a VM added later is backed up too
+        options["pool"] = _pool_for_all(_pools_on(deps, principal, company, cluster), req.pool, cluster)
         removed.append("vmid")
     elif req.vms is not None:
         seen = inventory.view(deps, principal, cluster=cluster.name)
@@ -218,18 +266,27 @@ def create(deps: Deps, principal: Principal, *, name: str, req: ScheduleRequest)
         Conflict: the company has that schedule already, or as many as its policy allows.
         PermissionDenied: the role may not manage schedules, or the cluster token lacks Sys.Modify on /.
     """
-    company, cluster, pool, hv = _home(deps, principal)
+    company = _company(deps, principal)
     check_name(name)
+    cluster = _new_home(deps, principal, company, req.cluster)
+    hv = deps.hypervisors.for_cluster(cluster)
     if not req.when:
         raise InvalidArguments("--when is required, e.g. --when \"daily 02:00\"")
     schedule, runs = analyze(hv, req.when)
-    jobs = [j for j in hv.backup_jobs() if owner_slug(j) == company.slug]
-    if any(j.id == job_id(company, name) for j in jobs):
-        raise Conflict(f"your company has a schedule '{name}' already; change it with backup schedule edit")
+    # the policy's limit counts the company's schedules on every cluster
+    homes = dict.fromkeys(c for c, _pool in _company_clusters(deps, principal, company))
+    jobs = [j for c in homes for j in deps.hypervisors.for_cluster(c).backup_jobs() if owner_slug(j) == company.slug]
+    try:
+        elsewhere, _job = _with_job(deps, principal, company, name)
+    except NotFound:
+        pass
+    else:
+        raise Conflict(f"your company has a schedule '{name}' already (on {elsewhere.name}); change it with "
+                       "backup schedule edit")
     limit = company.backup_policy.get("max_schedules")
     if limit is not None and len(jobs) >= int(limit):
         raise Conflict(f"your company has {len(jobs)} schedules, the most it may have ({limit}); delete one first")
-    options, _ = _options(deps, principal, company=company, cluster=cluster, pool=pool, hv=hv, req=req, creating=True)
+    options, _ = _options(deps, principal, company=company, cluster=cluster, hv=hv, req=req, creating=True)
     hv.save_backup_job(job_id(company, name), schedule=schedule, options=options, create=True)
     _audit(deps, principal, company, "backup.schedule.create", name, {"schedule": schedule, **options})
     return _fresh(deps, principal, hv, cluster, company, job_id(company, name), runs)
@@ -237,12 +294,15 @@ def create(deps: Deps, principal: Principal, *, name: str, req: ScheduleRequest)
 
 def edit(deps: Deps, principal: Principal, *, name: str, req: ScheduleRequest) -> Schedule:
     """Change the company's schedule ``name`` in place (only what was given)."""
-    company, cluster, pool, hv = _home(deps, principal)
-    current = _own_job(hv, company, name)
+    company = _company(deps, principal)
+    cluster, current = _with_job(deps, principal, company, name)
+    if req.cluster is not None and req.cluster != cluster.name:
+        raise InvalidArguments(f"schedule {name} is on {cluster.name}: a schedule does not move between clusters "
+                               "(create one there, then delete this one)")
+    hv = deps.hypervisors.for_cluster(cluster)
     schedule, runs = analyze(hv, req.when) if req.when else (current.schedule, hv.analyze_schedule(
         current.schedule, iterations=3))
-    options, removed = _options(deps, principal, company=company, cluster=cluster, pool=pool, hv=hv, req=req,
-                                creating=False)
+    options, removed = _options(deps, principal, company=company, cluster=cluster, hv=hv, req=req, creating=False)
     removed = [k for k in removed if k in current.options]
     if not current.enabled and (req.all or req.vms is not None):
         # a new selection is what the notice of a schedule disabled for having none of its VMs left asks for
@@ -291,14 +351,10 @@ class ScheduleTarget:
             company = uow.companies.get(principal.company_id)
         if company is None:
             raise NotFound(f"schedule '{ref[:40]}' not found")
-        homes = _company_clusters(deps, principal, company)
-        if not homes:
-            raise NotFound(f"schedule '{ref[:40]}' not found")
-        cluster = homes[0][0]
-        job = _own_job(deps.hypervisors.for_cluster(cluster), company, ref)
+        cluster, job = _with_job(deps, principal, company, ref)
         record = {"cluster": cluster.name, "cluster_id": cluster.id, "job_id": job.id, "name": ref,
                   "schedule": job.schedule, "detail": f"backup job {job.id} on {cluster.name}",
-                  "pools": [pool for c, pool in homes if c.id == cluster.id]}
+                  "pools": _pools_on(deps, principal, company, cluster)}
         return Target(kind=self.kind, label=f"schedule {ref}", company=company, record=record, cluster=cluster)
 
     def recheck(self, deps: Deps, principal: Principal, record: dict[str, Any], *, company_id: int,
@@ -310,7 +366,7 @@ class ScheduleTarget:
             raise NotFound(f"schedule {record['name']} is gone or no longer yours")
         _own_job(deps.hypervisors.for_cluster(cluster), company, record["name"])
         # the company's pools as they are now: a run backs up only what is the company's when it runs
-        pools = [pool for c, pool in _company_clusters(deps, principal, company) if c.id == cluster.id]
+        pools = _pools_on(deps, principal, company, cluster)
         return Target(kind=self.kind, label=f"schedule {record['name']}", company=company,
                       record=record | {"pools": pools}, cluster=cluster)
 

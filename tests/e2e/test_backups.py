@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from core.principal import Scope
-from tests.e2e.shell_world import World, job_ids, world
+from pvesim import SimServer
+from tests.e2e.shell_world import World, job_ids, world, world_doc
+from tests.proxmox_support import TOKEN_ID, build_simulator
 
 pytestmark = pytest.mark.slow
 
@@ -357,6 +359,79 @@ def test_running_a_schedule_backs_up_none_of_another_companys_guests(tmp_path: P
         alice.run(["vm list --refresh", "backup schedule run nightly"])
         assert "none of the VMs of schedule nightly is your company's now" in out.getvalue(), out.getvalue()
         assert len([r for r in w.sim.requests if r.path.endswith("/vzdump")]) == calls
+
+
+def _two_pools_doc(server: SimServer) -> str:
+    return world_doc(server).replace("pools: [{cluster: lab, pool: acme}]",
+                                     "pools: [{cluster: lab, pool: acme}, {cluster: lab, pool: acme-db}]")
+
+
+def test_an_all_schedule_of_a_company_with_two_pools_names_the_pool_it_backs_up(tmp_path: Path) -> None:
+    # a Proxmox backup job selects one pool: taking the first would leave the other's VMs unprotected
+    with world(tmp_path, queue="embedded", doc=_two_pools_doc) as w:
+        _setup(w)
+        w.sim.add_pool("acme-db")
+        w.sim.add_guest(vmid=160, name="pg-01", node="pve1", pool="acme-db")
+        alice, out = w.shell(ALICE)
+        alice.run(['backup schedule create all --when "daily 03:00" --all'])
+        assert ("--all backs up one pool, and your company has 2 on lab (acme, acme-db): say which with --pool"
+                in out.getvalue()), out.getvalue()
+        alice.run(['backup schedule create all --when "daily 03:00" --all --pool globex',
+                   'backup schedule create all --when "daily 03:00" --vms pg-01 --pool acme-db'])
+        assert "'globex' is not one of your company's pools on lab (they are: acme, acme-db)" in out.getvalue()
+        assert "--pool goes with --all" in out.getvalue()
+        with w.sim.state.lock:
+            assert w.sim.state.backup_jobs == {}  # nothing was made of the refused ones
+        alice.run(['backup schedule create db --when "daily 03:00" --all --pool acme-db'])
+        assert "all VMs of pool acme-db" in out.getvalue(), out.getvalue()
+        with w.sim.state.lock:
+            assert w.sim.state.backup_jobs["pvebot-acme-db"]["pool"] == "acme-db"
+
+
+def test_a_company_on_two_clusters_names_the_cluster_of_a_schedule_and_finds_it_there(tmp_path: Path) -> None:
+    edge = build_simulator()
+    edge_server = edge.start()
+    try:
+        def doc(server: SimServer) -> str:
+            return world_doc(server).replace("companies:", f"""\
+  - name: edge
+    api_urls: ["{edge_server.url}"]
+    token_id: "{TOKEN_ID}"
+    token_secret_env: PVE_LAB_TOKEN
+    tls: {{fingerprint: "{edge_server.fingerprint}"}}
+companies:""", 1).replace("pools: [{cluster: lab, pool: acme}]", "pools: [{cluster: lab, pool: acme}, "
+                                                                   "{cluster: edge, pool: acme}]")
+
+        with world(tmp_path, queue="embedded", doc=doc) as w:
+            _setup(w)
+            edge.add_storage("backup-nfs", content="backup", shared=True)
+            alice, out = w.shell(ALICE)
+            alice.run(['backup schedule create nightly --when "daily 02:00" --all'])
+            assert "your company has VMs on clusters edge, lab: say which with --cluster" in out.getvalue()
+            alice.run(['backup schedule create nightly --when "daily 02:00" --all --cluster mars'])
+            assert "your company has no pool on a cluster 'mars' (it has: edge, lab)" in out.getvalue()
+            alice.run(['backup schedule create nightly --when "daily 02:00" --all --cluster edge'])
+            with w.sim.state.lock, edge.state.lock:
+                assert w.sim.state.backup_jobs == {} and edge.state.backup_jobs["pvebot-acme-nightly"]["pool"] == "acme"
+            # the same name on the other cluster would be a second schedule answering to one name
+            alice.run(['backup schedule create nightly --when "daily 04:00" --all --cluster lab'])
+            assert "your company has a schedule 'nightly' already (on edge)" in out.getvalue()
+            # edit, run and delete find it on the cluster it is on
+            alice.run(["backup schedule edit nightly --keep-last 2", "backup schedule run nightly"])
+            with edge.state.lock:
+                assert edge.state.backup_jobs["pvebot-acme-nightly"]["prune-backups"] == "keep-last=2"
+            job = job_ids(out.getvalue())[-1]
+            assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded", out.getvalue()
+            assert [r for r in edge.requests if r.path.endswith("/vzdump")]
+            assert not [r for r in w.sim.requests if r.path.endswith("/vzdump")]
+            alice.run(["backup schedule edit nightly --cluster lab --keep-last 1"])
+            assert "schedule nightly is on edge: a schedule does not move between clusters" in out.getvalue()
+            # another company hears of none of it
+            carol, carol_out = w.shell(CAROL)
+            carol.run(["backup schedule run nightly"])
+            assert "schedule 'nightly' not found" in carol_out.getvalue()
+    finally:
+        edge.stop()
 
 
 def test_schedules_need_sys_modify_and_say_so(tmp_path: Path) -> None:
