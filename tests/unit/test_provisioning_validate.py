@@ -160,6 +160,24 @@ companies:
     ]
 
 
+def test_an_approvals_subscription_in_the_approvers_channel_is_refused() -> None:
+    # the cards themselves go to the approvers channel: a subscription there would repeat each one
+    text = """\
+companies:
+  - slug: acme
+    name: Acme
+    approval: {approvers_channel: "slack:C0APPROVE"}
+    notifications:
+      - {topic: backups, channel: "slack:C0APPROVE"}
+      - {topic: approvals, channel: "slack:C0OTHER"}
+      - {topic: approvals, channel: "slack:C0APPROVE"}
+"""
+    assert problems(text) == [
+        "p.yaml line 8: companies[0].notifications[2].channel: 'slack:C0APPROVE' is the company's approvers "
+        "channel (approval.approvers_channel): it gets the approval cards themselves already",
+    ]
+
+
 def test_roles_and_their_companies_must_agree() -> None:
     text = """\
 users:

@@ -416,6 +416,12 @@ def _companies(c: _Checker, doc: Mapping[str, Any], spec: Spec) -> None:
         backup = _backup(c, item.get("backup") or {}, (*path, "backup"))
         declared = (_notifications(c, item["notifications"], (*path, "notifications"), provider=False)
                     if "notifications" in item else None)
+        approvers = approval.get("approvers_channel")
+        for i, sub in enumerate((item.get("notifications") or []) if declared and approvers else []):
+            if isinstance(sub, dict) and sub.get("topic") == Topic.APPROVALS.value and sub.get("channel") == approvers:
+                # the cards themselves go there, edited with each decision: a subscription would repeat each one
+                c.fail((*path, "notifications", i, "channel"), f"{shown(approvers)} is the company's approvers "
+                       "channel (approval.approvers_channel): it gets the approval cards themselves already")
         if groups and not item.get("email_domains"):
             # a member is added only when their email is in the company's domains: without any, nobody ever is
             c.fail((*path, "teams_groups"), "needs email_domains: a group member is added only with an email in them")
