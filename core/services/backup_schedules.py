@@ -273,14 +273,12 @@ def create(deps: Deps, principal: Principal, *, name: str, req: ScheduleRequest)
     if not req.when:
         raise InvalidArguments("--when is required, e.g. --when \"daily 02:00\"")
     schedule, runs = analyze(hv, req.when)
-    # the policy's limit counts the company's schedules on every cluster
+    # one name is one schedule across the company's clusters, and the policy's limit counts them all
     homes = dict.fromkeys(c for c, _pool in _company_clusters(deps, principal, company))
-    jobs = [j for c in homes for j in deps.hypervisors.for_cluster(c).backup_jobs() if owner_slug(j) == company.slug]
-    try:
-        elsewhere, _job = _with_job(deps, principal, company, name)
-    except NotFound:
-        pass
-    else:
+    jobs = [(c, j) for c in homes for j in deps.hypervisors.for_cluster(c).backup_jobs()
+            if owner_slug(j) == company.slug]
+    elsewhere = next((c for c, j in jobs if j.id == job_id(company, name)), None)
+    if elsewhere is not None:
         raise Conflict(f"your company has a schedule '{name}' already (on {elsewhere.name}); change it with "
                        "backup schedule edit")
     limit = company.backup_policy.get("max_schedules")
