@@ -97,20 +97,18 @@ class Maintenance:
     def check_clusters(self) -> int:
         """One round of the periodic cluster checks: updates, then SSH key health; updates queued plus SSH problems."""
         # one process checks a cluster however many run: the one holding its lease (see event_sources.hold)
-        def mine(cluster: Cluster) -> bool:
-            return event_sources.hold(self.deps, cluster, owner=self.owner, lease=self.events.lease)
-
-        queued = node_updates.check_all(self.deps, only=mine)
+        queued = node_updates.check_all(self.deps, only=self._holds)
         if self.deps.ssh is not None:
-            queued += sum(1 for h in key_operations.check_all(self.deps, only=mine) if not h.ok)
+            queued += sum(1 for h in key_operations.check_all(self.deps, only=self._holds) if not h.ok)
         return queued
 
     def reconcile_schedules(self) -> list[schedule_reconcile.Reconciled]:
         """One pass over every cluster this process holds the lease of: drop other companies' VMIDs from jobs."""
-        def mine(cluster: Cluster) -> bool:
-            return event_sources.hold(self.deps, cluster, owner=self.owner, lease=self.events.lease)
+        return schedule_reconcile.reconcile_all(self.deps, only=self._holds)
 
-        return schedule_reconcile.reconcile_all(self.deps, only=mine)
+    def _holds(self, cluster: Cluster) -> bool:
+        """Whether this process holds (or now takes) the cluster's lease: one process checks each cluster."""
+        return event_sources.hold(self.deps, cluster, owner=self.owner, lease=self.events.lease)
 
     def _schedule_loop(self) -> None:
         wait = 0.0  # at start too: a VM may have changed hands while no process ran
@@ -119,11 +117,7 @@ class Maintenance:
             try:
                 self.reconcile_schedules()
             except Exception as e:
-                outage = outages.describe(e)
-                if outage is not None:
-                    log.warning("backup schedule checks wait: %s", outage)
-                else:
-                    log.exception("the backup schedule checks failed")
+                _log_failure(e, waiting="backup schedule checks wait", failed="the backup schedule checks failed")
 
     def _check_loop(self) -> None:
         while not self._stop.wait(self.check_interval):
@@ -153,11 +147,7 @@ class Maintenance:
                 if now < quiet_until:
                     continue
                 quiet_until = now + 60
-                outage = outages.describe(e)
-                if outage is not None:
-                    log.warning("notifications wait: %s", outage)
-                else:
-                    log.exception("sending notifications failed")
+                _log_failure(e, waiting="notifications wait", failed="sending notifications failed")
 
     def poll_events(self) -> int:
         return event_sources.poll(self.deps, owner=self.owner, policy=self.events)
@@ -169,11 +159,7 @@ class Maintenance:
             try:
                 self.poll_events()
             except Exception as e:
-                outage = outages.describe(e)
-                if outage is not None:
-                    log.warning("backup events wait: %s", outage)
-                else:
-                    log.exception("polling backup events failed")
+                _log_failure(e, waiting="backup events wait", failed="polling backup events failed")
 
     def stop(self) -> None:
         self._stop.set()
@@ -181,3 +167,12 @@ class Maintenance:
             event_sources.release(self.deps, owner=self.owner)
         except Exception:
             log.warning("could not release the backup-event poller leases; they expire on their own")
+
+
+def _log_failure(e: Exception, *, waiting: str, failed: str) -> None:
+    """A known outage (database, Redis, a cluster) is one line saying what waits; anything else is a traceback."""
+    outage = outages.describe(e)
+    if outage is not None:
+        log.warning("%s: %s", waiting, outage)
+    else:
+        log.exception(failed)
