@@ -431,16 +431,8 @@ class SqlEventSourceRepository(_Scoped):
         return None if value is None else int(value)
 
     def set_cursor(self, cluster_id: int, node: str, since: int) -> None:
-        c = t.event_cursors.c
-        result = self._session.execute(update(t.event_cursors).where(c.cluster_id == cluster_id, c.node == node)
-                                       .values(since=since).execution_options(synchronize_session=False))
-        if result.rowcount == 0:  # type: ignore[attr-defined]
-            try:
-                with self._session.begin_nested():
-                    self._session.execute(insert(t.event_cursors).values(cluster_id=cluster_id, node=node,
-                                                                         since=since))
-            except IntegrityError:
-                pass  # written by the other poller a moment ago; the next poll reads from there
+        # written by the other poller a moment ago, it is kept: the next poll reads from there
+        self._set_node_row(t.event_cursors, cluster_id, node, {"since": since})
 
     def node_version(self, cluster_id: int, node: str) -> str | None:
         c = t.node_versions.c
@@ -448,16 +440,20 @@ class SqlEventSourceRepository(_Scoped):
         return None if value is None else str(value)
 
     def set_node_version(self, cluster_id: int, node: str, version: str) -> None:
-        c = t.node_versions.c
-        result = self._session.execute(update(t.node_versions).where(c.cluster_id == cluster_id, c.node == node)
-                                       .values(version=version[:64]).execution_options(synchronize_session=False))
+        # written by another checker a moment ago, it is kept: the next check compares with it
+        self._set_node_row(t.node_versions, cluster_id, node[:64], {"version": version[:64]})
+
+    def _set_node_row(self, table: Any, cluster_id: int, node: str, values: dict[str, Any]) -> None:
+        """Update the node's row of ``table``, or insert it; one inserted meanwhile by another process wins."""
+        c = table.c
+        result = self._session.execute(update(table).where(c.cluster_id == cluster_id, c.node == node)
+                                       .values(values).execution_options(synchronize_session=False))
         if result.rowcount == 0:  # type: ignore[attr-defined]
             try:
                 with self._session.begin_nested():
-                    self._session.execute(insert(t.node_versions).values(cluster_id=cluster_id, node=node[:64],
-                                                                         version=version[:64]))
+                    self._session.execute(insert(table).values(cluster_id=cluster_id, node=node, **values))
             except IntegrityError:
-                pass  # written by another checker a moment ago; the next check compares with it
+                pass
 
     def seen(self, key: str) -> bool:
         return self._session.scalar(select(t.event_seen.c.event_key).where(t.event_seen.c.event_key == key[:255])
