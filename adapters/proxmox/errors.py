@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-import requests
 from proxmoxer import ResourceException
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError, SSLError
 
 from core.errors import BotError, Conflict, ExternalSystemError, InvalidArguments, NotFound, PermissionDenied
 
@@ -115,9 +114,9 @@ def _from_message(message: str, *, cluster: str) -> BotError:
     return ExternalSystemError(f"cluster {cluster}: Proxmox says: {message or 'internal error'}")
 
 
-def from_transport_error(e: requests.RequestException, *, cluster: str, timeout: float, idempotent: bool) -> BotError:
+def from_transport_error(e: HTTPError, *, cluster: str, timeout: float, idempotent: bool) -> BotError:
     """Connection, TLS and timeout failures (after failover and retries are spent)."""
-    if isinstance(e, requests.exceptions.SSLError):
+    if isinstance(e, SSLError):
         text = str(e)
         if "ingerprint" in text:
             return ExternalSystemError(
@@ -130,7 +129,7 @@ def from_transport_error(e: requests.RequestException, *, cluster: str, timeout:
                 "configured CA file (or does not name this host)"
             )
         return ExternalSystemError(f"cluster {cluster}: the TLS handshake with Proxmox failed")
-    if isinstance(e, requests.exceptions.ReadTimeout):
+    if isinstance(e, ReadTimeoutError):
         return ExternalSystemError(
             f"cluster {cluster}: Proxmox did not answer within {timeout:g}s"
             + ("" if idempotent else "; the action may still have been started")
@@ -143,11 +142,9 @@ def from_transport_error(e: requests.RequestException, *, cluster: str, timeout:
     )
 
 
-def not_sent(e: requests.RequestException) -> bool:
-    """True when the request cannot have reached Proxmox: refused, unresolvable or connect timeout."""
-    if isinstance(e, requests.exceptions.ConnectTimeout):
-        return True
-    if isinstance(e, requests.exceptions.SSLError) or not isinstance(e, requests.exceptions.ConnectionError):
-        return False
-    reason = getattr(e.args[0], "reason", None) if e.args else None
-    return isinstance(reason, NewConnectionError)
+def not_sent(e: HTTPError) -> bool:
+    """True when the request cannot have reached Proxmox: refused, unresolvable or connect timeout.
+
+    urllib3's refused and unresolvable connections are kinds of its connect timeout.
+    """
+    return isinstance(e, ConnectTimeoutError)

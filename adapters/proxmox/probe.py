@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-import requests
 from proxmoxer import ResourceException
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError, SSLError
 
 from adapters.proxmox.transport import ClusterTransport
 from core.errors import BotError
@@ -24,7 +24,7 @@ from core.services.doctor import Check, Status, assess_privileges, privilege_pat
 def _classify(cluster: Cluster, index: int, url: str, error: BotError) -> Check:
     name = f"cluster {cluster.name}: API URL #{index + 1} ({urlsplit(url).netloc or url})"
     cause = error.__cause__
-    if isinstance(cause, requests.exceptions.SSLError):
+    if isinstance(cause, SSLError):
         if cluster.tls_mode is TlsMode.FINGERPRINT:
             return Check(name, Status.FAIL, "the node's certificate does not match the pinned SHA-256 fingerprint",
                          "read it on the node with 'pvenode cert info' and set clusters[].tls.fingerprint, then "
@@ -34,9 +34,10 @@ def _classify(cluster: Cluster, index: int, url: str, error: BotError) -> Check:
     if isinstance(cause, ResourceException) and int(cause.status_code) == 401:
         return Check(name, Status.FAIL, "Proxmox refused the API token (401)",
                      "check clusters[].token_id and the secret in its token_secret_env variable")
-    if isinstance(cause, requests.exceptions.Timeout):
+    # refused and unresolvable are kinds of urllib3's connect timeout: they are asked first
+    if isinstance(cause, (ReadTimeoutError, ConnectTimeoutError)) and not isinstance(cause, NewConnectionError):
         return Check(name, Status.FAIL, "Proxmox did not answer in time", "is pveproxy running on that node?")
-    if isinstance(cause, requests.exceptions.ConnectionError):
+    if isinstance(cause, HTTPError):
         return Check(name, Status.FAIL, "no connection (refused, unresolvable or unreachable)",
                      "check the URL, that the node is up and that port 8006 is open to pvebot")
     return Check(name, Status.FAIL, error.user_message, "see the log of this run for the details")
