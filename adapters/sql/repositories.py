@@ -12,7 +12,7 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, false, func, insert, select, true, update
+from sqlalchemy import ColumnElement, Select, Update, bindparam, delete, false, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -53,6 +53,26 @@ def _in_scope(column: Any, scope: Scope) -> ColumnElement[bool]:
     if not scope.company_ids:
         return false()
     return column.in_(sorted(scope.company_ids))  # type: ignore[no-any-return]
+
+
+_Prebuilt = Select[Any] | Update
+
+
+def _scoped_statement(
+    statements: tuple[_Prebuilt, _Prebuilt], scope: Scope, **params: Any
+) -> tuple[_Prebuilt, dict[str, Any]] | None:
+    """A statement built once in two forms, (for every company, for the ``companies`` bound), fit to
+    ``scope`` with its parameters; None when the scope holds no company (nothing to find)."""
+    everything, within = statements
+    if scope.company_ids is None:
+        return everything, params
+    if not scope.company_ids:
+        return None
+    return within, {**params, "companies": sorted(scope.company_ids)}
+
+
+def _for_companies(stmt: _Prebuilt, column: Any) -> tuple[_Prebuilt, _Prebuilt]:
+    return stmt, stmt.where(column.in_(bindparam("companies", expanding=True)))
 
 
 def _check_scope(scope: Scope, company_id: int | None, what: str) -> None:
@@ -508,13 +528,44 @@ class SqlAuditLog(_Scoped):
         return list(reversed(list(self._session.scalars(stmt))))
 
 
+_INSERT_JOB = insert(t.jobs)  # built once: its values come as the statement's parameters
+_LAST_JOB_OF_GUEST = _for_companies(
+    select(t.jobs.c.id, t.jobs.c.summary, t.jobs.c.state)
+    .where(t.jobs.c.target_cluster == bindparam("cluster"), t.jobs.c.target_vmid == bindparam("vmid"))
+    .order_by(t.jobs.c.created_at.desc(), t.jobs.c.id).limit(1),
+    t.jobs.c.company_id,
+)
+
+
+# every command that starts a job sends these two: built once, as the job's record is
+_ROUTE_IF_QUEUED = _for_companies(
+    select(t.jobs.c.conversation, t.jobs.c.message_ref)
+    .where(t.jobs.c.id == bindparam("job_id"), t.jobs.c.state == JobState.QUEUED),
+    t.jobs.c.company_id,
+)
+_HAND_OVER = _for_companies(
+    update(t.jobs).where(t.jobs.c.id == bindparam("job_id"), t.jobs.c.state == JobState.QUEUED)
+    .values(conversation=bindparam("new_conversation", type_=t.jobs.c.conversation.type),
+            message_ref=bindparam("new_message_ref", type_=t.jobs.c.message_ref.type),
+            queue_owner=bindparam("new_queue_owner", type_=t.jobs.c.queue_owner.type))
+    .execution_options(synchronize_session=False),
+    t.jobs.c.company_id,
+)
+
+
 class SqlJobRepository(_Scoped):
     def _select(self) -> Any:
         return select(Job).where(_in_scope(t.jobs.c.company_id, self._scope))
 
     def add(self, job: Job) -> None:
         _check_scope(self._scope, job.company_id, "company")
-        _add_once(self._session, job)
+        # one INSERT, not the ORM's flush: every action writes one, and tracking two dozen columns
+        # as an object cost a vm start more than sending them; nothing in the unit of work edits it after
+        values = {f.name: getattr(job, f.name) for f in fields(Job)} | t.job_guest_columns(job.target)
+        try:
+            self._session.execute(_INSERT_JOB, values)
+        except IntegrityError as e:
+            raise DuplicateRequest() from e  # its request id is taken: the caller rolls back, then finds it
 
     def get(self, job_id: str) -> Job | None:
         return self._session.scalars(self._select().where(t.jobs.c.id == job_id)).first()
@@ -529,13 +580,12 @@ class SqlJobRepository(_Scoped):
         return list(self._session.scalars(stmt.order_by(t.jobs.c.created_at.desc(), t.jobs.c.id).limit(limit)))
 
     def last_for(self, *, cluster: str, vmid: int) -> JobBrief | None:
-        c = t.jobs.c
-        # the database picks the one row, and sends only what the status shows of it: describing
-        # and decoding a job's two dozen columns cost a status more than its query did
-        stmt = (select(c.id, c.summary, c.state)
-                .where(_in_scope(c.company_id, self._scope), c.target_cluster == cluster, c.target_vmid == vmid)
-                .order_by(c.created_at.desc(), c.id).limit(1))
-        row = self._session.execute(stmt).first()
+        # every vm status asks this: the database picks the one row and sends only what the status
+        # shows of it, through a statement built once (building and keying it cost more than its query)
+        found = _scoped_statement(_LAST_JOB_OF_GUEST, self._scope, cluster=cluster, vmid=vmid)
+        if found is None:
+            return None
+        row = self._session.connection().execute(*found).first()
         return None if row is None else JobBrief(*row)
 
     def add_task(self, job: Job, upid: str) -> None:
@@ -558,23 +608,20 @@ class SqlJobRepository(_Scoped):
         return {upid: user for upid, user in self._session.execute(stmt).all()}
 
     def route_if_queued(self, job_id: str) -> JobRoute | None:
-        c = t.jobs.c
         # two columns: describing and decoding the whole record cost a "vm start" more than its query did
-        stmt = select(c.conversation, c.message_ref).where(
-            c.id == job_id, c.state == JobState.QUEUED, _in_scope(c.company_id, self._scope))
-        row = self._session.execute(stmt).first()
+        found = _scoped_statement(_ROUTE_IF_QUEUED, self._scope, job_id=job_id)
+        row = None if found is None else self._session.connection().execute(*found).first()
         return None if row is None else JobRoute(*row)
 
     def hand_over(self, job_id: str, *, route: JobRoute, queue_owner: str | None) -> bool:
-        c = t.jobs.c
-        result = self._session.execute(
-            update(t.jobs)
-            .where(c.id == job_id, c.state == JobState.QUEUED, _in_scope(c.company_id, self._scope))
-            .values(conversation=route.conversation, message_ref=route.message_ref, queue_owner=queue_owner)
-            .execution_options(synchronize_session=False)
-        )
+        found = _scoped_statement(_HAND_OVER, self._scope, job_id=job_id, new_conversation=route.conversation,
+                                  new_message_ref=route.message_ref, new_queue_owner=queue_owner)
+        if found is None:
+            return False
+        # through the session, unlike the reads: an autocommit unit of work counts its writes there
+        result = self._session.execute(*found)
         self._session.expire_all()
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        return bool(result.rowcount == 1)
 
     def claim(self, job_id: str, *, now: datetime) -> bool:
         c = t.jobs.c

@@ -196,6 +196,16 @@ jobs = Table(
     Index("ix_jobs_target_guest", "target_cluster", "target_vmid", "created_at"),
 )
 
+def job_guest_columns(target: dict[str, Any]) -> dict[str, Any]:
+    """The indexed copy of a job's target guest (``target_cluster``, ``target_vmid``).
+
+    A target may gain its VMID later (a created VM): the copy follows it.
+    """
+    vmid, cluster = target.get("vmid"), target.get("cluster")
+    return {"target_cluster": str(cluster)[:64] if cluster else None,
+            "target_vmid": vmid if isinstance(vmid, int) else None}
+
+
 # every Proxmox task a job started: ``jobs.upid`` holds only the one it follows now, and a job of
 # several steps (a schedule run, one vzdump per node) starts several. Backup history finds the jobs
 # behind the tasks it lists by UPID, within the caller's companies: with the company in the index,

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event, exc, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from adapters.sql import repositories as r
-from adapters.sql.tables import directory_version, start_mappers
+from adapters.sql.tables import directory_version, job_guest_columns, start_mappers
 from core import model, ports
 from core.principal import Scope
 
@@ -19,11 +19,9 @@ _DIRECTORY = (model.User, model.ChatIdentity, model.Company, model.Cluster, mode
 
 
 def _job_target_columns(_mapper: Any, _connection: Any, job: model.Job) -> None:
-    # the indexed copy of the target's guest (see tables.jobs); a job's target may gain its VMID later
-    vmid = job.target.get("vmid")
-    cluster = job.target.get("cluster")
-    setattr(job, "target_cluster", str(cluster)[:64] if cluster else None)  # noqa: B010 (mapped, not a field)
-    setattr(job, "target_vmid", vmid if isinstance(vmid, int) else None)  # noqa: B010
+    # a job written through the session keeps its indexed guest columns in step (see tables.jobs)
+    for name, value in job_guest_columns(job.target).items():
+        setattr(job, name, value)
 
 
 def _raise_directory_version(session: Session, _context: Any, _instances: Any) -> None:

@@ -118,7 +118,9 @@ def start(deps: Deps, job_id: str, *, posted: MessageRef | None, becomes: bool =
     Raises:
         ExternalSystemError: the queue refused the job; it is failed and reported already, nothing ran.
     """
-    with deps.uow_factory(Scope.everything()) as uow:
+    # no transaction: the hand-over's own condition (still queued) is what guards it, and the
+    # read before it locks nothing, so each statement commits alone (a round trip fewer on a server)
+    with deps.uow_factory(Scope.everything(), autocommit=True) as uow:
         route = uow.jobs.route_if_queued(job_id)
         if route is None:
             return
