@@ -21,7 +21,7 @@ from typing import Protocol
 
 from adapters import outages
 from bot import delivery
-from commands.grammar import parse
+from commands.grammar import kept_text, parse
 from commands.registry import CommandContext, CommandRegistry
 from core.chat import Answer, CommandRequest, IdentityKey, MessageRef, Reply
 from core.errors import BotError, PermissionDenied, RateLimited
@@ -189,7 +189,7 @@ class Dispatcher:
                     actor=call.principal.actor,
                     action="command",
                     company_id=call.principal.company_id,
-                    target=call.request.text[:200],
+                    target=kept_text(call.request.text, self.registry)[:200],  # never a mistyped password
                     outcome=outcome,
                     detail={"platform": call.request.identity.platform},
                 )

@@ -16,8 +16,8 @@ def register(registry: CommandRegistry) -> None:
     registry.command("cluster status", permission=Perm.CLUSTER_READ, args=(Param("cluster"),))(cluster_status)
     registry.command("cluster keys push", operation="cluster.keys.push", args=(Param("cluster", required=False),),
                      flags=(Param("all", bool, help="every cluster, in parallel"),
-                            Param("password-env", help="the environment variable holding the password, "
-                                                       "for the first push only")),
+                            Param("password-env", secret_prone=True,
+                                  help="the environment variable holding the password, for the first push only")),
                      usage="cluster keys push <cluster>|--all [--password-env VAR]")(keys_push)
     registry.command("cluster keys rotate", operation="cluster.keys.rotate", args=(Param("cluster", required=False),),
                      flags=(Param("all", bool, help="every cluster, in parallel"),),

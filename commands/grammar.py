@@ -7,6 +7,8 @@ Quoting follows the shell (``vm create "web 01"``). Slack's ``/pve`` and Teams' 
 from __future__ import annotations
 
 import difflib
+import functools
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -31,6 +33,26 @@ def tokenize(text: str) -> list[str]:
         return shlex.split(text)
     except ValueError:
         raise InvalidArguments("unbalanced quotes in the command") from None
+
+
+def kept_text(text: str, registry: CommandRegistry) -> str:
+    """The typed line as the audit trail keeps it: the value of each secret-prone flag masked.
+
+    Read from the text itself, not from a parse, so that a line that does not parse (a typo in the
+    command's name, unbalanced quotes) is masked too.
+    """
+    names = registry.secret_prone_flags
+    if not names:
+        return text
+    return _secret_values(names).sub(r"\1***", text.translate(TYPOGRAPHIC_QUOTES))
+
+
+@functools.cache
+def _secret_values(names: frozenset[str]) -> re.Pattern[str]:
+    flags = "|".join(re.escape(n) for n in sorted(names))
+    # a shell word: quoted parts (to their closing quote, or to the end of an unbalanced line) and bare characters
+    word = r"""(?:"[^"]*(?:"|$)|'[^']*(?:'|$)|[^\s"']+)+"""
+    return re.compile(rf"(--(?:{flags})(?:=|\s+))({word})", re.IGNORECASE)
 
 
 def parse(text: str, registry: CommandRegistry) -> Parsed:

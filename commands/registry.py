@@ -29,6 +29,9 @@ class Param:
     help: str = ""
     # a positional that takes the rest of the line ("deny apr-x because it is prod")
     rest: bool = False
+    # its value may be a secret typed by mistake (a password for the name of its variable): the
+    # audit trail keeps the typed line with that value masked
+    secret_prone: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,10 @@ class CommandRegistry:
     @property
     def groups(self) -> list[str]:
         return sorted({c.group for c in self._commands.values()})
+
+    @property
+    def secret_prone_flags(self) -> frozenset[str]:
+        return frozenset(f.name for c in self._commands.values() for f in c.flags if f.secret_prone)
 
 
 def _usage(name: str, args: tuple[Param, ...], flags: tuple[Param, ...]) -> str:

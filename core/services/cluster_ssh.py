@@ -33,6 +33,14 @@ _COUNT = 'grep -cF -- "$2" "$1" || true'
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
+def check_env_name(env_name: str) -> None:
+    """Refuse a ``--password-env`` value that is no variable's name: most likely the password itself,
+    which is never repeated back into the channel."""
+    if not _ENV_NAME.match(env_name):
+        raise InvalidArguments("--password-env takes the name of an environment variable (letters, digits, _) "
+                               "that holds the password, not the password itself")
+
+
 def _script(body: str, *args: str) -> str:
     return "sh -c " + shlex.quote(body) + " pvebot " + " ".join(shlex.quote(a) for a in args)
 
@@ -135,13 +143,12 @@ class ClusterSsh:
 
     def password(self, env_name: str) -> Credentials:
         """The password for a first push, from the environment variable named (read now, never kept)."""
-        if not _ENV_NAME.match(env_name):
-            # most likely the password itself: never repeat it back into the channel
-            raise InvalidArguments("--password-env takes the name of an environment variable (letters, digits, _) "
-                                   "that holds the password, not the password itself")
+        check_env_name(env_name)
         value = self.tools.environ.get(env_name)
         if not value:
-            raise InvalidArguments(f"environment variable {env_name} is not set where pvebot runs this job")
+            # not repeated: a password typed by mistake can look like a variable's name too
+            raise InvalidArguments("the environment variable that --password-env names is not set where pvebot "
+                                   "runs this job")
         return Credentials(password=value)
 
     # -- commands ------------------------------------------------------------------------------

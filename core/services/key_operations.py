@@ -29,7 +29,7 @@ from core.ports import Credentials, Hypervisor
 from core.principal import Principal, Scope
 from core.rbac import Perm
 from core.services import notifications
-from core.services.cluster_ssh import ClusterSsh, NodeLine, tools
+from core.services.cluster_ssh import ClusterSsh, NodeLine, check_env_name, tools
 from core.services.deps import Deps
 from core.services.operations import LineSink, Operation, Step, Target
 from core.services.provider_targets import CLUSTER, EVERY_CLUSTER, reach
@@ -72,9 +72,12 @@ def _test_all(ssh: ClusterSsh, nodes: list[SshNode], credentials: Credentials, p
 
 def _push_prepare(deps: Deps, principal: Principal, target: Target, params: dict[str, Any]) -> None:
     ssh = reach(target)
+    env_name = params.get("password_env")
+    if env_name:
+        # before anything keeps it (the job's parameters), even when the key in place makes it unused
+        check_env_name(str(env_name))
     ssh.nodes()  # a cluster without SSH nodes says so now, not in a job
     if ssh.key(SshKeyState.ACTIVE) is None:
-        env_name = params.get("password_env")
         if not env_name:
             raise InvalidArguments(f"pvebot has no key on {target.cluster.name if target.cluster else 'it'} yet: "
                                    "give --password-env VAR naming the variable that holds the root password "

@@ -114,10 +114,17 @@ def test_push_rotate_and_health_end_to_end(tmp_path: Path) -> None:
         # the first push needs a password, named, set, and right; each says so in one clear line
         said = _run(w, ROOT, "cluster keys push lab", "cluster keys push lab --password-env NOT_SET_ANYWHERE")
         assert "give --password-env VAR" in said
-        assert "environment variable NOT_SET_ANYWHERE is not set" in said
+        # a name is not repeated either: a password typed by mistake can look like one
+        assert "the environment variable that --password-env names is not set" in said
+        assert said.count("NOT_SET_ANYWHERE") == 1, said  # the echo of the typed line, nothing more
         # the password itself given by mistake: refused, and not repeated back into the channel
         typed = _run(w, ROOT, "cluster keys push lab --password-env hunter2!pw").split("\n", 1)[1]
         assert "--password-env takes the name of an environment variable" in typed and "hunter2" not in typed, typed
+        # nor kept in the audit trail, which keeps the typed line with that value masked
+        with w.app.deps.uow_factory(Scope.everything()) as uow:
+            trail = [e.target for e in uow.audit.query(limit=50)]
+        assert "cluster keys push lab --password-env ***" in trail, trail
+        assert not [t for t in trail if "hunter2" in t or "NOT_SET_ANYWHERE" in t], trail
         wrong = _run(w, ROOT, f"cluster keys push lab --password-env {WRONG_ENV}")
         assert _job(w, wrong)[1] == "failed"
         assert f"lab/pve1 refused the password for {USER}" in wrong, wrong

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from commands import build_registry
-from commands.grammar import UnknownCommand, parse, tokenize
+from commands.grammar import UnknownCommand, kept_text, parse, tokenize
 from commands.registry import CommandRegistry, Param
 from core.chat import Reply
 from core.errors import InvalidArguments, NotFound
@@ -169,3 +171,32 @@ def test_a_switch_takes_an_explicit_yes_or_no() -> None:
     assert parse("vm list --refresh", registry).args["refresh"] is True
     with pytest.raises(InvalidArguments, match="is a switch"):
         parse("vm list --refresh=maybe", registry)
+
+
+# -- the typed line the audit trail keeps --------------------------------------------------------
+
+# a password as someone might type it: no blanks, no quotes (those come from the forms below)
+_PASSWORD = st.text(st.characters(categories=("L", "N", "P", "S"), exclude_characters="\"'\u201c\u201d*"),
+                    min_size=4, max_size=30)
+_FORMS = ("{flag} {v}", "{flag}={v}", '{flag} "{v} {v}"', "{flag}='{v} {v}'", "{flag} \u201c{v} {v}\u201d",
+          '{flag} "{v} {v}', "{flag} {v} --all")
+
+
+@given(password=_PASSWORD, form=st.sampled_from(_FORMS), flag=st.sampled_from(["--password-env", "--PASSWORD-ENV"]),
+       command=st.sampled_from(["cluster keys push lab", "clutser keys psuh", "cluster keys push --all"]))
+def test_a_secret_prone_value_never_reaches_the_kept_text(password: str, form: str, flag: str, command: str) -> None:
+    # the line need not parse: a typo in the command's name is masked too
+    typed = f"{command} " + form.format(flag=flag, v=password)
+    assume(password not in f"{command} {flag}")
+    kept = kept_text(typed, build_registry())
+    assert password not in kept, kept
+    assert kept.startswith(f"{command} {flag}") and "***" in kept
+
+
+def test_the_rest_of_the_line_is_kept_as_typed(registry: CommandRegistry) -> None:
+    assert kept_text("cluster keys push lab --password-env ROOT_PW --all", registry) == \
+        "cluster keys push lab --password-env *** --all"
+    unbalanced = 'cluster keys push lab --password-env "hunter 2'
+    assert kept_text(unbalanced, registry) == "cluster keys push lab --password-env ***"
+    assert kept_text("vm start web-01 --password-envy x", registry) == "vm start web-01 --password-envy x"
+    assert kept_text("vm create web --template tpl", registry) == "vm create web --template tpl"
