@@ -50,8 +50,11 @@ def _tags(raw: object) -> tuple[str, ...]:
 
 def resource_key(row: dict[str, Any]) -> RowKey:
     """What the guest index needs of a ``/cluster/resources?type=vm`` row, without making its guest."""
-    return RowKey(vmid=int(row["vmid"]), name=str(row.get("name") or f"{row['type']}-{row['vmid']}"),
-                  pool=row.get("pool") or None, template=bool(int(row.get("template") or 0)))
+    # once per row per refresh: positional, and no conversion where JSON gave the type already
+    vmid, name, template = row["vmid"], row.get("name"), row.get("template")
+    return RowKey(vmid if type(vmid) is int else int(vmid),
+                  name if type(name) is str and name else str(name or f"{row['type']}-{vmid}"),
+                  row.get("pool") or None, bool(template if type(template) is int else int(template or 0)))
 
 
 def guest_from_resource(cluster: str, row: dict[str, Any]) -> Guest:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+
+from adapters.proxmox import mapping
 from core.guest_index import GuestIndex
 from core.model import Guest
 
@@ -60,3 +63,18 @@ def test_rows_become_guests_only_when_a_lookup_reaches_them() -> None:
     assert [g.name for g in index.in_pool("acme")] == ["vm-0", "vm-1", "vm-2"]
     assert index.by_vmid(101) == mapping.guest_from_resource("lab", rows[1])  # type: ignore[arg-type]
     assert sorted(made) == [100, 101, 102]  # the company's own three, each made once
+
+
+def test_a_resource_row_keys_as_its_guest_does_whatever_json_types_proxmox_used() -> None:
+    rows = [{"vmid": 100, "name": "web", "type": "qemu", "node": "pve1", "template": 0, "pool": "acme"},
+            {"vmid": "101", "type": "lxc", "node": "pve1", "template": "1"},
+            {"vmid": 102, "name": "", "type": "qemu", "node": "pve1", "pool": ""},
+            {"vmid": 103, "name": "t", "type": "qemu", "node": "pve1", "template": 1}]
+    keys = [mapping.resource_key(r) for r in rows]
+    made = [mapping.guest_from_resource("lab", r) for r in rows]
+    assert [(k.vmid, k.name, k.pool, k.template) for k in keys] == [
+        (100, "web", "acme", False), (101, "lxc-101", None, True), (102, "qemu-102", None, False),
+        (103, "t", None, True)]
+    assert [(g.vmid, g.name, g.pool, g.template) for g in made] == [tuple(k) for k in keys]
+    index = GuestIndex.of_rows("lab", rows, key=mapping.resource_key, make=partial(mapping.guest_from_resource, "lab"))
+    assert index.by_vmid(101) is not None and index.by_vmid(101).template  # type: ignore[union-attr]
