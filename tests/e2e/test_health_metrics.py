@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -102,15 +103,17 @@ async def test_metrics_parse_and_their_counters_move_when_commands_run(embedded_
 async def test_a_finished_job_counts_by_state_with_its_duration(embedded_app: App) -> None:
     driver = ChatDriver(embedded_app)
     driver.run("vm shutdown web-01", as_="bob@acme.example")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with embedded_app.deps.uow_factory(Scope.everything()) as uow:
-            if all(j.state.value in ("succeeded", "failed") for j in uow.jobs.list()):
+    finished = ("pvebot_jobs_finished_total", (("action", "vm.shutdown"), ("state", "succeeded")))
+    # counted once the job's last message is out, a moment after its state settles: ask until it is
+    deadline = time.monotonic() + 20
+    async with _client(embedded_app) as (session, base):
+        while True:
+            async with session.get(f"{base}/metrics") as answer:
+                after = _samples(await answer.text())
+            if finished in after or time.monotonic() > deadline:
                 break
-        time.sleep(0.02)
-    async with _client(embedded_app) as (session, base), session.get(f"{base}/metrics") as answer:
-        after = _samples(await answer.text())
-    assert after[("pvebot_jobs_finished_total", (("action", "vm.shutdown"), ("state", "succeeded")))] == 1
+            await asyncio.sleep(0.05)
+    assert after[finished] == 1, sorted(k for k in after if k[0].startswith("pvebot_job"))
     assert after[("pvebot_job_duration_seconds_count", (("action", "vm.shutdown"),))] == 1
     assert after[("pvebot_jobs", (("state", "succeeded"),))] == 1
 
