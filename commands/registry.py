@@ -87,6 +87,8 @@ class CommandSpec:
 class CommandRegistry:
     _commands: dict[str, CommandSpec] = field(default_factory=dict)
     widest: int = 1  # words in the longest command name: where parsing starts looking
+    # the flags any command marks secret-prone, gathered as they register (every command's audit asks)
+    secret_prone_flags: frozenset[str] = frozenset()
 
     def command(
         self,
@@ -109,6 +111,7 @@ class CommandRegistry:
             if not summary:
                 raise ValueError(f"command {name!r} has no help text")
             self.widest = max(self.widest, len(name.split(" ")))
+            self.secret_prone_flags |= {f.name for f in flags if f.secret_prone}
             self._commands[name] = CommandSpec(
                 name=name,
                 handler=handler,
@@ -139,10 +142,6 @@ class CommandRegistry:
     @property
     def groups(self) -> list[str]:
         return sorted({c.group for c in self._commands.values()})
-
-    @property
-    def secret_prone_flags(self) -> frozenset[str]:
-        return frozenset(f.name for c in self._commands.values() for f in c.flags if f.secret_prone)
 
 
 def _usage(name: str, args: tuple[Param, ...], flags: tuple[Param, ...]) -> str:

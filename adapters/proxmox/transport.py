@@ -79,7 +79,7 @@ class _PoolSession:
 
     def request(self, method: str, url: str, data: dict[str, Any] | None = None,
                 params: dict[str, Any] | None = None) -> _Answer:
-        target = quote(url[len(self._origin):] if url.startswith(self._origin) else urlsplit(url).path, safe=_PATH_SAFE)
+        target = quote(url.removeprefix(self._origin), safe=_PATH_SAFE)  # proxmoxer's URLs are under our base URL
         if params:
             target += "?" + urlencode(params, doseq=True)
         body = urlencode(data, doseq=True) if data else None
