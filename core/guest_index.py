@@ -5,9 +5,10 @@ inventory and every command of the process reads the same one. Lookups by VMID, 
 name and by pool touch only the guests that match, never the whole cluster: a company's guests
 are found through its pools without looking at anyone else's.
 
-An answer's rows become :class:`Guest` values only when a lookup reaches them: at 20,000 guests,
-making every value on each refresh cost more than everything else the refresh does, while a
-company's command looks at its own few dozen.
+A refresh files each row by VMID and pool and nothing more. A pool's guests are named and sorted
+the first time a lookup reaches that pool, and a row becomes a :class:`Guest` value only when a
+lookup returns it: at 20,000 guests, naming, sorting and making every row on each refresh cost more
+than everything else the refresh does, while a company's command looks at its own few dozen.
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ def name_key(guest: Guest) -> tuple[str, int]:
     return guest.name.lower(), guest.vmid
 
 
-class RowKey(NamedTuple):
-    """What the index needs of a row before it is made into a guest."""
+class RowPlace(NamedTuple):
+    """What a refresh reads of every row: where the guest is looked up from. Its name waits for a lookup."""
 
     vmid: int
-    name: str
     pool: str | None
     template: bool
 
@@ -41,35 +41,37 @@ class GuestIndex:
     """The guests of one cluster, as Proxmox listed them, with the lookups commands need.
 
     Templates are kept apart from guests: commands act on guests and clone templates, and
-    a template never answers a reference to a guest. Immutable once built; safe to share
-    between threads (two threads making the same row's guest make equal values).
+    a template never answers a reference to a guest. A refresh only places each row by VMID
+    and pool; a pool's guests are named and sorted the first time a lookup asks for that
+    pool, so a company's command pays for its own pools and never for the others' names.
+    Immutable in what it answers; safe to share between threads (two threads filling in
+    the same lazy part make equal values, and either one's is kept).
     """
 
-    def __init__(self, cluster: str, rows: list[Any], keys: list[RowKey], make: Callable[[Any], Guest]) -> None:
+    def __init__(self, cluster: str, rows: list[Any], places: Iterable[RowPlace], *,
+                 name: Callable[[Any], str], make: Callable[[Any], Guest]) -> None:
         self.cluster = cluster
         self._rows = rows
         self._guests: list[Guest | None] = [None] * len(rows)
+        self._name = name
         self._make = make
         self._by_vmid: dict[int, int] = {}
-        by_name: dict[str, list[int]] = {}
+        self._vmids: list[int] = []
         by_pool: dict[str | None, list[int]] = {}
         templates: list[int] = []
-        # each row's sort key, made once: at 20,000 rows the refresh's sorts are most of its work
-        order = [(key.name.lower(), key.vmid) for key in keys]
-        for i, key in enumerate(keys):
-            self._by_vmid[key.vmid] = i
-            if key.template:
+        for i, (vmid, pool, template) in enumerate(places):
+            self._by_vmid[vmid] = i
+            self._vmids.append(vmid)
+            if template:
                 templates.append(i)
-                continue
-            by_name.setdefault(order[i][0], []).append(i)
-            by_pool.setdefault(key.pool, []).append(i)
-
-        def ordered(positions: list[int]) -> tuple[int, ...]:
-            return tuple(sorted(positions, key=order.__getitem__))
-
-        self._by_name = {k: ordered(v) for k, v in by_name.items()}
-        self._by_pool = {k: ordered(v) for k, v in by_pool.items()}
-        self._templates = ordered(templates)
+            else:
+                by_pool.setdefault(pool, []).append(i)
+        self._by_pool = by_pool
+        self._template_rows = templates
+        # filled in per pool on first use: its guests sorted by name, and by lower-cased name
+        self._ordered: dict[str | None, tuple[int, ...]] = {}
+        self._names: dict[str | None, dict[str, tuple[int, ...]]] = {}
+        self._templates: tuple[int, ...] | None = None
 
     @classmethod
     def build(cls, cluster: str, guests: Iterable[Guest]) -> GuestIndex:
@@ -83,25 +85,57 @@ class GuestIndex:
             The index; per pool, guests are sorted by :func:`name_key`.
         """
         listed: list[Any] = list(guests)
-        keys = [RowKey(g.vmid, g.name, g.pool, g.template) for g in listed]
-        return cls(cluster, listed, keys, _made)
+        places = [RowPlace(g.vmid, g.pool, g.template) for g in listed]
+        return cls(cluster, listed, places, name=lambda g: str(g.name), make=_made)
 
     @classmethod
-    def of_rows(cls, cluster: str, rows: Iterable[Any], *, key: Callable[[Any], RowKey],
-                make: Callable[[Any], Guest]) -> GuestIndex:
+    def of_rows(cls, cluster: str, rows: Iterable[Any], *, place: Callable[[Any], RowPlace],
+                name: Callable[[Any], str], make: Callable[[Any], Guest]) -> GuestIndex:
         """Index raw inventory rows; ``make`` turns a row into its guest the first time it is looked at.
 
         Args:
             cluster: the cluster's name.
             rows: its guests' and templates' rows, in any order.
-            key: the row's VMID, name, pool and whether it is a template (cheap).
+            place: the row's VMID, pool and whether it is a template (cheap: every row, every refresh).
+            name: the row's guest's name (asked only of the rows a lookup reaches).
             make: the row as a :class:`Guest`.
 
         Returns:
             The index; per pool, guests are sorted by :func:`name_key`.
         """
         listed = list(rows)
-        return cls(cluster, listed, [key(row) for row in listed], make)
+        return cls(cluster, listed, map(place, listed), name=name, make=make)
+
+    def _keyed(self, positions: Iterable[int]) -> list[tuple[str, int, int]]:
+        """(lower-cased name, VMID, row) of each row, in :func:`name_key` order."""
+        rows, name, vmids = self._rows, self._name, self._vmids
+        return sorted((name(rows[i]).lower(), vmids[i], i) for i in positions)
+
+    def _sorted(self, positions: Iterable[int]) -> tuple[int, ...]:
+        return tuple(i for _, _, i in self._keyed(positions))
+
+    def _pool_rows(self, pool: str | None) -> tuple[int, ...]:
+        ordered = self._ordered.get(pool)
+        if ordered is None:
+            self._fill(pool)
+            ordered = self._ordered[pool]
+        return ordered
+
+    def _pool_names(self, pool: str | None) -> dict[str, tuple[int, ...]]:
+        names = self._names.get(pool)
+        if names is None:
+            self._fill(pool)
+            names = self._names[pool]
+        return names
+
+    def _fill(self, pool: str | None) -> None:
+        # each of the pool's rows named once, for both its order and its name look-up
+        keyed = self._keyed(self._by_pool.get(pool, ()))
+        grouped: dict[str, list[int]] = {}
+        for lowered, _, i in keyed:
+            grouped.setdefault(lowered, []).append(i)
+        self._names[pool] = {k: tuple(v) for k, v in grouped.items()}
+        self._ordered[pool] = tuple(i for _, _, i in keyed)
 
     def _guest(self, i: int) -> Guest:
         guest = self._guests[i]
@@ -123,6 +157,8 @@ class GuestIndex:
     @property
     def templates(self) -> tuple[Guest, ...]:
         """The templates, sorted by name."""
+        if self._templates is None:
+            self._templates = self._sorted(self._template_rows)
         return self._all(self._templates)
 
     def by_vmid(self, vmid: int) -> Guest | None:
@@ -130,13 +166,22 @@ class GuestIndex:
         i = self._by_vmid.get(vmid)
         return None if i is None else self._guest(i)
 
-    def named(self, name: str) -> tuple[Guest, ...]:
-        """The guests (not templates) called ``name``, compared without case."""
-        return self._all(self._by_name.get(name.lower(), ()))
+    def named(self, name: str, *, pools: Iterable[str | None] | None = None) -> tuple[Guest, ...]:
+        """The guests (not templates) called ``name``, compared without case, sorted as :func:`name_key`.
+
+        Args:
+            name: the name to look for.
+            pools: look only in these pools (a company's own); None: in every pool, which names
+                every guest of the cluster once per refresh.
+        """
+        wanted = name.lower()
+        searched = self._by_pool if pools is None else pools
+        found = [i for pool in searched for i in self._pool_names(pool).get(wanted, ())]
+        return self._all(self._sorted(found) if len(found) > 1 else found)
 
     def in_pool(self, pool: str | None) -> tuple[Guest, ...]:
         """The guests (not templates) of ``pool`` (``None``: in no pool), sorted by name."""
-        return self._all(self._by_pool.get(pool, ()))
+        return self._all(self._pool_rows(pool))
 
     def pools(self) -> tuple[str | None, ...]:
         """Every pool that holds at least one guest."""

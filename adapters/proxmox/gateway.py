@@ -87,7 +87,7 @@ class ProxmoxHypervisor:
         rows = self._api.call("GET", "/cluster/resources", type="vm")
         kinds = mapping.KINDS
         return GuestIndex.of_rows(self.cluster_name, (row for row in rows if row.get("type") in kinds),
-                                  key=mapping.resource_key,
+                                  place=mapping.resource_place, name=mapping.resource_name,
                                   make=partial(mapping.guest_from_resource, self.cluster_name))
 
     def _invalidate(self) -> None:

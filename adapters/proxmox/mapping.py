@@ -8,7 +8,7 @@ from typing import Any
 
 from adapters.proxmox.props import parse_props, with_props
 from core.errors import ConfigurationError, InvalidArguments
-from core.guest_index import RowKey
+from core.guest_index import RowPlace
 from core.model import Backup, BackupJob, Guest, GuestIdentity, GuestRef, Nic, Snapshot, TaskInfo
 
 # From pve-common (via the shipped formats): UPID, pve-configid.
@@ -48,27 +48,32 @@ def _tags(raw: object) -> tuple[str, ...]:
     return tuple(t for t in re.split(r"[;,\s]+", str(raw or "")) if t)
 
 
-def resource_key(row: dict[str, Any]) -> RowKey:
-    """What the guest index needs of a ``/cluster/resources?type=vm`` row, without making its guest."""
-    # once per row per refresh: positional, and no conversion where JSON gave the type already
-    vmid, name, template = row["vmid"], row.get("name"), row.get("template")
-    return RowKey(vmid if type(vmid) is int else int(vmid),
-                  name if type(name) is str and name else str(name or f"{row['type']}-{vmid}"),
-                  row.get("pool") or None, bool(template if type(template) is int else int(template or 0)))
+def resource_place(row: dict[str, Any]) -> RowPlace:
+    """Where the guest index files a ``/cluster/resources?type=vm`` row, without making its guest."""
+    # every row, every refresh: positional, and no conversion where JSON gave the type already
+    vmid, template = row["vmid"], row.get("template")
+    return RowPlace(vmid if type(vmid) is int else int(vmid), row.get("pool") or None,
+                    bool(template if type(template) is int else int(template or 0)))
+
+
+def resource_name(row: dict[str, Any]) -> str:
+    """The name of a ``/cluster/resources?type=vm`` row's guest (Proxmox may leave it out)."""
+    name = row.get("name")
+    return name if type(name) is str and name else str(name or f"{row['type']}-{row['vmid']}")
 
 
 def guest_from_resource(cluster: str, row: dict[str, Any]) -> Guest:
     """One ``/cluster/resources?type=vm`` row."""
-    key = resource_key(row)
+    place = resource_place(row)
     return Guest(
         cluster=cluster,
-        vmid=key.vmid,
-        name=key.name,
+        vmid=place.vmid,
+        name=resource_name(row),
         kind=str(row["type"]),
         node=str(row["node"]),
         status=str(row.get("status", "unknown")),
-        pool=key.pool,
-        template=key.template,
+        pool=place.pool,
+        template=place.template,
         maxcpu=int(row.get("maxcpu") or 0),
         cpu=float(row.get("cpu") or 0.0),
         maxmem=int(row.get("maxmem") or 0),

@@ -244,7 +244,8 @@ def find(deps: Deps, principal: Principal, ref: str, *, refresh: bool = False) -
     for cl in clusters:
         index = indexes[cl.name]
         if name is not None:
-            matches: tuple[Guest, ...] = index.named(name)
+            # a company looks in its own pools: other companies' guests are never even named
+            matches: tuple[Guest, ...] = index.named(name, pools=None if everything else owners.pools_on(cl))
         else:
             assert vmid is not None
             by_vmid = index.by_vmid(vmid)

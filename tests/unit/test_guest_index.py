@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from functools import partial
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from adapters.proxmox import mapping
-from core.guest_index import GuestIndex
+from core.guest_index import GuestIndex, name_key
 from core.model import Guest
 
 
@@ -58,7 +61,7 @@ def test_rows_become_guests_only_when_a_lookup_reaches_them() -> None:
         made.append(int(str(row["vmid"])))
         return mapping.guest_from_resource("lab", row)  # type: ignore[arg-type]
 
-    index = GuestIndex.of_rows("lab", rows, key=mapping.resource_key, make=make)  # type: ignore[arg-type]
+    index = GuestIndex.of_rows("lab", rows, place=mapping.resource_place, name=mapping.resource_name, make=make)  # type: ignore[arg-type]
     assert made == [] and len(index) == 1000
     assert [g.name for g in index.in_pool("acme")] == ["vm-0", "vm-1", "vm-2"]
     assert index.by_vmid(101) == mapping.guest_from_resource("lab", rows[1])  # type: ignore[arg-type]
@@ -70,11 +73,47 @@ def test_a_resource_row_keys_as_its_guest_does_whatever_json_types_proxmox_used(
             {"vmid": "101", "type": "lxc", "node": "pve1", "template": "1"},
             {"vmid": 102, "name": "", "type": "qemu", "node": "pve1", "pool": ""},
             {"vmid": 103, "name": "t", "type": "qemu", "node": "pve1", "template": 1}]
-    keys = [mapping.resource_key(r) for r in rows]
+    keys = [(*mapping.resource_place(r), mapping.resource_name(r)) for r in rows]
     made = [mapping.guest_from_resource("lab", r) for r in rows]
-    assert [(k.vmid, k.name, k.pool, k.template) for k in keys] == [
-        (100, "web", "acme", False), (101, "lxc-101", None, True), (102, "qemu-102", None, False),
-        (103, "t", None, True)]
-    assert [(g.vmid, g.name, g.pool, g.template) for g in made] == [tuple(k) for k in keys]
-    index = GuestIndex.of_rows("lab", rows, key=mapping.resource_key, make=partial(mapping.guest_from_resource, "lab"))
+    assert keys == [(100, "acme", False, "web"), (101, None, True, "lxc-101"), (102, None, False, "qemu-102"),
+                    (103, None, True, "t")]
+    assert [(g.vmid, g.pool, g.template, g.name) for g in made] == keys
+    index = GuestIndex.of_rows("lab", rows, place=mapping.resource_place, name=mapping.resource_name,
+                               make=partial(mapping.guest_from_resource, "lab"))
     assert index.by_vmid(101) is not None and index.by_vmid(101).template  # type: ignore[union-attr]
+
+
+def test_a_company_lookup_names_only_its_own_pools_rows() -> None:
+    rows = [{"vmid": 100 + i, "name": f"vm-{i % 7}", "type": "qemu", "node": "pve1",
+             "pool": "acme" if i < 5 else f"other{i % 9}"} for i in range(2000)]
+    named: list[int] = []
+
+    def name(row: dict[str, object]) -> str:
+        named.append(int(str(row["vmid"])))
+        return mapping.resource_name(row)  # type: ignore[arg-type]
+
+    index = GuestIndex.of_rows("lab", rows, place=mapping.resource_place, name=name,  # type: ignore[arg-type]
+                               make=partial(mapping.guest_from_resource, "lab"))
+    assert named == []  # a refresh files rows by VMID and pool only
+    assert [g.vmid for g in index.named("VM-1", pools=["acme"])] == [101]
+    assert [g.vmid for g in index.named("vm-1", pools=["acme", "nobody"])] == [101]
+    assert sorted(named) == [100, 101, 102, 103, 104]  # acme's five, nobody else's
+    assert [g.vmid for g in index.named("vm-1")][:3] == [101, 108, 115]  # every pool: all namesakes, by VMID
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(100, 400), st.sampled_from(["Web", "web", "db", "DB-1", "x"]),
+                          st.sampled_from([None, "acme", "globex"]), st.booleans()), max_size=40))
+def test_lookups_answer_as_a_scan_of_the_whole_answer_would(spec: list[tuple[int, str, str | None, bool]]) -> None:
+    unique = {vmid: (vmid, name, pool, template) for vmid, name, pool, template in spec}  # VMIDs are unique
+    guests = [guest(vmid, name, pool=pool, template=template) for vmid, name, pool, template in unique.values()]
+    index = GuestIndex.build("lab", guests)
+    ordered = sorted(guests, key=name_key)
+    for pool in (None, "acme", "globex"):
+        assert index.in_pool(pool) == tuple(g for g in ordered if g.pool == pool and not g.template)
+    assert index.templates == tuple(g for g in ordered if g.template)
+    for name in ("WEB", "db", "db-1", "x", "none"):
+        everywhere = tuple(g for g in ordered if g.name.lower() == name.lower() and not g.template)
+        assert index.named(name) == everywhere
+        assert index.named(name, pools=["acme"]) == tuple(g for g in everywhere if g.pool == "acme")
+    assert set(index.pools()) == {g.pool for g in guests if not g.template}
