@@ -32,6 +32,13 @@ class RowPlace(NamedTuple):
     template: bool
 
 
+class _Pool(NamedTuple):
+    """One pool's guests, named: sorted by :func:`name_key`, and by lower-cased name."""
+
+    ordered: tuple[int, ...]
+    by_name: dict[str, tuple[int, ...]]
+
+
 def _made(guest: Any) -> Guest:
     assert isinstance(guest, Guest)
     return guest
@@ -68,9 +75,7 @@ class GuestIndex:
                 by_pool.setdefault(pool, []).append(i)
         self._by_pool = by_pool
         self._template_rows = templates
-        # filled in per pool on first use: its guests sorted by name, and by lower-cased name
-        self._ordered: dict[str | None, tuple[int, ...]] = {}
-        self._names: dict[str | None, dict[str, tuple[int, ...]]] = {}
+        self._pools: dict[str | None, _Pool] = {}  # filled in per pool on first use
         self._templates: tuple[int, ...] | None = None
 
     @classmethod
@@ -114,28 +119,17 @@ class GuestIndex:
     def _sorted(self, positions: Iterable[int]) -> tuple[int, ...]:
         return tuple(i for _, _, i in self._keyed(positions))
 
-    def _pool_rows(self, pool: str | None) -> tuple[int, ...]:
-        ordered = self._ordered.get(pool)
-        if ordered is None:
-            self._fill(pool)
-            ordered = self._ordered[pool]
-        return ordered
-
-    def _pool_names(self, pool: str | None) -> dict[str, tuple[int, ...]]:
-        names = self._names.get(pool)
-        if names is None:
-            self._fill(pool)
-            names = self._names[pool]
-        return names
-
-    def _fill(self, pool: str | None) -> None:
-        # each of the pool's rows named once, for both its order and its name look-up
-        keyed = self._keyed(self._by_pool.get(pool, ()))
-        grouped: dict[str, list[int]] = {}
-        for lowered, _, i in keyed:
-            grouped.setdefault(lowered, []).append(i)
-        self._names[pool] = {k: tuple(v) for k, v in grouped.items()}
-        self._ordered[pool] = tuple(i for _, _, i in keyed)
+    def _pool(self, pool: str | None) -> _Pool:
+        filled = self._pools.get(pool)
+        if filled is None:
+            # each of the pool's rows named once, for both its order and its name look-up
+            keyed = self._keyed(self._by_pool.get(pool, ()))
+            names: dict[str, list[int]] = {}
+            for lowered, _, i in keyed:
+                names.setdefault(lowered, []).append(i)
+            filled = self._pools[pool] = _Pool(tuple(i for _, _, i in keyed),
+                                               {k: tuple(v) for k, v in names.items()})
+        return filled
 
     def _guest(self, i: int) -> Guest:
         guest = self._guests[i]
@@ -176,12 +170,12 @@ class GuestIndex:
         """
         wanted = name.lower()
         searched = self._by_pool if pools is None else pools
-        found = [i for pool in searched for i in self._pool_names(pool).get(wanted, ())]
+        found = [i for pool in searched for i in self._pool(pool).by_name.get(wanted, ())]
         return self._all(self._sorted(found) if len(found) > 1 else found)
 
     def in_pool(self, pool: str | None) -> tuple[Guest, ...]:
         """The guests (not templates) of ``pool`` (``None``: in no pool), sorted by name."""
-        return self._all(self._pool_rows(pool))
+        return self._all(self._pool(pool).ordered)
 
     def pools(self) -> tuple[str | None, ...]:
         """Every pool that holds at least one guest."""
