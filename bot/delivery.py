@@ -101,7 +101,7 @@ def follow_up(deps: Deps, answer: Answer, *, posted: MessageRef | None) -> None:
                 approval_cards.announce(deps, item.approval_id)
             elif isinstance(item, StartJob):
                 # the reply that said "queued" is the job's message from now on
-                jobs.start(deps, item.job_id, posted=posted, becomes=True)
+                jobs.start(deps, item.job_id, posted=posted, becomes=True, recorded=item.recorded)
         except BotError as e:
             # jobs.start failed the job and told the conversation why already
             log.warning("follow-up %s did not happen: %s", item, e.user_message)

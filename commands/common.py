@@ -7,7 +7,7 @@ from dataclasses import replace
 from commands.registry import CommandContext
 from core.chat import AnnounceApproval, Answer, FollowUp, Reply, Severity, StartJob, TrackApproval
 from core.ids import show_approval, show_job
-from core.model import ApprovalState
+from core.model import ApprovalState, JobRoute
 from core.services import approval_cards
 from core.services.vms import Outcome
 
@@ -55,4 +55,5 @@ def outcome_reply(ctx: CommandContext, outcome: Outcome, what: str) -> Answer:
     if not outcome.created:
         # a re-delivery: the first delivery started it (or failed it); starting again would do nothing
         return Answer(Reply(text=f"already received: {show_job(job.id)} ({job.state.value})", severity=Severity.INFO))
-    return Answer(Reply(text=f"⏳ queued {show_job(job.id)}: {job.summary}"), followups=(StartJob(job.id),))
+    start = StartJob(job.id, recorded=JobRoute(job.conversation, job.message_ref))
+    return Answer(Reply(text=f"⏳ queued {show_job(job.id)}: {job.summary}"), followups=(start,))

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from core.errors import InvalidArguments
+from core.model import JobRoute
 
 
 @dataclass(frozen=True)
@@ -315,6 +316,9 @@ class StartJob:
     """Follow-up: queue this recorded job once the reply announcing it is posted (it threads under it)."""
 
     job_id: str
+    # where the job's record says it reports, as it was just recorded: the hand-over need not read it
+    # back (nothing else writes it while the job is queued, and a job no longer queued is left alone)
+    recorded: JobRoute | None = None
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,8 @@ def submit(
         return job, True
 
 
-def start(deps: Deps, job_id: str, *, posted: MessageRef | None, becomes: bool = False) -> None:
+def start(deps: Deps, job_id: str, *, posted: MessageRef | None, becomes: bool = False,
+          recorded: JobRoute | None = None) -> None:
     """Queue a recorded job; its message is ``posted`` itself, or threads under it.
 
     Args:
@@ -114,6 +115,8 @@ def start(deps: Deps, job_id: str, *, posted: MessageRef | None, becomes: bool =
         posted: where the announcing reply landed, or None when it has no message to thread under.
         becomes: ``posted`` is the job's own "queued" reply, which the job then edits through running
             to its outcome (one message a job); otherwise (an approval card) its message threads under it.
+        recorded: the job's conversation and message as :func:`submit` recorded them a moment ago, so
+            that they need not be read back; None reads them (and leaves a job no longer queued alone).
 
     Raises:
         ExternalSystemError: the queue refused the job; it is failed and reported already, nothing ran.
@@ -121,7 +124,7 @@ def start(deps: Deps, job_id: str, *, posted: MessageRef | None, becomes: bool =
     # no transaction: the hand-over's own condition (still queued) is what guards it, and the
     # read before it locks nothing, so each statement commits alone (a round trip fewer on a server)
     with deps.uow_factory(Scope.everything(), autocommit=True) as uow:
-        route = uow.jobs.route_if_queued(job_id)
+        route = recorded if recorded is not None else uow.jobs.route_if_queued(job_id)
         if route is None:
             return
         conversation, message_ref = ConversationRef.from_dict(route.conversation), route.message_ref
@@ -132,7 +135,7 @@ def start(deps: Deps, job_id: str, *, posted: MessageRef | None, becomes: bool =
         # recorded before the hand-over: if this process dies holding it, the next one can tell
         if not uow.jobs.hand_over(job_id, route=JobRoute(conversation.to_dict(), message_ref),
                                   queue_owner=deps.queue.owner):
-            return  # cancelled, or failed by the reaper, since the read
+            return  # cancelled, or failed by the reaper, since it was recorded or read
         uow.commit()
     try:
         # RQ gets a little longer than our own deadline, so that we report the timeout, not RQ

@@ -370,6 +370,33 @@ def test_a_job_posts_nothing_and_starts_nothing_until_its_reply_is_delivered(sto
         app.close()
 
 
+def test_the_route_a_job_was_recorded_with_travels_to_its_start_and_a_job_gone_meanwhile_stays_alone(
+    storage: Storage, clock: FakeClock
+) -> None:
+    provision(storage)
+    queue = FakeQueue()
+    app = test_app(storage, hypervisors=hypervisors(), queue=queue)
+    try:
+        chat = ChatDriver(app)
+        first = chat.ask("vm start db-01", as_=BOB, post=False)
+        [follow] = first.followups
+        assert isinstance(follow, StartJob) and follow.recorded is not None
+        job = stored(app, follow.job_id)
+        assert (follow.recorded.conversation, follow.recorded.message_ref) == (job.conversation, job.message_ref)
+
+        # cancelled between its reply and its start: the hand-over's own condition leaves it alone
+        with app.deps.uow_factory(Scope.everything()) as uow:
+            assert uow.jobs.settle(job.id, expected=(JobState.QUEUED,), to=JobState.CANCELLED, at=clock.now(),
+                                   result="cancelled")
+            uow.commit()
+        app.dispatcher.deliver(first, lambda reply: app.notifier.post(chat.conversation, reply))
+        assert queue.enqueued == []
+        gone = stored(app, job.id)
+        assert gone.state is JobState.CANCELLED and gone.message_ref == {} and gone.queue_owner is None
+    finally:
+        app.close()
+
+
 def test_timeout_wording_in_seconds_when_not_whole_minutes(storage: Storage, clock: FakeClock) -> None:
     provision(storage)
     app = test_app(storage, hypervisors=hypervisors(), queue=FakeQueue())
