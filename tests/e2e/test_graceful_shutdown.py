@@ -88,8 +88,11 @@ async def test_sigterm_to_serve_stops_accepting_and_still_posts_the_answer_it_ow
     sim = build_simulator()
     server = sim.start()
     port = _free_port()
+    # a grace well above the 2 s the owed answer takes, and no longer: a /healthz connection accepted in
+    # the very instant the listener closes is left waiting by aiohttp until the grace ends
     env = {"PVEBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'pvebot.db'}", "PVEBOT_SECRET_KEY": generate_key(),
-           "PVE_LAB_TOKEN": TOKEN_SECRET, "PVEBOT_HTTP_PORT": str(port), "PVEBOT_LOG_LEVEL": "INFO"}
+           "PVE_LAB_TOKEN": TOKEN_SECRET, "PVEBOT_HTTP_PORT": str(port), "PVEBOT_LOG_LEVEL": "INFO",
+           "PVEBOT_SHUTDOWN_GRACE": "8"}
     storage = open_storage(Settings.from_mapping(env))
     provision(storage, SLACK_DOC.format(url=server.url, token=TOKEN_ID, pin=server.fingerprint), env)
     storage.engine.dispose()
