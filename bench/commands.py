@@ -4,19 +4,22 @@
    dispatcher, one after the other: ``vm status``, ``vm start`` (identity → parse → RBAC → audit →
    inventory → job record → enqueue on Redis) and ``vm list --search``. Printed per kind: commands/s,
    p50/p99 per command, SQL statements per command (counted with SQLAlchemy's
-   ``before_cursor_execute`` event) and the CPU milliseconds per command of the bot (this process)
-   and of the simulated Proxmox (its process, from /proc): what one core of each does. The caller's
+   ``before_cursor_execute`` event) and the CPU milliseconds per command of the bot (this process),
+   of the simulated Proxmox (its process) and of the MariaDB and Redis servers when they run on this
+   machine (from /proc; SQLite's is the bot's). "max/s" is what this machine's cores could do if CPU
+   were all that bounded them: the cores divided by the four together. The caller's
    company (acme) owns the same 50 guests at every size; the other guests belong to nine other
    companies, so a bigger inventory is other people's.
 2. With ``--concurrency C`` (default 8), the three kinds again, interleaved, from C threads at once as
    ``pvebot serve`` runs them (one thread per command in flight): commands/s of the process.
 3. With ``--processes P`` (default 0: skipped), P processes of their own (as P ``pvebot serve``
    processes on one database would be), all at once: first each kind alone, then the three kinds
-   interleaved; the commands/s of all of them together, from the first start to the last end.
+   interleaved; the commands/s of all of them together, from the first start to the last end, and
+   the same CPU columns per command (the bot's summed over the processes).
 4. With ``--workers W`` (default 0: skipped), W ``pvebot worker`` processes then drain the queued
    ``vm start`` jobs: p50/p99 of the time from the command to the job starting (its claim).
 
-The Proxmox side is the simulator over HTTPS on loopback, in this process. Needs Redis
+The Proxmox side is the simulator over HTTPS on loopback, in a process of its own. Needs Redis
 (PVEBOT_TEST_REDIS_URL, default redis://127.0.0.1:6379/0); PVEBOT_BENCH_DATABASE_URL: an empty
 MySQL/MariaDB database instead of the embedded SQLite.
 
@@ -41,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import _path  # noqa: F401  (the repository first on sys.path)
 from sqlalchemy import event
@@ -89,6 +93,43 @@ def add_guests(sim: PveSimulator, *, first: int, upto: int) -> None:
                       status="stopped" if i % 2 else "running", tags=("bench",))
 
 
+def process_cpu(pid: int) -> float:
+    """The CPU seconds process ``pid`` has used so far (Linux: from /proc; elsewhere NaN)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def local_server(names: tuple[str, ...], url: str) -> int | None:
+    """The pid of the server process called one of ``names``, if ``url`` points at this machine."""
+    if urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() in names:
+                return int(comm.parent.name)
+        except OSError:
+            continue
+    return None
+
+
+class Servers:
+    """The CPU the database and Redis servers spend, when they run on this machine: with the bot's and
+    the simulator's, what a command costs the machine in all (SQLite runs inside the bot)."""
+
+    def __init__(self, *, database_url: str, redis_url: str) -> None:
+        self.embedded_db = database_url.startswith("sqlite")
+        self.db = None if self.embedded_db else local_server(("mariadbd", "mysqld"), database_url)
+        self.redis = local_server(("redis-server",), redis_url)
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """(database, Redis) CPU seconds so far: 0 for SQLite, NaN for a server on another machine."""
+        db = 0.0 if self.embedded_db else float("nan") if self.db is None else process_cpu(self.db)
+        return db, float("nan") if self.redis is None else process_cpu(self.redis)
+
+
 class Simulator:
     """The simulated cluster in a process of its own, so that its work is not counted as ours (as in production)."""
 
@@ -100,12 +141,7 @@ class Simulator:
         self.url, self.fingerprint = self.proc.stdout.readline().split()
 
     def cpu_seconds(self) -> float:
-        """The CPU time it has used so far (Linux: from /proc; elsewhere NaN)."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        return process_cpu(self.proc.pid)
 
     def stop(self) -> int:
         """Stop it; how many inventory fetches it answered."""
@@ -161,23 +197,60 @@ def mixed(app: App, key: IdentityKey, i: int) -> float:
 
 
 @dataclass(frozen=True)
+class Cpu:
+    """CPU seconds per command of the bot (its threads included), the simulated Proxmox, the database
+    server and Redis."""
+
+    bot: float
+    sim: float
+    db: float
+    redis: float
+
+    def ceiling(self) -> float:
+        """The commands/s this machine's cores could do if CPU were all that bounded them."""
+        return (os.cpu_count() or 1) / (self.bot + self.sim + self.db + self.redis)
+
+    def columns(self) -> str:
+        return (f"{self.bot * 1000:>8.2f} {self.sim * 1000:>8.2f} {self.db * 1000:>8.2f} {self.redis * 1000:>8.2f} "
+                f"{self.ceiling():>7.0f}")
+
+
+CPU_HEADER = f"{'bot CPU':>8} {'sim CPU':>8} {'db CPU':>8} {'Redis':>8} {'max/s':>7}"
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where the CPU that is not the bot's goes: the simulator, and the servers when they are local."""
+
+    sim: Simulator
+    servers: Servers
+
+    def others(self) -> tuple[float, float, float]:
+        return self.sim.cpu_seconds(), *self.servers.cpu_seconds()
+
+    def per_command(self, bot: float, before: tuple[float, float, float], n: int) -> Cpu:
+        after = self.others()
+        sim, db, redis = ((a - b) / n for a, b in zip(after, before, strict=True))
+        return Cpu(bot / n, sim, db, redis)
+
+
+@dataclass(frozen=True)
 class KindRun:
     latencies: list[float]
     elapsed: float  # seconds
     statements: float  # SQL statements per command
-    bot_cpu: float  # CPU seconds per command of this process (the bot, its threads included)
-    sim_cpu: float  # CPU seconds per command of the simulated Proxmox
+    cpu: Cpu
 
 
-def run_kind(app: App, key: IdentityKey, counter: StatementCounter, sim: Simulator, *, text: Callable[[int], str],
-             n: int, check: Callable[[Any], bool]) -> KindRun:
+def run_kind(app: App, key: IdentityKey, counter: StatementCounter, machine: Machine, *,
+             text: Callable[[int], str], n: int, check: Callable[[Any], bool]) -> KindRun:
     """Run ``n`` commands, one after the other."""
-    statements, bot_cpu, sim_cpu = counter.count, time.process_time(), sim.cpu_seconds()
+    statements, bot_cpu, others = counter.count, time.process_time(), machine.others()
     began = time.perf_counter()
     per_command = [timed_command(app, key, text(i), check) for i in range(n)]
     elapsed = time.perf_counter() - began
-    return KindRun(per_command, elapsed, (counter.count - statements) / n, (time.process_time() - bot_cpu) / n,
-                   (sim.cpu_seconds() - sim_cpu) / n)
+    cpu = machine.per_command(time.process_time() - bot_cpu, others, n)
+    return KindRun(per_command, elapsed, (counter.count - statements) / n, cpu)
 
 
 def run_concurrently(app: App, key: IdentityKey, *, n: int, threads: int) -> tuple[float, list[float]]:
@@ -188,17 +261,21 @@ def run_concurrently(app: App, key: IdentityKey, *, n: int, threads: int) -> tup
     return len(latencies) / (time.perf_counter() - began), latencies
 
 
-def run_processes(env: dict[str, str], *, n: int, processes: int, kind: str = MIXED) -> tuple[float, list[float]]:
+def run_processes(env: dict[str, str], machine: Machine, *, n: int, processes: int,
+                  kind: str = MIXED) -> tuple[float, list[float], Cpu]:
     """``processes`` children, each ``n`` commands of ``kind`` (or of each kind, interleaved); (commands/s of all,
-    latencies)."""
+    latencies, CPU per command)."""
     start_at = time.time() + 8 + processes  # each child builds its app first, then all begin together
     children = [subprocess.Popen([sys.executable, __file__, "--child", f"{n}:{start_at}:{kind}"],
                                  env={**os.environ, **env}, stdout=subprocess.PIPE, text=True)
                 for _ in range(processes)]
+    time.sleep(max(0.0, start_at - 0.2 - time.time()))  # the children have warmed up by now
+    others = machine.others()
     results = [json.loads(child.communicate()[0].strip().splitlines()[-1]) for child in children]
     began, ended = min(r["began"] for r in results), max(r["ended"] for r in results)
     latencies = [x for r in results for x in r["latencies"]]
-    return len(latencies) / (ended - began), latencies
+    cpu = machine.per_command(sum(r["cpu"] for r in results), others, len(latencies))
+    return len(latencies) / (ended - began), latencies, cpu
 
 
 def child(spec: str) -> None:
@@ -219,15 +296,15 @@ def child(spec: str) -> None:
     time.sleep(max(0.0, start_at - WARM_BEFORE_START - time.time()))
     warm_up()
     time.sleep(max(0.0, start_at - time.time()))
-    began = time.time()
+    began, cpu = time.time(), time.process_time()
     if kind == MIXED:
         latencies = [mixed(app, key, i) for i in range(n * len(KINDS))]
     else:
         text, check = KINDS[kind]
         latencies = [timed_command(app, key, text(i), check) for i in range(n)]
-    ended = time.time()
+    ended, cpu = time.time(), time.process_time() - cpu
     app.close()
-    print(json.dumps({"began": began, "ended": ended, "latencies": latencies}), flush=True)
+    print(json.dumps({"began": began, "ended": ended, "cpu": cpu, "latencies": latencies}), flush=True)
 
 
 KINDS: dict[str, tuple[Callable[[int], str], Callable[[Any], bool]]] = {
@@ -285,10 +362,12 @@ def main() -> None:
     key = identity.link_local(app.deps.uow_factory, "bob@acme.example", clock=app.deps.clock)
     counter = StatementCounter(storage.uow_factory.engines)
     backend = storage.engine.dialect.name
+    servers = Servers(database_url=settings.database_url, redis_url=redis_url)
+    machine = Machine(sim, servers)
 
     print(f"database: {backend}; {n} commands of each kind per size, one after the other; acme owns {MINE} guests")
     print(f"{'guests':>7}  {'command':<30} {'cmd/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'SQL/cmd':>8} "
-          f"{'bot CPU':>8} {'sim CPU':>8}")
+          f"{CPU_HEADER}")
     p50s: dict[tuple[str, int], float] = {}
     all_latencies: list[float] = []
     all_elapsed = 0.0
@@ -298,21 +377,22 @@ def main() -> None:
             fetches += sim.stop()
             sim = Simulator(size=size, secret=secret)
             provision(storage, provisioning_doc(sim), env)  # the cluster's new URL
+            machine = Machine(sim, servers)
         for _ in range(5):  # warm-up: TLS sessions, the new inventory, SQL statement caches
             for text, check in KINDS.values():
-                run_kind(app, key, counter, sim, text=text, n=1, check=check)
+                run_kind(app, key, counter, machine, text=text, n=1, check=check)
         profiler = cProfile.Profile() if args.profile and size == sizes[-1] else None
         if profiler:
             profiler.enable()
         for kind, (text, check) in KINDS.items():
-            run = run_kind(app, key, counter, sim, text=text, n=n, check=check)
+            run = run_kind(app, key, counter, machine, text=text, n=n, check=check)
             p50s[kind, size] = statistics.median(run.latencies)
             if size == sizes[-1]:
                 all_latencies += run.latencies
                 all_elapsed += run.elapsed
             print(f"{size:>7}  {kind:<30} {n / run.elapsed:>7.0f} {p50s[kind, size] * 1000:>8.1f} "
                   f"{percentile(run.latencies, .99) * 1000:>8.1f} {run.statements:>8.1f} "
-                  f"{run.bot_cpu * 1000:>8.2f} {run.sim_cpu * 1000:>8.2f}")
+                  f"{run.cpu.columns()}")
         if profiler:
             profiler.disable()
             profiler.dump_stats(args.profile)
@@ -321,9 +401,10 @@ def main() -> None:
             print(f"{size:>7}  {'all three, ' + str(args.concurrency) + ' threads':<30} {rate:>7.0f} "
                   f"{statistics.median(latencies) * 1000:>8.1f} {percentile(latencies, .99) * 1000:>8.1f}")
         for kind in (*KINDS, MIXED) if args.processes else ():
-            rate, latencies = run_processes(env, n=n, processes=args.processes, kind=kind)
+            rate, latencies, cpu = run_processes(env, machine, n=n, processes=args.processes, kind=kind)
             print(f"{size:>7}  {kind + ', ' + str(args.processes) + ' processes':<30} {rate:>7.0f} "
-                  f"{statistics.median(latencies) * 1000:>8.1f} {percentile(latencies, .99) * 1000:>8.1f}")
+                  f"{statistics.median(latencies) * 1000:>8.1f} {percentile(latencies, .99) * 1000:>8.1f} "
+                  f"{'':>8} {cpu.columns()}")
     if len(sizes) > 1:
         ratios = ", ".join(f"{kind} {p50s[kind, sizes[-1]] / p50s[kind, sizes[0]]:.2f}x" for kind in KINDS)
         print(f"p50 at {sizes[-1]} guests / p50 at {sizes[0]}: {ratios}")
