@@ -521,16 +521,21 @@ class ProxmoxHypervisors:
         self._read_retries = read_retries
         self._retry_backoff = retry_backoff
         self._log_lines = log_lines
-        self._cache: dict[tuple[Any, ...], ProxmoxHypervisor] = {}
+        # per cluster name: the settings it was built for, and the hypervisor
+        self._cache: dict[str, tuple[tuple[Any, ...], ProxmoxHypervisor]] = {}
         self._lock = threading.Lock()
 
     def for_cluster(self, cluster: Cluster) -> ProxmoxHypervisor:
         # TLS settings and the stored secret are in the key too: changing them must not reuse old sessions
-        key = (cluster.name, tuple(cluster.api_urls), cluster.token_id, TlsMode(cluster.tls_mode), cluster.tls_value,
+        key = (tuple(cluster.api_urls), cluster.token_id, TlsMode(cluster.tls_mode), cluster.tls_value,
                cluster.token_secret_encrypted)
         with self._lock:
-            found = self._cache.get(key)
+            kept = self._cache.get(cluster.name)
+            found = kept[1] if kept is not None and kept[0] == key else None
             if found is None:
+                # a cluster whose settings changed (a rotated token, a new URL) replaces its old hypervisor,
+                # which is not closed: a job may still be following a task through it, and it goes (its
+                # inventory and connections with it) when the last holder lets it go
                 transport = ClusterTransport(
                     cluster=cluster.name, urls=list(cluster.api_urls), token_id=cluster.token_id,
                     secret=self._cipher.decrypt(cluster.token_secret_encrypted), tls_mode=TlsMode(cluster.tls_mode),
@@ -539,11 +544,11 @@ class ProxmoxHypervisors:
                 )
                 found = ProxmoxHypervisor(cluster.name, transport, cache_seconds=self._cache_seconds,
                                           log_lines=self._log_lines)
-                self._cache[key] = found
+                self._cache[cluster.name] = (key, found)
             return found
 
     def close(self) -> None:
         with self._lock:
-            for hypervisor in self._cache.values():
+            for _key, hypervisor in self._cache.values():
                 hypervisor.close()
             self._cache.clear()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 
 from adapters.crypto import FernetCipher
@@ -88,6 +91,29 @@ def test_for_cluster_returns_the_same_hypervisor(
     assert calls(pve_sim[0], "/cluster/resources") == 1
     other = make_cluster(pve_sim[1], cipher=pve_cipher, name="lab2")
     assert pve_hypervisors.for_cluster(other) is not first
+
+
+def test_changed_cluster_settings_replace_the_hypervisor_without_breaking_the_old_one(
+    pve_sim: tuple[PveSimulator, SimServer], pve_hypervisors: ProxmoxHypervisors, pve_cipher: FernetCipher
+) -> None:
+    sim, server = pve_sim
+    old = pve_hypervisors.for_cluster(make_cluster(server, cipher=pve_cipher))
+    old.inventory()
+    sim.add_token("pvebot@pve!rotated", "new-secret")
+    rotated = make_cluster(server, cipher=pve_cipher, token_id="pvebot@pve!rotated", secret="new-secret")
+    new = pve_hypervisors.for_cluster(rotated)
+    assert new is not old
+    assert pve_hypervisors.for_cluster(rotated) is new
+    # not closed under a job that may still be following a task through it ...
+    assert old.status(WEB).guest.vmid == 100
+    new.inventory()
+    assert calls(sim, "/cluster/resources") == 2
+    # ... and gone once that job lets it go: not kept beside the new one, its inventory and connections
+    # with it, for as long as the process runs
+    let_go = weakref.ref(old)
+    del old
+    gc.collect()
+    assert let_go() is None
 
 
 def test_offline_node_guests_show_unknown(hv: ProxmoxHypervisor, pve_sim: tuple[PveSimulator, SimServer]) -> None:
