@@ -1,7 +1,8 @@
 """Dispatcher cost per command at 100 and at 20,000 guests, and command-to-job-start latency on real Redis.
 
 1. For each inventory size (``--guests``, default 100 and 20000), N commands of each kind through the
-   dispatcher, one after the other: ``vm status``, ``vm start`` (identity → parse → RBAC → audit →
+   dispatcher, one after the other, the sizes visited there and back (100, 20000, 100: the machine's
+   drift over the run weighs on each size alike, and the two visits of 100 share its N): ``vm status``, ``vm start`` (identity → parse → RBAC → audit →
    inventory → job record → enqueue on Redis) and ``vm list --search``. Printed per kind: commands/s,
    p50/p99 per command, SQL statements per command (counted with SQLAlchemy's
    ``before_cursor_execute`` event) and the CPU milliseconds per command of the bot (this process),
@@ -253,6 +254,30 @@ def run_kind(app: App, key: IdentityKey, counter: StatementCounter, machine: Mac
     return KindRun(per_command, elapsed, (counter.count - statements) / n, cpu)
 
 
+def phases(sizes: list[int]) -> list[tuple[int, int]]:
+    """The sizes in the order they run, each with the number of visits it shares its commands among.
+
+    There and back (100, 20000, 100): a shared virtual machine's speed drifts by tens of per cent
+    within minutes, and a run that measured one size after the other would read that drift as a
+    difference between the sizes. The turning size runs once, with all of its commands.
+    """
+    order = sizes + sizes[-2::-1]
+    return [(size, order.count(size)) for size in order]
+
+
+def pooled(runs: list[KindRun]) -> KindRun:
+    """One kind at one size, over all of its visits."""
+    counts = [len(r.latencies) for r in runs]
+    total = sum(counts)
+
+    def mean(values: list[float]) -> float:
+        return sum(v * c for v, c in zip(values, counts, strict=True)) / total
+
+    cpu = Cpu(*(mean([getattr(r.cpu, f) for r in runs]) for f in ("bot", "sim", "db", "redis")))
+    return KindRun([x for r in runs for x in r.latencies], sum(r.elapsed for r in runs),
+                   mean([r.statements for r in runs]), cpu)
+
+
 def run_concurrently(app: App, key: IdentityKey, *, n: int, threads: int) -> tuple[float, list[float]]:
     """``n`` commands of each kind, interleaved, ``threads`` at a time; (commands/s, latencies)."""
     began = time.perf_counter()
@@ -355,29 +380,25 @@ def main() -> None:
 
         migrate.upgrade(make_engine(settings.database_url))
     storage = open_storage(settings)
-    sim = Simulator(size=sizes[0], secret=secret)
-    provision(storage, provisioning_doc(sim), env)
+    # every size's cluster is up from the start, so that the run can go there and back between them
+    sims = {size: Simulator(size=size, secret=secret) for size in sizes}
+    provision(storage, provisioning_doc(sims[sizes[0]]), env)
     app = build_app(settings, storage=storage)
     app.dispatcher.rate_limiter = RateLimiter(limit=10**9)  # measure the path, not the limiter
     key = identity.link_local(app.deps.uow_factory, "bob@acme.example", clock=app.deps.clock)
     counter = StatementCounter(storage.uow_factory.engines)
     backend = storage.engine.dialect.name
     servers = Servers(database_url=settings.database_url, redis_url=redis_url)
-    machine = Machine(sim, servers)
 
+    order = phases(sizes)
     print(f"database: {backend}; {n} commands of each kind per size, one after the other; acme owns {MINE} guests")
-    print(f"{'guests':>7}  {'command':<30} {'cmd/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'SQL/cmd':>8} "
-          f"{CPU_HEADER}")
-    p50s: dict[tuple[str, int], float] = {}
-    all_latencies: list[float] = []
-    all_elapsed = 0.0
-    fetches = 0
-    for size in sizes:
-        if size != sizes[0]:
-            fetches += sim.stop()
-            sim = Simulator(size=size, secret=secret)
-            provision(storage, provisioning_doc(sim), env)  # the cluster's new URL
-            machine = Machine(sim, servers)
+    print("sizes in turn (there and back, so that the machine's drift weighs on each alike): "
+          + ", ".join(str(size) for size, _share in order))
+    runs: dict[tuple[str, int], list[KindRun]] = {}
+    together: dict[int, list[str]] = {size: [] for size in sizes}  # the threaded and multi-process lines
+    for number, (size, share) in enumerate(order):
+        provision(storage, provisioning_doc(sims[size]), env)  # the cluster's URL for this size
+        machine = Machine(sims[size], servers)
         for _ in range(5):  # warm-up: TLS sessions, the new inventory, SQL statement caches
             for text, check in KINDS.values():
                 run_kind(app, key, counter, machine, text=text, n=1, check=check)
@@ -385,33 +406,43 @@ def main() -> None:
         if profiler:
             profiler.enable()
         for kind, (text, check) in KINDS.items():
-            run = run_kind(app, key, counter, machine, text=text, n=n, check=check)
-            p50s[kind, size] = statistics.median(run.latencies)
-            if size == sizes[-1]:
-                all_latencies += run.latencies
-                all_elapsed += run.elapsed
-            print(f"{size:>7}  {kind:<30} {n / run.elapsed:>7.0f} {p50s[kind, size] * 1000:>8.1f} "
-                  f"{percentile(run.latencies, .99) * 1000:>8.1f} {run.statements:>8.1f} "
-                  f"{run.cpu.columns()}")
+            runs.setdefault((kind, size), []).append(
+                run_kind(app, key, counter, machine, text=text, n=max(1, n // share), check=check))
         if profiler:
             profiler.disable()
             profiler.dump_stats(args.profile)
+        if any(later == size for later, _share in order[number + 1:]):
+            continue  # what runs several at once runs on this size's last visit
         if args.concurrency:
             rate, latencies = run_concurrently(app, key, n=n, threads=args.concurrency)
-            print(f"{size:>7}  {'all three, ' + str(args.concurrency) + ' threads':<30} {rate:>7.0f} "
-                  f"{statistics.median(latencies) * 1000:>8.1f} {percentile(latencies, .99) * 1000:>8.1f}")
+            together[size].append(f"{size:>7}  {'all three, ' + str(args.concurrency) + ' threads':<30} {rate:>7.0f} "
+                                  f"{statistics.median(latencies) * 1000:>8.1f} "
+                                  f"{percentile(latencies, .99) * 1000:>8.1f}")
         for kind in (*KINDS, MIXED) if args.processes else ():
             rate, latencies, cpu = run_processes(env, machine, n=n, processes=args.processes, kind=kind)
-            print(f"{size:>7}  {kind + ', ' + str(args.processes) + ' processes':<30} {rate:>7.0f} "
-                  f"{statistics.median(latencies) * 1000:>8.1f} {percentile(latencies, .99) * 1000:>8.1f} "
-                  f"{'':>8} {cpu.columns()}")
+            together[size].append(f"{size:>7}  {kind + ', ' + str(args.processes) + ' processes':<30} {rate:>7.0f} "
+                                  f"{statistics.median(latencies) * 1000:>8.1f} "
+                                  f"{percentile(latencies, .99) * 1000:>8.1f} {'':>8} {cpu.columns()}")
+
+    print(f"{'guests':>7}  {'command':<30} {'cmd/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'SQL/cmd':>8} {CPU_HEADER}")
+    p50s: dict[tuple[str, int], float] = {}
+    for size in sizes:
+        for kind in KINDS:
+            run = pooled(runs[kind, size])
+            p50s[kind, size] = statistics.median(run.latencies)
+            print(f"{size:>7}  {kind:<30} {len(run.latencies) / run.elapsed:>7.0f} {p50s[kind, size] * 1000:>8.1f} "
+                  f"{percentile(run.latencies, .99) * 1000:>8.1f} {run.statements:>8.1f} {run.cpu.columns()}")
+        for line in together[size]:
+            print(line)
     if len(sizes) > 1:
         ratios = ", ".join(f"{kind} {p50s[kind, sizes[-1]] / p50s[kind, sizes[0]]:.2f}x" for kind in KINDS)
         print(f"p50 at {sizes[-1]} guests / p50 at {sizes[0]}: {ratios}")
-    print(f"all kinds at {sizes[-1]} guests: {len(all_latencies) / all_elapsed:.0f} commands/s")
+    largest = [pooled(runs[kind, sizes[-1]]) for kind in KINDS]
+    print(f"all kinds at {sizes[-1]} guests: "
+          f"{sum(len(r.latencies) for r in largest) / sum(r.elapsed for r in largest):.0f} commands/s")
     if not args.workers:
-        app.close()  # before the simulator goes: no background refresh is left to find it gone
-    fetches += sim.stop()
+        app.close()  # before the simulators go: no background refresh is left to find one gone
+    fetches = sum(sim.stop() for sim in sims.values())
     print(f"Proxmox inventory fetches (GET /cluster/resources), all sizes: {fetches}")
 
     if args.workers:
