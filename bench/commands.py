@@ -2,8 +2,9 @@
 
 1. For each inventory size (``--guests``, default 100 and 20000), N commands of each kind through the
    dispatcher, one after the other, the sizes visited there and back (100, 20000, 100: the machine's
-   drift over the run weighs on each size alike, and the two visits of 100 share its N): ``vm status``, ``vm start`` (identity → parse → RBAC → audit →
-   inventory → job record → enqueue on Redis) and ``vm list --search``. Printed per kind: commands/s,
+   drift over the run weighs on each size alike, and the two visits of 100 share its N): ``vm status``,
+   ``vm start`` (identity → parse → RBAC → audit → inventory → job record → enqueue on Redis) and
+   ``vm list --search``. Printed per kind: commands/s,
    p50/p99 per command, SQL statements per command (counted with SQLAlchemy's
    ``before_cursor_execute`` event) and the CPU milliseconds per command of the bot (this process),
    of the simulated Proxmox (its process) and of the MariaDB and Redis servers when they run on this
