@@ -81,11 +81,16 @@ def parse(text: str, registry: CommandRegistry) -> Parsed:
 def _unknown_message(tokens: list[str], registry: CommandRegistry) -> str:
     typed = " ".join(tokens[:2]).lower()
     names = registry.names
-    close = difflib.get_close_matches(typed, names, n=3, cutoff=0.5)
-    if not close and tokens and tokens[0].lower() in registry.groups:
-        close = [n for n in names if n.startswith(tokens[0].lower() + " ")][:6]
-    if not close:
-        close = difflib.get_close_matches(tokens[0].lower(), names, n=3, cutoff=0.4)
+    group = tokens[0].lower() if tokens else ""
+    if group in registry.groups:
+        # the group is right, the rest is not: its own commands, closest first (a command of another
+        # group that happens to share letters, like "vm create" for "ip alocate", helps nobody)
+        in_group = [n for n in names if n == group or n.startswith(group + " ")]
+        close = difflib.get_close_matches(typed, in_group, n=3, cutoff=0.3) or in_group[:6]
+    else:
+        close = difflib.get_close_matches(typed, names, n=3, cutoff=0.5)
+        if not close:
+            close = difflib.get_close_matches(group, names, n=3, cutoff=0.4)
     shown = typed[:40]
     if close:
         return f"unknown command '{shown}'. Did you mean: {', '.join(close)}?"

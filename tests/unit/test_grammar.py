@@ -118,6 +118,7 @@ def test_empty_text_is_help(registry: CommandRegistry) -> None:
         ("snapshot craete web01", "snapshot create"),
         ("hlep", "help"),
         ("jobs list", "job list"),
+        ("ip alocate web-01", "ip assign"),
     ],
 )
 def test_an_unknown_command_suggests_the_closest(text: str, suggested: str, registry: CommandRegistry) -> None:
@@ -126,6 +127,13 @@ def test_an_unknown_command_suggests_the_closest(text: str, suggested: str, regi
     message = caught.value.user_message
     assert message.startswith("unknown command '") and "Did you mean: " in message
     assert suggested in message.split("Did you mean: ", 1)[1]
+
+
+def test_a_known_group_suggests_only_its_own_commands(registry: CommandRegistry) -> None:
+    for text in ("ip alocate web-01", "vm strat 101", "backup schedule lst", "net shwo"):
+        group = text.split()[0]
+        suggested = _error(text, registry).split("Did you mean: ", 1)[1].rstrip("?").split(", ")
+        assert suggested and all(name.split()[0] == group for name in suggested), text
 
 
 def test_a_bare_group_suggests_its_commands(registry: CommandRegistry) -> None:
