@@ -150,7 +150,8 @@ def schedule_list(args: Args, ctx: CommandContext) -> Reply:
     """List backup schedules: your company's (a super_admin sees every job, with its owner)."""
     found = backup_schedules.list_schedules(ctx.deps, ctx.principal)
     if not found:
-        return Reply(text="no backup schedules yet; create one with backup schedule create")
+        hint = "; create one with backup schedule create" if ctx.may_use("backup schedule create") else ""
+        return Reply(text=f"no backup schedules yet{hint}")
     rows = tuple(
         (s.name, s.company.slug if s.company else "(not pvebot's)", s.job.schedule, s.selection[:60],
          s.job.options.get("storage", "—"), s.job.options.get("prune-backups", "storage default"),

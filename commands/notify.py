@@ -39,7 +39,9 @@ def list_(args: Args, ctx: CommandContext) -> Reply:
     found = notifications.list_subscriptions(ctx.deps, ctx.principal)
     approvers = notifications.approvers_channels(ctx.deps, ctx.principal)
     if not found and not approvers:
-        return Reply(text="no notification subscriptions; type 'notify subscribe <topic>' in the channel to notify")
+        hint = ("; type 'notify subscribe <topic>' in the channel to notify" if ctx.may_use("notify subscribe")
+                else "")
+        return Reply(text=f"no notification subscriptions{hint}")
     with ctx.deps.uow_factory(ctx.principal.scope) as uow:
         slugs = {c.id: c.slug for c in uow.companies.list()}
     now = ctx.deps.clock.now()

@@ -58,6 +58,11 @@ class CommandContext:
     # the command being run ("vm stop"), for handlers that serve several
     command: str = ""
 
+    def may_use(self, name: str) -> bool:
+        """Whether the caller's role allows command ``name``: a reply points only at what the caller can do."""
+        spec = self.registry.get(name)
+        return spec is not None and spec.visible_to(self.principal)
+
 
 # a bare Reply, or an Answer when the reply announces work to start once it is posted
 Handler = Callable[[Args, CommandContext], Reply | Answer]

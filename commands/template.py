@@ -39,10 +39,11 @@ def template_list(args: Args, ctx: CommandContext) -> Reply:
         for t in found.templates
     )
     more = f"{len(rows)} of {found.total} shown; narrow with --cluster. " if found.total > len(rows) else ""
+    clone = "Clone one with: vm create <name> --template <name>" if ctx.may_use("vm create") else ""
     return Reply(
         title=f"Templates ({found.total})",
         table=Table(columns=("name", "cluster/vmid", "os", "cores", "memory", "disk"), rows=rows),
-        footer=f"{more}Clone one with: vm create <name> --template <name>{missing}",
+        footer=f"{more}{clone}{missing}".strip() or None,
         severity=severity,
     )
 

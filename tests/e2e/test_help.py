@@ -74,3 +74,32 @@ def test_help_for_a_group(chat: ChatDriver) -> None:
     reply = chat.run("help snapshot", as_="sam@host.example")
     assert [usage.split(" <")[0] for usage in _listed(reply)] == ["snapshot list"]  # read-only role
     assert "no command group 'backupz'" in chat.run("help backupz", as_="bob@acme.example").text
+
+
+# replies that point at another command: (the command, the one it points at, the words that point)
+POINTERS = [
+    ("backup schedule list", "backup schedule create", "create one with backup schedule create"),
+    ("notify list", "notify subscribe", "notify subscribe"),
+    ("template list", "vm create", "Clone one with: vm create"),
+]
+
+
+@pytest.mark.parametrize("role", list(Role))
+@pytest.mark.parametrize(("command", "pointed", "words"), POINTERS)
+def test_a_reply_points_only_at_commands_the_role_may_use(
+    sqlite_url: str, clock: FakeClock, role: Role, command: str, pointed: str, words: str
+) -> None:
+    from tests.support import make_storage
+
+    storage = make_storage(sqlite_url, clock=clock)
+    provision(storage)
+    hypervisors = FakeHypervisors()
+    hypervisors.cluster("lab").add(9000, "tmpl-debian-12", pool="acme", template=True)
+    chat = ChatDriver(test_app(storage, hypervisors=hypervisors, queue=FakeQueue()))
+    registry = build_registry()
+    spec = registry.get(pointed)
+    assert spec is not None and spec.permission is not None
+    may_point = allows(role, spec.permission)
+    text = chat.run(command, as_=AS_ROLE[role]).plain_text()
+    assert "❌" not in text, text
+    assert (words in text) == may_point, (role, text)
