@@ -17,7 +17,7 @@ def register(registry: CommandRegistry) -> None:
     registry.command("net audit", permission=Perm.NET_AUDIT)(net_audit)
     registry.command("vlan list", permission=Perm.NET_READ)(vlan_list)
     registry.command("ip assign", operation="ip.assign", args=(Param("vm"),),
-                     flags=(Param("range"), Param("ip"), Param("nic")),
+                     flags=(Param("range", help="the range's name or network"), Param("ip"), Param("nic")),
                      usage="ip assign <vm> [--range R] [--ip A] [--nic net0]")(ip_assign)
     registry.command("ip release", operation="ip.release", args=(Param("vm"),),
                      flags=(Param("ip"), Param("reason", help="why (shown to the approver)")),
@@ -36,7 +36,7 @@ def net_list(args: Args, ctx: CommandContext) -> Reply:
 
 
 def net_show(args: Args, ctx: CommandContext) -> Reply:
-    """One range: its settings and the addresses assigned from it."""
+    """One range, by name or network (10.20.0.0/24): its settings and the addresses assigned from it."""
     usage, assigned = ipam.show(ctx.deps, ctx.principal, args["range"])
     r = usage.range
     head = (f"{r.cidr} on {usage.cluster}, {r.segment}, gateway {r.gateway or 'none'}, "

@@ -7,12 +7,14 @@ read of the taken numbers and one walk, whatever the size of the range.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Iterable, Sequence
 
 from core.errors import InvalidArguments
 from core.model import IpRange
 
 Block = tuple[int, int]
+_WRITTEN_AS_NETWORK = re.compile(r"^[0-9.]+/[0-9]+$")
 
 
 def network(rng: IpRange) -> ipaddress.IPv4Network:
@@ -111,6 +113,26 @@ def number_of(address: str) -> int:
         return int(ipaddress.IPv4Address(address))
     except ValueError:
         raise InvalidArguments(f"'{address[:40]}' is not an IPv4 address") from None
+
+
+def network_named(text: str) -> ipaddress.IPv4Network | None:
+    """The network ``text`` is written as (``10.20.0.0/24``), or None when it is a range's name.
+
+    Raises:
+        InvalidArguments: written as a network, but not one (``10.20.0.0/33``, ``10.20.0.5/24``).
+    """
+    if not _WRITTEN_AS_NETWORK.match(text):
+        return None
+    address, _, prefix = text.partition("/")
+    if int(prefix) > 32:
+        raise InvalidArguments(f"'{text[:40]}' is not a network: the prefix is /0 to /32")
+    try:
+        net = ipaddress.IPv4Network(text, strict=False)
+    except ValueError:
+        raise InvalidArguments(f"'{text[:40]}' is not a network like 10.20.0.0/24") from None
+    if net.network_address != ipaddress.IPv4Address(address):
+        raise InvalidArguments(f"'{text[:40]}' has host bits set: the network is {net}")
+    return net
 
 
 def text_of(number: int) -> str:

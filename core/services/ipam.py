@@ -55,16 +55,26 @@ def ranges(deps: Deps, principal: Principal) -> list[RangeUsage]:
 
 
 def show(deps: Deps, principal: Principal, name: str) -> tuple[RangeUsage, list[IpAssignment]]:
-    """One range by name and what is assigned from it.
+    """One range, by name or by its network, and what is assigned from it.
 
     Raises:
-        NotFound: no range of that name in the principal's scope (another company's answers alike).
+        NotFound: no such range in the principal's scope (another company's answers alike).
+        InvalidArguments: a malformed network, or one that several of the principal's ranges have.
     """
     rbac.require(principal, rbac.Perm.NET_READ)
-    found = [u for u in ranges(deps, principal) if u.range.name == name]
-    if len(found) != 1:
-        # two companies of a salesperson may both name a range "prod"; ask for company/name then
-        found = [u for u in ranges(deps, principal) if _qualified(deps, principal, u.range) == name] or found[:0]
+    visible = ranges(deps, principal)
+    network = addresses.network_named(name)
+    if network is not None:
+        found = [u for u in visible if addresses.network(u.range) == network]
+        if len(found) > 1:
+            # a salesperson's two companies may both use 10.0.0.0/24 (private networks repeat)
+            names = ", ".join(sorted(_qualified(deps, principal, u.range) for u in found))
+            raise InvalidArguments(f"{network} is the network of several ranges: {names}; name one of them")
+    else:
+        found = [u for u in visible if u.range.name == name]
+        if len(found) != 1:
+            # two companies of a salesperson may both name a range "prod"; ask for company/name then
+            found = [u for u in visible if _qualified(deps, principal, u.range) == name] or found[:0]
     if len(found) != 1:
         raise NotFound(f"range '{name[:64]}' not found")
     usage = found[0]
@@ -92,7 +102,8 @@ def choose_range(
     with deps.uow_factory(principal.scope) as uow:
         mine = [r for r in uow.ip_ranges.list() if r.company_id == company_id and r.cluster_id == cluster_id]
     if name is not None:
-        named = [r for r in mine if r.name == name]
+        network = addresses.network_named(name)
+        named = [r for r in mine if (addresses.network(r) == network if network is not None else r.name == name)]
         if not named:
             raise NotFound(f"range '{name[:64]}' not found on the VM's cluster")
         mine = named

@@ -100,12 +100,15 @@ def test_assign_create_release_audit_and_delete_through_the_shell(tmp_path: Path
             "ip": "10.20.0.50/24", "gw": "10.20.0.1", "tag": "120", "hwaddr": ct_mac}
 
         listing = _run(w, BOB, "net list", "net show acme-prod", "vlan list")
+        assert _run(w, BOB, "net show 10.20.0.0/24").count("10.20.0.50") == 1  # a range is named by its network too
         assert "acme-prod" in listing and "10.20.0.50" in listing and "gx-prod" not in listing
         assert re.search(r"acme-prod .*\b2 +242\b", listing), listing  # 254 hosts, 10 reserved, 2 used
         # Globex cannot see or use Acme's range: it answers like one that does not exist
-        nosy = _run(w, DAVE, "net show acme-prod", "net show nosuch", "ip assign app-02 --range acme-prod")
+        nosy = _run(w, DAVE, "net show acme-prod", "net show nosuch", "ip assign app-02 --range acme-prod",
+                    "net show 10.20.0.0/24", "ip assign app-02 --range 10.20.0.0/24")
         assert "range 'acme-prod' not found" in nosy and "range 'nosuch' not found" in nosy
-        assert "10.20" not in nosy.replace("acme-prod", "")
+        assert "range '10.20.0.0/24' not found" in nosy and "range '10.20.0.0/24' not found on the VM's cluster" in nosy
+        assert "10.20" not in nosy.replace("acme-prod", "").replace("10.20.0.0/24", "")  # what Dave typed
 
         [job] = job_ids(_run(w, BOB, "vm create app-03 --template tmpl-deb --net acme-prod"))
         assert w.wait_state(job, {"succeeded", "failed"}) == "succeeded"
@@ -169,6 +172,12 @@ def test_bad_network_requests_get_one_clear_line_each_and_change_nothing(tmp_pat
             "ip release web-01 --ip garbage": "'garbage' is not an IPv4 address",
             "vm create app-09 --template tmpl-deb --net nosuch": "range 'nosuch' not found on the VM's cluster",
             "net show nosuch": "range 'nosuch' not found",
+            "net show 10.20.0.0/33": "'10.20.0.0/33' is not a network: the prefix is /0 to /32",
+            "net show 10.20.0.5/24": "'10.20.0.5/24' has host bits set: the network is 10.20.0.0/24",
+            "net show 300.20.0.0/24": "'300.20.0.0/24' is not a network like 10.20.0.0/24",
+            "ip assign ct-01 --range 10.20.0.0/33": "'10.20.0.0/33' is not a network: the prefix is /0 to /32",
+            "vm create app-09 --template tmpl-deb --net 10.99.0.0/24":
+                "range '10.99.0.0/24' not found on the VM's cluster",
         }
         for line, answer in asked.items():
             said = _run(w, BOB if not line.startswith("ip release") else ALICE, line)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import bisect
+import ipaddress
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.errors import InvalidArguments
 from core.model import IpRange
 from core.services import addresses
 
@@ -42,3 +45,23 @@ def test_the_database_walk_finds_what_the_python_walk_finds(reserved: list[tuple
         return n
 
     assert addresses.lowest_free_with(rng, first_free) == addresses.lowest_free(rng, numbers)
+
+
+@settings(max_examples=300, deadline=None)
+@given(number=st.integers(0, 2**32 - 1), prefix=st.integers(0, 32))
+def test_a_network_is_named_by_its_text_and_a_host_inside_it_is_refused(number: int, prefix: int) -> None:
+    network = ipaddress.IPv4Network((number, prefix), strict=False)
+    assert addresses.network_named(str(network)) == network
+    written = f"{ipaddress.IPv4Address(number)}/{prefix}"
+    if ipaddress.IPv4Address(number) != network.network_address:
+        with pytest.raises(InvalidArguments, match=f"the network is {network}"):
+            addresses.network_named(written)
+
+
+def test_what_is_not_a_network_is_a_name_or_a_clear_refusal() -> None:
+    for name in ("acme-prod", "acme/prod", "10-20-0-0"):
+        assert addresses.network_named(name) is None
+    for text, reason in (("10.20.0.0/33", "the prefix is /0 to /32"), ("300.1.1.0/24", "not a network like"),
+                         ("10.20.0/24", "not a network like"), ("10.20.0.0/999999", "the prefix is /0 to /32")):
+        with pytest.raises(InvalidArguments, match=reason):
+            addresses.network_named(text)
