@@ -90,7 +90,7 @@ def _unknown_message(tokens: list[str], registry: CommandRegistry) -> str:
     else:
         close = difflib.get_close_matches(typed, names, n=3, cutoff=0.5)
         if not close:
-            close = difflib.get_close_matches(group, names, n=3, cutoff=0.4)
+            close = difflib.get_close_matches(group, names, n=3, cutoff=0.5)
     shown = typed[:40]
     if close:
         return f"unknown command '{shown}'. Did you mean: {', '.join(close)}?"
