@@ -199,7 +199,8 @@ class Dispatcher:
 
     def _run_command(self, call: Call) -> Answer:
         assert call.principal is not None
-        parsed = parse(call.request.text, self.registry)
+        principal = call.principal
+        parsed = parse(call.request.text, self.registry, usable=lambda spec: spec.visible_to(principal))
         call.command = parsed.spec.name
         permission = parsed.spec.permission
         if permission is not None and not allows(call.principal.role, permission):

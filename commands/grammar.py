@@ -10,6 +10,7 @@ import difflib
 import functools
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from commands.registry import Args, CommandRegistry, CommandSpec, convert
@@ -55,8 +56,10 @@ def _secret_values(names: frozenset[str]) -> re.Pattern[str]:
     return re.compile(rf"(--(?:{flags})(?:=|\s+))({word})", re.IGNORECASE)
 
 
-def parse(text: str, registry: CommandRegistry) -> Parsed:
+def parse(text: str, registry: CommandRegistry, *, usable: Callable[[CommandSpec], bool] | None = None) -> Parsed:
     """Find the command (longest name first) and parse its arguments.
+
+    ``usable``: the commands the caller may use, the only ones an unknown command's message suggests.
 
     Raises:
         UnknownCommand: nothing matches; the message names the closest commands.
@@ -74,15 +77,17 @@ def parse(text: str, registry: CommandRegistry) -> Parsed:
             tokens = tokens[width:]
             break
     if spec is None:
-        raise UnknownCommand(_unknown_message(tokens, registry))
+        raise UnknownCommand(_unknown_message(tokens, registry, usable))
     return Parsed(spec=spec, args=_bind(spec, tokens))
 
 
-def _unknown_message(tokens: list[str], registry: CommandRegistry) -> str:
+def _unknown_message(tokens: list[str], registry: CommandRegistry,
+                     usable: Callable[[CommandSpec], bool] | None) -> str:
     typed = " ".join(tokens[:2]).lower()
-    names = registry.names
+    specs = [spec for spec in registry if usable is None or usable(spec)]
+    names = [spec.name for spec in specs]
     group = tokens[0].lower() if tokens else ""
-    if group in registry.groups:
+    if group in {spec.group for spec in specs}:
         # the group is right, the rest is not: its own commands, closest first (a command of another
         # group that happens to share letters, like "vm create" for "ip alocate", helps nobody)
         in_group = [n for n in names if n == group or n.startswith(group + " ")]

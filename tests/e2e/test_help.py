@@ -103,3 +103,13 @@ def test_a_reply_points_only_at_commands_the_role_may_use(
     text = chat.run(command, as_=AS_ROLE[role]).plain_text()
     assert "❌" not in text, text
     assert (words in text) == may_point, (role, text)
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_a_mistyped_command_is_answered_with_commands_the_role_may_use(chat: ChatDriver, role: Role) -> None:
+    registry = build_registry()
+    usable = {c.name for c in registry if c.permission is None or allows(role, c.permission)}
+    for typed in ("vm strat web-01", "backup schedule crate x", "net shwo acme-prod", "aprove apr-x"):
+        text = chat.run(typed, as_=AS_ROLE[role]).plain_text()
+        suggested = text.split("Did you mean: ", 1)[1].rstrip("?").split(", ") if "Did you mean" in text else []
+        assert set(suggested) <= usable, (role, typed, suggested)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from commands import build_registry
 from commands.grammar import UnknownCommand, kept_text, parse, tokenize
-from commands.registry import CommandRegistry, Param
+from commands.registry import CommandRegistry, CommandSpec, Param
 from core.chat import Reply
 from core.errors import InvalidArguments, NotFound
 
@@ -134,6 +134,18 @@ def test_a_known_group_suggests_only_its_own_commands(registry: CommandRegistry)
         group = text.split()[0]
         suggested = _error(text, registry).split("Did you mean: ", 1)[1].rstrip("?").split(", ")
         assert suggested and all(name.split()[0] == group for name in suggested), text
+
+
+def test_only_commands_the_caller_may_use_are_suggested(registry: CommandRegistry) -> None:
+    def read_only(spec: CommandSpec) -> bool:
+        return not spec.name.startswith(("vm start", "vm stop", "vm create"))
+
+    with pytest.raises(UnknownCommand) as caught:
+        parse("vm strat web-01", registry, usable=read_only)
+    suggested = caught.value.user_message.split("Did you mean: ", 1)[1].rstrip("?").split(", ")
+    assert suggested and not {"vm start", "vm stop", "vm create"} & set(suggested), suggested
+    assert "vm status" in suggested
+    assert parse("vm start web-01", registry, usable=read_only).spec.name == "vm start"  # refused later, by role
 
 
 def test_a_bare_group_suggests_its_commands(registry: CommandRegistry) -> None:
