@@ -29,6 +29,13 @@ def check_database(settings: Settings) -> tuple[list[Check], Any]:
     from adapters.sql.uow import make_engine
 
     name = "database"
+    url = settings.database_url
+    embedded = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
+    if embedded and embedded != ":memory:" and not Path(embedded).expanduser().exists():
+        # the first run's state, not a fault: pvebot creates and migrates its embedded database when it
+        # starts, and a probe that connected would leave an empty file behind (or fail on a missing folder)
+        return [Check(name, Status.OK, f"embedded SQLite {embedded} does not exist yet: pvebot creates it when it "
+                                       "first starts (or run 'pvebot db upgrade')")], None
     try:
         engine = make_engine(settings.database_url)
         current = migrate.current_revision(engine)

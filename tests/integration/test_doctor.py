@@ -195,8 +195,17 @@ def test_a_database_behind_its_migration_head_gets_its_line(tmp_path: Path) -> N
     assert any(c.name == "clusters" and c.status is Status.WARN for c in checks)
 
 
+def test_a_first_run_s_missing_embedded_database_is_no_failure_and_is_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "not-yet" / "pvebot.db"
+    settings = Settings.from_mapping({"PVEBOT_DATABASE_URL": f"sqlite:///{path}", "PVEBOT_SECRET_KEY": generate_key()})
+    (check,), engine = doctor.check_database(settings)
+    assert check.status is Status.OK and "does not exist yet: pvebot creates it" in check.detail and engine is None
+    assert not path.parent.exists()
+
+
 def test_an_empty_database_and_a_current_one(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
+    (tmp_path / "pvebot.db").touch()  # there, but nobody made its schema
     assert "empty (no schema yet)" in doctor.check_database(settings)[0][0].detail
     engine = make_engine(settings.database_url)
     migrate.upgrade(engine)
