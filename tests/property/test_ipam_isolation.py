@@ -28,7 +28,7 @@ from sqlalchemy.pool import StaticPool
 from adapters.sql.tables import metadata
 from adapters.sql.uow import SqlUnitOfWorkFactory, make_engine
 from core.chat import ConversationRef
-from core.errors import BotError, NotFound
+from core.errors import BotError, InvalidArguments, NotFound
 from core.model import Cluster, Company, IpRange, Nic, PoolBinding, Role, User
 from core.principal import Principal, Scope
 from core.services import ipam, network
@@ -199,3 +199,20 @@ def test_no_address_twice_and_no_company_sees_another_s_ranges(plan: Plan) -> No
                         raise AssertionError(f"{who.email} saw {name}")
                     except NotFound as e:
                         assert e.user_message == f"range '{name}' not found"
+
+        # every company's ranges sit on the same networks: naming one by its network finds the caller's
+        # own range, asks which one when the caller sees several, and never shows another company's
+        for who in world.principals:
+            mine = [i for i, cid in enumerate(world.companies) if who.scope.contains(cid)]
+            for j in range(max(plan.ranges)):
+                network_text = f"10.0.{j}.0/29"
+                holders = [world.range_names[i][j] for i in mine if j < plan.ranges[i]]
+                try:
+                    usage, _ = ipam.show(world.deps, who, network_text)
+                    assert holders == [usage.range.name], (who.email, network_text, holders)
+                except NotFound as e:
+                    assert not holders and e.user_message == f"range '{network_text}' not found"
+                except InvalidArguments as e:
+                    assert len(holders) > 1 and e.user_message.startswith(f"{network_text} is the network of several")
+                    listed = e.user_message.split(": ", 1)[1].split("; ")[0].split(", ")
+                    assert sorted(name.split("/", 1)[1] for name in listed) == sorted(holders), e.user_message
