@@ -424,5 +424,4 @@ def test_gateway_reserved_and_vlan_problems_are_clear_lines() -> None:
         "p.yaml line 13: companies[1].networks[0].vlan: must be a whole number from 1 to 4094, got 5000",
         "p.yaml line 14: companies[1].networks[0].reserved[0]: reserved 10.31.0.1-10.31.0.9 is outside 10.30.0.0/24"]
     assert problems(network_doc(cidr="10.30.0.1/24")) == [
-        "p.yaml line 13: companies[1].networks[0].cidr: '10.30.0.1/24' is not an IPv4 network like 10.20.0.0/24 "
-        "(host bits must be zero)"]
+        "p.yaml line 13: companies[1].networks[0].cidr: '10.30.0.1/24' has host bits set: the network is 10.30.0.0/24"]

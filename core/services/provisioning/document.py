@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigurationError
+from core.errors import ConfigurationError, InvalidArguments
 from core.model import Role, TlsMode, Topic
+from core.services import addresses
 from core.services.catalog import CATALOG
 from core.services.identity import GROUP_ROLES
 
@@ -545,9 +546,12 @@ def _cidr(c: _Checker, value: Any, path: PathT) -> ipaddress.IPv4Network | None:
     if text is None:
         return None
     try:
-        net = ipaddress.IPv4Network(text, strict=True)
-    except ValueError:
-        c.fail(path, f"'{text[:40]}' is not an IPv4 network like 10.20.0.0/24 (host bits must be zero)")
+        net = addresses.network_named(text)  # what chat says of a malformed network, word for word
+    except InvalidArguments as e:
+        c.fail(path, e.user_message)
+        return None
+    if net is None:
+        c.fail(path, f"'{text[:40]}' is not an IPv4 network like 10.20.0.0/24")
         return None
     if net.prefixlen > 30:
         c.fail(path, f"{text} is too small: a range needs at least a /30")
