@@ -24,17 +24,18 @@ def show_approval(approval_id: str) -> str:
 
 
 def _parse(text: str, prefix: str, what: str) -> str:
+    """``text`` as a bare id (its prefix dropped); ``what`` names the kind with its article ("an approval")."""
     raw = text.strip().lower()
     if raw.startswith(prefix + "-"):
         raw = raw[len(prefix) + 1 :]
     if not _ID_RE.match(raw):
-        raise InvalidArguments(f"'{text[:40]}' is not a {what} id (they look like {prefix}-k3m9x2)")
+        raise InvalidArguments(f"'{text[:40]}' is not {what} id (they look like {prefix}-k3m9x2)")
     return raw
 
 
 def parse_job_id(text: str) -> str:
-    return _parse(text, "job", "job")
+    return _parse(text, "job", "a job")
 
 
 def parse_approval_id(text: str) -> str:
-    return _parse(text, "apr", "approval")
+    return _parse(text, "apr", "an approval")
