@@ -335,7 +335,8 @@ def child(spec: str) -> None:
 
 KINDS: dict[str, tuple[Callable[[int], str], Callable[[Any], bool]]] = {
     "vm status": (lambda i: f"vm status acme-{i % MINE:05d}", lambda a: a.reply.title and "acme-" in a.reply.title),
-    "vm start": (lambda i: f"vm start acme-{i % MINE:05d}", lambda a: bool(a.job_ids)),
+    # acme's stopped guests (the odd ones): starting a running one is refused before anything is queued
+    "vm start": (lambda i: f"vm start acme-{(2 * i + 1) % MINE:05d}", lambda a: bool(a.job_ids)),
     "vm list --search": (lambda i: f"vm list --search {i % MINE:05d}", lambda a: a.reply.table is not None),
 }
 

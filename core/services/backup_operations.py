@@ -46,7 +46,7 @@ def _backup_preview(hv: Hypervisor | None, target: Target, params: dict[str, Any
     return facts
 
 
-def _check_mode(target: Target, params: dict[str, Any]) -> None:
+def _check_mode(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> None:
     if params.get("mode", "snapshot") not in MODES:
         raise InvalidArguments(f"--mode is one of {', '.join(MODES)}")
 
@@ -98,7 +98,7 @@ def _restore_preview(hv: Hypervisor | None, target: Target, params: dict[str, An
             ("Snapshots lost", ", ".join(snapshots) or "none"), ("The VM will be", then)]
 
 
-def _check_restore(target: Target, params: dict[str, Any]) -> None:
+def _check_restore(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> None:
     if not params.get("as_new") and target.guest is None:
         raise Conflict(f"{target.label}: its VM no longer exists; restore it with --as-new NAME")
 
@@ -113,7 +113,7 @@ def _restored(target: Target, params: dict[str, Any]) -> str:
 # ---- delete, protect -------------------------------------------------------------------
 
 
-def _refuse_protected(target: Target, params: dict[str, Any]) -> None:
+def _refuse_protected(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> None:
     if target.record.get("protected"):
         raise Conflict(f"{target.label} is protected; unprotect it first (backup unprotect)")
 
@@ -123,7 +123,7 @@ def _delete(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> It
     backup = backup_of(target)
     node = str(target.record["node"])
     yield Step("delete backup", lambda: api.delete_backup(node=node, storage=backup.storage, volid=backup.volid),
-               check=lambda: _refuse_protected(target, params))
+               check=lambda: _refuse_protected(hv, target, params))
 
 
 def _protect(flag: bool) -> Any:

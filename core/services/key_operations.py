@@ -125,14 +125,15 @@ def _quorate(hv: Hypervisor | None, cluster: Cluster | None) -> None:
                        "rotated; the current key keeps working")
 
 
-def _rotate_check(target: Target, params: dict[str, Any]) -> None:
+def _rotate_check(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> None:
     if reach(target).key(SshKeyState.ACTIVE) is None:
         raise Conflict(f"pvebot has no working key on {target.label} to rotate: `cluster keys push` first")
 
 
 def _rotate_precheck(deps: Deps, principal: Principal, target: Target, job: Any) -> None:
-    _quorate(deps.hypervisors.for_cluster(target.cluster) if target.cluster else None, target.cluster)
-    _rotate_check(target, {})
+    hv = deps.hypervisors.for_cluster(target.cluster) if target.cluster else None
+    _quorate(hv, target.cluster)
+    _rotate_check(hv, target, {})
 
 
 def _rotate_steps(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> Iterator[Step]:

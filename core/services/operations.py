@@ -112,7 +112,7 @@ StepsFn = Callable[[Hypervisor | None, Target, dict[str, Any]], Iterator[Step]]
 RecordFn = Callable[[Hypervisor | None, Target, dict[str, Any]], dict[str, Any]]
 # what an approver must see, label and value, in the order shown
 PreviewFn = Callable[[Hypervisor | None, Target, dict[str, Any]], list[tuple[str, str]]]
-CheckFn = Callable[[Target, dict[str, Any]], None]
+CheckFn = Callable[[Hypervisor | None, Target, dict[str, Any]], None]
 RecheckFn = Callable[[Hypervisor | None, Target, dict[str, Any]], None]
 # pvebot's own bookkeeping when the request is made, before it is queued or sent for approval (never a change
 # in Proxmox): a VM about to be deleted has the owner of its backups recorded, as its delete card promises
@@ -153,7 +153,8 @@ class Operation:
     record: RecordFn | None = None
     # raises Conflict when what ``record`` kept no longer holds (asked when an approval is decided)
     still_same: RecheckFn | None = None
-    # refuses a request that cannot work before anything is queued (a container has no reset)
+    # refuses a request that cannot work, or has nothing to do, before anything is queued or sent for
+    # approval (a container has no reset; a running VM needs no start)
     check: CheckFn | None = None
     # the outcome in plain words once every step succeeded
     result: ResultFn | None = None

@@ -12,6 +12,7 @@ from typing import Any
 
 from core import rbac
 from core.chat import ConversationRef
+from core.errors import BotError
 from core.model import ApprovalRequest, Job
 from core.ports import UnitOfWork
 from core.principal import Principal
@@ -75,12 +76,21 @@ def submit(
 ) -> Outcome:
     """Queue ``action`` on a resolved ``target``, or ask for approval first; see :func:`operate`."""
     op = catalog.get(action)
+    hv = None if target.cluster is None else deps.hypervisors.for_cluster(target.cluster)
     if op.check is not None:
-        op.check(target, params)
+        try:
+            op.check(hv, target, params)
+        except BotError:
+            # a platform delivering the request again (a slow answer) gets what the first delivery made,
+            # though the guest has changed since (the job it queued has started it): looked for only here,
+            # so that a new request pays for no look-up
+            earlier = _delivered_before(deps, principal, request_id)
+            if earlier is None:
+                raise
+            return earlier
     if op.prepare is not None:
         op.prepare(deps, principal, target, params)
     if op.record is not None:
-        hv = None if target.cluster is None else deps.hypervisors.for_cluster(target.cluster)
         params.update(op.record(hv, target, params))
     company = target.company
     # the provider's own operations follow the catalog's defaults: no company's policy applies to them
@@ -96,3 +106,12 @@ def submit(
                                conversation=conversation, request_id=request_id, company_id=company_id,
                                summary=summary, admit=admit)
     return Outcome(job=job, created=created)
+
+
+def _delivered_before(deps: Deps, principal: Principal, request_id: str) -> Outcome | None:
+    with deps.uow_factory(principal.scope, autocommit=True) as uow:
+        job = uow.jobs.by_request(request_id)
+        if job is not None:
+            return Outcome(job=job, created=False)
+        approval = uow.approvals.by_request(request_id)
+        return None if approval is None else Outcome(approval=approval, created=False)

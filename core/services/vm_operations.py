@@ -13,7 +13,7 @@ from core.principal import Principal
 from core.rbac import Perm
 from core.services import backups, inventory, ipam, net_operations, quotas
 from core.services.deps import Deps
-from core.services.operations import Ended, Operation, Step, StepsFn, Target
+from core.services.operations import CheckFn, Ended, Operation, Step, StepsFn, Target
 from core.services.targets import GUEST, TEMPLATE
 
 
@@ -22,9 +22,42 @@ def _on(hv: Hypervisor | None, target: Target) -> tuple[Hypervisor, Guest]:
     return hv, target.guest
 
 
-def _no_lxc_reset(target: Target, params: dict[str, Any]) -> None:
+def _no_lxc_reset(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> None:
     if target.guest is not None and target.guest.kind == "lxc":
         raise InvalidArguments("containers (lxc) have no reset; use vm reboot or vm stop")
+    _power_check("reset")(hv, target, params)
+
+
+# the state in which a power action has nothing to do, and what to say instead of queueing it (or asking an
+# approver to allow it): Proxmox would fail its task ("VM 101 already running", "VM 105 not running")
+_NOTHING_TO_DO = {
+    "start": ("running", "is already running"),
+    "shutdown": ("stopped", "is already stopped"),
+    "stop": ("stopped", "is already stopped"),
+    "reboot": ("stopped", "is stopped; start it with vm start"),
+    "reset": ("stopped", "is stopped; start it with vm start"),
+    "suspend": ("stopped", "is stopped; there is nothing to suspend"),
+    "resume": ("stopped", "is stopped; start it with vm start"),
+}
+
+
+def _power_check(action: str) -> CheckFn:
+    idle_state, said = _NOTHING_TO_DO[action]
+
+    def check(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> None:
+        guest = target.guest
+        # the cached inventory says there is work to do: nothing more is asked (the common case costs nothing)
+        if guest is None or hv is None or guest.status != idle_state:
+            return
+        # it may be seconds old: Proxmox's own answer decides before anyone is refused
+        live = hv.status(guest.ref)
+        if live.guest.status != idle_state:
+            return
+        if action == "start" and live.qmp_status == "paused":
+            raise Conflict(f"{target.label} is paused; resume it with vm resume")
+        raise Conflict(f"{target.label} {said}")
+
+    return check
 
 
 def _power(action: str) -> StepsFn:
@@ -248,9 +281,10 @@ _NOW = {"start": "is running", "shutdown": "is shut down", "reboot": "rebooted a
 
 
 def _power_op(name: str, perm: Perm, verb: str, summary: str, *, approval: bool = False,
-              check: Any = None) -> Operation:
+              check: CheckFn | None = None) -> Operation:
     return Operation(f"vm.{name}", perm, verb, summary, GUEST, _power(name), preview=_state_preview,
-                     approval=approval, check=check, result=lambda target, _params: f"{_name(target)} {_NOW[name]}")
+                     approval=approval, check=check or _power_check(name),
+                     result=lambda target, _params: f"{_name(target)} {_NOW[name]}")
 
 
 OPERATIONS: tuple[Operation, ...] = (

@@ -60,9 +60,10 @@ class World:
     log_dir: Path
     worker: subprocess.Popen[bytes] | None = None
 
-    def shell(self, email: str) -> tuple[ShellSession, io.StringIO]:
+    def shell(self, email: str, *, wait_seconds: float = 30) -> tuple[ShellSession, io.StringIO]:
+        """A shell session as ``email``; at its end it waits up to ``wait_seconds`` for the jobs it started."""
         out = io.StringIO()
-        return shell_session(self.app, email=email, out=out, echo=True, wait_seconds=30), out
+        return shell_session(self.app, email=email, out=out, echo=True, wait_seconds=wait_seconds), out
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT)}

@@ -98,7 +98,7 @@ def world(storage: Storage, clock: FakeClock) -> World:
     lab = hypervisors.clusters["lab"] = BusyHypervisor(cluster_name="lab")
     lab.add(101, "web-01", pool="acme")
     lab.add(102, "db-01", pool="acme", status="stopped")
-    lab.add(201, "gx-01", pool="globex")
+    lab.add(201, "gx-01", pool="globex", status="stopped")
     queue = FakeQueue()
     app = test_app(storage, hypervisors=hypervisors, queue=queue)
     chat = ChatDriver(app)

@@ -26,8 +26,8 @@ def chat(storage: Storage, clock: FakeClock) -> tuple[ChatDriver, FakeHypervisor
     )
     provision(storage, doc)
     hypervisors = FakeHypervisors()
-    hypervisors.cluster("lab").add(101, "web-01", pool="acme")
-    hypervisors.cluster("edge").add(301, "web-01", pool="acme-edge")
+    hypervisors.cluster("lab").add(101, "web-01", pool="acme", status="stopped")
+    hypervisors.cluster("edge").add(301, "web-01", pool="acme-edge", status="stopped")
     hypervisors.cluster("edge").add(302, "cdn-01", pool="acme-edge")
     return ChatDriver(test_app(storage, hypervisors=hypervisors, queue=FakeQueue())), hypervisors
 

@@ -34,7 +34,7 @@ def admin(db_url: str, storage: Storage, clock: FakeClock) -> Iterator[Storage]:
 def bot(storage: Storage) -> ChatDriver:
     provision(storage)
     hypervisors = FakeHypervisors()
-    hypervisors.cluster("lab").add(101, "web-01", pool="acme")
+    hypervisors.cluster("lab").add(101, "web-01", pool="acme", status="stopped")
     hypervisors.cluster("lab").add(201, "erp-01", pool="globex")
     return ChatDriver(test_app(storage, hypervisors=hypervisors, queue=FakeQueue()))
 
