@@ -367,6 +367,7 @@ _SEVERITY_MARK = {Severity.INFO: "", Severity.SUCCESS: "✅ ", Severity.WARNING:
 
 GAP = "  "
 MIN_WRAPPED = 8
+LONG_LABEL = 60  # a section's label wider than this gets a line of its own (see render_section)
 
 
 def render_table(table: Table, *, width: int | None = None) -> str:
@@ -433,14 +434,37 @@ def _wrap(cell: str, width: int) -> list[str]:
 
 
 def render_section(section: Section, *, width: int | None = None) -> str:
-    """A section as plain text: its heading, then its items as two aligned columns wrapped to ``width``."""
+    """A section as plain text: its heading, then its items as two aligned columns wrapped to ``width``.
+
+    A label longer than :data:`LONG_LABEL` (a long usage line) stands on a line of its own with its value
+    below it, under the other values, instead of widening the label column of every other item.
+    """
     if not section.items:
         return section.heading
-    rows = tuple((f.label, f.value) for f in section.items)
     indent = "  " if section.heading else ""
     inner = None if width is None else max(MIN_WRAPPED, width - len(indent))
-    # render_table's first line is the header; a section's heading stands alone above its items
-    lines = [indent + line for line in render_table(Table(columns=("", ""), rows=rows), width=inner).split("\n")[1:]]
+    label_width = max((len(f.label) for f in section.items if len(f.label) <= LONG_LABEL), default=0)
+    lines: list[str] = []
+    aligned: list[tuple[str, str]] = []
+
+    def flush() -> None:
+        if aligned:
+            rows = tuple((label.ljust(label_width), value) for label, value in aligned)
+            # render_table's first line is the header; a section's heading stands alone above its items
+            lines.extend(render_table(Table(columns=("", ""), rows=rows), width=inner).split("\n")[1:])
+            aligned.clear()
+
+    for item in section.items:
+        if len(item.label) <= LONG_LABEL:
+            aligned.append((item.label, item.value))
+            continue
+        flush()
+        lines.extend(_wrap(item.label, inner) if inner is not None else [item.label])
+        pad = " " * (label_width + len(GAP))
+        room = None if inner is None else max(MIN_WRAPPED, inner - len(pad))
+        lines.extend(pad + part for part in (_wrap(item.value, room) if room is not None else [item.value]))
+    flush()
+    lines = [(indent + line).rstrip() for line in lines]
     return "\n".join([section.heading, *lines]) if section.heading else "\n".join(lines)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.chat import Reply, Table, render_table
+from core.chat import Field, Reply, Section, Table, render_section, render_table
 
 TABLE = Table(
     columns=("vmid", "name", "description"),
@@ -57,3 +57,27 @@ def test_too_many_columns_keep_a_minimum_width_and_lose_nothing() -> None:
 def test_a_reply_passes_the_width_to_its_table() -> None:
     reply = Reply(title="VMs", table=TABLE)
     assert reply.plain_text(width=40).splitlines()[1:] == render_table(TABLE, width=40).splitlines()
+
+
+LONG_USAGE = "backup schedule create <name> --when WHEN [--vms VMS | --all] [--cluster C] [--storage S] [--keep-last N]"
+SECTION = Section("backup", (Field("backup list <vm>", "a VM's backups"), Field(LONG_USAGE, "create a schedule"),
+                             Field("backup status", "each VM's last backup")))
+
+
+def test_a_long_label_stands_alone_and_leaves_the_other_items_aligned_as_if_it_were_not_there() -> None:
+    assert render_section(SECTION).splitlines() == [
+        "backup",
+        "  backup list <vm>  a VM's backups",
+        f"  {LONG_USAGE}",
+        "                    create a schedule",
+        "  backup status     each VM's last backup",
+    ]
+
+
+def test_a_long_label_and_its_value_wrap_to_the_width_and_lose_nothing() -> None:
+    lines = render_section(SECTION, width=60).splitlines()
+    assert all(len(line) <= 60 for line in lines), lines
+    assert " ".join(" ".join(lines).split()).count("create a schedule") == 1
+    joined = "".join(line.strip() + " " for line in lines)
+    assert " ".join(LONG_USAGE.split()) in " ".join(joined.split())
+    assert lines[1] == "  backup list <vm>  a VM's backups"
