@@ -121,9 +121,18 @@ def network_named(text: str) -> ipaddress.IPv4Network | None:
     Raises:
         InvalidArguments: written as a network, but not one (``10.20.0.0/33``, ``10.20.0.5/24``).
     """
-    if not _WRITTEN_AS_NETWORK.match(text):
-        return None
-    address, _, prefix = text.partition("/")
+    return parse_network(text) if _WRITTEN_AS_NETWORK.match(text) else None
+
+
+def parse_network(text: str) -> ipaddress.IPv4Network:
+    """``10.20.0.0/24`` as a network; anything else refused, saying why.
+
+    Raises:
+        InvalidArguments: a prefix above /32, host bits set (the network meant is named), or no IPv4 network.
+    """
+    address, slash, prefix = text.partition("/")
+    if not slash or not (prefix.isascii() and prefix.isdigit()):
+        raise InvalidArguments(f"'{text[:40]}' is not a network like 10.20.0.0/24")
     if int(prefix) > 32:
         raise InvalidArguments(f"'{text[:40]}' is not a network: the prefix is /0 to /32")
     try:

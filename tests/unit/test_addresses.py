@@ -65,3 +65,12 @@ def test_what_is_not_a_network_is_a_name_or_a_clear_refusal() -> None:
                          ("10.20.0/24", "not a network like"), ("10.20.0.0/999999", "the prefix is /0 to /32")):
         with pytest.raises(InvalidArguments, match=reason):
             addresses.network_named(text)
+
+
+def test_a_network_that_must_be_one_is_refused_in_the_same_words_as_chat_uses() -> None:
+    for text, reason in (("prod", "is not a network like"), ("10.20.0.0", "is not a network like"),
+                         ("10.20.0.0/²", "is not a network like"), ("10.20.0.0/33", "the prefix is /0 to /32"),
+                         ("10.20.0.7/24", "the network is 10.20.0.0/24")):
+        with pytest.raises(InvalidArguments, match=reason):
+            addresses.parse_network(text)
+    assert addresses.parse_network("10.20.0.0/24") == ipaddress.IPv4Network("10.20.0.0/24")
