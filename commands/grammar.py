@@ -78,7 +78,19 @@ def parse(text: str, registry: CommandRegistry, *, usable: Callable[[CommandSpec
             break
     if spec is None:
         raise UnknownCommand(_unknown_message(tokens, registry, usable))
+    help_spec = registry.get("help")
+    if help_spec is not None and _asks_for_help(spec, tokens):
+        # "vm create --help", as a shell user types it: that command's usage, not "unknown option"
+        words = [t for t in tokens if t.lower() not in _HELP_FLAGS] if spec is help_spec else [spec.name]
+        return Parsed(spec=help_spec, args=Args(values={"group": " ".join(words) or None}))
     return Parsed(spec=spec, args=_bind(spec, tokens))
+
+
+_HELP_FLAGS = ("--help", "-h")
+
+
+def _asks_for_help(spec: CommandSpec, tokens: list[str]) -> bool:
+    return any(t.lower() in _HELP_FLAGS for t in tokens) and not any(f.name == "help" for f in spec.flags)
 
 
 def _unknown_message(tokens: list[str], registry: CommandRegistry,

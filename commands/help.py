@@ -15,19 +15,21 @@ FOOTER = "A VM is named by VMID, by name, or as cluster/vmid."
 
 
 def register(registry: CommandRegistry) -> None:
-    @registry.command("help", permission=None, args=(Param("group", required=False),))
+    @registry.command("help", permission=None, args=(Param("group", required=False, rest=True),),
+                      usage="help [<group> | <command>]")
     def help_(args: Args, ctx: CommandContext) -> Reply:
-        """List the commands your role allows, or those of one group."""
-        group = args["group"]
+        """List the commands your role allows, or those of one group or command (also: <command> --help)."""
         visible = [c for c in ctx.registry if c.visible_to(ctx.principal)]
         company = _company(ctx)
-        if group:
-            visible = [c for c in visible if c.group == group.lower() or c.name == group.lower()]
+        if args["group"]:
+            # "backup", "backup schedule" or "backup schedule create": the commands under those words
+            words = " ".join(args["group"].lower().split())
+            visible = [c for c in visible if c.name == words or c.name.startswith(words + " ")]
             if not visible:
-                raise NotFound(f"no command group '{group[:30]}' for your role. Type 'help' for the list.")
+                raise NotFound(f"no command or group '{words[:40]}' for your role. Type 'help' for the list.")
             return Reply(
-                title=f"pvebot commands: {group.lower()}",
-                sections=(Section(group.lower(), tuple(_line(c, company) for c in visible)),),
+                title=f"pvebot commands: {words}",
+                sections=(Section(words, tuple(_line(c, company) for c in visible)),),
                 footer=FOOTER,
             )
         groups: dict[str, list[CommandSpec]] = {}

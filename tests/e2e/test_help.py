@@ -73,7 +73,7 @@ def test_every_command_has_a_summary_and_a_usage_line() -> None:
 def test_help_for_a_group(chat: ChatDriver) -> None:
     reply = chat.run("help snapshot", as_="sam@host.example")
     assert [usage.split(" <")[0] for usage in _listed(reply)] == ["snapshot list"]  # read-only role
-    assert "no command group 'backupz'" in chat.run("help backupz", as_="bob@acme.example").text
+    assert "no command or group 'backupz'" in chat.run("help backupz", as_="bob@acme.example").text
 
 
 # replies that point at another command: (the command, the one it points at, the words that point)
@@ -113,3 +113,28 @@ def test_a_mistyped_command_is_answered_with_commands_the_role_may_use(chat: Cha
         text = chat.run(typed, as_=AS_ROLE[role]).plain_text()
         suggested = text.split("Did you mean: ", 1)[1].rstrip("?").split(", ") if "Did you mean" in text else []
         assert set(suggested) <= usable, (role, typed, suggested)
+
+
+def test_help_for_one_command_or_the_words_of_a_group(chat: ChatDriver) -> None:
+    one = chat.run("help vm start", as_="bob@acme.example")
+    assert list(_listed(one)) == ["vm start <vm>"]
+    schedule = _listed(chat.run("help backup  Schedule", as_="root@host.example"))
+    assert schedule and all(usage.startswith("backup schedule ") for usage in schedule)
+    assert "backup now" not in " ".join(schedule)
+    text = chat.run("help vm frobnicate", as_="bob@acme.example").text
+    assert "no command or group 'vm frobnicate'" in text
+
+
+@pytest.mark.parametrize("typed", ["vm create --help", "vm create web-09 -h", "VM CREATE --HELP"])
+def test_help_flag_on_a_command_shows_its_usage_and_runs_nothing(chat: ChatDriver, typed: str) -> None:
+    reply = chat.run(typed, as_="bob@acme.example")
+    assert reply.title == "pvebot commands: vm create"
+    assert list(_listed(reply)) == [next(c.usage for c in build_registry() if c.name == "vm create")]
+    assert "❌" not in reply.plain_text() and not chat.run("job list", as_="bob@acme.example").table
+
+
+def test_help_flag_on_a_command_the_role_may_not_use_says_so(chat: ChatDriver) -> None:
+    # a user's help does not list the command; asking for its usage says it is not theirs
+    text = chat.run("cluster status lab --help", as_="bob@acme.example").plain_text()
+    assert "no command or group 'cluster status' for your role" in text
+    assert chat.run("help --help", as_="bob@acme.example").title == "pvebot commands"
