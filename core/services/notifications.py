@@ -52,10 +52,14 @@ def parse_topic(text: str) -> Topic:
     Raises:
         InvalidArguments: not one of the topics.
     """
-    try:
-        return Topic(text.strip().lower())
-    except ValueError:
-        raise InvalidArguments("topic must be one of: " + ", ".join(t.value for t in Topic)) from None
+    typed = text.strip().lower()
+    for name in (typed, typed + "s"):  # "backup" is what people type for backups
+        if name in _TOPICS:
+            return Topic(name)
+    raise InvalidArguments(f"'{typed[:30]}' is not a topic; one of: " + ", ".join(t.value for t in Topic))
+
+
+_TOPICS = frozenset(t.value for t in Topic)
 
 
 def _company_for(principal: Principal, *, everyone: bool, topic: Topic) -> int | None:

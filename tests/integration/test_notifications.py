@@ -123,6 +123,14 @@ def test_subscribe_list_unsubscribe_in_the_channel(w: World) -> None:
     assert "removed subscription 1" in w.run("notify unsubscribe 1", as_="alice@acme.example", where=ACME_CH)
 
 
+def test_a_topic_may_be_typed_in_the_singular_and_a_wrong_one_is_quoted(w: World) -> None:
+    said = w.run("notify subscribe Backup", as_="alice@acme.example", where=ACME_CH)
+    assert "now hears about backups of your company" in said
+    wrong = w.run("notify subscribe bakups", as_="alice@acme.example", where=ACME_CH)
+    assert "'bakups' is not a topic; one of: backups, jobs, approvals, updates" in wrong
+    assert "no notification subscriptions" not in w.run("notify list", as_="alice@acme.example", where=ACME_CH)
+
+
 def test_a_backup_run_is_split_per_company_and_whole_for_the_provider(w: World) -> None:
     w.run("notify subscribe backups", as_="alice@acme.example", where=ACME_CH)
     w.run("notify subscribe backups", as_="carol@globex.example", where=GLOBEX_CH)
