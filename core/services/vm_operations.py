@@ -22,12 +22,6 @@ def _on(hv: Hypervisor | None, target: Target) -> tuple[Hypervisor, Guest]:
     return hv, target.guest
 
 
-def _no_lxc_reset(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> None:
-    if target.guest is not None and target.guest.kind == "lxc":
-        raise InvalidArguments("containers (lxc) have no reset; use vm reboot or vm stop")
-    _power_check("reset")(hv, target, params)
-
-
 # the state in which a power action has nothing to do, and what to say instead of queueing it (or asking an
 # approver to allow it): Proxmox would fail its task ("VM 101 already running", "VM 105 not running")
 _NOTHING_TO_DO = {
@@ -58,6 +52,15 @@ def _power_check(action: str) -> CheckFn:
         raise Conflict(f"{target.label} {said}")
 
     return check
+
+
+_refuse_idle_reset = _power_check("reset")
+
+
+def _reset_check(hv: Hypervisor | None, target: Target, params: dict[str, Any]) -> None:
+    if target.guest is not None and target.guest.kind == "lxc":
+        raise InvalidArguments("containers (lxc) have no reset; use vm reboot or vm stop")
+    _refuse_idle_reset(hv, target, params)
 
 
 def _power(action: str) -> StepsFn:
@@ -295,7 +298,7 @@ OPERATIONS: tuple[Operation, ...] = (
     _power_op("resume", Perm.VM_OPERATE, "resume", "Resume a suspended VM."),
     _power_op("stop", Perm.VM_DESTROY, "stop (hard)", "Stop a VM hard, like pulling the plug.", approval=True),
     _power_op("reset", Perm.VM_DESTROY, "reset", "Reset a VM hard (not for containers).", approval=True,
-              check=_no_lxc_reset),
+              check=_reset_check),
     Operation("vm.delete", Perm.VM_DESTROY, "delete", "Delete a VM and its disks.", GUEST, _delete,
               preview=_delete_preview, always_approval=True,
               result=lambda target, _params: f"{_name(target)} deleted with its disks", ended=_delete_ended,
