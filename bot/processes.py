@@ -170,9 +170,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from aiohttp import web
-
     from bot.bootstrap import build_app, build_server
+    from bot.server import run
 
     # work after an ack runs in threads; a short GIL switch interval hands the event loop back
     # sooner, so acks keep within Slack's 3 s even while those threads run Python code
@@ -184,10 +183,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log.warning("neither Slack nor Teams is configured: only /healthz will answer")
     log.info("serving on http://%s:%d", settings.http_host, settings.http_port)
     try:
-        # SIGTERM: stop listening, let requests in flight finish (up to the grace), then the work
-        # they started after answering (see bot.server's drain), then close
-        web.run_app(build_server(app), host=settings.http_host, port=settings.http_port, print=None,
-                    shutdown_timeout=settings.shutdown_grace)
+        run(build_server(app), host=settings.http_host, port=settings.http_port, grace=settings.shutdown_grace)
     finally:
         maintenance.stop()
         app.close()

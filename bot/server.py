@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +24,8 @@ from bot.events import route as events_route
 from bot.health import Readiness
 
 log = logging.getLogger(__name__)
+# how long the connections the listener accepted just before it closed take to reach aiohttp's books
+_ACCEPTS_SETTLE_SECONDS = 0.1
 APP_KEY = web.AppKey("pvebot", App)
 READINESS_KEY = web.AppKey("pvebot-readiness", Readiness)
 PULLS_KEY = web.AppKey("pvebot-pushed-pulls", PushedPulls)
@@ -105,3 +108,41 @@ async def _stop_pulls(web_app: web.Application) -> None:
 
 async def _close_readiness(web_app: web.Application) -> None:
     web_app[READINESS_KEY].close()
+
+
+def run(web_app: web.Application, *, host: str, port: int, grace: float) -> None:
+    """Serve ``web_app`` on ``host:port`` until SIGTERM or SIGINT, then stop gracefully: stop listening,
+    let requests in flight finish (up to ``grace`` seconds), then the work they started after
+    answering (:func:`_drain`). A second signal stops at once."""
+    asyncio.run(_serve_until_signalled(web_app, host=host, port=port, grace=grace))
+
+
+async def _serve_until_signalled(web_app: web.Application, *, host: str, port: int, grace: float) -> None:
+    runner = web.AppRunner(web_app, shutdown_timeout=grace)
+    await runner.setup()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+            # the system's default again: a second signal ends the process at once (Python's own
+            # for SIGINT, a KeyboardInterrupt, would still wait for the threads of work in flight)
+            signal.signal(signum, signal.SIG_DFL)
+        stopping.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop)
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        await stopping.wait()
+        # aiohttp closes the idle connections it knows of when it shuts down; one whose accept was
+        # still under way when the listener closed would be missed, and its handler would wait out
+        # the whole grace (aiohttp ignores the request of a connection once shutting down). So the
+        # listener closes first, and those accepts land before the shutdown begins.
+        await site.stop()
+        log.info("stopping: no new connections; finishing what is in flight (at most %s s)", grace)
+        await asyncio.sleep(_ACCEPTS_SETTLE_SECONDS)
+    finally:
+        await runner.cleanup()

@@ -3,13 +3,18 @@ settled and reported, never left RUNNING, and nobody's answer is lost."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -72,6 +77,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def _health_checks(base: str, process: subprocess.Popen[bytes]) -> None:
+    """``GET /healthz``, each on a new connection, until ``process`` has ended."""
+    while process.poll() is None:
+        try:
+            async with aiohttp.ClientSession() as fresh, fresh.get(f"{base}/healthz"):
+                pass
+        except aiohttp.ClientError:
+            await asyncio.sleep(0.005)
+
+
 SLACK_DOC = """\
 clusters:
   - {{name: lab, api_urls: ["{url}"], token_id: "{token}", token_secret_env: PVE_LAB_TOKEN,
@@ -84,20 +99,45 @@ users:
 """
 
 
-async def test_sigterm_to_serve_stops_accepting_and_still_posts_the_answer_it_owes(tmp_path: Path) -> None:
+@dataclass
+class Serving:
+    """A real ``pvebot serve`` process, Slack on, over a simulated cluster."""
+
+    process: subprocess.Popen[bytes]
+    base: str
+    sim: Any
+    slack: SlackSender
+    fake: FakeSlack
+    log: Path
+
+    def answers(self) -> list[Any]:
+        return [c for c in self.fake.calls if c.method in ("response_url", "chat.postMessage")]
+
+    async def stops_listening(self) -> bool:
+        """Whether a new connection is refused before the process ends."""
+        while self.process.poll() is None:
+            try:
+                async with aiohttp.ClientSession() as fresh, fresh.get(f"{self.base}/healthz"):
+                    pass
+            except aiohttp.ClientConnectionError:
+                return True
+        return False
+
+
+@asynccontextmanager
+async def serving(tmp_path: Path, *, grace: int) -> AsyncIterator[Serving]:
     sim = build_simulator()
     server = sim.start()
     port = _free_port()
-    # a grace well above the 2 s the owed answer takes, and no longer: a /healthz connection accepted in
-    # the very instant the listener closes is left waiting by aiohttp until the grace ends
     env = {"PVEBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'pvebot.db'}", "PVEBOT_SECRET_KEY": generate_key(),
            "PVE_LAB_TOKEN": TOKEN_SECRET, "PVEBOT_HTTP_PORT": str(port), "PVEBOT_LOG_LEVEL": "INFO",
-           "PVEBOT_SHUTDOWN_GRACE": "8"}
+           "PVEBOT_SHUTDOWN_GRACE": str(grace)}
     storage = open_storage(Settings.from_mapping(env))
     provision(storage, SLACK_DOC.format(url=server.url, token=TOKEN_ID, pin=server.fingerprint), env)
     storage.engine.dispose()
     base = f"http://127.0.0.1:{port}"
-    with FakeSlack() as fake, open(tmp_path / "serve.log", "ab") as log:
+    log_path = tmp_path / "serve.log"
+    with FakeSlack() as fake, open(log_path, "ab") as log:
         env.update({"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
                     "PVEBOT_SLACK_API_URL": fake.api_url})
         process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, stdout=log,
@@ -112,30 +152,48 @@ async def test_sigterm_to_serve_stops_accepting_and_still_posts_the_answer_it_ow
                                 break
                     except aiohttp.ClientConnectionError:
                         assert time.monotonic() < deadline and process.poll() is None, "serve did not start"
-                        time.sleep(0.05)
-                # Proxmox answers the listing only after 2 s: the ack goes out, the answer is owed
-                sim.faults.slow(2.0)
-                sent = await SlackSender(session, bot_url=base, fake=fake).command("vm list", as_="bob@acme.example")
-                assert sent.status == 200
-                process.send_signal(signal.SIGTERM)
-                # it stops accepting at once ...
-                refused = False
-                while not refused and process.poll() is None:
-                    try:
-                        async with aiohttp.ClientSession() as fresh, fresh.get(f"{base}/healthz"):
-                            pass
-                    except aiohttp.ClientConnectionError:
-                        refused = True
-                assert refused
-            # ... and exits cleanly once the owed answer is posted
-            assert process.wait(timeout=30) == 0
+                        await asyncio.sleep(0.05)
+                yield Serving(process, base, sim, SlackSender(session, bot_url=base, fake=fake), fake, log_path)
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait()
             sim.stop()
-        answers = [c for c in fake.calls if c.method in ("response_url", "chat.postMessage")]
-    assert any("web-01" in str(c.args) for c in answers), (tmp_path / "serve.log").read_text()
+
+
+async def _owe_an_answer(serve: Serving, *, proxmox_takes: float) -> None:
+    """A status asked in Slack, acked at once, whose answer waits ``proxmox_takes`` seconds for Proxmox
+    (a status always asks Proxmox: the cached inventory cannot answer it)."""
+    serve.sim.faults.slow(proxmox_takes, count=10)
+    sent = await serve.slack.command("vm status web-01", as_="bob@acme.example")
+    assert sent.status == 200 and not serve.answers()
+
+
+async def test_sigterm_to_serve_stops_accepting_and_still_posts_the_answer_it_owes(tmp_path: Path) -> None:
+    grace = 20  # far above the 2 s the owed answer takes: a stop that waited it out would show
+    async with serving(tmp_path, grace=grace) as serve:
+        await _owe_an_answer(serve, proxmox_takes=2.0)
+        # a load balancer's health checks go on through the stop, on new connections
+        checks = [asyncio.create_task(_health_checks(serve.base, serve.process)) for _ in range(4)]
+        serve.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert await serve.stops_listening()  # it stops accepting at once ...
+        # ... and exits cleanly once the owed answer is posted, not when the grace runs out (a
+        # connection accepted as the listener closed once held it that long)
+        assert await asyncio.to_thread(serve.process.wait, timeout=grace + 10) == 0
+        took = time.monotonic() - signalled
+        await asyncio.gather(*checks)
+        assert any("web-01" in str(c.args) for c in serve.answers()), serve.log.read_text()
+        assert took < grace / 2, serve.log.read_text()
+
+
+async def test_a_second_sigterm_stops_serve_at_once(tmp_path: Path) -> None:
+    async with serving(tmp_path, grace=60) as serve:
+        await _owe_an_answer(serve, proxmox_takes=30.0)
+        serve.process.send_signal(signal.SIGTERM)
+        assert await serve.stops_listening()  # stopping, and waiting for the answer it owes
+        serve.process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(serve.process.wait, timeout=10) == -signal.SIGTERM
 
 
 @pytest.mark.redis
