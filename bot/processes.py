@@ -181,7 +181,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     maintenance = _maintenance(app)
     if not (settings.slack_signing_secret or settings.slack_app_token or settings.microsoft_app_id):
         log.warning("neither Slack nor Teams is configured: only /healthz will answer")
-    log.info("serving on http://%s:%d", settings.http_host, settings.http_port)
     try:
         run(build_server(app), host=settings.http_host, port=settings.http_port, grace=settings.shutdown_grace)
     finally:

@@ -11,7 +11,9 @@ Prometheus' text format.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.bootstrap import App
+from bot.config import SettingsError
 from bot.events import PushedPulls
 from bot.events import route as events_route
 from bot.health import Readiness
@@ -135,7 +138,11 @@ async def _serve_until_signalled(web_app: web.Application, *, host: str, port: i
         loop.add_signal_handler(signum, stop)
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:
+            raise _cannot_listen(host, port, e) from None
+        log.info("serving on http://%s:%d", host, port)
         await stopping.wait()
         # aiohttp closes the idle connections it knows of when it shuts down; one whose accept was
         # still under way when the listener closed would be missed, and its handler would wait out
@@ -146,3 +153,13 @@ async def _serve_until_signalled(web_app: web.Application, *, host: str, port: i
         await asyncio.sleep(_ACCEPTS_SETTLE_SECONDS)
     finally:
         await runner.cleanup()
+
+
+def _cannot_listen(host: str, port: int, error: OSError) -> SettingsError:
+    """A port taken, or an address this machine does not have: a setting to change, said in a line."""
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    if error.errno == errno.EADDRINUSE:
+        return SettingsError("PVEBOT_HTTP_PORT", f"cannot listen on {host}:{port}: {reason.lower()}; "
+                                                 "choose another port (--port or PVEBOT_HTTP_PORT)")
+    return SettingsError("PVEBOT_HTTP_HOST", f"cannot listen on {host}:{port}: {reason.lower()}; "
+                                             "choose an address of this machine (--host or PVEBOT_HTTP_HOST)")

@@ -1,7 +1,7 @@
 """``pvebot serve --host H --port P``: the flags win over ``PVEBOT_HTTP_HOST``/``PVEBOT_HTTP_PORT``.
 
-One test really starts ``pvebot serve`` in a child process on a free loopback port and asks it
-for ``/healthz``.
+Two tests really start ``pvebot serve`` in a child process: on a free loopback port, where it answers
+``/healthz``, and on a port already taken, which it says in one line.
 """
 
 from __future__ import annotations
@@ -79,14 +79,18 @@ def _healthz(url: str, process: subprocess.Popen[bytes], *, patience: float = 60
             time.sleep(0.1)
 
 
+def _serve_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PVEBOT_", "SLACK_", "MICROSOFT_"))}
+    return {**env, "PVEBOT_DATA_DIR": str(tmp_path / "data"), "PVEBOT_SECRET_KEY": generate_key(),
+            "PYTHONPATH": str(ROOT)}
+
+
 def test_serve_listens_where_the_flags_say(tmp_path: Path) -> None:
     port, env_port = _free_port(), _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PVEBOT_", "SLACK_", "MICROSOFT_"))}
-    env.update(PVEBOT_DATA_DIR=str(tmp_path / "data"), PVEBOT_SECRET_KEY=generate_key(),
-               PVEBOT_HTTP_HOST="0.0.0.0", PVEBOT_HTTP_PORT=str(env_port))
+    env = {**_serve_env(tmp_path), "PVEBOT_HTTP_HOST": "0.0.0.0", "PVEBOT_HTTP_PORT": str(env_port)}
     process = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
         assert _healthz(f"http://127.0.0.1:{port}/healthz", process) == {"status": "ok"}
@@ -100,3 +104,17 @@ def test_serve_listens_where_the_flags_say(tmp_path: Path) -> None:
             process.kill()
             _, err = process.communicate()
     assert b"Traceback" not in err, err.decode(errors="replace")
+
+
+def test_a_port_already_taken_is_said_in_one_line(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], cwd=tmp_path,
+                              env=_serve_env(tmp_path), capture_output=True, timeout=60)
+    assert done.returncode == 2
+    err = done.stderr.decode()
+    assert (f"pvebot: PVEBOT_HTTP_PORT: cannot listen on 127.0.0.1:{port}: address already in use; "
+            "choose another port (--port or PVEBOT_HTTP_PORT)") in err
+    assert "Traceback" not in err and "serving on" not in err
