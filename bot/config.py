@@ -6,6 +6,7 @@ that one line and exits, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,18 @@ class SettingsError(Exception):
     def __init__(self, variable: str, message: str) -> None:
         self.variable = variable
         super().__init__(f"{variable}: {message}")
+
+
+def cannot_listen(host: str, port: int, error: OSError, *, port_settings: tuple[str, ...],
+                  host_settings: tuple[str, ...]) -> SettingsError:
+    """A port taken, or an address this machine does not have: a setting to change, said in a line
+    that names the first of the settings (variables or flags) that choose it and offers them all."""
+    reason = (os.strerror(error.errno) if error.errno else str(error)).lower()
+    where = f"cannot listen on {host}:{port}: {reason}"
+    if error.errno == errno.EADDRINUSE:
+        return SettingsError(port_settings[0], f"{where}; choose another port ({' or '.join(port_settings)})")
+    return SettingsError(host_settings[0],
+                         f"{where}; choose an address of this machine ({' or '.join(host_settings)})")
 
 
 def _default_data_dir(env: Mapping[str, str]) -> Path:

@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bot.config import Settings
+from bot.config import Settings, SettingsError, cannot_listen
 
 if TYPE_CHECKING:
     from adapters.shell.session import ShellSession
@@ -145,18 +145,22 @@ def _shell(args: argparse.Namespace, settings: Settings) -> int:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from bot.bootstrap import build_app, build_worker
-    from bot.config import SettingsError
 
     if settings.redis_url is None:  # before build_app, which would start an embedded queue
         raise SettingsError("PVEBOT_REDIS_URL", "is not set: 'pvebot worker' serves a Redis queue")
     app = build_app(settings)
     worker = build_worker(app)  # installs app.deps as what this process's jobs run with
-    maintenance = _maintenance(app)
     if args.metrics_port is not None:
         from adapters.metrics import serve_metrics
 
-        serve_metrics(app.telemetry, host=settings.http_host, port=args.metrics_port)
+        try:
+            serve_metrics(app.telemetry, host=settings.http_host, port=args.metrics_port)
+        except OSError as e:
+            app.close()
+            raise cannot_listen(settings.http_host, args.metrics_port, e, port_settings=("--metrics-port",),
+                                host_settings=("PVEBOT_HTTP_HOST",)) from None
         log.info("worker metrics on http://%s:%d/metrics", settings.http_host, args.metrics_port)
+    maintenance = _maintenance(app)
     # SIGTERM is RQ's warm shutdown: the current job finishes, then the worker exits. A second
     # SIGTERM (cold shutdown) raises SystemExit inside the job, which the job runner settles as
     # failed and reports before the process ends: no job is left RUNNING either way.

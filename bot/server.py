@@ -11,9 +11,7 @@ Prometheus' text format.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import os
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.bootstrap import App
-from bot.config import SettingsError
+from bot.config import cannot_listen
 from bot.events import PushedPulls
 from bot.events import route as events_route
 from bot.health import Readiness
@@ -141,7 +139,8 @@ async def _serve_until_signalled(web_app: web.Application, *, host: str, port: i
         try:
             await site.start()
         except OSError as e:
-            raise _cannot_listen(host, port, e) from None
+            raise cannot_listen(host, port, e, port_settings=("PVEBOT_HTTP_PORT", "--port"),
+                                host_settings=("PVEBOT_HTTP_HOST", "--host")) from None
         log.info("serving on http://%s:%d", host, port)
         await stopping.wait()
         # aiohttp closes the idle connections it knows of when it shuts down; one whose accept was
@@ -154,12 +153,3 @@ async def _serve_until_signalled(web_app: web.Application, *, host: str, port: i
     finally:
         await runner.cleanup()
 
-
-def _cannot_listen(host: str, port: int, error: OSError) -> SettingsError:
-    """A port taken, or an address this machine does not have: a setting to change, said in a line."""
-    reason = os.strerror(error.errno) if error.errno else str(error)
-    if error.errno == errno.EADDRINUSE:
-        return SettingsError("PVEBOT_HTTP_PORT", f"cannot listen on {host}:{port}: {reason.lower()}; "
-                                                 "choose another port (--port or PVEBOT_HTTP_PORT)")
-    return SettingsError("PVEBOT_HTTP_HOST", f"cannot listen on {host}:{port}: {reason.lower()}; "
-                                             "choose an address of this machine (--host or PVEBOT_HTTP_HOST)")

@@ -1,7 +1,8 @@
 """``pvebot serve --host H --port P``: the flags win over ``PVEBOT_HTTP_HOST``/``PVEBOT_HTTP_PORT``.
 
-Two tests really start ``pvebot serve`` in a child process: on a free loopback port, where it answers
-``/healthz``, and on a port already taken, which it says in one line.
+Some tests really start ``pvebot serve`` in a child process: on a free loopback port, where it answers
+``/healthz``, and on a port already taken, which it says in one line (as ``pvebot worker`` does of its
+``--metrics-port``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from adapters.crypto import generate_key
 from bot import cli
 from bot.config import Settings
 from bot.processes import serve_settings
+from tests.support import REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,15 +108,30 @@ def test_serve_listens_where_the_flags_say(tmp_path: Path) -> None:
     assert b"Traceback" not in err, err.decode(errors="replace")
 
 
-def test_a_port_already_taken_is_said_in_one_line(tmp_path: Path) -> None:
+def _on_a_taken_port(tmp_path: Path, *args: str) -> tuple[int, int, str]:
+    """``pvebot <args> <port>`` while something else listens on that port: (port, exit code, stderr)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], cwd=tmp_path,
-                              env=_serve_env(tmp_path), capture_output=True, timeout=60)
-    assert done.returncode == 2
-    err = done.stderr.decode()
+        done = subprocess.run([sys.executable, "-m", "bot.cli", *args, str(port)], cwd=tmp_path,
+                              env={**_serve_env(tmp_path), "PVEBOT_REDIS_URL": REDIS_URL}, capture_output=True,
+                              timeout=60)
+    return port, done.returncode, done.stderr.decode()
+
+
+def test_a_port_already_taken_is_said_in_one_line(tmp_path: Path) -> None:
+    port, code, err = _on_a_taken_port(tmp_path, "serve", "--port")
+    assert code == 2
     assert (f"pvebot: PVEBOT_HTTP_PORT: cannot listen on 127.0.0.1:{port}: address already in use; "
-            "choose another port (--port or PVEBOT_HTTP_PORT)") in err
+            "choose another port (PVEBOT_HTTP_PORT or --port)") in err
     assert "Traceback" not in err and "serving on" not in err
+
+
+@pytest.mark.redis
+def test_a_workers_metrics_port_already_taken_is_said_in_one_line(tmp_path: Path) -> None:
+    port, code, err = _on_a_taken_port(tmp_path, "worker", "--burst", "--metrics-port")
+    assert code == 2
+    assert (f"pvebot: --metrics-port: cannot listen on 127.0.0.1:{port}: address already in use; "
+            "choose another port (--metrics-port)") in err
+    assert "Traceback" not in err
