@@ -119,8 +119,6 @@ def run(web_app: web.Application, *, host: str, port: int, grace: float) -> None
 
 
 async def _serve_until_signalled(web_app: web.Application, *, host: str, port: int, grace: float) -> None:
-    runner = web.AppRunner(web_app, shutdown_timeout=grace)
-    await runner.setup()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -132,9 +130,15 @@ async def _serve_until_signalled(web_app: web.Application, *, host: str, port: i
             signal.signal(signum, signal.SIG_DFL)
         stopping.set()
 
+    # before the start-up, which can take a while (Socket Mode connects to Slack in it): a signal
+    # then stops the start as gracefully as it stops the serving
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)
+    runner = web.AppRunner(web_app, shutdown_timeout=grace)
+    await runner.setup()
     try:
+        if stopping.is_set():
+            return
         site = web.TCPSite(runner, host, port)
         try:
             await site.start()

@@ -25,7 +25,7 @@ from bot.config import Settings
 from core.services.jobs import STOPPED_MIDWAY
 from tests.e2e.shell_world import ROOT, job_ids, world
 from tests.proxmox_support import TOKEN_ID, TOKEN_SECRET, build_simulator
-from tests.slack_support import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackSender
+from tests.slack_support import FakeSlack, SlackSender, slack_env
 from tests.support import provision
 
 
@@ -125,7 +125,9 @@ class Serving:
 
 
 @asynccontextmanager
-async def serving(tmp_path: Path, *, grace: int) -> AsyncIterator[Serving]:
+async def serving(tmp_path: Path, *, grace: int, socket_mode: bool = False) -> AsyncIterator[Serving]:
+    """``pvebot serve``, once it answers ``/healthz``; in Socket Mode (``socket_mode``) as soon as it has
+    connected to Slack, which it does in its start-up, before it listens."""
     sim = build_simulator()
     server = sim.start()
     port = _free_port()
@@ -138,14 +140,15 @@ async def serving(tmp_path: Path, *, grace: int) -> AsyncIterator[Serving]:
     base = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "serve.log"
     with FakeSlack() as fake, open(log_path, "ab") as log:
-        env.update({"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-                    "PVEBOT_SLACK_API_URL": fake.api_url})
+        env.update(slack_env(fake, socket_mode=socket_mode))
         process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, stdout=log,
                                    stderr=subprocess.STDOUT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)})
         try:
             async with aiohttp.ClientSession() as session:
                 deadline = time.monotonic() + 30
-                while True:
+                if socket_mode:
+                    await fake.wait_for(lambda f: f.connected() or process.poll() is not None, timeout=30)
+                while not socket_mode:
                     try:
                         async with session.get(f"{base}/healthz") as answer:
                             if answer.status == 200:
@@ -194,6 +197,13 @@ async def test_a_second_sigterm_stops_serve_at_once(tmp_path: Path) -> None:
         assert await serve.stops_listening()  # stopping, and waiting for the answer it owes
         serve.process.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(serve.process.wait, timeout=10) == -signal.SIGTERM
+
+
+async def test_sigterm_while_serve_starts_in_socket_mode_stops_it_cleanly(tmp_path: Path) -> None:
+    async with serving(tmp_path, grace=20, socket_mode=True) as serve:
+        serve.process.send_signal(signal.SIGTERM)  # connected to Slack, its start-up perhaps not over
+        assert await asyncio.to_thread(serve.process.wait, timeout=30) == 0, serve.log.read_text()
+        await serve.fake.wait_for(lambda f: not f.connected())  # and it said goodbye to Slack
 
 
 @pytest.mark.redis
