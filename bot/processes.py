@@ -19,17 +19,17 @@ log = logging.getLogger("pvebot")
 def add_commands(sub: Any) -> None:
     demo = sub.add_parser("demo", help="everything embedded: simulated Proxmox, two companies, a chat shell")
     demo.add_argument("--as", dest="email", default="alice@acme.example", help="demo user to act as")
-    demo.add_argument("--task-seconds", type=float, default=1.5, help="how long simulated Proxmox tasks take")
+    demo.add_argument("--task-seconds", type=_seconds, default=1.5, help="how long simulated Proxmox tasks take")
     demo.set_defaults(handler=_demo)
 
     shell = sub.add_parser("shell", help="a chat shell against the configured database, queue and clusters")
     shell.add_argument("--as", dest="email", required=True, help="act as this pvebot user")
-    shell.add_argument("--wait", type=float, default=120.0, help="seconds to wait for jobs at end of input")
+    shell.add_argument("--wait", type=_seconds, default=120.0, help="seconds to wait for jobs at end of input")
     shell.set_defaults(handler=_shell)
 
     worker = sub.add_parser("worker", help="run an RQ worker on PVEBOT_REDIS_URL")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
-    worker.add_argument("--metrics-port", type=int, metavar="P",
+    worker.add_argument("--metrics-port", type=_port, metavar="P",
                         help="serve this worker's Prometheus metrics on PVEBOT_HTTP_HOST:P/metrics")
     worker.set_defaults(handler=_worker)
 
@@ -51,6 +51,16 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError("a port is from 1 to 65535")
     return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text[:20]}' is not a number of seconds") from None
+    if not 0 <= seconds < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError("seconds are 0 or more")
+    return seconds
 
 
 def serve_settings(args: argparse.Namespace, settings: Settings) -> Settings:

@@ -58,6 +58,20 @@ def test_a_bad_port_flag_is_refused_by_the_parser(port: str, why: str, capsys: p
     assert f"argument --port: {why}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("argv", "why"), [
+    (["worker", "--metrics-port", "0"], "argument --metrics-port: a port is from 1 to 65535"),
+    (["demo", "--task-seconds", "-1"], "argument --task-seconds: seconds are 0 or more"),
+    (["demo", "--task-seconds", "nan"], "argument --task-seconds: seconds are 0 or more"),
+    (["shell", "--as", "bob@acme.example", "--wait", "soon"], "argument --wait: 'soon' is not a number of seconds"),
+])
+def test_other_bad_flags_are_refused_by_the_parser(argv: list[str], why: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.build_parser().parse_args(argv)
+    assert caught.value.code == 2
+    assert why in capsys.readouterr().err
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
