@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,11 @@ def cannot_listen(host: str, port: int, error: OSError, *, port_settings: tuple[
                   host_settings: tuple[str, ...]) -> SettingsError:
     """A port taken, or an address this machine does not have: a setting to change, said in a line
     that names the first of the settings (variables or flags) that choose it and offers them all."""
-    reason = (os.strerror(error.errno) if error.errno else str(error)).lower()
+    if isinstance(error, socket.gaierror):  # a host name that does not resolve: its errno is the resolver's
+        reason = str(error.strerror)
+    else:  # asyncio's own text repeats the address: the system's words for the errno alone
+        reason = os.strerror(error.errno) if error.errno else str(error)
+    reason = reason.lower()
     where = f"cannot listen on {host}:{port}: {reason}"
     if error.errno == errno.EADDRINUSE:
         return SettingsError(port_settings[0], f"{where}; choose another port ({' or '.join(port_settings)})")

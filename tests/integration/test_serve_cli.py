@@ -22,7 +22,7 @@ import pytest
 
 from adapters.crypto import generate_key
 from bot import cli
-from bot.config import Settings
+from bot.config import Settings, cannot_listen
 from bot.processes import serve_settings
 from tests.support import REDIS_URL
 
@@ -149,3 +149,22 @@ def test_a_workers_metrics_port_already_taken_is_said_in_one_line(tmp_path: Path
     assert (f"pvebot: --metrics-port: cannot listen on 127.0.0.1:{port}: address already in use; "
             "choose another port (--metrics-port)") in err
     assert "Traceback" not in err
+
+
+def test_an_address_the_machine_lacks_is_said_in_one_line(tmp_path: Path) -> None:
+    port = _free_port()
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "serve", "--host", "192.0.2.1", "--port", str(port)],
+                          cwd=tmp_path, env=_serve_env(tmp_path), capture_output=True, timeout=60)
+    assert done.returncode == 2
+    err = done.stderr.decode()
+    assert (f"pvebot: PVEBOT_HTTP_HOST: cannot listen on 192.0.2.1:{port}: cannot assign requested address; "
+            "choose an address of this machine (PVEBOT_HTTP_HOST or --host)") in err
+    assert "Traceback" not in err
+
+
+def test_a_host_name_that_does_not_resolve_is_said_in_the_resolvers_words() -> None:
+    error = cannot_listen("nosuch.invalid", 3000, socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+                          port_settings=("PVEBOT_HTTP_PORT",), host_settings=("PVEBOT_HTTP_HOST", "--host"))
+    assert str(error) == ("PVEBOT_HTTP_HOST: cannot listen on nosuch.invalid:3000: name or service not known; "
+                          "choose an address of this machine (PVEBOT_HTTP_HOST or --host)")
+
