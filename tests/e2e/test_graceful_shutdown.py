@@ -23,6 +23,7 @@ from adapters.crypto import generate_key
 from bot.bootstrap import open_storage
 from bot.config import Settings
 from core.services.jobs import STOPPED_MIDWAY
+from pvesim import PveSimulator
 from tests.e2e.shell_world import ROOT, job_ids, world
 from tests.proxmox_support import TOKEN_ID, TOKEN_SECRET, build_simulator
 from tests.slack_support import FakeSlack, SlackSender, slack_env
@@ -105,7 +106,7 @@ class Serving:
 
     process: subprocess.Popen[bytes]
     base: str
-    sim: Any
+    sim: PveSimulator
     slack: SlackSender
     fake: FakeSlack
     log: Path
