@@ -24,8 +24,9 @@ class SettingsError(Exception):
 
 def cannot_listen(host: str, port: int, error: OSError, *, port_settings: tuple[str, ...],
                   host_settings: tuple[str, ...]) -> SettingsError:
-    """A port taken, or an address this machine does not have: a setting to change, said in a line
-    that names the first of the settings (variables or flags) that choose it and offers them all."""
+    """A port taken, an address this machine does not have or a host name that does not resolve: a
+    setting to change, said in a line that names the first of the settings (variables or flags) that
+    choose it and offers them all."""
     if isinstance(error, socket.gaierror):  # a host name that does not resolve: its errno is the resolver's
         reason = str(error.strerror)
     else:  # asyncio's own text repeats the address: the system's words for the errno alone

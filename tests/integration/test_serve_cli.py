@@ -1,8 +1,8 @@
 """``pvebot serve --host H --port P``: the flags win over ``PVEBOT_HTTP_HOST``/``PVEBOT_HTTP_PORT``.
 
 Some tests really start ``pvebot serve`` in a child process: on a free loopback port, where it answers
-``/healthz``, and on a port already taken, which it says in one line (as ``pvebot worker`` does of its
-``--metrics-port``).
+``/healthz``, and on a port already taken or an address the machine lacks, which it says in one line (as
+``pvebot worker`` does of a taken ``--metrics-port``).
 """
 
 from __future__ import annotations
@@ -122,16 +122,20 @@ def test_serve_listens_where_the_flags_say(tmp_path: Path) -> None:
     assert b"Traceback" not in err, err.decode(errors="replace")
 
 
+def _pvebot(tmp_path: Path, *args: str) -> tuple[int, str]:
+    """``pvebot <args>`` run to its end: (exit code, stderr)."""
+    done = subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=tmp_path,
+                          env={**_serve_env(tmp_path), "PVEBOT_REDIS_URL": REDIS_URL}, capture_output=True, timeout=60)
+    return done.returncode, done.stderr.decode()
+
+
 def _on_a_taken_port(tmp_path: Path, *args: str) -> tuple[int, int, str]:
     """``pvebot <args> <port>`` while something else listens on that port: (port, exit code, stderr)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "bot.cli", *args, str(port)], cwd=tmp_path,
-                              env={**_serve_env(tmp_path), "PVEBOT_REDIS_URL": REDIS_URL}, capture_output=True,
-                              timeout=60)
-    return port, done.returncode, done.stderr.decode()
+        return (port, *_pvebot(tmp_path, *args, str(port)))
 
 
 def test_a_port_already_taken_is_said_in_one_line(tmp_path: Path) -> None:
@@ -153,10 +157,8 @@ def test_a_workers_metrics_port_already_taken_is_said_in_one_line(tmp_path: Path
 
 def test_an_address_the_machine_lacks_is_said_in_one_line(tmp_path: Path) -> None:
     port = _free_port()
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "serve", "--host", "192.0.2.1", "--port", str(port)],
-                          cwd=tmp_path, env=_serve_env(tmp_path), capture_output=True, timeout=60)
-    assert done.returncode == 2
-    err = done.stderr.decode()
+    code, err = _pvebot(tmp_path, "serve", "--host", "192.0.2.1", "--port", str(port))
+    assert code == 2
     assert (f"pvebot: PVEBOT_HTTP_HOST: cannot listen on 192.0.2.1:{port}: cannot assign requested address; "
             "choose an address of this machine (PVEBOT_HTTP_HOST or --host)") in err
     assert "Traceback" not in err
